@@ -1,0 +1,27 @@
+//! gridwork-core: the offline-first core of the Gridwork phone app.
+//!
+//! Everything a grid worker's phone does without a network lives here: an
+//! encrypted on-device store, incident capture with photo evidence, and a
+//! durable outbox for the sync engine. [`Gridwork`] is the one facade the
+//! bindings and the CLI call.
+
+pub mod capture;
+pub mod clock;
+pub mod error;
+pub mod facade;
+pub mod geo;
+pub mod model;
+pub mod outbox;
+pub mod photo;
+pub mod store;
+pub mod text;
+
+pub use capture::DraftFields;
+pub use error::{Error, Result};
+pub use facade::{Gridwork, GridworkConfig};
+pub use geo::GeoPoint;
+pub use model::{Category, Grid, Incident, IncidentDetail, IncidentFilter, IncidentStatus, Photo, SyncState};
+pub use outbox::{Operation, OperationState, OutboxSummary, ParkReason};
+pub use photo::{PhotoLimits, Rendition};
+pub use store::{Durability, OpenReport};
+pub use uuid::Uuid;

@@ -1,0 +1,288 @@
+//! The photo evidence pipeline.
+//!
+//! `ingest` takes a file path from the camera or gallery and, before any row
+//! is written: checks size and magic bytes, copies the bytes into the store
+//! while hashing them (SHA-256), reads the header's pixel size and refuses
+//! decompression bombs before decoding, reads EXIF, makes an oriented
+//! thumbnail by scaled decoding, computes a perceptual hash, and leaves the
+//! original and the thumbnail durable on disk under their hash. The caller
+//! then commits the database row; a crash in between leaves only orphan
+//! files, which the sweeper removes.
+
+pub mod decode;
+pub mod exif;
+pub mod format;
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::store::files::{sync_dir, write_durably};
+pub use exif::ExifFacts;
+pub use format::PhotoFormat;
+
+pub const THUMBNAIL_LONG_EDGE: u32 = 320;
+const THUMBNAIL_QUALITY: u8 = 80;
+const RENDITION_QUALITY: u8 = 85;
+
+/// Limits checked before decoding. The defaults take a 50 MP phone photo
+/// (8160x6120) and refuse anything that could exhaust a phone's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhotoLimits {
+    pub max_bytes: u64,
+    pub max_pixels: u64,
+    pub max_side: u32,
+}
+
+impl Default for PhotoLimits {
+    fn default() -> Self {
+        PhotoLimits { max_bytes: 64 << 20, max_pixels: 64_000_000, max_side: 16_384 }
+    }
+}
+
+/// What the upload should carry, chosen by the network policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rendition {
+    Original,
+    LongEdge2048,
+    LongEdge1280,
+}
+
+impl Rendition {
+    pub fn long_edge(self) -> Option<u32> {
+        match self {
+            Rendition::Original => None,
+            Rendition::LongEdge2048 => Some(2048),
+            Rendition::LongEdge1280 => Some(1280),
+        }
+    }
+}
+
+/// A photo that is durable on disk and ready for its row to be committed.
+#[derive(Debug)]
+pub struct IngestedPhoto {
+    pub sha256: String,
+    pub byte_size: u64,
+    pub format: PhotoFormat,
+    pub width: u32,
+    pub height: u32,
+    pub exif: ExifFacts,
+    pub dhash: u64,
+    pub thumbnail_width: u32,
+    pub thumbnail_height: u32,
+    /// Keeps the sweeper away from these files until the row is committed.
+    pub guard: IngestGuard,
+}
+
+/// The photo folder of one account.
+#[derive(Clone, Debug)]
+pub struct PhotoStore {
+    root: PathBuf,
+    in_progress: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Protects a just-written photo from the sweeper until dropped.
+#[derive(Debug)]
+pub struct IngestGuard {
+    sha256: String,
+    in_progress: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Drop for IngestGuard {
+    fn drop(&mut self) {
+        self.in_progress.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.sha256);
+    }
+}
+
+impl PhotoStore {
+    pub fn open(root: &Path) -> Result<PhotoStore> {
+        for dir in ["originals", "thumbs", "renditions", "tmp"] {
+            fs::create_dir_all(root.join(dir))?;
+        }
+        Ok(PhotoStore { root: root.to_owned(), in_progress: Arc::default() })
+    }
+
+    pub fn original_path(&self, sha256: &str, format: PhotoFormat) -> PathBuf {
+        self.root.join("originals").join(format!("{sha256}.{}", format.extension()))
+    }
+
+    pub fn thumbnail_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("thumbs").join(format!("{sha256}.jpg"))
+    }
+
+    pub fn rendition_path(&self, sha256: &str, long_edge: u32) -> PathBuf {
+        self.root.join("renditions").join(format!("{sha256}-{long_edge}.jpg"))
+    }
+
+    /// Run the whole pipeline on a source file. Nothing is left behind on
+    /// error except files the sweeper will remove.
+    pub fn ingest(&self, source: &Path, limits: PhotoLimits, default_utc_offset_minutes: i32) -> Result<IngestedPhoto> {
+        let metadata = fs::metadata(source).map_err(|_| Error::PhotoFileNotFound)?;
+        if !metadata.is_file() {
+            return Err(Error::PhotoFileNotFound);
+        }
+        if metadata.len() == 0 {
+            return Err(Error::PhotoEmpty);
+        }
+        if metadata.len() > limits.max_bytes {
+            return Err(Error::PhotoTooLarge { actual: metadata.len(), limit: limits.max_bytes });
+        }
+        let mut file = File::open(source).map_err(|_| Error::PhotoFileNotFound)?;
+        let mut head = [0u8; 32];
+        let head_len = read_up_to(&mut file, &mut head)?;
+        let format = format::sniff(&head[..head_len])?;
+
+        // One pass over the source: hash it, keep it in memory for decoding,
+        // and write the copy the store owns (the gallery file may vanish).
+        let tmp_path = self.root.join("tmp").join(format!("{}.part", uuid::Uuid::now_v7()));
+        let result = self.copy_and_process(&mut file, &head[..head_len], &tmp_path, format, limits, default_utc_offset_minutes);
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp_path);
+        }
+        result
+    }
+
+    fn copy_and_process(
+        &self,
+        source: &mut File,
+        head: &[u8],
+        tmp_path: &Path,
+        format: PhotoFormat,
+        limits: PhotoLimits,
+        default_utc_offset_minutes: i32,
+    ) -> Result<IngestedPhoto> {
+        let mut bytes = head.to_vec();
+        source.read_to_end(&mut bytes).map_err(|_| Error::PhotoFileNotFound)?;
+        if bytes.len() as u64 > limits.max_bytes {
+            // The file grew between stat and read.
+            return Err(Error::PhotoTooLarge { actual: bytes.len() as u64, limit: limits.max_bytes });
+        }
+        let (width, height) = format::header_size(format, &bytes)?;
+        if width > limits.max_side || height > limits.max_side || width as u64 * height as u64 > limits.max_pixels {
+            return Err(Error::PhotoTooManyPixels { width, height });
+        }
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let guard = self.guard(&sha256);
+
+        let exif = exif::read(&bytes, default_utc_offset_minutes);
+        let decoded = decode::decode_at_least(format, &bytes, THUMBNAIL_LONG_EDGE, limits.max_pixels)?;
+        let thumbnail = decode::fit_and_orient(decoded, THUMBNAIL_LONG_EDGE, exif.orientation);
+        let dhash = decode::dhash(&thumbnail);
+        let thumbnail_bytes = decode::encode_jpeg(&thumbnail, THUMBNAIL_QUALITY)?;
+
+        let original_path = self.original_path(&sha256, format);
+        if !original_path.exists() {
+            let mut tmp = File::create(tmp_path)?;
+            tmp.write_all(&bytes)?;
+            tmp.sync_all()?;
+            drop(tmp);
+            fs::rename(tmp_path, &original_path)?;
+            sync_dir(original_path.parent().expect("originals dir"))?;
+        }
+        let thumbnail_path = self.thumbnail_path(&sha256);
+        if !thumbnail_path.exists() {
+            write_durably(&thumbnail_path, &thumbnail_bytes)?;
+        }
+        Ok(IngestedPhoto {
+            sha256,
+            byte_size: bytes.len() as u64,
+            format,
+            width,
+            height,
+            exif,
+            dhash,
+            thumbnail_width: thumbnail.width(),
+            thumbnail_height: thumbnail.height(),
+            guard,
+        })
+    }
+
+    fn guard(&self, sha256: &str) -> IngestGuard {
+        self.in_progress.lock().unwrap_or_else(|e| e.into_inner()).insert(sha256.to_owned());
+        IngestGuard { sha256: sha256.to_owned(), in_progress: self.in_progress.clone() }
+    }
+
+    /// The file to upload under `rendition`: the original, or a JPEG whose
+    /// long edge is at most the rendition's, orientation applied, made once
+    /// and cached. Made on demand (by sync) rather than at capture, so the
+    /// capture a worker waits for stays fast.
+    pub fn rendition(
+        &self,
+        sha256: &str,
+        format: PhotoFormat,
+        orientation: u8,
+        rendition: Rendition,
+        limits: PhotoLimits,
+    ) -> Result<PathBuf> {
+        let original = self.original_path(sha256, format);
+        let Some(long_edge) = rendition.long_edge() else {
+            return Ok(original);
+        };
+        let path = self.rendition_path(sha256, long_edge);
+        if path.exists() {
+            return Ok(path);
+        }
+        let guard = self.guard(sha256);
+        let bytes = fs::read(&original).map_err(|_| Error::NotFound { what: "photo file" })?;
+        let (width, height) = format::header_size(format, &bytes)?;
+        if width.max(height) <= long_edge && format == PhotoFormat::Jpeg && orientation == 1 {
+            // Already small enough: sending the original costs nothing more.
+            return Ok(original);
+        }
+        let decoded = decode::decode_at_least(format, &bytes, long_edge, limits.max_pixels)?;
+        drop(bytes);
+        let image = decode::fit_and_orient(decoded, long_edge, orientation);
+        write_durably(&path, &decode::encode_jpeg(&image, RENDITION_QUALITY)?)?;
+        drop(guard);
+        Ok(path)
+    }
+
+    /// Remove every file whose hash no row references, and any temp file
+    /// when `include_temp` (only safe when no ingest runs: at open).
+    /// Returns how many files were removed.
+    pub fn sweep(&self, referenced: &HashSet<String>, include_temp: bool) -> Result<u64> {
+        let in_progress = self.in_progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut removed = 0;
+        for dir in ["originals", "thumbs", "renditions"] {
+            for entry in fs::read_dir(self.root.join(dir))? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let sha = name.get(..64).unwrap_or("");
+                if referenced.contains(sha) || in_progress.contains(sha) {
+                    continue;
+                }
+                if name.starts_with('.') && !include_temp {
+                    continue; // a durable write in progress
+                }
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        if include_temp {
+            for entry in fs::read_dir(self.root.join("tmp"))? {
+                fs::remove_file(entry?.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(Error::PhotoFileNotFound),
+        }
+    }
+    Ok(filled)
+}

@@ -1,0 +1,194 @@
+//! The on-device store: the one routine that opens a database, with its
+//! pragmas, encryption, migrations and corruption handling.
+//!
+//! Layout under the data directory, one folder per signed-in account so a
+//! shared phone (AB岗) never mixes two users' unsent work:
+//!
+//! ```text
+//! <data_dir>/accounts/<account key>/gridwork.db        SQLCipher database
+//!                                   gridwork.keycheck  key verifier
+//!                                   photos/...         evidence files
+//!                                   corrupt/...        databases moved aside
+//! ```
+//!
+//! The account key is a hash of the account id, so a user name never appears
+//! in a path.
+
+pub mod files;
+mod keycheck;
+pub mod migrations;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use keycheck::KeyCheck;
+
+/// Raw SQLCipher key length. Raw keys skip PBKDF2, so open stays fast; the
+/// key comes from Android Keystore / iOS Keychain, never from a person.
+pub const KEY_LENGTH: usize = 32;
+
+/// How hard a commit waits for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: a commit that returned survives power loss. The
+    /// default, because a capture acknowledged to the user must survive a
+    /// dead battery (see the capture benchmark for what it costs).
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: survives a killed process, may lose the last
+    /// commits on power loss. For benchmarks and bulk imports only.
+    Normal,
+}
+
+/// Paths of one account's partition.
+#[derive(Clone, Debug)]
+pub struct AccountPaths {
+    pub root: PathBuf,
+    pub database: PathBuf,
+    pub keycheck: PathBuf,
+    pub photos: PathBuf,
+    pub corrupt: PathBuf,
+}
+
+impl AccountPaths {
+    pub fn new(data_dir: &Path, account_id: &str) -> AccountPaths {
+        let digest = Sha256::digest(format!("gridwork-account:{account_id}").as_bytes());
+        let root = data_dir.join("accounts").join(hex::encode(&digest[..16]));
+        AccountPaths {
+            database: root.join("gridwork.db"),
+            keycheck: root.join("gridwork.keycheck"),
+            photos: root.join("photos"),
+            corrupt: root.join("corrupt"),
+            root,
+        }
+    }
+}
+
+/// What happened while opening, for the app to report.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OpenReport {
+    /// A new, empty database was created.
+    pub created: bool,
+    /// Schema version found on disk before migrating (0 for a new file).
+    pub schema_version_found: i64,
+    pub schema_version: i64,
+    /// The database was corrupt and moved aside to this path (kept, never
+    /// deleted: it may hold unsent evidence); a fresh one was opened.
+    pub corrupt_database_moved_to: Option<PathBuf>,
+    /// Operations found in flight (the process died mid-sync), now pending.
+    pub in_flight_recovered: u64,
+    /// Photo files no row referenced, removed by the sweeper.
+    pub orphan_files_removed: u64,
+    pub open_duration: Duration,
+}
+
+pub struct OpenedStore {
+    pub connection: Connection,
+    pub paths: AccountPaths,
+    pub report: OpenReport,
+}
+
+/// Open (creating if needed) the database of one account.
+pub fn open(data_dir: &Path, account_id: &str, key: &[u8], durability: Durability) -> Result<OpenedStore> {
+    let started = Instant::now();
+    if key.is_empty() {
+        return Err(Error::DatabaseKeyMissing);
+    }
+    if key.len() != KEY_LENGTH {
+        return Err(Error::DatabaseKeyLength { expected: KEY_LENGTH, actual: key.len() });
+    }
+    let paths = AccountPaths::new(data_dir, account_id);
+    fs::create_dir_all(&paths.root)?;
+
+    let existed = fs::metadata(&paths.database).map(|m| m.len() > 0).unwrap_or(false);
+    let key_check = if existed { keycheck::check(&paths.keycheck, key)? } else { KeyCheck::Absent };
+    if key_check == KeyCheck::Mismatch {
+        return Err(Error::DatabaseWrongKey);
+    }
+
+    let mut report = OpenReport { created: !existed, ..OpenReport::default() };
+    let (connection, found) = match open_connection(&paths.database, key, durability) {
+        Ok(opened) => opened,
+        Err(Error::DatabaseCorrupt) => {
+            report.corrupt_database_moved_to = Some(move_aside(&paths)?);
+            report.created = true;
+            open_connection(&paths.database, key, durability)?
+        }
+        // Without a verifier we cannot tell a wrong key from a corrupt
+        // first page; a wrong key is the answer that risks nothing.
+        Err(Error::DatabaseWrongKey) if key_check == KeyCheck::Matches => {
+            report.corrupt_database_moved_to = Some(move_aside(&paths)?);
+            report.created = true;
+            open_connection(&paths.database, key, durability)?
+        }
+        Err(other) => return Err(other),
+    };
+    if key_check != KeyCheck::Matches || report.created {
+        keycheck::write(&paths.keycheck, key)?;
+    }
+    report.schema_version_found = found;
+    report.schema_version = migrations::LATEST_VERSION;
+    report.open_duration = started.elapsed();
+    Ok(OpenedStore { connection, paths, report })
+}
+
+fn open_connection(path: &Path, key: &[u8], durability: Durability) -> Result<(Connection, i64)> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(classify)?;
+    conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex::encode(key))).map_err(classify)?;
+    // The first read decrypts page 1: a wrong key or a corrupt header fails here.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())).map_err(classify)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(classify)?;
+    let synchronous = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = {synchronous};
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;"
+    ))
+    .map_err(classify)?;
+    let found = migrations::migrate(&mut conn)?;
+    Ok((conn, found))
+}
+
+fn classify(error: rusqlite::Error) -> Error {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => Error::DatabaseWrongKey,
+        Some(ErrorCode::DatabaseCorrupt) => Error::DatabaseCorrupt,
+        _ => Error::from(error),
+    }
+}
+
+/// Rename the database and its WAL/SHM files into `corrupt/`, never delete.
+fn move_aside(paths: &AccountPaths) -> Result<PathBuf> {
+    fs::create_dir_all(&paths.corrupt)?;
+    let stamp = format!(
+        "{}-{}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
+        hex::encode(rand::random::<[u8; 4]>())
+    );
+    let target = paths.corrupt.join(format!("gridwork-{stamp}.db"));
+    fs::rename(&paths.database, &target)?;
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", paths.database.display()));
+        if side.exists() {
+            fs::rename(&side, format!("{}{suffix}", target.display()))?;
+        }
+    }
+    // Keep the verifier with the file so the moved database stays readable
+    // by the same key for later recovery.
+    if paths.keycheck.exists() {
+        fs::copy(&paths.keycheck, target.with_extension("keycheck"))?;
+    }
+    files::sync_dir(&paths.corrupt)?;
+    files::sync_dir(&paths.root)?;
+    Ok(target)
+}

@@ -1,0 +1,152 @@
+//! Operations a device queues in its outbox and pushes to the server.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What an operation asks the server to do. The string form is stable: it is
+/// stored in device outboxes and sent on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// Report a new incident (信息采集). Text first; photos follow as blobs.
+    SubmitIncident,
+    /// Upload one photo's bytes, addressed by SHA-256. Never sent to the push
+    /// endpoint itself: the device turns it into a resumable blob upload.
+    UploadPhoto,
+}
+
+impl OperationKind {
+    pub const ALL: [OperationKind; 2] = [OperationKind::SubmitIncident, OperationKind::UploadPhoto];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::SubmitIncident => "submit_incident",
+            OperationKind::UploadPhoto => "upload_photo",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
+    /// The newest payload schema version this code writes for the kind.
+    pub fn current_schema(self) -> u32 {
+        match self {
+            OperationKind::SubmitIncident => SubmitIncident::SCHEMA_VERSION,
+            OperationKind::UploadPhoto => UploadPhoto::SCHEMA_VERSION,
+        }
+    }
+}
+
+/// One operation as it travels in a push batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperationEnvelope {
+    pub op_id: Uuid,
+    pub entity_id: Uuid,
+    pub kind: OperationKind,
+    pub schema_version: u32,
+    /// Kind-specific payload, e.g. a serialized [`SubmitIncident`].
+    pub payload: serde_json::Value,
+}
+
+/// Times as the device saw them and corrected by the last known offset to
+/// server time. Both are kept because device clocks are often wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturedAt {
+    pub device_ms: i64,
+    pub corrected_ms: i64,
+}
+
+/// WGS84 position.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GeoPoint {
+    pub lat: f64,
+    pub lon: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_m: Option<f64>,
+}
+
+/// A photo announced with an incident; its bytes follow as a blob upload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhotoRef {
+    pub photo_id: Uuid,
+    pub sha256: String,
+    pub byte_size: u64,
+    pub mime_type: String,
+    pub width: u32,
+    pub height: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<GeoPoint>,
+    /// 64-bit difference hash as 16 hex digits, for duplicate detection.
+    pub dhash: String,
+}
+
+/// Payload of [`OperationKind::SubmitIncident`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubmitIncident {
+    pub incident_id: Uuid,
+    pub category_code: String,
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<GeoPoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid_code: Option<String>,
+    pub captured_at: CapturedAt,
+    pub submitted_at: CapturedAt,
+    pub photos: Vec<PhotoRef>,
+}
+
+impl SubmitIncident {
+    pub const SCHEMA_VERSION: u32 = 1;
+}
+
+/// Payload of [`OperationKind::UploadPhoto`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UploadPhoto {
+    pub incident_id: Uuid,
+    pub photo_id: Uuid,
+    pub sha256: String,
+    pub byte_size: u64,
+}
+
+impl UploadPhoto {
+    pub const SCHEMA_VERSION: u32 = 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_strings_round_trip_and_are_stable() {
+        assert_eq!(OperationKind::SubmitIncident.as_str(), "submit_incident");
+        assert_eq!(OperationKind::UploadPhoto.as_str(), "upload_photo");
+        for kind in OperationKind::ALL {
+            assert_eq!(OperationKind::parse(kind.as_str()), Some(kind));
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+        assert_eq!(OperationKind::parse("drop_table"), None);
+    }
+
+    #[test]
+    fn submit_incident_tolerates_unknown_fields_from_newer_writers() {
+        let json = serde_json::json!({
+            "incident_id": "0190c2a0-0000-7000-8000-000000000001",
+            "category_code": "0101",
+            "description": "垃圾堆放",
+            "captured_at": {"device_ms": 1, "corrected_ms": 2},
+            "submitted_at": {"device_ms": 3, "corrected_ms": 4},
+            "photos": [],
+            "field_from_the_future": true
+        });
+        let parsed: SubmitIncident = serde_json::from_value(json).unwrap();
+        assert_eq!(parsed.category_code, "0101");
+        assert_eq!(parsed.location, None);
+        assert_eq!(parsed.submitted_at.corrected_ms, 4);
+    }
+}
