@@ -289,3 +289,6 @@ pub fn summary(conn: &Connection, now_ms: i64) -> Result<OutboxSummary> {
     summary.photo_bytes_waiting = bytes as u64;
     Ok(summary)
 }
+
+#[cfg(test)]
+mod proptests;
