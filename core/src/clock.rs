@@ -12,6 +12,12 @@ pub trait Clock: Send + Sync {
     fn now_ms(&self) -> i64;
 }
 
+impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
+    fn now_ms(&self) -> i64 {
+        (**self).now_ms()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct SystemClock;
 

@@ -1,0 +1,179 @@
+//! The photo evidence pipeline on real JPEG, PNG and WebP files: EXIF (GPS,
+//! capture time, every orientation), oriented thumbnails, perceptual hashes,
+//! upload renditions and the sweeper.
+
+use gridwork_core::{DraftFields, Gridwork, Rendition};
+use gridwork_tests::*;
+use image::{GenericImageView, RgbImage};
+
+fn draft(gw: &Gridwork) -> gridwork_core::Uuid {
+    gw.create_draft(DraftFields { category_code: Some("0601".into()), description: "d".into(), ..Default::default() }).unwrap().id
+}
+
+/// Top-left quadrant red, the rest blue: shows where orientation moved it.
+fn marked(width: u32, height: u32) -> RgbImage {
+    RgbImage::from_fn(width, height, |x, y| {
+        if x < width / 2 && y < height / 2 { image::Rgb([230, 20, 20]) } else { image::Rgb([20, 20, 230]) }
+    })
+}
+
+fn red_corner(thumb: &image::DynamicImage) -> &'static str {
+    let (w, h) = thumb.dimensions();
+    let is_red = |x: u32, y: u32| {
+        let p = thumb.get_pixel(x, y);
+        p[0] > 150 && p[2] < 100
+    };
+    match (is_red(w / 4, h / 4), is_red(3 * w / 4, h / 4), is_red(w / 4, 3 * h / 4), is_red(3 * w / 4, 3 * h / 4)) {
+        (true, false, false, false) => "top-left",
+        (false, true, false, false) => "top-right",
+        (false, false, true, false) => "bottom-left",
+        (false, false, false, true) => "bottom-right",
+        other => panic!("no single red corner: {other:?}"),
+    }
+}
+
+#[test]
+fn every_exif_orientation_gives_an_upright_thumbnail() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let gw = open(dir.path(), "w");
+    let expected = [
+        (1, "top-left", (320, 160)),
+        (2, "top-right", (320, 160)),
+        (3, "bottom-right", (320, 160)),
+        (4, "bottom-left", (320, 160)),
+        (5, "top-left", (160, 320)),
+        (6, "top-right", (160, 320)),
+        (7, "bottom-right", (160, 320)),
+        (8, "bottom-left", (160, 320)),
+    ];
+    for (orientation, corner, size) in expected {
+        let spec = ExifSpec { orientation: Some(orientation), ..Default::default() };
+        let bytes = jpeg_bytes(&marked(1600, 800), 90, Some(&spec));
+        let id = draft(&gw);
+        let photo = gw.attach_photo(id, &write_file(files.path(), &format!("o{orientation}.jpg"), &bytes)).unwrap();
+        assert_eq!(photo.orientation, orientation as u8);
+        assert_eq!((photo.width, photo.height), (1600, 800), "stored size is the file's");
+        assert_eq!((photo.thumbnail_width, photo.thumbnail_height), size, "orientation {orientation}");
+        let thumb = image::open(&photo.thumbnail_path).unwrap();
+        assert_eq!(thumb.dimensions(), size);
+        assert_eq!(red_corner(&thumb), corner, "orientation {orientation}");
+    }
+}
+
+#[test]
+fn exif_capture_time_and_gps_land_in_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let gw = open(dir.path(), "w");
+    let id = draft(&gw);
+    let with_offset = ExifSpec {
+        taken_at: Some("2026:11:22 08:30:00".into()),
+        offset: Some("+08:00".into()),
+        gps: Some((31.230416, 121.473701)),
+        ..Default::default()
+    };
+    let a = gw.attach_photo(id, &write_file(files.path(), "a.jpg", &jpeg_bytes(&scene(640, 480, 7), 85, Some(&with_offset)))).unwrap();
+    assert_eq!(a.taken_at_ms, Some(1_795_336_200_000 - 8 * 3_600_000));
+    let location = a.exif_location.expect("gps");
+    assert!((location.lat - 31.230416).abs() < 1e-5 && (location.lon - 121.473701).abs() < 1e-5, "{location:?}");
+
+    // Southern/western hemisphere and no offset (device default +08:00).
+    let south_west = ExifSpec { taken_at: Some("2026:01:02 03:04:05".into()), gps: Some((-33.8688, -70.6693)), ..Default::default() };
+    let b = gw.attach_photo(id, &write_file(files.path(), "b.jpg", &jpeg_bytes(&scene(640, 480, 8), 85, Some(&south_west)))).unwrap();
+    let location = b.exif_location.unwrap();
+    assert!(location.lat < -33.86 && location.lon < -70.66);
+    assert_eq!(b.taken_at_ms, Some((1_767_323_045 - 8 * 3_600) * 1000));
+
+    // No EXIF at all is fine.
+    let c = gw.attach_photo(id, &write_file(files.path(), "c.jpg", &jpeg_bytes(&scene(640, 480, 9), 85, None))).unwrap();
+    assert_eq!((c.taken_at_ms, c.exif_location, c.orientation), (None, None, 1));
+}
+
+#[test]
+fn png_and_webp_are_accepted_with_thumbnails() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let gw = open(dir.path(), "w");
+    let id = draft(&gw);
+    for (name, bytes, mime) in [
+        ("s.png", png_bytes(&scene(1000, 500, 11)), "image/png"),
+        ("s.webp", webp_bytes(&scene(500, 1000, 12)), "image/webp"),
+    ] {
+        let photo = gw.attach_photo(id, &write_file(files.path(), name, &bytes)).unwrap();
+        assert_eq!(photo.mime_type, mime);
+        assert_eq!(photo.sha256, sha256_hex(&bytes));
+        assert_eq!(photo.thumbnail_width.max(photo.thumbnail_height), 320);
+        assert_eq!(image::open(&photo.thumbnail_path).unwrap().dimensions(), (photo.thumbnail_width, photo.thumbnail_height));
+        assert_eq!(std::fs::read(&photo.original_path).unwrap(), bytes);
+    }
+}
+
+#[test]
+fn large_jpeg_thumbnail_by_scaled_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let gw = open(dir.path(), "w");
+    let bytes = twelve_megapixel_jpeg(1);
+    let photo = gw.attach_photo(draft(&gw), &write_file(files.path(), "big.jpg", &bytes)).unwrap();
+    assert_eq!((photo.width, photo.height), (4000, 3000));
+    assert_eq!((photo.thumbnail_width, photo.thumbnail_height), (320, 240));
+    assert!(photo.exif_location.is_some() && photo.taken_at_ms.is_some());
+}
+
+#[test]
+fn perceptual_hash_finds_the_same_scene_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let gw = open(dir.path(), "w");
+    let id = draft(&gw);
+    let original = gw.attach_photo(id, &write_file(files.path(), "a.jpg", &jpeg_bytes(&scene(1200, 900, 21), 92, None))).unwrap();
+    // Same scene, smaller and more compressed: a re-used picture.
+    let resized = image::imageops::resize(&scene(1200, 900, 21), 600, 450, image::imageops::FilterType::Triangle);
+    let reused = gw.attach_photo(id, &write_file(files.path(), "b.jpg", &jpeg_bytes(&resized, 60, None))).unwrap();
+    let different = gw.attach_photo(id, &write_file(files.path(), "c.png", &png_bytes(&marked(1200, 900)))).unwrap();
+    assert_ne!(original.sha256, reused.sha256);
+    let similar = gw.similar_photos(original.id, 8).unwrap();
+    assert_eq!(similar.iter().map(|(p, _)| p.id).collect::<Vec<_>>(), [reused.id]);
+    assert!((original.dhash ^ different.dhash).count_ones() > 8);
+}
+
+#[test]
+fn upload_renditions_follow_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let gw = open(dir.path(), "w");
+    let spec = ExifSpec { orientation: Some(6), ..Default::default() };
+    let bytes = jpeg_bytes(&scene(3000, 2000, 31), 90, Some(&spec));
+    let photo = gw.attach_photo(draft(&gw), &write_file(files.path(), "r.jpg", &bytes)).unwrap();
+
+    let original = gw.photo_upload_file(photo.id, Rendition::Original).unwrap();
+    assert_eq!(std::fs::read(&original).unwrap(), bytes);
+    for (rendition, long_edge) in [(Rendition::LongEdge2048, 2048), (Rendition::LongEdge1280, 1280)] {
+        let path = gw.photo_upload_file(photo.id, rendition).unwrap();
+        let image = image::open(&path).unwrap();
+        // Orientation 6 applied: the 3000x2000 landscape file becomes portrait.
+        assert_eq!(image.dimensions(), (long_edge * 2 / 3 + (long_edge * 2 % 3 > 1) as u32, long_edge), "{rendition:?}");
+        assert!(std::fs::metadata(&path).unwrap().len() < bytes.len() as u64);
+        assert_eq!(gw.photo_upload_file(photo.id, rendition).unwrap(), path, "cached");
+    }
+    // Renditions of a referenced photo survive the sweeper.
+    assert_eq!(gw.sweep_orphan_files().unwrap(), 0);
+}
+
+#[test]
+fn sweeper_removes_only_unreferenced_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let gw = open(dir.path(), "w");
+    let kept = gw.attach_photo(draft(&gw), &write_file(files.path(), "k.jpg", &jpeg_bytes(&scene(300, 200, 41), 80, None))).unwrap();
+    let photos_dir = kept.original_path.parent().unwrap().parent().unwrap().to_owned();
+    let stray = photos_dir.join("originals").join(format!("{}.jpg", "ab".repeat(32)));
+    std::fs::write(&stray, b"left by a killed process").unwrap();
+    std::fs::write(photos_dir.join("tmp").join("x.part"), b"half written").unwrap();
+    drop(gw);
+    let gw = open(dir.path(), "w");
+    assert_eq!(gw.open_report().orphan_files_removed, 2);
+    assert!(!stray.exists());
+    assert!(kept.original_path.exists() && kept.thumbnail_path.exists());
+}
