@@ -178,3 +178,26 @@ pub fn peak_rss_kib() -> Option<u64> {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
 }
+
+/// CRC-32 (IEEE), as PNG chunks use.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &byte in bytes {
+        crc ^= byte as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A small valid PNG whose IHDR (with a correct CRC) claims `width` x
+/// `height`: a decompression bomb as an attacker would craft it.
+pub fn png_header_bomb(width: u32, height: u32) -> Vec<u8> {
+    let mut png = png_bytes(&scene(16, 16, 0));
+    png[16..20].copy_from_slice(&width.to_be_bytes());
+    png[20..24].copy_from_slice(&height.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
