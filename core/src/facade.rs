@@ -225,8 +225,15 @@ impl Gridwork {
         // Fail fast before the expensive part.
         capture::require_status(&self.lock(), incident_id, crate::model::IncidentStatus::Draft, "attach a photo")?;
         let ingested = self.photos.ingest(source, self.photo_limits, self.default_utc_offset_minutes)?;
-        let photo_id = self.write(|tx, now, at| capture::insert_photo(tx, incident_id, &ingested, &self.account_id, now, at))?;
-        drop(ingested.guard);
+        let photo_id = match self.write(|tx, now, at| capture::insert_photo(tx, incident_id, &ingested, &self.account_id, now, at)) {
+            Ok(photo_id) => photo_id,
+            Err(error) => {
+                let referenced = capture::referenced_hashes(&self.lock()).map(|r| r.contains(&ingested.sha256)).unwrap_or(true);
+                self.photos.abandon(ingested, referenced);
+                return Err(error);
+            }
+        };
+        drop(ingested);
         capture::photo(&self.lock(), photo_id, Some(&self.photos))
     }
 

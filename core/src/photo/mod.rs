@@ -13,7 +13,7 @@ pub mod decode;
 pub mod exif;
 pub mod format;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -75,6 +75,9 @@ pub struct IngestedPhoto {
     pub dhash: u64,
     pub thumbnail_width: u32,
     pub thumbnail_height: u32,
+    /// Files this ingest created (not those that already existed), removed
+    /// again by [`PhotoStore::abandon`] if the row cannot be committed.
+    created_files: Vec<PathBuf>,
     /// Keeps the sweeper away from these files until the row is committed.
     pub guard: IngestGuard,
 }
@@ -83,19 +86,33 @@ pub struct IngestedPhoto {
 #[derive(Clone, Debug)]
 pub struct PhotoStore {
     root: PathBuf,
-    in_progress: Arc<Mutex<HashSet<String>>>,
+    /// Hashes being ingested or rendered, with how many operations hold
+    /// each (the same bytes may be attached twice at once).
+    in_progress: InProgress,
+}
+
+type InProgress = Arc<Mutex<HashMap<String, usize>>>;
+
+fn lock(in_progress: &InProgress) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+    in_progress.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Protects a just-written photo from the sweeper until dropped.
 #[derive(Debug)]
 pub struct IngestGuard {
     sha256: String,
-    in_progress: Arc<Mutex<HashSet<String>>>,
+    in_progress: InProgress,
 }
 
 impl Drop for IngestGuard {
     fn drop(&mut self) {
-        self.in_progress.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.sha256);
+        let mut map = lock(&self.in_progress);
+        if let Some(count) = map.get_mut(&self.sha256) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.sha256);
+            }
+        }
     }
 }
 
@@ -168,43 +185,89 @@ impl PhotoStore {
         }
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let guard = self.guard(&sha256);
+        let mut created_files = Vec::new();
+        let result = self.process(&bytes, &sha256, tmp_path, format, default_utc_offset_minutes, limits, &mut created_files);
+        match result {
+            Ok((exif, dhash, (thumbnail_width, thumbnail_height))) => Ok(IngestedPhoto {
+                sha256,
+                byte_size: bytes.len() as u64,
+                format,
+                width,
+                height,
+                exif,
+                dhash,
+                thumbnail_width,
+                thumbnail_height,
+                created_files,
+                guard,
+            }),
+            Err(error) => {
+                self.remove_if_sole_holder(&guard, &created_files);
+                Err(error)
+            }
+        }
+    }
 
-        let exif = exif::read(&bytes, default_utc_offset_minutes);
-        let decoded = decode::decode_at_least(format, &bytes, THUMBNAIL_LONG_EDGE, limits.max_pixels)?;
+    #[allow(clippy::too_many_arguments)]
+    fn process(
+        &self,
+        bytes: &[u8],
+        sha256: &str,
+        tmp_path: &Path,
+        format: PhotoFormat,
+        default_utc_offset_minutes: i32,
+        limits: PhotoLimits,
+        created_files: &mut Vec<PathBuf>,
+    ) -> Result<(ExifFacts, u64, (u32, u32))> {
+
+        let exif = exif::read(bytes, default_utc_offset_minutes);
+        let decoded = decode::decode_at_least(format, bytes, THUMBNAIL_LONG_EDGE, limits.max_pixels)?;
         let thumbnail = decode::fit_and_orient(decoded, THUMBNAIL_LONG_EDGE, exif.orientation);
         let dhash = decode::dhash(&thumbnail);
         let thumbnail_bytes = decode::encode_jpeg(&thumbnail, THUMBNAIL_QUALITY)?;
 
-        let original_path = self.original_path(&sha256, format);
+        let original_path = self.original_path(sha256, format);
         if !original_path.exists() {
             let mut tmp = File::create(tmp_path)?;
-            tmp.write_all(&bytes)?;
+            tmp.write_all(bytes)?;
             tmp.sync_all()?;
             drop(tmp);
             fs::rename(tmp_path, &original_path)?;
+            created_files.push(original_path.clone());
             sync_dir(original_path.parent().expect("originals dir"))?;
         }
-        let thumbnail_path = self.thumbnail_path(&sha256);
+        let thumbnail_path = self.thumbnail_path(sha256);
         if !thumbnail_path.exists() {
             write_durably(&thumbnail_path, &thumbnail_bytes)?;
+            created_files.push(thumbnail_path);
         }
-        Ok(IngestedPhoto {
-            sha256,
-            byte_size: bytes.len() as u64,
-            format,
-            width,
-            height,
-            exif,
-            dhash,
-            thumbnail_width: thumbnail.width(),
-            thumbnail_height: thumbnail.height(),
-            guard,
-        })
+        Ok((exif, dhash, (thumbnail.width(), thumbnail.height())))
     }
 
     fn guard(&self, sha256: &str) -> IngestGuard {
-        self.in_progress.lock().unwrap_or_else(|e| e.into_inner()).insert(sha256.to_owned());
+        *lock(&self.in_progress).entry(sha256.to_owned()).or_insert(0) += 1;
         IngestGuard { sha256: sha256.to_owned(), in_progress: self.in_progress.clone() }
+    }
+
+    /// Remove files an ingest created, unless another ingest of the same
+    /// bytes is under way and will reference them.
+    fn remove_if_sole_holder(&self, guard: &IngestGuard, files: &[PathBuf]) {
+        let map = lock(&self.in_progress);
+        if map.get(&guard.sha256) == Some(&1) {
+            for file in files {
+                let _ = fs::remove_file(file);
+            }
+        }
+    }
+
+    /// The row for an ingested photo could not be committed (full disk, the
+    /// draft was submitted meanwhile): remove the files this ingest created
+    /// unless a row already references them, so a failed attach leaves
+    /// nothing behind.
+    pub fn abandon(&self, photo: IngestedPhoto, referenced: bool) {
+        if !referenced {
+            self.remove_if_sole_holder(&photo.guard, &photo.created_files);
+        }
     }
 
     /// The file to upload under `rendition`: the original, or a JPEG whose
@@ -246,7 +309,7 @@ impl PhotoStore {
     /// when `include_temp` (only safe when no ingest runs: at open).
     /// Returns how many files were removed.
     pub fn sweep(&self, referenced: &HashSet<String>, include_temp: bool) -> Result<u64> {
-        let in_progress = self.in_progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let in_progress: HashSet<String> = lock(&self.in_progress).keys().cloned().collect();
         let mut removed = 0;
         for dir in ["originals", "thumbs", "renditions"] {
             for entry in fs::read_dir(self.root.join(dir))? {
