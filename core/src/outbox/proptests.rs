@@ -181,11 +181,11 @@ fn action() -> impl Strategy<Value = Action> {
 fn allowed(call: u8, state: OperationState) -> bool {
     use OperationState::*;
     match call {
-        0 => state == Pending,                         // mark_in_flight
-        1 => matches!(state, Pending | InFlight),      // acknowledge
-        2 => matches!(state, Pending | InFlight),      // park
-        3 => matches!(state, Pending | InFlight),      // retry_later
-        _ => state == Parked,                          // unpark
+        0 => state == Pending,                    // mark_in_flight
+        1 => matches!(state, Pending | InFlight), // acknowledge
+        2 => matches!(state, Pending | InFlight), // park
+        3 => matches!(state, Pending | InFlight), // retry_later
+        _ => state == Parked,                     // unpark
     }
 }
 
@@ -295,7 +295,12 @@ fn apply(conn: &Connection, model: &mut Model, action: &Action) -> std::result::
             if model.ops.is_empty() {
                 for call in 0..5 {
                     let result = call_transition(conn, call, Uuid::now_v7(), model.now);
-                    prop_assert!(matches!(result, Err(Error::NotFound { .. })), "call {} on an unknown op: {:?}", call, result);
+                    prop_assert!(
+                        matches!(result, Err(Error::NotFound { .. })),
+                        "call {} on an unknown op: {:?}",
+                        call,
+                        result
+                    );
                 }
             } else {
                 let m = pick.index(model.ops.len());
@@ -384,7 +389,13 @@ fn check(conn: &Connection, model: &Model) -> std::result::Result<(), TestCaseEr
     for op in &ready_ops {
         let same_entity = for_entity(conn, op.entity_id).map_err(fail)?;
         for earlier in same_entity.iter().filter(|e| e.seq < op.seq) {
-            prop_assert_eq!(earlier.state, OperationState::Acknowledged, "ready op {} overtakes seq {}", op.seq, earlier.seq);
+            prop_assert_eq!(
+                earlier.state,
+                OperationState::Acknowledged,
+                "ready op {} overtakes seq {}",
+                op.seq,
+                earlier.seq
+            );
         }
         if let Some(dep) = op.depends_on {
             let dep = get(conn, dep).map_err(fail)?;
