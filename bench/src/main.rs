@@ -1,1 +1,125 @@
-fn main(){}
+//! gridwork-bench: each Gridwork benchmark printed beside the peer a user
+//! would pick instead, measured in the same run, with the ratio.
+//!
+//! ```text
+//! cargo run --profile bench-release -p gridwork-bench -- all
+//! ```
+//!
+//! See bench/README.md for what each benchmark measures.
+
+mod capture;
+mod open;
+mod outbox;
+mod pillow;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Hidden subcommand: the isolated child process of `capture-memory`.
+pub const MEMORY_CHILD: &str = "__capture-memory-child";
+
+const USAGE: &str = "\
+usage: gridwork-bench <benchmark> [options]
+
+benchmarks:
+  capture          capture latency: incident + one 12 MP JPEG, vs Pillow draft thumbnail
+  capture-memory   peak memory (VmHWM) of one capture, vs Pillow
+  outbox           outbox insert rate, vs raw SQLite INSERTs
+  open             store open time on 10,000 incidents, vs plain SQLite open
+  all              all of the above
+
+options (defaults keep `all` under ~3 minutes on 2 cores):
+  --captures N     captures per configuration (default 30)
+  --ops N          operations inserted in one transaction (default 20000)
+  --single-ops N   operations inserted one transaction each (default 20000)
+  --incidents N    incidents in the open benchmark's database (default 10000)
+  --opens N        opens timed (default 20)";
+
+struct Options {
+    captures: usize,
+    ops: usize,
+    single_ops: usize,
+    incidents: usize,
+    opens: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { captures: 30, ops: 20_000, single_ops: 20_000, incidents: 10_000, opens: 20 }
+    }
+}
+
+fn parse_options(args: &[String]) -> Result<Options, String> {
+    let mut options = Options::default();
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let target = match flag.as_str() {
+            "--captures" => &mut options.captures,
+            "--ops" => &mut options.ops,
+            "--single-ops" => &mut options.single_ops,
+            "--incidents" => &mut options.incidents,
+            "--opens" => &mut options.opens,
+            other => return Err(format!("unknown option {other}")),
+        };
+        let value = args.next().ok_or_else(|| format!("{flag} needs a number"))?;
+        *target = value.parse().map_err(|_| format!("{flag}: not a number: {value}"))?;
+        if *target == 0 {
+            return Err(format!("{flag} must be at least 1"));
+        }
+    }
+    Ok(options)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    };
+    if command == MEMORY_CHILD {
+        let [data_dir, photo] = &args[1..] else {
+            eprintln!("usage: {MEMORY_CHILD} DATA_DIR PHOTO");
+            std::process::exit(2);
+        };
+        exit_on_error(capture::memory_child(&PathBuf::from(data_dir), &PathBuf::from(photo)));
+        return;
+    }
+    let options = match parse_options(&args[1..]) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let started = Instant::now();
+    let result = match command.as_str() {
+        "capture" => capture::run(options.captures),
+        "capture-memory" => capture::run_memory(),
+        "outbox" => outbox::run(options.ops, options.single_ops),
+        "open" => open::run(options.incidents, options.opens),
+        "all" => capture::run(options.captures)
+            .and_then(|()| capture::run_memory())
+            .and_then(|()| outbox::run(options.ops, options.single_ops))
+            .and_then(|()| open::run(options.incidents, options.opens)),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            return;
+        }
+        other => {
+            eprintln!("unknown benchmark {other}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    exit_on_error(result);
+    eprintln!("\n(finished in {:.1} s)", started.elapsed().as_secs_f64());
+}
+
+fn exit_on_error(result: BenchResult<()>) {
+    if let Err(error) = result {
+        eprintln!("gridwork-bench: {error}");
+        std::process::exit(1);
+    }
+}

@@ -126,7 +126,8 @@ impl Gridwork {
         Ok(value)
     }
 
-    /// Crate-internal access for the sync engine and tests in this crate.
+    /// Direct access to the writer connection, for the sync engine, tests and
+    /// benchmarks. Not part of the FFI surface.
     pub fn with_connection<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         f(&mut self.lock())
     }
