@@ -6,12 +6,18 @@
 //! payload schema version so an old server can refuse a payload it does not
 //! understand instead of misreading it.
 
+pub mod api;
 pub mod operation;
 
 pub use operation::{
-    CapturedAt, GeoPoint, OperationEnvelope, OperationKind, PhotoRef, SubmitIncident,
+    CapturedAt, GeoPoint, OperationEnvelope, OperationKind, PhotoRef, SubmitIncident, TransitionIncident,
     UploadPhoto,
 };
 
 /// Version of the protocol as a whole (the `/v1` path prefix).
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The default incident category table (大类/小类, Chinese and English),
+/// modelled on the event classes of GB/T 30428.2, shared by devices and the
+/// server. JSON: `{"version": N, "categories": [{"code", "parent"?, "name_zh", "name_en"}]}`.
+pub const DEFAULT_CATEGORY_TABLE: &str = include_str!("default_categories.json");

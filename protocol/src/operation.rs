@@ -13,15 +13,20 @@ pub enum OperationKind {
     /// Upload one photo's bytes, addressed by SHA-256. Never sent to the push
     /// endpoint itself: the device turns it into a resumable blob upload.
     UploadPhoto,
+    /// Take a workflow step on a case: a supervisor's review decision, a
+    /// worker's start or handle (with after-photos), a close or reopen.
+    TransitionIncident,
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 2] = [OperationKind::SubmitIncident, OperationKind::UploadPhoto];
+    pub const ALL: [OperationKind; 3] =
+        [OperationKind::SubmitIncident, OperationKind::UploadPhoto, OperationKind::TransitionIncident];
 
     pub fn as_str(self) -> &'static str {
         match self {
             OperationKind::SubmitIncident => "submit_incident",
             OperationKind::UploadPhoto => "upload_photo",
+            OperationKind::TransitionIncident => "transition_incident",
         }
     }
 
@@ -34,6 +39,7 @@ impl OperationKind {
         match self {
             OperationKind::SubmitIncident => SubmitIncident::SCHEMA_VERSION,
             OperationKind::UploadPhoto => UploadPhoto::SCHEMA_VERSION,
+            OperationKind::TransitionIncident => TransitionIncident::SCHEMA_VERSION,
         }
     }
 }
@@ -114,6 +120,18 @@ pub struct UploadPhoto {
 }
 
 impl UploadPhoto {
+    pub const SCHEMA_VERSION: u32 = 1;
+}
+
+/// Payload of [`OperationKind::TransitionIncident`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransitionIncident {
+    pub incident_id: Uuid,
+    #[serde(flatten)]
+    pub request: crate::api::TransitionRequest,
+}
+
+impl TransitionIncident {
     pub const SCHEMA_VERSION: u32 = 1;
 }
 

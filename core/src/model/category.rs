@@ -28,7 +28,7 @@ struct CategoryEntry {
     name_en: String,
 }
 
-const DEFAULT_TABLE: &str = include_str!("default_categories.json");
+const DEFAULT_TABLE: &str = gridwork_protocol::DEFAULT_CATEGORY_TABLE;
 const VERSION_KEY: &str = "category_table_version";
 
 pub fn seed_default_table(tx: &Transaction) -> Result<()> {

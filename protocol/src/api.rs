@@ -1,0 +1,229 @@
+//! Request and response bodies of the `/v1` HTTP API (docs/protocol.md).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{GeoPoint, OperationEnvelope};
+
+/// Header carrying the device id on every request.
+pub const DEVICE_ID_HEADER: &str = "x-gridwork-device";
+
+/// Limits the server enforces and devices respect.
+pub const MAX_PUSH_OPERATIONS: usize = 500;
+pub const MAX_PUSH_BYTES: usize = 4 << 20;
+pub const MAX_JSON_BODY_BYTES: usize = 4 << 20;
+pub const MAX_BLOB_CHUNK_BYTES: usize = 4 << 20;
+pub const MAX_BLOB_BYTES: u64 = 64 << 20;
+pub const MAX_PULL_LIMIT: u32 = 1000;
+
+/// Every error reply: a stable machine code and a human message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    GridWorker,
+    Volunteer,
+    Supervisor,
+    Dispatcher,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [Role::GridWorker, Role::Volunteer, Role::Supervisor, Role::Dispatcher, Role::Admin];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::GridWorker => "grid_worker",
+            Role::Volunteer => "volunteer",
+            Role::Supervisor => "supervisor",
+            Role::Dispatcher => "dispatcher",
+            Role::Admin => "admin",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Role> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: Uuid,
+    pub username: String,
+    pub role: Role,
+    pub grids: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Server time (Unix ms) the access token stops working.
+    pub access_expires_at_ms: i64,
+    pub refresh_expires_at_ms: i64,
+    pub user: UserInfo,
+    pub server_time_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushRequest {
+    pub operations: Vec<OperationEnvelope>,
+}
+
+/// What became of one pushed operation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum OperationOutcome {
+    /// Applied now; the entity is at `entity_version`.
+    Applied { entity_version: i64 },
+    /// Seen before from this device: the first outcome, replayed.
+    Duplicate { first: Box<OperationOutcome> },
+    /// Refused; retrying the same operation will not help.
+    Rejected { code: String, message: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperationResult {
+    pub op_id: Uuid,
+    #[serde(flatten)]
+    pub outcome: OperationOutcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushResponse {
+    pub results: Vec<OperationResult>,
+    pub server_time_ms: i64,
+}
+
+/// One change in the caller's view, in commit order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub cursor: i64,
+    /// "incident", "grid", "category".
+    pub entity_kind: String,
+    pub entity_id: String,
+    #[serde(flatten)]
+    pub body: ChangeBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ChangeBody {
+    /// The entity as the caller may now see it.
+    Upsert { data: serde_json::Value },
+    /// The entity left the caller's scope or was deleted.
+    Remove,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PullResponse {
+    pub changes: Vec<Change>,
+    /// Pass back as `since` for the next page.
+    pub next_cursor: i64,
+    pub has_more: bool,
+    pub server_time_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CreateBlobRequest {
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlobStatus {
+    pub sha256: String,
+    pub size: u64,
+    /// Bytes received so far; the next chunk starts here.
+    pub offset: u64,
+    /// The whole blob arrived and its hash was verified.
+    pub complete: bool,
+}
+
+/// A photo of a case as the server knows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhotoView {
+    pub photo_id: Uuid,
+    pub sha256: String,
+    pub byte_size: u64,
+    pub mime_type: String,
+    pub role: String,
+    pub arrived: bool,
+}
+
+/// A case (案卷) as pulled by devices and listed by the admin CLI.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncidentView {
+    pub id: Uuid,
+    pub state: String,
+    pub category_code: String,
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<GeoPoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid_code: Option<String>,
+    pub reporter: String,
+    pub reporter_role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<Uuid>,
+    pub photos: Vec<PhotoView>,
+    /// Photos announced but not all uploaded yet.
+    pub missing_evidence: bool,
+    pub version: i64,
+    pub reported_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub seq: i64,
+    pub action: String,
+    pub actor: String,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub at_ms: i64,
+}
+
+/// A workflow step taken by a person through the API (not the outbox):
+/// register, reject, merge, dispatch, start, handle, close, reopen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransitionRequest {
+    pub action: String,
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(default)]
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub department: Option<String>,
+    #[serde(default)]
+    pub deadline_ms: Option<i64>,
+    #[serde(default)]
+    pub merge_into: Option<Uuid>,
+    /// After-photos with a `handle` (处置反馈); their bytes follow as blobs.
+    #[serde(default)]
+    pub photos: Vec<crate::PhotoRef>,
+}

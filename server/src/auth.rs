@@ -1,0 +1,218 @@
+//! Authentication: argon2id password hashes, opaque bearer tokens stored as
+//! SHA-256 hashes (a leaked database does not leak usable tokens), sessions
+//! bound to the device that logged in, refresh with rotation, logout.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use gridwork_protocol::api::{Role, TokenResponse, UserInfo};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::db::Tx;
+use crate::error::{Result, ServerError};
+use crate::params;
+
+#[derive(Clone, Copy, Debug)]
+pub struct TokenPolicy {
+    pub access_ttl_ms: i64,
+    pub refresh_ttl_ms: i64,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        TokenPolicy { access_ttl_ms: 60 * 60 * 1000, refresh_ttl_ms: 30 * 24 * 60 * 60 * 1000 }
+    }
+}
+
+/// Who is calling, established from a valid access token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Caller {
+    pub user_id: Uuid,
+    pub username: String,
+    pub role: Role,
+    pub grids: Vec<String>,
+    pub session_id: String,
+    pub device_id: String,
+}
+
+impl Caller {
+    pub fn info(&self) -> UserInfo {
+        UserInfo { id: self.user_id, username: self.username.clone(), role: self.role, grids: self.grids.clone() }
+    }
+    pub fn in_grid(&self, grid: Option<&str>) -> bool {
+        grid.is_some_and(|g| self.grids.iter().any(|mine| mine == g))
+    }
+}
+
+pub fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|_| ServerError::internal("salt"))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| ServerError::internal("password hashing failed"))
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+/// A hash to verify against when the user does not exist, so a login for
+/// an unknown name takes as long as one with a wrong password.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("gridwork-dummy-password").expect("hashing works"))
+}
+
+fn new_token(prefix: &str) -> String {
+    format!("{prefix}_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()))
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub struct UserRecord {
+    pub id: Uuid,
+    pub username: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub disabled: bool,
+}
+
+pub fn find_user(tx: &mut dyn Tx, username: &str) -> Result<Option<UserRecord>> {
+    let row = tx.query_opt("SELECT id, username, password_hash, role, disabled FROM users WHERE username = $1", params![username])?;
+    row.map(|r| {
+        Ok(UserRecord {
+            id: Uuid::parse_str(&r.text(0)).map_err(|_| ServerError::internal("bad user id"))?,
+            username: r.text(1),
+            password_hash: r.text(2),
+            role: Role::parse(&r.text(3)).ok_or_else(|| ServerError::internal("bad role"))?,
+            disabled: r.int(4) != 0,
+        })
+    })
+    .transpose()
+}
+
+pub fn user_grids(tx: &mut dyn Tx, user_id: Uuid) -> Result<Vec<String>> {
+    Ok(tx
+        .query("SELECT grid_code FROM user_grids WHERE user_id = $1 ORDER BY grid_code", params![user_id.to_string()])?
+        .into_iter()
+        .map(|r| r.text(0))
+        .collect())
+}
+
+/// Start a session for a verified user on a device and issue its tokens.
+pub fn start_session(tx: &mut dyn Tx, user: &UserRecord, device_id: &str, now_ms: i64, policy: TokenPolicy) -> Result<TokenResponse> {
+    let session_id = Uuid::now_v7().to_string();
+    tx.execute(
+        "INSERT INTO sessions (id, user_id, device_id, created_at_ms) VALUES ($1, $2, $3, $4)",
+        params![session_id.clone(), user.id.to_string(), device_id, now_ms],
+    )?;
+    issue_tokens(tx, &session_id, user, now_ms, policy)
+}
+
+fn issue_tokens(tx: &mut dyn Tx, session_id: &str, user: &UserRecord, now_ms: i64, policy: TokenPolicy) -> Result<TokenResponse> {
+    let access = new_token("gwa");
+    let refresh = new_token("gwr");
+    let access_expires = now_ms + policy.access_ttl_ms;
+    let refresh_expires = now_ms + policy.refresh_ttl_ms;
+    for (token, kind, expires) in [(&access, "access", access_expires), (&refresh, "refresh", refresh_expires)] {
+        tx.execute(
+            "INSERT INTO tokens (token_hash, session_id, kind, expires_at_ms) VALUES ($1, $2, $3, $4)",
+            params![token_hash(token), session_id, kind, expires],
+        )?;
+    }
+    Ok(TokenResponse {
+        access_token: access,
+        refresh_token: refresh,
+        access_expires_at_ms: access_expires,
+        refresh_expires_at_ms: refresh_expires,
+        user: UserInfo { id: user.id, username: user.username.clone(), role: user.role, grids: user_grids(tx, user.id)? },
+        server_time_ms: now_ms,
+    })
+}
+
+struct TokenRow {
+    session_id: String,
+    kind: String,
+    expires_at_ms: i64,
+    revoked: bool,
+    user_id: String,
+    device_id: String,
+    session_revoked: bool,
+    username: String,
+    role: String,
+    disabled: bool,
+}
+
+fn lookup(tx: &mut dyn Tx, token: &str) -> Result<Option<TokenRow>> {
+    let row = tx.query_opt(
+        "SELECT t.session_id, t.kind, t.expires_at_ms, t.revoked, s.user_id, s.device_id, s.revoked, u.username, u.role, u.disabled
+         FROM tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+         WHERE t.token_hash = $1",
+        params![token_hash(token)],
+    )?;
+    Ok(row.map(|r| TokenRow {
+        session_id: r.text(0),
+        kind: r.text(1),
+        expires_at_ms: r.int(2),
+        revoked: r.int(3) != 0,
+        user_id: r.text(4),
+        device_id: r.text(5),
+        session_revoked: r.int(6) != 0,
+        username: r.text(7),
+        role: r.text(8),
+        disabled: r.int(9) != 0,
+    }))
+}
+
+fn check(row: Option<TokenRow>, kind: &str, device_id: &str, now_ms: i64) -> Result<TokenRow> {
+    let row = row.filter(|r| r.kind == kind).ok_or_else(|| ServerError::unauthorized("auth_invalid", "the token is not valid"))?;
+    if row.revoked || row.session_revoked || row.disabled {
+        return Err(ServerError::unauthorized("auth_revoked", "the session has ended; log in again"));
+    }
+    if row.expires_at_ms <= now_ms {
+        return Err(ServerError::unauthorized("auth_expired", "the token has expired; refresh it"));
+    }
+    if row.device_id != device_id {
+        return Err(ServerError::unauthorized("auth_device_mismatch", "the token belongs to another device"));
+    }
+    Ok(row)
+}
+
+pub fn authenticate(tx: &mut dyn Tx, access_token: &str, device_id: &str, now_ms: i64) -> Result<Caller> {
+    let row = check(lookup(tx, access_token)?, "access", device_id, now_ms)?;
+    let user_id = Uuid::parse_str(&row.user_id).map_err(|_| ServerError::internal("bad user id"))?;
+    Ok(Caller {
+        user_id,
+        username: row.username,
+        role: Role::parse(&row.role).ok_or_else(|| ServerError::internal("bad role"))?,
+        grids: user_grids(tx, user_id)?,
+        session_id: row.session_id,
+        device_id: row.device_id,
+    })
+}
+
+/// Rotate: the refresh token is spent, a new pair is issued in the same session.
+pub fn refresh(tx: &mut dyn Tx, refresh_token: &str, device_id: &str, now_ms: i64, policy: TokenPolicy) -> Result<TokenResponse> {
+    let row = check(lookup(tx, refresh_token)?, "refresh", device_id, now_ms)?;
+    let spent = tx.execute("UPDATE tokens SET revoked = 1 WHERE token_hash = $1 AND revoked = 0", params![token_hash(refresh_token)])?;
+    if spent != 1 {
+        return Err(ServerError::unauthorized("auth_revoked", "the refresh token was already used"));
+    }
+    let user = UserRecord {
+        id: Uuid::parse_str(&row.user_id).map_err(|_| ServerError::internal("bad user id"))?,
+        username: row.username,
+        password_hash: String::new(),
+        role: Role::parse(&row.role).ok_or_else(|| ServerError::internal("bad role"))?,
+        disabled: false,
+    };
+    issue_tokens(tx, &row.session_id, &user, now_ms, policy)
+}
+
+pub fn logout(tx: &mut dyn Tx, session_id: &str) -> Result<()> {
+    tx.execute("UPDATE sessions SET revoked = 1 WHERE id = $1", params![session_id])?;
+    tx.execute("UPDATE tokens SET revoked = 1 WHERE session_id = $1", params![session_id])?;
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! Resumable photo uploads addressed by SHA-256.
+//!
+//! A device announces a blob (with its case), asks where to resume, and
+//! appends chunks at that offset, each with its own SHA-256. The server
+//! keeps the received offset durably, and verifies the whole hash before
+//! the blob becomes visible. Bytes live in a folder (embedded default) or
+//! in the database (PostgreSQL: no server-local state).
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use gridwork_protocol::api::{BlobStatus, MAX_BLOB_BYTES};
+use sha2::{Digest, Sha256};
+
+use crate::auth::Caller;
+use crate::db::{Database, Tx};
+use crate::error::{Result, ServerError};
+use crate::{cases, params};
+
+#[derive(Clone)]
+pub enum BlobStore {
+    /// `<dir>/partial/<sha>` while arriving, `<dir>/complete/<sha>` after.
+    Folder { dir: PathBuf, locks: Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>> },
+    /// Chunks as rows of `blob_chunks`.
+    Database,
+}
+
+pub fn validate_sha(sha256: &str) -> Result<()> {
+    let ok = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if ok { Ok(()) } else { Err(ServerError::bad_request("invalid_sha256", "expected 64 lowercase hex digits")) }
+}
+
+fn status(tx: &mut dyn Tx, sha256: &str) -> Result<Option<BlobStatus>> {
+    Ok(tx.query_opt("SELECT size, received, complete FROM blobs WHERE sha256 = $1", params![sha256])?.map(|r| BlobStatus {
+        sha256: sha256.to_owned(),
+        size: r.int(0) as u64,
+        offset: r.int(1) as u64,
+        complete: r.int(2) != 0,
+    }))
+}
+
+impl BlobStore {
+    pub fn folder(dir: PathBuf) -> Result<BlobStore> {
+        for sub in ["partial", "complete"] {
+            fs::create_dir_all(dir.join(sub)).map_err(|e| ServerError::storage(format!("blob folder: {}", e.kind())))?;
+        }
+        Ok(BlobStore::Folder { dir, locks: Arc::default() })
+    }
+
+    /// Announce an upload. Answers at once when the blob is already here.
+    pub fn create(&self, db: &Database, caller: &Caller, sha256: &str, size: u64, now_ms: i64) -> Result<BlobStatus> {
+        validate_sha(sha256)?;
+        if size == 0 || size > MAX_BLOB_BYTES {
+            return Err(ServerError::bad_request("invalid_blob_size", format!("size must be 1..={MAX_BLOB_BYTES}")));
+        }
+        db.write(|tx| {
+            if let Some(existing) = status(tx, sha256)? {
+                if existing.size != size {
+                    return Err(ServerError::bad_request("blob_size_mismatch", "this hash was announced with another size"));
+                }
+                if existing.complete {
+                    return Ok(existing);
+                }
+            }
+            if !cases::may_access_blob(tx, caller, sha256, true)? {
+                return Err(ServerError::new(409, "blob_not_announced", "push the case announcing this photo first"));
+            }
+            let announced = tx.query_opt("SELECT byte_size FROM incident_photos WHERE sha256 = $1", params![sha256])?.map(|r| r.int(0) as u64);
+            if announced.is_some_and(|a| a != size) {
+                return Err(ServerError::bad_request("blob_size_mismatch", "size differs from the announced photo"));
+            }
+            tx.execute(
+                "INSERT INTO blobs (sha256, size, received, complete, created_at_ms) VALUES ($1, $2, 0, 0, $3) ON CONFLICT (sha256) DO NOTHING",
+                params![sha256, size as i64, now_ms],
+            )?;
+            status(tx, sha256)?.ok_or_else(|| ServerError::internal("blob row vanished"))
+        })
+    }
+
+    pub fn status(&self, db: &Database, caller: &Caller, sha256: &str) -> Result<BlobStatus> {
+        validate_sha(sha256)?;
+        db.read(|tx| {
+            if !cases::may_access_blob(tx, caller, sha256, true)? && !cases::may_access_blob(tx, caller, sha256, false)? {
+                return Err(ServerError::not_found("blob"));
+            }
+            status(tx, sha256)?.ok_or_else(|| ServerError::not_found("blob"))
+        })
+    }
+
+    /// Append one chunk at `offset`, which must be the current offset.
+    #[allow(clippy::too_many_arguments)] // each argument is a distinct fact of the request
+    pub fn append(&self, db: &Database, caller: &Caller, sha256: &str, offset: u64, chunk: &[u8], chunk_sha256: &str, now_ms: i64) -> Result<BlobStatus> {
+        validate_sha(sha256)?;
+        if hex::encode(Sha256::digest(chunk)) != chunk_sha256 {
+            return Err(ServerError::bad_request("chunk_checksum_mismatch", "the chunk's SHA-256 does not match its bytes"));
+        }
+        if chunk.is_empty() {
+            return Err(ServerError::bad_request("empty_chunk", "a chunk needs at least one byte"));
+        }
+        let current = db.read(|tx| {
+            if !cases::may_access_blob(tx, caller, sha256, true)? {
+                return Err(ServerError::not_found("blob"));
+            }
+            status(tx, sha256)?.ok_or_else(|| ServerError::not_found("blob"))
+        })?;
+        if current.complete {
+            return Ok(current);
+        }
+        if offset != current.offset {
+            return Err(ServerError::new(409, "offset_mismatch", format!("the upload continues at offset {}", current.offset)));
+        }
+        if offset + chunk.len() as u64 > current.size {
+            return Err(ServerError::bad_request("chunk_past_end", "the chunk goes past the announced size"));
+        }
+        let end = offset + chunk.len() as u64;
+        match self {
+            BlobStore::Folder { dir, locks } => {
+                let lock = locks.lock().unwrap_or_else(|e| e.into_inner()).entry(sha256.to_owned()).or_default().clone();
+                let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+                let path = dir.join("partial").join(sha256);
+                write_at(&path, offset, chunk)?;
+                let advanced = db.write(|tx| {
+                    tx.execute("UPDATE blobs SET received = $2 WHERE sha256 = $1 AND received = $3 AND complete = 0", params![sha256, end as i64, offset as i64])
+                })?;
+                if advanced != 1 {
+                    return Err(ServerError::new(409, "offset_mismatch", "another upload of this blob moved on; query the offset"));
+                }
+                if end == current.size {
+                    let bytes = fs::read(&path).map_err(|e| ServerError::storage(format!("blob read: {}", e.kind())))?;
+                    self.finish(db, sha256, &bytes, now_ms, || {
+                        fs::rename(&path, dir.join("complete").join(sha256)).map_err(|e| ServerError::storage(format!("blob rename: {}", e.kind())))
+                    })?;
+                }
+            }
+            BlobStore::Database => {
+                db.write(|tx| {
+                    let advanced = tx.execute(
+                        "UPDATE blobs SET received = $2 WHERE sha256 = $1 AND received = $3 AND complete = 0",
+                        params![sha256, end as i64, offset as i64],
+                    )?;
+                    if advanced != 1 {
+                        return Err(ServerError::new(409, "offset_mismatch", "another upload of this blob moved on; query the offset"));
+                    }
+                    tx.execute("INSERT INTO blob_chunks (sha256, start_at, data) VALUES ($1, $2, $3)", params![sha256, offset as i64, chunk.to_vec()])?;
+                    Ok(())
+                })?;
+                if end == current.size {
+                    let bytes = db.read(|tx| read_chunks(tx, sha256))?;
+                    self.finish(db, sha256, &bytes, now_ms, || Ok(()))?;
+                }
+            }
+        }
+        db.read(|tx| status(tx, sha256))?.ok_or_else(|| ServerError::not_found("blob"))
+    }
+
+    /// Verify the whole hash; on a match the blob becomes visible, on a
+    /// mismatch the upload starts over.
+    fn finish(&self, db: &Database, sha256: &str, bytes: &[u8], now_ms: i64, publish: impl FnOnce() -> Result<()>) -> Result<()> {
+        if hex::encode(Sha256::digest(bytes)) != sha256 {
+            db.write(|tx| {
+                tx.execute("UPDATE blobs SET received = 0 WHERE sha256 = $1", params![sha256])?;
+                tx.execute("DELETE FROM blob_chunks WHERE sha256 = $1", params![sha256])?;
+                Ok(())
+            })?;
+            if let BlobStore::Folder { dir, .. } = self {
+                let _ = fs::remove_file(dir.join("partial").join(sha256));
+            }
+            return Err(ServerError::new(422, "blob_hash_mismatch", "the uploaded bytes do not hash to the announced SHA-256; upload again from offset 0"));
+        }
+        publish()?;
+        db.write(|tx| {
+            tx.execute("UPDATE blobs SET complete = 1 WHERE sha256 = $1", params![sha256])?;
+            cases::evidence_arrived(tx, sha256, now_ms)
+        })
+    }
+
+    /// The bytes of a complete blob, for callers who may see a case using it.
+    pub fn download(&self, db: &Database, caller: &Caller, sha256: &str) -> Result<Vec<u8>> {
+        validate_sha(sha256)?;
+        let complete = db.read(|tx| {
+            if !cases::may_access_blob(tx, caller, sha256, false)? {
+                return Err(ServerError::not_found("blob"));
+            }
+            Ok(status(tx, sha256)?.is_some_and(|s| s.complete))
+        })?;
+        if !complete {
+            return Err(ServerError::new(404, "blob_incomplete", "the photo has not fully arrived yet"));
+        }
+        match self {
+            BlobStore::Folder { dir, .. } => {
+                fs::read(dir.join("complete").join(sha256)).map_err(|e| ServerError::storage(format!("blob read: {}", e.kind())))
+            }
+            BlobStore::Database => db.read(|tx| read_chunks(tx, sha256)),
+        }
+    }
+}
+
+fn read_chunks(tx: &mut dyn Tx, sha256: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    for row in tx.query("SELECT data FROM blob_chunks WHERE sha256 = $1 ORDER BY start_at", params![sha256])? {
+        bytes.extend_from_slice(&row.bytes(0));
+    }
+    Ok(bytes)
+}
+
+/// Write at `offset`, dropping anything past it first (a crash after a
+/// write but before the offset was recorded leaves such bytes), then fsync.
+fn write_at(path: &PathBuf, offset: u64, chunk: &[u8]) -> Result<()> {
+    let io = |e: std::io::Error| ServerError::storage(format!("blob write: {}", e.kind()));
+    let mut file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path).map_err(io)?;
+    file.set_len(offset).map_err(io)?;
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    file.write_all(chunk).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(())
+}
+

@@ -1,0 +1,462 @@
+//! Cases (案卷) on the server: reports arriving from devices, the workflow
+//! steps taken on them, their timeline (归档留痕) and their photos' arrival.
+
+use gridwork_protocol::api::{IncidentView, PhotoView, Role, TimelineEntry, TransitionRequest};
+use gridwork_protocol::{GeoPoint, PhotoRef, SubmitIncident};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::db::{Dialect, Row, Tx};
+use crate::error::{Result, ServerError};
+use crate::scope::{CaseScope, can_see, case_audience};
+use crate::workflow::{self, Action, Relation, State};
+use crate::{changes, params, reference, text};
+
+pub const DESCRIPTION_MAX_CHARS: usize = 4000;
+pub const MAX_PHOTOS_PER_STEP: usize = 20;
+const ALLOWED_MIME: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
+
+/// Why an operation was refused: stable code, human message. Returned as a
+/// value (not an error) so it is recorded and replayed like any outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Rejection {
+        Rejection { code, message: message.into() }
+    }
+}
+
+impl From<ServerError> for Rejection {
+    fn from(e: ServerError) -> Self {
+        Rejection { code: e.code, message: e.message }
+    }
+}
+
+pub type Outcome = std::result::Result<i64, Rejection>;
+
+#[derive(Clone, Debug)]
+struct CaseRow {
+    id: String,
+    state: State,
+    category_code: String,
+    description: String,
+    address: Option<String>,
+    location: Option<GeoPoint>,
+    grid_code: Option<String>,
+    reporter_id: String,
+    reporter_role: Role,
+    assignee_id: Option<String>,
+    department: Option<String>,
+    deadline_ms: Option<i64>,
+    merged_into: Option<String>,
+    version: i64,
+    reported_at_ms: i64,
+    updated_at_ms: i64,
+}
+
+impl CaseRow {
+    fn scope(&self) -> CaseScope {
+        CaseScope {
+            state: self.state,
+            grid_code: self.grid_code.clone(),
+            reporter_id: self.reporter_id.clone(),
+            assignee_id: self.assignee_id.clone(),
+        }
+    }
+}
+
+const CASE_COLUMNS: &str = "id, state, category_code, description, address, lat, lon, accuracy_m, grid_code, reporter_id,
+    reporter_role, assignee_id, department, deadline_ms, merged_into, version, reported_at_ms, updated_at_ms";
+
+fn read_case(r: &Row) -> Result<CaseRow> {
+    Ok(CaseRow {
+        id: r.text(0),
+        state: State::parse(&r.text(1)).ok_or_else(|| ServerError::internal("unknown case state"))?,
+        category_code: r.text(2),
+        description: r.text(3),
+        address: r.opt_text(4),
+        location: r.opt_real(5).zip(r.opt_real(6)).map(|(lat, lon)| GeoPoint { lat, lon, accuracy_m: r.opt_real(7) }),
+        grid_code: r.opt_text(8),
+        reporter_id: r.text(9),
+        reporter_role: Role::parse(&r.text(10)).unwrap_or(Role::GridWorker),
+        assignee_id: r.opt_text(11),
+        department: r.opt_text(12),
+        deadline_ms: r.opt_int(13),
+        merged_into: r.opt_text(14),
+        version: r.int(15),
+        reported_at_ms: r.int(16),
+        updated_at_ms: r.int(17),
+    })
+}
+
+fn load(tx: &mut dyn Tx, id: &str, for_update: bool) -> Result<Option<CaseRow>> {
+    let lock = if for_update && tx.dialect() == Dialect::Postgres { " FOR UPDATE" } else { "" };
+    let sql = format!("SELECT {CASE_COLUMNS} FROM incidents WHERE id = $1{lock}");
+    tx.query_opt(&sql, params![id])?.as_ref().map(read_case).transpose()
+}
+
+fn username(tx: &mut dyn Tx, user_id: &str) -> Result<String> {
+    Ok(tx.query_opt("SELECT username FROM users WHERE id = $1", params![user_id])?.map(|r| r.text(0)).unwrap_or_default())
+}
+
+fn view(tx: &mut dyn Tx, case: &CaseRow) -> Result<IncidentView> {
+    let photos: Vec<PhotoView> = tx
+        .query(
+            "SELECT p.photo_id, p.sha256, p.byte_size, p.mime_type, p.role, COALESCE(b.complete, 0)
+             FROM incident_photos p LEFT JOIN blobs b ON b.sha256 = p.sha256
+             WHERE p.incident_id = $1 ORDER BY p.position",
+            params![case.id.clone()],
+        )?
+        .iter()
+        .map(|r| PhotoView {
+            photo_id: Uuid::parse_str(&r.text(0)).unwrap_or_default(),
+            sha256: r.text(1),
+            byte_size: r.int(2) as u64,
+            mime_type: r.text(3),
+            role: r.text(4),
+            arrived: r.int(5) != 0,
+        })
+        .collect();
+    Ok(IncidentView {
+        id: Uuid::parse_str(&case.id).map_err(|_| ServerError::internal("bad case id"))?,
+        state: case.state.as_str().to_owned(),
+        category_code: case.category_code.clone(),
+        description: case.description.clone(),
+        address: case.address.clone(),
+        location: case.location,
+        grid_code: case.grid_code.clone(),
+        reporter: username(tx, &case.reporter_id)?,
+        reporter_role: case.reporter_role,
+        assignee: match &case.assignee_id {
+            Some(id) => Some(username(tx, id)?),
+            None => None,
+        },
+        department: case.department.clone(),
+        deadline_ms: case.deadline_ms,
+        merged_into: case.merged_into.as_deref().and_then(|m| Uuid::parse_str(m).ok()),
+        missing_evidence: photos.iter().any(|p| !p.arrived),
+        photos,
+        version: case.version,
+        reported_at_ms: case.reported_at_ms,
+        updated_at_ms: case.updated_at_ms,
+    })
+}
+
+/// The case as `caller` may see it; `None` if it does not exist or is out
+/// of the caller's scope (indistinguishable on purpose).
+pub fn load_view_for(tx: &mut dyn Tx, caller: &Caller, id: &str) -> Result<Option<IncidentView>> {
+    match load(tx, id, false)? {
+        Some(case) if can_see(caller, &case.scope()) => Ok(Some(view(tx, &case)?)),
+        _ => Ok(None),
+    }
+}
+
+/// Every case the caller may see, newest first, optionally by state and grid.
+pub fn list_for(tx: &mut dyn Tx, caller: &Caller, state: Option<&str>, grid: Option<&str>, limit: u32) -> Result<Vec<IncidentView>> {
+    let rows = tx.query(
+        &format!(
+            "SELECT {CASE_COLUMNS} FROM incidents WHERE ($1 = '' OR state = $1) AND ($2 = '' OR grid_code = $2)
+             ORDER BY reported_at_ms DESC, id DESC"
+        ),
+        params![state.unwrap_or(""), grid.unwrap_or("")],
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let case = read_case(&row)?;
+        if can_see(caller, &case.scope()) {
+            out.push(view(tx, &case)?);
+            if out.len() >= limit as usize {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn timeline(tx: &mut dyn Tx, caller: &Caller, id: &str) -> Result<Vec<TimelineEntry>> {
+    if load_view_for(tx, caller, id)?.is_none() {
+        return Err(ServerError::not_found("incident"));
+    }
+    Ok(tx
+        .query("SELECT seq, action, actor, from_state, to_state, note, at_ms FROM timeline WHERE incident_id = $1 ORDER BY seq", params![id])?
+        .iter()
+        .map(|r| TimelineEntry {
+            seq: r.int(0),
+            action: r.text(1),
+            actor: r.text(2),
+            from_state: r.opt_text(3),
+            to_state: r.text(4),
+            note: r.opt_text(5),
+            at_ms: r.int(6),
+        })
+        .collect())
+}
+
+#[allow(clippy::too_many_arguments)] // one column each
+fn append_timeline(tx: &mut dyn Tx, id: &str, action: &str, actor: &str, from: Option<State>, to: State, note: Option<&str>, now_ms: i64) -> Result<()> {
+    tx.execute(
+        "INSERT INTO timeline (incident_id, action, actor, from_state, to_state, note, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        params![id, action, actor, from.map(State::as_str), to.as_str(), note, now_ms],
+    )?;
+    Ok(())
+}
+
+fn validate_photos(tx: &mut dyn Tx, incident_id: &str, photos: &[PhotoRef]) -> std::result::Result<(), Rejection> {
+    if photos.len() > MAX_PHOTOS_PER_STEP {
+        return Err(Rejection::new("too_many_photos", format!("at most {MAX_PHOTOS_PER_STEP} photos per step")));
+    }
+    for photo in photos {
+        let hex_ok = photo.sha256.len() == 64 && photo.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex_ok {
+            return Err(Rejection::new("invalid_payload", "photo sha256 must be 64 lowercase hex digits"));
+        }
+        if photo.byte_size == 0 || photo.byte_size > gridwork_protocol::api::MAX_BLOB_BYTES {
+            return Err(Rejection::new("invalid_payload", "photo byte_size out of range"));
+        }
+        if !ALLOWED_MIME.contains(&photo.mime_type.as_str()) {
+            return Err(Rejection::new("invalid_payload", "photo mime_type must be image/jpeg, image/png or image/webp"));
+        }
+        let existing = tx.query_opt("SELECT incident_id FROM incident_photos WHERE photo_id = $1", params![photo.photo_id.to_string()]).map_err(Rejection::from)?;
+        if existing.is_some_and(|r| r.text(0) != incident_id) {
+            return Err(Rejection::new("photo_exists", "a photo with this id belongs to another case"));
+        }
+    }
+    Ok(())
+}
+
+fn insert_photos(tx: &mut dyn Tx, incident_id: &str, photos: &[PhotoRef], role: &str) -> Result<()> {
+    let start = tx.query_one("SELECT COALESCE(MAX(position), -1) + 1 FROM incident_photos WHERE incident_id = $1", params![incident_id])?.int(0);
+    for (i, photo) in photos.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO incident_photos (photo_id, incident_id, sha256, byte_size, mime_type, role, position)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (photo_id) DO NOTHING",
+            params![photo.photo_id.to_string(), incident_id, photo.sha256.clone(), photo.byte_size as i64, photo.mime_type.clone(), role, start + i as i64],
+        )?;
+    }
+    Ok(())
+}
+
+fn record_case_change(tx: &mut dyn Tx, before: Option<&CaseScope>, after: &CaseRow, now_ms: i64) -> Result<()> {
+    let was = before.map(case_audience).unwrap_or_default();
+    changes::record(tx, "incident", &after.id, &case_audience(&after.scope()), &was, now_ms)?;
+    Ok(())
+}
+
+/// 信息采集: a report from a device. Validates everything before writing.
+pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms: i64) -> Result<Outcome> {
+    let id = report.incident_id.to_string();
+    if load(tx, &id, false)?.is_some() {
+        return Ok(Err(Rejection::new("incident_exists", "a case with this id already exists")));
+    }
+    if !reference::category_is_active(tx, &report.category_code)? {
+        return Ok(Err(Rejection::new("unknown_category", "the category is not in the current table")));
+    }
+    let description = match text::clean("description", &report.description, DESCRIPTION_MAX_CHARS) {
+        Ok(d) => d,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let address = match report.address.as_deref().map(|a| text::clean("address", a, 500)).transpose() {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    if let Some(l) = report.location {
+        let ok = l.lat.is_finite() && l.lon.is_finite() && (-90.0..=90.0).contains(&l.lat) && (-180.0..=180.0).contains(&l.lon);
+        if !ok {
+            return Ok(Err(Rejection::new("invalid_location", "location is not a WGS84 coordinate")));
+        }
+    }
+    if description.is_empty() && report.photos.is_empty() {
+        return Ok(Err(Rejection::new("incomplete", "a report needs a description or a photo")));
+    }
+    if let Err(rejection) = validate_photos(tx, &id, &report.photos) {
+        return Ok(Err(rejection));
+    }
+    // The device picked the grid offline; keep it only if the server knows it.
+    let grid_code = match &report.grid_code {
+        Some(code) if reference::grid_exists(tx, code)? => Some(code.clone()),
+        _ => None,
+    };
+    let state = workflow::initial_state(caller.role);
+    let case = CaseRow {
+        id: id.clone(),
+        state,
+        category_code: report.category_code.clone(),
+        description,
+        address,
+        location: report.location,
+        grid_code,
+        reporter_id: caller.user_id.to_string(),
+        reporter_role: caller.role,
+        assignee_id: None,
+        department: None,
+        deadline_ms: None,
+        merged_into: None,
+        version: 1,
+        reported_at_ms: now_ms,
+        updated_at_ms: now_ms,
+    };
+    tx.execute(
+        &format!("INSERT INTO incidents ({CASE_COLUMNS}, captured_device_ms, captured_corrected_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"),
+        params![
+            case.id.clone(),
+            state.as_str(),
+            case.category_code.clone(),
+            case.description.clone(),
+            case.address.clone(),
+            case.location.map(|l| l.lat),
+            case.location.map(|l| l.lon),
+            case.location.and_then(|l| l.accuracy_m),
+            case.grid_code.clone(),
+            case.reporter_id.clone(),
+            caller.role.as_str(),
+            None::<String>,
+            None::<String>,
+            None::<i64>,
+            None::<String>,
+            1i64,
+            now_ms,
+            now_ms,
+            report.captured_at.device_ms,
+            report.captured_at.corrected_ms,
+        ],
+    )?;
+    insert_photos(tx, &id, &report.photos, "evidence")?;
+    append_timeline(tx, &id, "report", &caller.username, None, state, None, now_ms)?;
+    record_case_change(tx, None, &case, now_ms)?;
+    Ok(Ok(1))
+}
+
+/// A workflow step on a case, validated against the caller and the state.
+pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &TransitionRequest, now_ms: i64) -> Result<Outcome> {
+    let Some(action) = Action::parse(&request.action) else {
+        return Ok(Err(Rejection::new("unknown_action", "unknown workflow action")));
+    };
+    let Some(mut case) = load(tx, id, true)? else {
+        return Ok(Err(Rejection::new("not_found", "incident not found")));
+    };
+    let before = case.scope();
+    if !can_see(caller, &before) {
+        // Out of scope looks exactly like absent.
+        return Ok(Err(Rejection::new("not_found", "incident not found")));
+    }
+    let relation = Relation {
+        role: caller.role,
+        in_grid: caller.in_grid(case.grid_code.as_deref()),
+        is_assignee: case.assignee_id.as_deref() == Some(caller.user_id.to_string().as_str()),
+    };
+    let target = match workflow::next_state(case.state, action, relation) {
+        Ok(target) => target,
+        Err(refusal) => {
+            let message = format!("cannot {} a case that is {}", action.as_str(), case.state.as_str());
+            return Ok(Err(Rejection::new(refusal.code(), message)));
+        }
+    };
+    let note = match request.note.as_deref().map(|n| text::clean("note", n, DESCRIPTION_MAX_CHARS)).transpose() {
+        Ok(n) => n.filter(|n| !n.is_empty()),
+        Err(e) => return Ok(Err(e.into())),
+    };
+    if matches!(action, Action::Reject | Action::Handle) && note.is_none() {
+        return Ok(Err(Rejection::new("note_required", format!("{} needs a note", action.as_str()))));
+    }
+    if !request.photos.is_empty() && action != Action::Handle {
+        return Ok(Err(Rejection::new("invalid_payload", "only handle carries photos")));
+    }
+    match action {
+        Action::Dispatch => {
+            let assignee = match &request.assignee {
+                Some(name) => match tx.query_opt("SELECT id, role FROM users WHERE username = $1 AND disabled = 0", params![name.clone()])? {
+                    Some(r) if matches!(Role::parse(&r.text(1)), Some(Role::GridWorker | Role::Supervisor)) => Some(r.text(0)),
+                    _ => return Ok(Err(Rejection::new("unknown_assignee", "no grid worker or supervisor with that user name"))),
+                },
+                None => None,
+            };
+            let department = match request.department.as_deref().map(|d| text::clean("department", d, 200)).transpose() {
+                Ok(d) => d.filter(|d| !d.is_empty()),
+                Err(e) => return Ok(Err(e.into())),
+            };
+            if assignee.is_none() && department.is_none() {
+                return Ok(Err(Rejection::new("assignee_required", "dispatch needs an assignee or a department")));
+            }
+            case.assignee_id = assignee;
+            case.department = department;
+            case.deadline_ms = request.deadline_ms;
+        }
+        Action::Merge => {
+            let Some(into) = request.merge_into else {
+                return Ok(Err(Rejection::new("merge_target_required", "merge needs merge_into")));
+            };
+            let into = into.to_string();
+            match load(tx, &into, false)? {
+                Some(target) if target.id != case.id && target.state != State::Merged => case.merged_into = Some(into),
+                _ => return Ok(Err(Rejection::new("invalid_merge_target", "merge target must be another, unmerged case"))),
+            }
+        }
+        Action::Handle => {
+            if let Err(rejection) = validate_photos(tx, id, &request.photos) {
+                return Ok(Err(rejection));
+            }
+            insert_photos(tx, id, &request.photos, "after")?;
+        }
+        _ => {}
+    }
+    let from = case.state;
+    case.state = target;
+    case.version += 1;
+    case.updated_at_ms = now_ms;
+    tx.execute(
+        "UPDATE incidents SET state = $2, assignee_id = $3, department = $4, deadline_ms = $5, merged_into = $6, version = $7, updated_at_ms = $8 WHERE id = $1",
+        params![case.id.clone(), target.as_str(), case.assignee_id.clone(), case.department.clone(), case.deadline_ms, case.merged_into.clone(), case.version, now_ms],
+    )?;
+    append_timeline(tx, id, action.as_str(), &caller.username, Some(from), target, note.as_deref(), now_ms)?;
+    record_case_change(tx, Some(&before), &case, now_ms)?;
+    Ok(Ok(case.version))
+}
+
+/// A blob finished uploading: every case announcing it changes (its
+/// missing-evidence flag may clear), with a timeline entry.
+pub fn evidence_arrived(tx: &mut dyn Tx, sha256: &str, now_ms: i64) -> Result<()> {
+    let ids: Vec<String> = tx
+        .query("SELECT DISTINCT incident_id FROM incident_photos WHERE sha256 = $1", params![sha256])?
+        .iter()
+        .map(|r| r.text(0))
+        .collect();
+    for id in ids {
+        let Some(mut case) = load(tx, &id, true)? else { continue };
+        case.version += 1;
+        case.updated_at_ms = now_ms;
+        tx.execute("UPDATE incidents SET version = $2, updated_at_ms = $3 WHERE id = $1", params![id.clone(), case.version, now_ms])?;
+        append_timeline(tx, &id, "photo_arrived", "system", Some(case.state), case.state, Some(&sha256[..12]), now_ms)?;
+        let scope = case.scope();
+        record_case_change(tx, Some(&scope), &case, now_ms)?;
+    }
+    Ok(())
+}
+
+/// Whether the caller reported a case announcing this photo (or is the
+/// command center): who may upload and download it.
+pub fn may_access_blob(tx: &mut dyn Tx, caller: &Caller, sha256: &str, upload: bool) -> Result<bool> {
+    let ids: Vec<String> = tx
+        .query("SELECT DISTINCT incident_id FROM incident_photos WHERE sha256 = $1", params![sha256])?
+        .iter()
+        .map(|r| r.text(0))
+        .collect();
+    for id in ids {
+        let Some(case) = load(tx, &id, false)? else { continue };
+        let allowed = if upload {
+            // Uploads come from the reporter (evidence) or the assignee (after-photos).
+            case.reporter_id == caller.user_id.to_string()
+                || case.assignee_id.as_deref() == Some(caller.user_id.to_string().as_str())
+                || matches!(caller.role, Role::Dispatcher | Role::Admin)
+        } else {
+            can_see(caller, &case.scope())
+        };
+        if allowed {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,240 @@
+//! One storage interface over SQLite (the embedded default) and PostgreSQL
+//! (at scale). Domain code is written once, as synchronous functions over a
+//! [`Tx`]; SQL is written in PostgreSQL's `$1` style and rewritten for
+//! SQLite. HTTP handlers run it on tokio's blocking pool.
+
+mod postgres;
+mod sqlite;
+
+use crate::error::{Result, ServerError};
+
+pub use self::postgres::PostgresDatabase;
+pub use self::sqlite::SqliteDatabase;
+
+/// A value bound to or read from SQL.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Real(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Int(v as i64)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Bytes(v)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map(Into::into).unwrap_or(Value::Null)
+    }
+}
+
+/// Build a parameter list: `params![a, b, c]`.
+#[macro_export]
+macro_rules! params {
+    ($($value:expr),* $(,)?) => { &[$($crate::db::Value::from($value)),*][..] };
+}
+
+#[derive(Clone, Debug)]
+pub struct Row(pub Vec<Value>);
+
+impl Row {
+    fn value(&self, index: usize) -> &Value {
+        self.0.get(index).unwrap_or(&Value::Null)
+    }
+    pub fn int(&self, index: usize) -> i64 {
+        self.opt_int(index).unwrap_or(0)
+    }
+    pub fn opt_int(&self, index: usize) -> Option<i64> {
+        match self.value(index) {
+            Value::Int(v) => Some(*v),
+            Value::Real(v) => Some(*v as i64),
+            _ => None,
+        }
+    }
+    pub fn opt_real(&self, index: usize) -> Option<f64> {
+        match self.value(index) {
+            Value::Real(v) => Some(*v),
+            Value::Int(v) => Some(*v as f64),
+            _ => None,
+        }
+    }
+    pub fn text(&self, index: usize) -> String {
+        self.opt_text(index).unwrap_or_default()
+    }
+    pub fn opt_text(&self, index: usize) -> Option<String> {
+        match self.value(index) {
+            Value::Text(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+    pub fn bytes(&self, index: usize) -> Vec<u8> {
+        match self.value(index) {
+            Value::Bytes(v) => v.clone(),
+            Value::Text(v) => v.clone().into_bytes(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A transaction. Everything domain code does to storage goes through it.
+pub trait Tx {
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64>;
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>>;
+    fn dialect(&self) -> Dialect;
+
+    fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+    fn query_one(&mut self, sql: &str, params: &[Value]) -> Result<Row> {
+        self.query_opt(sql, params)?.ok_or_else(|| ServerError::internal("query returned no row"))
+    }
+    /// Serialize appends to the change log so its sequence is commit order
+    /// (PostgreSQL only; SQLite has one writer anyway). Held to commit.
+    fn lock_change_log(&mut self) -> Result<()> {
+        if self.dialect() == Dialect::Postgres {
+            self.query("SELECT pg_advisory_xact_lock(72634101)", &[])?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether an error is a unique-key conflict (two writers racing).
+pub fn is_conflict(error: &ServerError) -> bool {
+    error.code == "storage_conflict"
+}
+
+#[derive(Clone)]
+pub enum Database {
+    Sqlite(SqliteDatabase),
+    Postgres(PostgresDatabase),
+}
+
+impl Database {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Database::Sqlite(_) => Dialect::Sqlite,
+            Database::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Run `f` in a write transaction; commit on Ok, roll back on Err.
+    /// A unique-key conflict (a concurrent writer won) retries `f` once the
+    /// winner committed, so callers see the winner's effect.
+    pub fn write<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        let mut attempts = 0;
+        loop {
+            let result = match self {
+                Database::Sqlite(db) => db.write(&mut f),
+                Database::Postgres(db) => db.transaction(&mut f),
+            };
+            match result {
+                Err(e) if is_conflict(&e) && attempts < 5 => attempts += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// Run `f` in a read-only snapshot.
+    pub fn read<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        match self {
+            Database::Sqlite(db) => db.read(&mut f),
+            Database::Postgres(db) => db.transaction(&mut f),
+        }
+    }
+
+    pub fn migrate(&self) -> Result<()> {
+        self.write(|tx| {
+            let dialect = tx.dialect();
+            let schema = SCHEMA
+                .replace("{SERIAL}", if dialect == Dialect::Sqlite { "INTEGER PRIMARY KEY AUTOINCREMENT" } else { "BIGSERIAL PRIMARY KEY" })
+                .replace("{BYTES}", if dialect == Dialect::Sqlite { "BLOB" } else { "BYTEA" })
+                .replace("{REAL}", if dialect == Dialect::Sqlite { "REAL" } else { "DOUBLE PRECISION" });
+            for statement in schema.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                tx.execute(statement, &[])?;
+            }
+            let found = tx.query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])?.map(|r| r.text(0));
+            match found.as_deref() {
+                None => {
+                    tx.execute("INSERT INTO meta (key, value) VALUES ('schema_version', $1)", params![SCHEMA_VERSION.to_string()])?;
+                }
+                Some(v) if v.parse::<i64>().unwrap_or(i64::MAX) > SCHEMA_VERSION => {
+                    return Err(ServerError::new(500, "database_from_future", "the database was written by a newer server"));
+                }
+                Some(_) => {}
+            }
+            Ok(())
+        })
+    }
+}
+
+const SCHEMA_VERSION: i64 = 1;
+const SCHEMA: &str = include_str!("schema.sql");
+
+/// `$1` → `?1` for SQLite (whose `$1` is a named parameter numbered by
+/// first appearance, not by its digits).
+pub fn to_sqlite_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            in_string = !in_string;
+        }
+        if c == '$' && !in_string && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_rewritten_outside_strings() {
+        assert_eq!(to_sqlite_placeholders("SELECT $2, '$1', $10"), "SELECT ?2, '$1', ?10");
+    }
+}

@@ -1,0 +1,336 @@
+//! The `/v1` HTTP API over axum. Handlers are thin: check the device id and
+//! token, run the synchronous domain code on the blocking pool, map errors
+//! to `{code, message}` bodies. See docs/protocol.md.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use gridwork_protocol::api::{self, BlobStatus, CreateBlobRequest, LoginRequest, RefreshRequest, Role, TransitionRequest};
+use serde::Deserialize;
+use serde_json::{Value as Json_, json};
+
+use crate::auth::{self, Caller, TokenPolicy};
+use crate::blobs::BlobStore;
+use crate::cases::{self, Rejection};
+use crate::db::Database;
+use crate::error::{Result, ServerError};
+use crate::{admin, changes, push, reference};
+
+pub struct AppState {
+    pub db: Database,
+    pub blobs: BlobStore,
+    pub policy: TokenPolicy,
+}
+
+pub type App = Arc<AppState>;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+pub fn router(app: App) -> Router {
+    let json_limit = DefaultBodyLimit::max(api::MAX_JSON_BODY_BYTES);
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/auth/login", post(login))
+        .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/auth/logout", post(logout))
+        .route("/v1/me", get(me))
+        .route("/v1/push", post(push_handler))
+        .route("/v1/pull", get(pull))
+        .route("/v1/blobs", post(create_blob))
+        .route("/v1/blobs/{sha256}", get(download_blob))
+        .route("/v1/blobs/{sha256}/status", get(blob_status))
+        .route(
+            "/v1/blobs/{sha256}/chunks",
+            put(append_chunk).layer(DefaultBodyLimit::max(api::MAX_BLOB_CHUNK_BYTES)),
+        )
+        .route("/v1/incidents", get(list_incidents))
+        .route("/v1/incidents/{id}", get(get_incident))
+        .route("/v1/incidents/{id}/timeline", get(get_timeline))
+        .route("/v1/incidents/{id}/transitions", post(transition))
+        .route("/v1/admin/users", post(admin_add_user))
+        .route("/v1/admin/grids", post(admin_import_grids))
+        .route("/v1/admin/categories", post(admin_import_categories))
+        .fallback(|| async { ServerError::not_found("endpoint") })
+        .method_not_allowed_fallback(|| async { ServerError::new(405, "method_not_allowed", "method not allowed on this endpoint") })
+        .layer(json_limit)
+        .layer(middleware::from_fn(log_request))
+        .with_state(app)
+}
+
+/// Structured request log: method, route template (never ids or query
+/// strings), status, duration. No tokens, passwords or report contents.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    tracing::info!(method = %method, route = %route, status = response.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+    response
+}
+
+/// JSON body with our error codes for every way it can be wrong.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ServerError;
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ServerError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ServerError::new(415, "unsupported_media_type", "send Content-Type: application/json"),
+        JsonRejection::JsonSyntaxError(_) => ServerError::bad_request("invalid_json", "the body is not valid JSON"),
+        JsonRejection::JsonDataError(e) => ServerError::bad_request("invalid_request", format!("the body does not match the request schema: {}", e.body_text())),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ServerError::new(413, "body_too_large", "the body is larger than the limit"),
+        other => ServerError::bad_request("invalid_request", other.body_text()),
+    }
+}
+
+fn device_id(headers: &HeaderMap) -> Result<String> {
+    let value = headers
+        .get(api::DEVICE_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ServerError::bad_request("device_id_missing", format!("send the {} header", api::DEVICE_ID_HEADER)))?;
+    let ok = !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if ok { Ok(value.to_owned()) } else { Err(ServerError::bad_request("device_id_invalid", "device ids are 1-128 of [A-Za-z0-9-_.:]")) }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| ServerError::unauthorized("auth_missing", "send Authorization: Bearer <access token>"))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| ServerError::internal("worker failed"))?
+}
+
+/// Authenticate, then run `f` with the caller on the blocking pool.
+async fn as_caller<T: Send + 'static>(app: &App, headers: &HeaderMap, f: impl FnOnce(&App, Caller) -> Result<T> + Send + 'static) -> Result<T> {
+    let device = device_id(headers)?;
+    let token = bearer(headers)?;
+    let app = app.clone();
+    blocking(move || {
+        let caller = app.db.read(|tx| auth::authenticate(tx, &token, &device, now_ms()))?;
+        f(&app, caller)
+    })
+    .await
+}
+
+fn require_role(caller: &Caller, roles: &[Role]) -> Result<()> {
+    if roles.contains(&caller.role) { Ok(()) } else { Err(ServerError::forbidden("your role may not do this")) }
+}
+
+async fn health() -> Json<Json_> {
+    Json(json!({"status": "ok", "protocol": gridwork_protocol::PROTOCOL_VERSION, "server_time_ms": now_ms()}))
+}
+
+async fn login(State(app): State<App>, headers: HeaderMap, JsonBody(body): JsonBody<LoginRequest>) -> Result<Json<api::TokenResponse>> {
+    let device = device_id(&headers)?;
+    if body.username.len() > 256 || body.password.len() > 1024 {
+        return Err(ServerError::unauthorized("auth_failed", "wrong user name or password"));
+    }
+    blocking(move || {
+        let user = app.db.read(|tx| auth::find_user(tx, &body.username))?;
+        // Verify against a dummy hash for unknown users: same time, same answer.
+        let hash = user.as_ref().map(|u| u.password_hash.as_str()).unwrap_or(auth::dummy_hash());
+        let verified = auth::verify_password(&body.password, hash);
+        match user {
+            Some(user) if verified && !user.disabled => app.db.write(|tx| auth::start_session(tx, &user, &device, now_ms(), app.policy)),
+            _ => Err(ServerError::unauthorized("auth_failed", "wrong user name or password")),
+        }
+    })
+    .await
+    .map(Json)
+}
+
+async fn refresh(State(app): State<App>, headers: HeaderMap, JsonBody(body): JsonBody<RefreshRequest>) -> Result<Json<api::TokenResponse>> {
+    let device = device_id(&headers)?;
+    blocking(move || app.db.write(|tx| auth::refresh(tx, &body.refresh_token, &device, now_ms(), app.policy))).await.map(Json)
+}
+
+async fn logout(State(app): State<App>, headers: HeaderMap) -> Result<StatusCode> {
+    as_caller(&app, &headers, |app, caller| app.db.write(|tx| auth::logout(tx, &caller.session_id))).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(app): State<App>, headers: HeaderMap) -> Result<Json<api::UserInfo>> {
+    as_caller(&app, &headers, |_, caller| Ok(caller.info())).await.map(Json)
+}
+
+#[derive(Deserialize)]
+struct PushBody {
+    operations: Vec<Json_>,
+}
+
+async fn push_handler(State(app): State<App>, headers: HeaderMap, JsonBody(body): JsonBody<PushBody>) -> Result<Json<api::PushResponse>> {
+    as_caller(&app, &headers, move |app, caller| push::push(&app.db, &caller, &body.operations, now_ms())).await.map(Json)
+}
+
+#[derive(Deserialize)]
+struct PullParams {
+    #[serde(default)]
+    since: i64,
+    limit: Option<u32>,
+}
+
+async fn pull(State(app): State<App>, headers: HeaderMap, query: std::result::Result<Query<PullParams>, axum::extract::rejection::QueryRejection>) -> Result<Json<api::PullResponse>> {
+    let Query(params) = query.map_err(|_| ServerError::bad_request("invalid_query", "since and limit must be integers"))?;
+    let limit = params.limit.unwrap_or(500).clamp(1, api::MAX_PULL_LIMIT);
+    as_caller(&app, &headers, move |app, caller| app.db.read(|tx| changes::pull(tx, &caller, params.since, limit, now_ms()))).await.map(Json)
+}
+
+async fn create_blob(State(app): State<App>, headers: HeaderMap, JsonBody(body): JsonBody<CreateBlobRequest>) -> Result<(StatusCode, Json<BlobStatus>)> {
+    let status = as_caller(&app, &headers, move |app, caller| app.blobs.create(&app.db, &caller, &body.sha256, body.size, now_ms())).await?;
+    Ok((if status.complete { StatusCode::OK } else { StatusCode::CREATED }, Json(status)))
+}
+
+async fn blob_status(State(app): State<App>, headers: HeaderMap, Path(sha256): Path<String>) -> Result<Json<BlobStatus>> {
+    as_caller(&app, &headers, move |app, caller| app.blobs.status(&app.db, &caller, &sha256)).await.map(Json)
+}
+
+#[derive(Deserialize)]
+struct ChunkParams {
+    offset: u64,
+}
+
+pub const CHUNK_SHA256_HEADER: &str = "x-gridwork-chunk-sha256";
+
+async fn append_chunk(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(sha256): Path<String>,
+    query: std::result::Result<Query<ChunkParams>, axum::extract::rejection::QueryRejection>,
+    body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<BlobStatus>> {
+    let Query(params) = query.map_err(|_| ServerError::bad_request("invalid_query", "offset must be a non-negative integer"))?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type != "application/octet-stream" {
+        return Err(ServerError::new(415, "unsupported_media_type", "send chunks as application/octet-stream"));
+    }
+    let chunk_sha = headers
+        .get(CHUNK_SHA256_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| ServerError::bad_request("chunk_checksum_missing", format!("send the {CHUNK_SHA256_HEADER} header")))?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ServerError::new(413, "body_too_large", format!("chunks are at most {} bytes", api::MAX_BLOB_CHUNK_BYTES))
+        } else {
+            ServerError::bad_request("invalid_request", "the chunk body could not be read")
+        }
+    })?;
+    as_caller(&app, &headers, move |app, caller| app.blobs.append(&app.db, &caller, &sha256, params.offset, &body, &chunk_sha, now_ms())).await.map(Json)
+}
+
+async fn download_blob(State(app): State<App>, headers: HeaderMap, Path(sha256): Path<String>) -> Result<Response> {
+    let bytes = as_caller(&app, &headers, move |app, caller| app.blobs.download(&app.db, &caller, &sha256)).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    state: Option<String>,
+    grid: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_incidents(State(app): State<App>, headers: HeaderMap, query: std::result::Result<Query<ListParams>, axum::extract::rejection::QueryRejection>) -> Result<Json<Vec<api::IncidentView>>> {
+    let Query(params) = query.map_err(|_| ServerError::bad_request("invalid_query", "bad query parameters"))?;
+    let limit = params.limit.unwrap_or(200).clamp(1, 1000);
+    as_caller(&app, &headers, move |app, caller| app.db.read(|tx| cases::list_for(tx, &caller, params.state.as_deref(), params.grid.as_deref(), limit))).await.map(Json)
+}
+
+fn parse_id(id: &str) -> Result<String> {
+    uuid::Uuid::parse_str(id).map(|u| u.to_string()).map_err(|_| ServerError::bad_request("invalid_id", "incident ids are UUIDs"))
+}
+
+async fn get_incident(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<api::IncidentView>> {
+    let id = parse_id(&id)?;
+    as_caller(&app, &headers, move |app, caller| app.db.read(|tx| cases::load_view_for(tx, &caller, &id))?.ok_or_else(|| ServerError::not_found("incident"))).await.map(Json)
+}
+
+async fn get_timeline(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Vec<api::TimelineEntry>>> {
+    let id = parse_id(&id)?;
+    as_caller(&app, &headers, move |app, caller| app.db.read(|tx| cases::timeline(tx, &caller, &id))).await.map(Json)
+}
+
+pub fn rejection_error(rejection: Rejection) -> ServerError {
+    let status = match rejection.code {
+        "forbidden" => 403,
+        "not_found" => 404,
+        "invalid_transition" => 409,
+        _ => 400,
+    };
+    ServerError::new(status, rejection.code, rejection.message)
+}
+
+async fn transition(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>, JsonBody(body): JsonBody<TransitionRequest>) -> Result<Json<api::IncidentView>> {
+    let id = parse_id(&id)?;
+    as_caller(&app, &headers, move |app, caller| {
+        app.db.write(|tx| match cases::transition(tx, &caller, &id, &body, now_ms())? {
+            Ok(_) => cases::load_view_for(tx, &caller, &id)?.ok_or_else(|| ServerError::not_found("incident")),
+            Err(rejection) => Err(rejection_error(rejection)),
+        })
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    username: String,
+    password: String,
+    role: String,
+    #[serde(default)]
+    grids: Vec<String>,
+}
+
+async fn admin_add_user(State(app): State<App>, headers: HeaderMap, JsonBody(body): JsonBody<NewUser>) -> Result<(StatusCode, Json<api::UserInfo>)> {
+    let user = as_caller(&app, &headers, move |app, caller| {
+        require_role(&caller, &[Role::Admin])?;
+        let role = Role::parse(&body.role).ok_or_else(|| ServerError::bad_request("invalid_role", "unknown role"))?;
+        admin::validate_password(&body.password)?;
+        let hash = auth::hash_password(&body.password)?;
+        app.db.write(|tx| admin::add_user(tx, &body.username, &hash, role, &body.grids, now_ms()))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+async fn admin_import_grids(State(app): State<App>, headers: HeaderMap, JsonBody(body): JsonBody<Json_>) -> Result<Json<Json_>> {
+    as_caller(&app, &headers, move |app, caller| {
+        require_role(&caller, &[Role::Admin])?;
+        let count = app.db.write(|tx| reference::import_grids(tx, &body, now_ms()))?;
+        Ok(Json(json!({"imported": count})))
+    })
+    .await
+}
+
+async fn admin_import_categories(State(app): State<App>, headers: HeaderMap, JsonBody(body): JsonBody<Json_>) -> Result<Json<Json_>> {
+    as_caller(&app, &headers, move |app, caller| {
+        require_role(&caller, &[Role::Admin])?;
+        let count = app.db.write(|tx| reference::import_categories(tx, &body, now_ms()))?;
+        Ok(Json(json!({"imported": count})))
+    })
+    .await
+}

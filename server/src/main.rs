@@ -1,0 +1,255 @@
+//! `gridwork-server`: run the sync server and administer it from scripts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gridwork_protocol::api::{Role, TransitionRequest};
+use gridwork_server::auth::TokenPolicy;
+use gridwork_server::db::Database;
+use gridwork_server::http::{now_ms, rejection_error};
+use gridwork_server::{StorageConfig, ServerError, admin, auth, cases, open_storage, reference};
+
+#[derive(Parser)]
+#[command(name = "gridwork-server", version, about = "Gridwork reference sync server")]
+struct Cli {
+    /// Data directory (SQLite file and blob folder) for the embedded default.
+    #[arg(long, global = true, default_value = "gridwork-server-data")]
+    data: PathBuf,
+    /// PostgreSQL URL (postgres://user:pass@host/db); blobs then live in the database too.
+    #[arg(long, global = true, env = "GRIDWORK_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Database connections per server instance (PostgreSQL).
+    #[arg(long, global = true, default_value_t = 16)]
+    max_connections: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the database schema and the default category table.
+    Init,
+    /// Users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Grids.
+    Grid {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+    /// Incident categories.
+    Category {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+    /// Serve the /v1 API.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8470")]
+        listen: String,
+        /// Access token lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        access_ttl_secs: i64,
+        /// Refresh token lifetime in seconds.
+        #[arg(long, default_value_t = 30 * 24 * 3600)]
+        refresh_ttl_secs: i64,
+    },
+    /// Cases that arrived.
+    Incidents {
+        #[command(subcommand)]
+        command: IncidentsCommand,
+    },
+    /// The timeline of one case.
+    Timeline {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// 立案: register a reported case.
+    Register { id: String, #[arg(long)] note: Option<String> },
+    /// Reject a reported case (a note is required).
+    Reject { id: String, #[arg(long)] note: String },
+    /// 派遣: dispatch a registered or reopened case to a worker or department.
+    Dispatch {
+        id: String,
+        #[arg(long)]
+        assignee: Option<String>,
+        #[arg(long)]
+        department: Option<String>,
+        /// Deadline, Unix milliseconds.
+        #[arg(long)]
+        deadline_ms: Option<i64>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// 核查结案: close a handled case.
+    Close { id: String, #[arg(long)] note: Option<String> },
+    /// 返工: reopen a handled or closed case for rework.
+    Reopen { id: String, #[arg(long)] note: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user.
+    Add {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        password: String,
+        /// grid_worker, volunteer, supervisor, dispatcher or admin.
+        #[arg(long)]
+        role: String,
+        /// A grid code this user works in (repeatable).
+        #[arg(long = "grid")]
+        grids: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Import from a file (grids: GeoJSON FeatureCollection; categories: {"version", "categories": [...]}).
+    Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum IncidentsCommand {
+    /// List cases with their photos and whether each arrived.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        state: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("GRIDWORK_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {} ({})", error.message, error.code);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn storage(cli: &Cli) -> StorageConfig {
+    StorageConfig { data_dir: cli.data.clone(), database_url: cli.database_url.clone(), max_connections: cli.max_connections }
+}
+
+fn read_json(path: &PathBuf) -> Result<serde_json::Value, ServerError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ServerError::bad_request("file_unreadable", format!("cannot read the file: {}", e.kind())))?;
+    serde_json::from_str(&text).map_err(|_| ServerError::bad_request("invalid_json", "the file is not valid JSON"))
+}
+
+fn step(db: &Database, id: &str, request: TransitionRequest) -> Result<(), ServerError> {
+    let id = uuid::Uuid::parse_str(id).map_err(|_| ServerError::bad_request("invalid_id", "incident ids are UUIDs"))?.to_string();
+    let caller = admin::system_caller();
+    let view = db.write(|tx| match cases::transition(tx, &caller, &id, &request, now_ms())? {
+        Ok(_) => cases::load_view_for(tx, &caller, &id),
+        Err(rejection) => Err(rejection_error(rejection)),
+    })?;
+    if let Some(view) = view {
+        println!("{} {}", view.id, view.state);
+    }
+    Ok(())
+}
+
+fn transition(action: &str, note: Option<String>) -> TransitionRequest {
+    TransitionRequest {
+        action: action.to_owned(),
+        note,
+        assignee: None,
+        department: None,
+        deadline_ms: None,
+        merge_into: None,
+        photos: Vec::new(),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), ServerError> {
+    let (db, blobs) = open_storage(&storage(&cli))?;
+    match cli.command {
+        Command::Init => {
+            println!("initialized");
+        }
+        Command::User { command: UserCommand::Add { username, password, role, grids } } => {
+            let role = Role::parse(&role).ok_or_else(|| ServerError::bad_request("invalid_role", "role must be grid_worker, volunteer, supervisor, dispatcher or admin"))?;
+            admin::validate_password(&password)?;
+            let hash = auth::hash_password(&password)?;
+            let user = db.write(|tx| admin::add_user(tx, &username, &hash, role, &grids, now_ms()))?;
+            println!("{}", serde_json::to_string(&user).expect("serializes"));
+        }
+        Command::Grid { command: ImportCommand::Import { file } } => {
+            let collection = read_json(&file)?;
+            let count = db.write(|tx| reference::import_grids(tx, &collection, now_ms()))?;
+            println!("imported {count} grids");
+        }
+        Command::Category { command: ImportCommand::Import { file } } => {
+            let table = read_json(&file)?;
+            let count = db.write(|tx| reference::import_categories(tx, &table, now_ms()))?;
+            println!("imported {count} categories");
+        }
+        Command::Serve { listen, access_ttl_secs, refresh_ttl_secs } => {
+            let policy = TokenPolicy { access_ttl_ms: access_ttl_secs * 1000, refresh_ttl_ms: refresh_ttl_secs * 1000 };
+            let runtime = tokio::runtime::Runtime::new().map_err(|_| ServerError::internal("cannot start the runtime"))?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .map_err(|e| ServerError::new(500, "listen_failed", format!("cannot listen on {listen}: {}", e.kind())))?;
+                let address = listener.local_addr().map_err(|_| ServerError::internal("no local address"))?;
+                println!("gridwork-server listening on http://{address}");
+                tracing::info!(%address, backend = ?db.dialect(), "serving");
+                let app = gridwork_server::app_state(db, blobs, policy);
+                gridwork_server::serve(listener, app, async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await
+                .map_err(|_| ServerError::internal("server failed"))
+            })?;
+        }
+        Command::Incidents { command: IncidentsCommand::List { json, state } } => {
+            let caller = admin::system_caller();
+            let views = db.read(|tx| cases::list_for(tx, &caller, state.as_deref(), None, u32::MAX))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&views).expect("serializes"));
+            } else {
+                for v in views {
+                    let arrived = v.photos.iter().filter(|p| p.arrived).count();
+                    println!("{} {:<14} {:<6} {:<12} photos {}/{}", v.id, v.state, v.category_code, v.reporter, arrived, v.photos.len());
+                }
+            }
+        }
+        Command::Timeline { id, json } => {
+            let id = uuid::Uuid::parse_str(&id).map_err(|_| ServerError::bad_request("invalid_id", "incident ids are UUIDs"))?.to_string();
+            let entries = db.read(|tx| cases::timeline(tx, &admin::system_caller(), &id))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries).expect("serializes"));
+            } else {
+                for e in entries {
+                    println!("{} {:<12} {:<10} {} -> {} {}", e.at_ms, e.action, e.actor, e.from_state.unwrap_or_default(), e.to_state, e.note.unwrap_or_default());
+                }
+            }
+        }
+        Command::Register { id, note } => step(&db, &id, transition("register", note))?,
+        Command::Reject { id, note } => step(&db, &id, transition("reject", Some(note)))?,
+        Command::Dispatch { id, assignee, department, deadline_ms, note } => {
+            let mut request = transition("dispatch", note);
+            request.assignee = assignee;
+            request.department = department;
+            request.deadline_ms = deadline_ms;
+            step(&db, &id, request)?
+        }
+        Command::Close { id, note } => step(&db, &id, transition("close", note))?,
+        Command::Reopen { id, note } => step(&db, &id, transition("reopen", note))?,
+    }
+    Ok(())
+}
