@@ -12,6 +12,7 @@ mod open;
 mod outbox;
 mod pillow;
 mod report;
+mod server_push;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -29,14 +30,18 @@ benchmarks:
   capture-memory   peak memory (VmHWM) of one capture, vs Pillow
   outbox           outbox insert rate, vs raw SQLite INSERTs
   open             store open time on 10,000 incidents, vs plain SQLite open
-  all              all of the above
+  server-push      server push throughput and p99 with 200 concurrent devices, SQLite and PostgreSQL
+  all              all of the above except server-push
 
 options (defaults keep `all` under ~3 minutes on 2 cores):
   --captures N     captures per configuration (default 30)
   --ops N          operations inserted in one transaction (default 20000)
   --single-ops N   operations inserted one transaction each (default 20000)
   --incidents N    incidents in the open benchmark's database (default 10000)
-  --opens N        opens timed (default 20)";
+  --opens N        opens timed (default 20)
+  --devices N      concurrent simulated devices for server-push (default 200)
+  --batches N      pushes per device (default 10)
+  --batch-ops N    operations per push (default 10)";
 
 struct Options {
     captures: usize,
@@ -44,11 +49,14 @@ struct Options {
     single_ops: usize,
     incidents: usize,
     opens: usize,
+    devices: usize,
+    batches: usize,
+    batch_ops: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { captures: 30, ops: 20_000, single_ops: 20_000, incidents: 10_000, opens: 20 }
+        Options { captures: 30, ops: 20_000, single_ops: 20_000, incidents: 10_000, opens: 20, devices: 200, batches: 10, batch_ops: 10 }
     }
 }
 
@@ -62,6 +70,9 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--single-ops" => &mut options.single_ops,
             "--incidents" => &mut options.incidents,
             "--opens" => &mut options.opens,
+            "--devices" => &mut options.devices,
+            "--batches" => &mut options.batches,
+            "--batch-ops" => &mut options.batch_ops,
             other => return Err(format!("unknown option {other}")),
         };
         let value = args.next().ok_or_else(|| format!("{flag} needs a number"))?;
@@ -100,6 +111,11 @@ fn main() {
         "capture-memory" => capture::run_memory(),
         "outbox" => outbox::run(options.ops, options.single_ops),
         "open" => open::run(options.incidents, options.opens),
+        "server-push" => server_push::run(&server_push::PushOptions {
+            devices: options.devices,
+            batches: options.batches,
+            batch_ops: options.batch_ops,
+        }),
         "all" => capture::run(options.captures)
             .and_then(|()| capture::run_memory())
             .and_then(|()| outbox::run(options.ops, options.single_ops))

@@ -1,7 +1,7 @@
-//! Push: a batch of operations, one result each. Each operation runs in its
-//! own transaction that also records `(device, op_id)` and the outcome, so
-//! a replay returns the first outcome and never applies twice
-//! (exactly-once effect over at-least-once delivery).
+//! Push: a batch of operations, one result each. The batch's transaction
+//! also records `(device, op_id)` and each outcome, so a replay returns the
+//! first outcome and never applies twice (exactly-once effect over
+//! at-least-once delivery).
 
 use gridwork_protocol::api::{OperationOutcome, OperationResult, PushResponse};
 use gridwork_protocol::{OperationEnvelope, OperationKind, SubmitIncident, TransitionIncident};
@@ -18,17 +18,27 @@ pub fn push(db: &Database, caller: &Caller, operations: &[Json], now_ms: i64) ->
     if operations.len() > gridwork_protocol::api::MAX_PUSH_OPERATIONS {
         return Err(ServerError::new(413, "batch_too_large", format!("at most {} operations per push", gridwork_protocol::api::MAX_PUSH_OPERATIONS)));
     }
-    let mut results = Vec::with_capacity(operations.len());
-    for raw in operations {
-        // An op id is needed to answer at all; without one the batch is malformed.
-        let op_id = raw
-            .get("op_id")
-            .and_then(Json::as_str)
-            .and_then(|s| Uuid::parse_str(s).ok())
-            .ok_or_else(|| ServerError::bad_request("invalid_operation", "every operation needs a UUID op_id"))?;
-        let outcome = db.write(|tx| apply_once(tx, caller, op_id, raw, now_ms))?;
-        results.push(OperationResult { op_id, outcome });
-    }
+    // An op id is needed to answer at all; without one the batch is malformed.
+    let op_ids = operations
+        .iter()
+        .map(|raw| {
+            raw.get("op_id")
+                .and_then(Json::as_str)
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(|| ServerError::bad_request("invalid_operation", "every operation needs a UUID op_id"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // One transaction for the batch: one durable commit instead of one per
+    // operation. Every operation is validated before it writes, so a
+    // rejection leaves no partial effect; a storage error rolls back the
+    // whole batch and the device sends it again (nothing was acknowledged).
+    let results = db.write(|tx| {
+        op_ids
+            .iter()
+            .zip(operations)
+            .map(|(op_id, raw)| Ok(OperationResult { op_id: *op_id, outcome: apply_once(tx, caller, *op_id, raw, now_ms)? }))
+            .collect::<Result<Vec<_>>>()
+    })?;
     Ok(PushResponse { results, server_time_ms: now_ms })
 }
 

@@ -2,10 +2,11 @@
 //! pool. The server keeps no state of its own besides this database (blobs
 //! live in it too), so several instances can run behind a load balancer.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 
 use super::{Dialect, Row, Tx, Value};
 use crate::error::{Result, ServerError};
@@ -18,8 +19,15 @@ pub struct PostgresDatabase {
 }
 
 struct PoolState {
-    idle: Vec<Client>,
+    idle: Vec<PooledClient>,
     open: usize,
+}
+
+/// A connection and its prepared statements: preparing once per connection
+/// saves a round trip on every later query.
+struct PooledClient {
+    client: Client,
+    statements: HashMap<String, Statement>,
 }
 
 impl PostgresDatabase {
@@ -33,7 +41,7 @@ impl PostgresDatabase {
         let client = db.new_client()?;
         {
             let mut state = db.pool.0.lock().unwrap_or_else(|e| e.into_inner());
-            state.idle.push(client);
+            state.idle.push(PooledClient { client, statements: HashMap::new() });
             state.open = 1;
         }
         Ok(db)
@@ -43,12 +51,12 @@ impl PostgresDatabase {
         Client::connect(&self.url, NoTls).map_err(|e| ServerError::storage(format!("cannot connect to PostgreSQL: {}", e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string()))))
     }
 
-    fn checkout(&self) -> Result<Client> {
+    fn checkout(&self) -> Result<PooledClient> {
         let (state, available) = &*self.pool;
         let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(client) = guard.idle.pop() {
-                if client.is_closed() {
+                if client.client.is_closed() {
                     guard.open -= 1;
                     continue;
                 }
@@ -57,18 +65,21 @@ impl PostgresDatabase {
             if guard.open < self.max {
                 guard.open += 1;
                 drop(guard);
-                return self.new_client().inspect_err(|_| {
-                    state.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
-                });
+                return self
+                    .new_client()
+                    .map(|client| PooledClient { client, statements: HashMap::new() })
+                    .inspect_err(|_| {
+                        state.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
+                    });
             }
             guard = available.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
     }
 
-    fn checkin(&self, client: Client) {
+    fn checkin(&self, client: PooledClient) {
         let (state, available) = &*self.pool;
         let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
-        if client.is_closed() {
+        if client.client.is_closed() {
             guard.open -= 1;
         } else {
             guard.idle.push(client);
@@ -77,21 +88,34 @@ impl PostgresDatabase {
     }
 
     pub(super) fn transaction<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
-        let mut client = self.checkout()?;
+        let mut pooled = self.checkout()?;
         let result = (|| {
+            let PooledClient { client, statements } = &mut pooled;
             let tx = client.transaction().map_err(map_error)?;
-            let mut wrapper = PgTx { tx };
+            let mut wrapper = PgTx { tx, statements };
             let value = f(&mut wrapper)?;
             wrapper.tx.commit().map_err(map_error)?;
             Ok(value)
         })();
-        self.checkin(client);
+        self.checkin(pooled);
         result
     }
 }
 
 struct PgTx<'a> {
     tx: postgres::Transaction<'a>,
+    statements: &'a mut HashMap<String, Statement>,
+}
+
+impl PgTx<'_> {
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.tx.prepare(sql).map_err(map_error)?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
 }
 
 impl ToSql for Value {
@@ -122,13 +146,15 @@ impl ToSql for Value {
 
 impl Tx for PgTx<'_> {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        let statement = self.statement(sql)?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        self.tx.execute(sql, &refs).map_err(map_error)
+        self.tx.execute(&statement, &refs).map_err(map_error)
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        let statement = self.statement(sql)?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let rows = self.tx.query(sql, &refs).map_err(map_error)?;
+        let rows = self.tx.query(&statement, &refs).map_err(map_error)?;
         rows.iter()
             .map(|row| {
                 (0..row.len())
