@@ -170,11 +170,13 @@ impl BlobStore {
             }
             return Err(ServerError::new(422, "blob_hash_mismatch", "the uploaded bytes do not hash to the announced SHA-256; upload again from offset 0"));
         }
-        publish()?;
         db.write(|tx| {
             tx.execute("UPDATE blobs SET complete = 1 WHERE sha256 = $1", params![sha256])?;
             cases::evidence_arrived(tx, sha256, now_ms)
-        })
+        })?;
+        // Moving the verified file comes after the commit; if it fails, the
+        // download still finds the bytes under partial/.
+        publish()
     }
 
     /// The bytes of a complete blob, for callers who may see a case using it.
@@ -190,9 +192,9 @@ impl BlobStore {
             return Err(ServerError::new(404, "blob_incomplete", "the photo has not fully arrived yet"));
         }
         match self {
-            BlobStore::Folder { dir, .. } => {
-                fs::read(dir.join("complete").join(sha256)).map_err(|e| ServerError::storage(format!("blob read: {}", e.kind())))
-            }
+            BlobStore::Folder { dir, .. } => fs::read(dir.join("complete").join(sha256))
+                .or_else(|_| fs::read(dir.join("partial").join(sha256)))
+                .map_err(|e| ServerError::storage(format!("blob read: {}", e.kind()))),
             BlobStore::Database => db.read(|tx| read_chunks(tx, sha256)),
         }
     }

@@ -14,10 +14,20 @@ use crate::{cases, params, reference, scope};
 pub fn record(tx: &mut dyn Tx, kind: &str, id: &str, now_visible: &[String], was_visible: &[String], now_ms: i64) -> Result<i64> {
     tx.lock_change_log()?;
     let seq = tx.query_one("INSERT INTO changes (entity_kind, entity_id, at_ms) VALUES ($1, $2, $3) RETURNING seq", params![kind, id, now_ms])?.int(0);
+    let mut written: Vec<&String> = Vec::new();
     for key in now_visible {
+        // A key listed twice would collide on the (audience, seq) key.
+        if written.contains(&key) {
+            continue;
+        }
+        written.push(key);
         tx.execute("INSERT INTO change_audience (audience, seq, removal) VALUES ($1, $2, 0)", params![key, seq])?;
     }
     for key in was_visible.iter().filter(|k| !now_visible.contains(k)) {
+        if written.contains(&key) {
+            continue;
+        }
+        written.push(key);
         tx.execute("INSERT INTO change_audience (audience, seq, removal) VALUES ($1, $2, 1)", params![key, seq])?;
     }
     Ok(seq)

@@ -201,20 +201,30 @@ fn run(cli: Cli) -> Result<(), ServerError> {
         Command::Serve { listen, access_ttl_secs, refresh_ttl_secs } => {
             let policy = TokenPolicy { access_ttl_ms: access_ttl_secs * 1000, refresh_ttl_ms: refresh_ttl_secs * 1000 };
             let runtime = tokio::runtime::Runtime::new().map_err(|_| ServerError::internal("cannot start the runtime"))?;
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(&listen)
+            let backend = db.dialect();
+            let app = gridwork_server::app_state(db, blobs, policy);
+            let served = runtime.block_on({
+                let app = app.clone();
+                async move {
+                    let listener = tokio::net::TcpListener::bind(&listen)
+                        .await
+                        .map_err(|e| ServerError::new(500, "listen_failed", format!("cannot listen on {listen}: {}", e.kind())))?;
+                    let address = listener.local_addr().map_err(|_| ServerError::internal("no local address"))?;
+                    println!("gridwork-server listening on http://{address}");
+                    tracing::info!(%address, backend = ?backend, "serving");
+                    gridwork_server::serve(listener, app, async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
                     .await
-                    .map_err(|e| ServerError::new(500, "listen_failed", format!("cannot listen on {listen}: {}", e.kind())))?;
-                let address = listener.local_addr().map_err(|_| ServerError::internal("no local address"))?;
-                println!("gridwork-server listening on http://{address}");
-                tracing::info!(%address, backend = ?db.dialect(), "serving");
-                let app = gridwork_server::app_state(db, blobs, policy);
-                gridwork_server::serve(listener, app, async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await
-                .map_err(|_| ServerError::internal("server failed"))
-            })?;
+                    .map_err(|_| ServerError::internal("server failed"))
+                }
+            });
+            // The synchronous PostgreSQL clients must be dropped outside the
+            // runtime: stop it first, then release the last handle.
+            drop(runtime);
+            drop(app);
+            served?;
+            return Ok(());
         }
         Command::Incidents { command: IncidentsCommand::List { json, state } } => {
             let caller = admin::system_caller();

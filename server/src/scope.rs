@@ -42,7 +42,7 @@ pub struct CaseScope {
 
 pub fn case_audience(case: &CaseScope) -> Vec<String> {
     let mut keys = vec!["all".to_owned(), format!("user:{}", case.reporter_id)];
-    if let Some(assignee) = &case.assignee_id {
+    if let Some(assignee) = case.assignee_id.as_ref().filter(|a| **a != case.reporter_id) {
         keys.push(format!("user:{assignee}"));
     }
     if let Some(grid) = &case.grid_code {

@@ -1,0 +1,365 @@
+//! The admin command line as a real process: init, users, grids,
+//! categories, serve (with a device logging in and reporting over HTTP),
+//! then listing cases, their timelines and taking workflow steps; wrong
+//! input exits non-zero with the error code on stderr. On SQLite (a data
+//! folder) and on PostgreSQL (`--database-url`).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use common::*;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// A fresh PostgreSQL database for one test, dropped at the end (as in
+/// common/mod.rs, whose helper is private).
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    fn create(admin_url: &str) -> (PgDatabase, String) {
+        let name = format!("gw_test_{}", Uuid::now_v7().simple());
+        let mut client = postgres::Client::connect(admin_url, postgres::NoTls).expect("connect to test PostgreSQL");
+        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+        let (base, _) = admin_url.rsplit_once('/').expect("URL has a database part");
+        let url = format!("{base}/{name}");
+        (PgDatabase { admin_url: admin_url.to_owned(), name }, url)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// The command line pointed at one server's storage.
+struct Admin {
+    backend: &'static str,
+    dir: tempfile::TempDir,
+    database_url: Option<String>,
+    _pg: Option<PgDatabase>,
+}
+
+impl Admin {
+    fn new(backend: &Backend) -> Admin {
+        let (pg, database_url) = match backend {
+            Backend::Sqlite => (None, None),
+            Backend::Postgres(admin_url) => {
+                let (pg, url) = PgDatabase::create(admin_url);
+                (Some(pg), Some(url))
+            }
+        };
+        Admin { backend: backend.name(), dir: tempfile::tempdir().unwrap(), database_url, _pg: pg }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gridwork-server"));
+        command.env_remove("GRIDWORK_DATABASE_URL").env("GRIDWORK_LOG", "warn").arg("--data").arg(self.dir.path().join("data"));
+        if let Some(url) = &self.database_url {
+            command.arg("--database-url").arg(url);
+        }
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("run gridwork-server")
+    }
+
+    /// Run; it must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(output.status.success(), "{}: {args:?} failed: {}", self.backend, String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Run; it must fail with `code` named on stderr; its stderr.
+    fn fails(&self, args: &[&str], code: &str) -> String {
+        let output = self.run(args);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(!output.status.success(), "{}: {args:?} should fail", self.backend);
+        assert_ne!(output.status.code(), Some(0), "{}", self.backend);
+        assert!(stderr.contains(&format!("({code})")), "{}: {args:?}: expected {code} on stderr, got: {stderr}", self.backend);
+        assert!(output.stdout.is_empty(), "{}: {args:?}: nothing on stdout when failing", self.backend);
+        stderr
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).unwrap_or_else(|e| panic!("{}: {args:?} did not print JSON: {e}", self.backend))
+    }
+
+    fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// `serve --listen 127.0.0.1:0` as a child; killed when dropped.
+    fn serve(&self) -> Serving {
+        let log = self.dir.path().join(format!("serve-{}.log", Uuid::now_v7().simple()));
+        let mut child = self
+            .command()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn gridwork-server serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let Some(address) = line.trim().strip_prefix("gridwork-server listening on http://") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{}: unexpected first line {line:?}; log: {}", self.backend, std::fs::read_to_string(&log).unwrap_or_default());
+        };
+        let address: std::net::SocketAddr = address.parse().expect("a socket address");
+        assert!(address.ip().is_loopback() && address.port() != 0, "{}: {address}", self.backend);
+        Serving { child, base: format!("http://{address}"), log }
+    }
+}
+
+struct Serving {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Serving {
+    fn device(&self, username: &str, password: &str) -> Device {
+        let device = Device {
+            id: format!("dev-{username}-{}", &Uuid::now_v7().simple().to_string()[20..]),
+            base: self.base.clone(),
+            client: reqwest::blocking::Client::new(),
+            tokens: Default::default(),
+        };
+        let me = device.login(username, password);
+        assert_eq!(me.status(), 200, "log in as {username}");
+        device
+    }
+
+    /// Ctrl-C, as an operator stops it; the exit status and the log.
+    fn interrupt(mut self) -> (std::process::ExitStatus, String) {
+        let signalled = Command::new("kill").args(["-s", "INT", &self.child.id().to_string()]).status().unwrap();
+        assert!(signalled.success());
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "serve did not stop on Ctrl-C");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        (status, std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+
+    fn stop(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+const WORKER_PASSWORD: &str = "zhang-secret-1";
+const FIXER_PASSWORD: &str = "wang-secret-22";
+
+#[test]
+fn the_admin_command_line_runs_a_case_end_to_end() {
+    for backend in backends() {
+        let admin = Admin::new(&backend);
+        let name = admin.backend;
+
+        assert_eq!(admin.ok(&["init"]).trim(), "initialized", "{name}");
+        assert_eq!(admin.ok(&["init"]).trim(), "initialized", "{name}: init twice is harmless");
+
+        // Grids from GeoJSON; bad files are refused with a code.
+        let grids = admin.file("grids.geojson", &two_grids_geojson());
+        assert_eq!(admin.ok(&["grid", "import", path_str(&grids)]).trim(), "imported 2 grids", "{name}");
+        admin.fails(&["grid", "import", path_str(&admin.dir.path().join("missing.geojson"))], "file_unreadable");
+        admin.fails(&["grid", "import", path_str(&admin.file("broken.geojson", "{not json"))], "invalid_json");
+        admin.fails(&["grid", "import", path_str(&admin.file("point.geojson", r#"{"type": "Point"}"#))], "invalid_geojson");
+
+        // Users.
+        let user = admin.json(&["user", "add", "--username", "zhang", "--password", WORKER_PASSWORD, "--role", "grid_worker", "--grid", "G-001"]);
+        assert_eq!(user["username"], "zhang", "{name}");
+        assert_eq!(user["role"], "grid_worker", "{name}");
+        assert_eq!(user["grids"], json!(["G-001"]), "{name}");
+        let fixer = admin.json(&["user", "add", "--username", "wang", "--password", FIXER_PASSWORD, "--role", "grid_worker", "--grid", "G-001", "--grid", "G-002"]);
+        assert_eq!(fixer["grids"], json!(["G-001", "G-002"]), "{name}");
+        let stderr = admin.fails(&["user", "add", "--username", "li", "--password", "long-enough-1", "--role", "mayor"], "invalid_role");
+        assert!(stderr.contains("grid_worker, volunteer, supervisor, dispatcher or admin"), "{name}: the message lists the roles: {stderr}");
+        admin.fails(&["user", "add", "--username", "li", "--password", "short", "--role", "volunteer"], "weak_password");
+        admin.fails(&["user", "add", "--username", "zhang", "--password", "long-enough-1", "--role", "volunteer"], "user_exists");
+        let missing_flag = admin.run(&["user", "add", "--username", "li"]);
+        assert!(!missing_flag.status.success(), "{name}: a missing flag is a usage error");
+
+        // A category table replacing the default one.
+        let table = json!({"version": 2, "categories": [
+            {"code": "01", "name_zh": "市容环境", "name_en": "City appearance"},
+            {"code": "0101", "parent": "01", "name_zh": "私搭乱建", "name_en": "Illegal structure"},
+            {"code": "99", "name_zh": "其他事项", "name_en": "Other"}
+        ]});
+        let categories = admin.file("categories.json", &table.to_string());
+        assert_eq!(admin.ok(&["category", "import", path_str(&categories)]).trim(), "imported 3 categories", "{name}");
+        admin.fails(&["category", "import", path_str(&admin.file("bad-table.json", r#"{"version": 3}"#))], "invalid_category_table");
+
+        // Serve; a phone logs in with the CLI-made user and reports.
+        let server = admin.serve();
+        let phone = server.device("zhang", WORKER_PASSWORD);
+        let stranger = Device { id: "dev-stranger".into(), base: server.base.clone(), client: reqwest::blocking::Client::new(), tokens: Default::default() };
+        assert_eq!(stranger.login("zhang", "wrong password").status(), 401, "{name}: a wrong password is refused");
+        let (pulled, _) = phone.pull_all(0);
+        let find = |kind: &str, id: &str| pulled.iter().find(|c| c["entity_kind"] == kind && c["entity_id"] == id).cloned();
+        assert_eq!(find("category", "99").unwrap()["data"]["name_zh"], "其他事项", "{name}: the imported table");
+        assert_eq!(find("category", "0102").unwrap()["data"]["active"], false, "{name}: codes missing from the new table retire");
+        assert_eq!(find("grid", "G-001").unwrap()["data"]["level"], "key_attention", "{name}: the imported grids");
+        let retired = phone.push_ok(&[report("0102", Some("G-001"), &[]).1]);
+        assert_eq!(retired[0]["code"], "unknown_category", "{name}");
+
+        let arrived = photo_bytes(1, 30_000);
+        let missing = photo_bytes(2, 20_000);
+        let (id, op) = report("0101", Some("G-001"), &[&arrived, &missing]);
+        assert_eq!(phone.push_ok(&[op])[0]["status"], "applied", "{name}");
+        let sha = sha256_hex(&arrived);
+        assert_eq!(phone.post("/v1/blobs", &json!({"sha256": sha, "size": arrived.len()})).status(), 201, "{name}");
+        assert_eq!(phone.put_chunk(&sha, 0, &arrived).json::<Value>().unwrap()["complete"], true, "{name}");
+        server.stop();
+
+        // What arrived, as the command line lists it.
+        let listed = admin.json(&["incidents", "list", "--json"]);
+        let listed = listed.as_array().unwrap();
+        assert_eq!(listed.len(), 1, "{name}: {listed:?}");
+        let case = &listed[0];
+        assert_eq!(case["id"], json!(id), "{name}");
+        assert_eq!(case["state"], "reported", "{name}");
+        assert_eq!(case["category_code"], "0101", "{name}");
+        assert_eq!(case["reporter"], "zhang", "{name}");
+        assert_eq!(case["grid_code"], "G-001", "{name}");
+        assert_eq!(case["missing_evidence"], true, "{name}");
+        let photos: Vec<(String, bool)> =
+            case["photos"].as_array().unwrap().iter().map(|p| (p["sha256"].as_str().unwrap().to_owned(), p["arrived"].as_bool().unwrap())).collect();
+        assert_eq!(photos, [(sha.clone(), true), (sha256_hex(&missing), false)], "{name}");
+        let plain = admin.ok(&["incidents", "list"]);
+        assert!(plain.contains(&id.to_string()) && plain.contains("photos 1/2"), "{name}: {plain}");
+
+        let timeline = admin.json(&["timeline", &id.to_string(), "--json"]);
+        let actions: Vec<(&str, &str)> = timeline.as_array().unwrap().iter().map(|e| (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap())).collect();
+        assert_eq!(actions, [("report", "zhang"), ("photo_arrived", "system")], "{name}");
+        assert_eq!(timeline[0]["from_state"], Value::Null, "{name}");
+        assert_eq!(timeline[0]["to_state"], "reported", "{name}");
+
+        // 立案 and 派遣 from the command line.
+        let case_id = id.to_string();
+        assert_eq!(admin.ok(&["register", &case_id, "--note", "立案"]).trim(), format!("{id} registered"), "{name}");
+        admin.fails(&["dispatch", &case_id], "assignee_required");
+        admin.fails(&["dispatch", &case_id, "--assignee", "nobody"], "unknown_assignee");
+        let deadline = "1900000000000";
+        assert_eq!(admin.ok(&["dispatch", &case_id, "--assignee", "wang", "--deadline-ms", deadline]).trim(), format!("{id} dispatched"), "{name}");
+        let dispatched = admin.json(&["incidents", "list", "--json", "--state", "dispatched"]);
+        assert_eq!(dispatched[0]["assignee"], "wang", "{name}");
+        assert_eq!(dispatched[0]["deadline_ms"], 1_900_000_000_000i64, "{name}");
+        assert_eq!(admin.json(&["incidents", "list", "--json", "--state", "reported"]), json!([]), "{name}");
+        // Not handled yet: neither close nor reopen applies.
+        admin.fails(&["close", &case_id], "invalid_transition");
+        admin.fails(&["reopen", &case_id], "invalid_transition");
+        admin.fails(&["register", &case_id], "invalid_transition");
+
+        // The assignee works it on the phone.
+        let server = admin.serve();
+        let fixer = server.device("wang", FIXER_PASSWORD);
+        assert_eq!(fixer.transition(id, json!({"action": "start"})).status(), 200, "{name}");
+        let handled = fixer.transition(id, json!({"action": "handle", "note": "已拆除"}));
+        assert_eq!(handled.status(), 200, "{name}");
+        assert_eq!(handled.json::<Value>().unwrap()["state"], "handled", "{name}");
+        server.stop();
+
+        // 核查结案, then 返工.
+        assert_eq!(admin.ok(&["close", &case_id, "--note", "核查通过"]).trim(), format!("{id} closed"), "{name}");
+        assert_eq!(admin.json(&["incidents", "list", "--json"])[0]["state"], "closed", "{name}");
+        assert_eq!(admin.ok(&["reopen", &case_id, "--note", "居民投诉复发"]).trim(), format!("{id} reopened"), "{name}");
+        assert_eq!(admin.json(&["incidents", "list", "--json"])[0]["state"], "reopened", "{name}");
+        admin.fails(&["close", &case_id], "invalid_transition");
+        admin.fails(&["reject", &case_id, "--note", "x"], "invalid_transition");
+        let no_note = admin.run(&["reject", &case_id]);
+        assert!(!no_note.status.success(), "{name}: reject without --note is a usage error");
+
+        let timeline = admin.json(&["timeline", &case_id, "--json"]);
+        let steps: Vec<(&str, &str, &str, &str)> = timeline
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap(), e["from_state"].as_str().unwrap_or(""), e["to_state"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("report", "zhang", "", "reported"),
+                ("photo_arrived", "system", "reported", "reported"),
+                ("register", "cli", "reported", "registered"),
+                ("dispatch", "cli", "registered", "dispatched"),
+                ("start", "wang", "dispatched", "in_progress"),
+                ("handle", "wang", "in_progress", "handled"),
+                ("close", "cli", "handled", "closed"),
+                ("reopen", "cli", "closed", "reopened"),
+            ],
+            "{name}"
+        );
+        assert_eq!(timeline[6]["note"], "核查通过", "{name}");
+        assert_eq!(timeline[7]["note"], "居民投诉复发", "{name}");
+        assert_eq!(admin.json(&["incidents", "list", "--json"])[0]["version"], 8, "{name}: one version per step");
+
+        // Wrong ids.
+        let unknown = Uuid::now_v7().to_string();
+        admin.fails(&["register", &unknown], "not_found");
+        admin.fails(&["close", &unknown], "not_found");
+        admin.fails(&["timeline", &unknown, "--json"], "not_found");
+        admin.fails(&["register", "not-a-uuid"], "invalid_id");
+        admin.fails(&["timeline", "not-a-uuid"], "invalid_id");
+        assert_eq!(admin.json(&["incidents", "list", "--json"])[0]["state"], "reopened", "{name}: failures changed nothing");
+    }
+}
+
+#[test]
+fn serve_refuses_an_address_it_cannot_listen_on() {
+    for backend in backends() {
+        let admin = Admin::new(&backend);
+        admin.ok(&["init"]);
+        let server = admin.serve();
+        let taken = server.base.trim_start_matches("http://").to_owned();
+        let stderr = admin.fails(&["serve", "--listen", &taken], "listen_failed");
+        assert!(!stderr.contains("panicked"), "{}: {stderr}", admin.backend);
+        server.stop();
+    }
+}
+
+#[test]
+fn serve_stops_cleanly_on_ctrl_c() {
+    for backend in backends() {
+        let admin = Admin::new(&backend);
+        admin.ok(&["init"]);
+        admin.ok(&["user", "add", "--username", "zhang", "--password", WORKER_PASSWORD, "--role", "grid_worker", "--grid", "G-001"]);
+        let server = admin.serve();
+        // Some traffic first, so connections are open when it stops.
+        let phone = server.device("zhang", WORKER_PASSWORD);
+        assert_eq!(phone.push_ok(&[report("0101", None, &[]).1])[0]["status"], "applied", "{}", admin.backend);
+        let (status, log) = server.interrupt();
+        assert!(!log.contains("panicked"), "{}: serve panicked on shutdown: {log}", admin.backend);
+        assert!(status.success(), "{}: serve exits 0 on Ctrl-C, got {status}", admin.backend);
+        assert_eq!(admin.json(&["incidents", "list", "--json"]).as_array().unwrap().len(), 1, "{}: the report survived", admin.backend);
+    }
+}
