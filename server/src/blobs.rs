@@ -57,16 +57,23 @@ impl BlobStore {
             return Err(ServerError::bad_request("invalid_blob_size", format!("size must be 1..={MAX_BLOB_BYTES}")));
         }
         db.write(|tx| {
+            // Access first: whether a photo exists is itself not for everyone.
+            let uploader = cases::may_access_blob(tx, caller, sha256, true)?;
+            let not_announced = || ServerError::new(409, "blob_not_announced", "push the case announcing this photo first");
+            if !uploader && !cases::may_access_blob(tx, caller, sha256, false)? {
+                return Err(not_announced());
+            }
             if let Some(existing) = status(tx, sha256)? {
                 if existing.size != size {
                     return Err(ServerError::bad_request("blob_size_mismatch", "this hash was announced with another size"));
                 }
                 if existing.complete {
+                    // Anyone who may see the photo may learn it has arrived.
                     return Ok(existing);
                 }
             }
-            if !cases::may_access_blob(tx, caller, sha256, true)? {
-                return Err(ServerError::new(409, "blob_not_announced", "push the case announcing this photo first"));
+            if !uploader {
+                return Err(not_announced());
             }
             let announced = tx.query_opt("SELECT byte_size FROM incident_photos WHERE sha256 = $1", params![sha256])?.map(|r| r.int(0) as u64);
             if announced.is_some_and(|a| a != size) {

@@ -351,7 +351,10 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
     let target = match workflow::next_state(case.state, action, relation) {
         Ok(target) => target,
         Err(refusal) => {
-            let message = format!("cannot {} a case that is {}", action.as_str(), case.state.as_str());
+            let message = match refusal {
+                workflow::Refusal::InvalidTransition => format!("cannot {} a case that is {}", action.as_str(), case.state.as_str()),
+                workflow::Refusal::Forbidden => format!("your role may not {} this case", action.as_str()),
+            };
             return Ok(Err(Rejection::new(refusal.code(), message)));
         }
     };
@@ -390,8 +393,11 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
                 return Ok(Err(Rejection::new("merge_target_required", "merge needs merge_into")));
             };
             let into = into.to_string();
+            // A target the caller cannot see is treated like no target at all.
             match load(tx, &into, false)? {
-                Some(target) if target.id != case.id && target.state != State::Merged => case.merged_into = Some(into),
+                Some(target) if target.id != case.id && target.state != State::Merged && can_see(caller, &target.scope()) => {
+                    case.merged_into = Some(into)
+                }
                 _ => return Ok(Err(Rejection::new("invalid_merge_target", "merge target must be another, unmerged case"))),
             }
         }

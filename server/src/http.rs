@@ -95,19 +95,22 @@ fn json_rejection(rejection: JsonRejection) -> ServerError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ServerError::new(415, "unsupported_media_type", "send Content-Type: application/json"),
         JsonRejection::JsonSyntaxError(_) => ServerError::bad_request("invalid_json", "the body is not valid JSON"),
-        JsonRejection::JsonDataError(e) => ServerError::bad_request("invalid_request", format!("the body does not match the request schema: {}", e.body_text())),
+        // serde's text would echo the offending value (it could be a password).
+        JsonRejection::JsonDataError(_) => ServerError::bad_request("invalid_request", "the body does not match the request schema (see docs/protocol.md)"),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ServerError::new(413, "body_too_large", "the body is larger than the limit"),
         other => ServerError::bad_request("invalid_request", other.body_text()),
     }
 }
 
 fn device_id(headers: &HeaderMap) -> Result<String> {
+    let invalid = || ServerError::bad_request("device_id_invalid", "device ids are 1-128 of [A-Za-z0-9-_.:]");
     let value = headers
         .get(api::DEVICE_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ServerError::bad_request("device_id_missing", format!("send the {} header", api::DEVICE_ID_HEADER)))?;
+        .ok_or_else(|| ServerError::bad_request("device_id_missing", format!("send the {} header", api::DEVICE_ID_HEADER)))?
+        .to_str()
+        .map_err(|_| invalid())?;
     let ok = !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    if ok { Ok(value.to_owned()) } else { Err(ServerError::bad_request("device_id_invalid", "device ids are 1-128 of [A-Za-z0-9-_.:]")) }
+    if ok { Ok(value.to_owned()) } else { Err(invalid()) }
 }
 
 fn bearer(headers: &HeaderMap) -> Result<String> {

@@ -1,0 +1,419 @@
+//! Authentication over real HTTP: login, refresh with rotation, logout,
+//! expiry, forged and foreign tokens, the device header, and that no
+//! password or token ever comes back in an error body.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gridwork_protocol::api::{self, Role, TokenResponse};
+use gridwork_server::auth::TokenPolicy;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use serde_json::{Value, json};
+
+/// A bare HTTP client: every header is set by hand in these tests.
+struct Raw {
+    base: String,
+    client: Client,
+}
+
+impl Raw {
+    fn new(server: &TestServer) -> Raw {
+        Raw { base: server.base.clone(), client: Client::new() }
+    }
+
+    fn login(&self, device: &str, username: &str, password: &str) -> Response {
+        self.client
+            .post(format!("{}/v1/auth/login", self.base))
+            .header(api::DEVICE_ID_HEADER, device)
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .unwrap()
+    }
+
+    fn login_ok(&self, device: &str, username: &str, context: &str) -> TokenResponse {
+        let response = self.login(device, username, PASSWORD);
+        assert_eq!(response.status(), 200, "{context}: login of {username} failed");
+        response.json().unwrap()
+    }
+
+    fn refresh(&self, device: &str, refresh_token: &str) -> Response {
+        self.client
+            .post(format!("{}/v1/auth/refresh", self.base))
+            .header(api::DEVICE_ID_HEADER, device)
+            .json(&json!({"refresh_token": refresh_token}))
+            .send()
+            .unwrap()
+    }
+
+    fn authed(&self, builder: RequestBuilder, device: &str, token: &str) -> Response {
+        builder.header(api::DEVICE_ID_HEADER, device).bearer_auth(token).send().unwrap()
+    }
+
+    fn me(&self, device: &str, token: &str) -> Response {
+        self.authed(self.client.get(format!("{}/v1/me", self.base)), device, token)
+    }
+
+    fn logout(&self, device: &str, token: &str) -> Response {
+        self.authed(self.client.post(format!("{}/v1/auth/logout", self.base)), device, token)
+    }
+}
+
+/// Assert an error reply: status, JSON `{code, message}` with the expected
+/// code, and none of `secrets` anywhere in the body. Returns the body.
+#[track_caller]
+fn expect_error(response: Response, status: u16, code: &str, secrets: &[&str], context: &str) -> Value {
+    assert_eq!(response.status(), status, "{context}: status");
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert!(content_type.starts_with("application/json"), "{context}: error content type {content_type:?}");
+    let text = response.text().unwrap();
+    for secret in secrets {
+        assert!(!secret.is_empty() && !text.contains(secret), "{context}: error body leaks a secret: {text}");
+    }
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{context}: error body is not JSON ({e}): {text}"));
+    assert_eq!(body["code"], code, "{context}: code in {text}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{context}: message in {text}");
+    body
+}
+
+#[test]
+fn login_returns_tokens_and_identifies_the_user() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let raw = Raw::new(&server);
+        let before = gridwork_server::http::now_ms();
+        let response = raw.login("phone-1", "worker1", PASSWORD);
+        assert_eq!(response.status(), 200, "{name}");
+        let tokens: TokenResponse = response.json().unwrap();
+        let after = gridwork_server::http::now_ms();
+
+        assert!(!tokens.access_token.is_empty() && !tokens.refresh_token.is_empty(), "{name}");
+        assert_ne!(tokens.access_token, tokens.refresh_token, "{name}: access and refresh tokens differ");
+        assert!(!tokens.access_token.contains(PASSWORD) && !tokens.refresh_token.contains(PASSWORD), "{name}");
+        assert!((before..=after).contains(&tokens.server_time_ms), "{name}: server_time_ms {} not in [{before}, {after}]", tokens.server_time_ms);
+        let default = TokenPolicy::default();
+        assert_eq!(tokens.access_expires_at_ms, tokens.server_time_ms + default.access_ttl_ms, "{name}");
+        assert_eq!(tokens.refresh_expires_at_ms, tokens.server_time_ms + default.refresh_ttl_ms, "{name}");
+        assert!(tokens.refresh_expires_at_ms > tokens.access_expires_at_ms, "{name}");
+        assert_eq!(tokens.user.username, "worker1", "{name}");
+        assert_eq!(tokens.user.role, Role::GridWorker, "{name}");
+        assert_eq!(tokens.user.grids, vec!["G-001".to_owned()], "{name}");
+
+        let me = raw.me("phone-1", &tokens.access_token);
+        assert_eq!(me.status(), 200, "{name}");
+        let me: api::UserInfo = me.json().unwrap();
+        assert_eq!(me, tokens.user, "{name}: /v1/me is the user the login named");
+
+        // Two logins are two sessions with different tokens.
+        let again = raw.login_ok("phone-2", "worker1", name);
+        assert_ne!(again.access_token, tokens.access_token, "{name}");
+        assert_eq!(again.user.id, tokens.user.id, "{name}");
+
+        // Every role logs in and is told its role and grids.
+        for (username, role, grids) in [
+            ("admin", Role::Admin, vec![]),
+            ("dispatcher", Role::Dispatcher, vec![]),
+            ("supervisor1", Role::Supervisor, vec!["G-001"]),
+            ("worker2", Role::GridWorker, vec!["G-002"]),
+            ("volunteer1", Role::Volunteer, vec!["G-001"]),
+        ] {
+            let tokens = raw.login_ok("phone-3", username, name);
+            assert_eq!(tokens.user.role, role, "{name}: {username}");
+            assert_eq!(tokens.user.grids, grids, "{name}: {username}");
+            let me: api::UserInfo = raw.me("phone-3", &tokens.access_token).json().unwrap();
+            assert_eq!(me.username, username, "{name}");
+        }
+    }
+}
+
+#[test]
+fn wrong_password_and_unknown_user_are_the_same_failure() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let raw = Raw::new(&server);
+        let wrong = "hunter2-wrong-password";
+        let wrong_password = expect_error(raw.login("phone-1", "worker1", wrong), 401, "auth_failed", &[wrong, PASSWORD], &format!("{name}: wrong password"));
+        let unknown_user = expect_error(raw.login("phone-1", "nobody-here", wrong), 401, "auth_failed", &[wrong, PASSWORD, "nobody-here"], &format!("{name}: unknown user"));
+        assert_eq!(wrong_password, unknown_user, "{name}: the two failures must not be told apart");
+        // The right password for another user, an empty password, a case-changed name.
+        for (username, password) in [("worker2", "x"), ("worker1", ""), ("Worker1", PASSWORD), ("", PASSWORD)] {
+            let body = expect_error(raw.login("phone-1", username, password), 401, "auth_failed", &[wrong], &format!("{name}: {username:?}"));
+            assert_eq!(body, wrong_password, "{name}: {username:?}");
+        }
+        // Over-long credentials are refused the same way, without echo.
+        let long_password = format!("pw-{}", "p".repeat(2000));
+        let body = expect_error(raw.login("phone-1", "worker1", &long_password), 401, "auth_failed", &[&long_password[..40]], &format!("{name}: long password"));
+        assert_eq!(body, wrong_password, "{name}");
+        let long_user = "u".repeat(300);
+        let body = expect_error(raw.login("phone-1", &long_user, PASSWORD), 401, "auth_failed", &[&long_user[..40], PASSWORD], &format!("{name}: long user"));
+        assert_eq!(body, wrong_password, "{name}");
+        // The failures did not start a session: the right password still works.
+        raw.login_ok("phone-1", "worker1", name);
+    }
+}
+
+#[test]
+fn refresh_rotates_the_token_pair() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let raw = Raw::new(&server);
+        let first = raw.login_ok("phone-1", "supervisor1", name);
+
+        let response = raw.refresh("phone-1", &first.refresh_token);
+        assert_eq!(response.status(), 200, "{name}");
+        let second: TokenResponse = response.json().unwrap();
+        assert_ne!(second.access_token, first.access_token, "{name}: a new access token");
+        assert_ne!(second.refresh_token, first.refresh_token, "{name}: a new refresh token");
+        assert_eq!(second.user, first.user, "{name}");
+        assert!(second.access_expires_at_ms >= first.access_expires_at_ms, "{name}");
+
+        let me = raw.me("phone-1", &second.access_token);
+        assert_eq!(me.status(), 200, "{name}: the new access token works");
+        assert_eq!(me.json::<api::UserInfo>().unwrap().username, "supervisor1", "{name}");
+
+        // The spent refresh token is dead, and says so.
+        let secrets = [first.refresh_token.as_str(), second.refresh_token.as_str(), first.access_token.as_str()];
+        expect_error(raw.refresh("phone-1", &first.refresh_token), 401, "auth_revoked", &secrets, &format!("{name}: old refresh token"));
+
+        // An access token is not a refresh token, and the other way round.
+        let fresh = raw.login_ok("phone-3", "supervisor1", name);
+        expect_error(raw.refresh("phone-3", &fresh.access_token), 401, "auth_invalid", &[&fresh.access_token], &format!("{name}: access as refresh"));
+        expect_error(raw.me("phone-3", &fresh.refresh_token), 401, "auth_invalid", &[&fresh.refresh_token], &format!("{name}: refresh as access"));
+        // A refresh token from another device, which does not spend it.
+        expect_error(raw.refresh("phone-2", &fresh.refresh_token), 401, "auth_device_mismatch", &[&fresh.refresh_token], &format!("{name}: refresh elsewhere"));
+        assert_eq!(raw.refresh("phone-3", &fresh.refresh_token).status(), 200, "{name}: the refresh token still works on its own device");
+        // A made-up refresh token.
+        expect_error(raw.refresh("phone-1", "gwr_made_up"), 401, "auth_invalid", &["gwr_made_up"], &format!("{name}: forged refresh"));
+    }
+}
+
+#[test]
+fn logout_revokes_the_session() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let raw = Raw::new(&server);
+        let tokens = raw.login_ok("phone-1", "worker1", name);
+        let other = raw.login_ok("phone-2", "worker1", name);
+
+        let response = raw.logout("phone-1", &tokens.access_token);
+        assert_eq!(response.status(), 204, "{name}");
+        let secrets = [tokens.access_token.as_str(), tokens.refresh_token.as_str()];
+        expect_error(raw.me("phone-1", &tokens.access_token), 401, "auth_revoked", &secrets, &format!("{name}: access after logout"));
+        expect_error(raw.refresh("phone-1", &tokens.refresh_token), 401, "auth_revoked", &secrets, &format!("{name}: refresh after logout"));
+        expect_error(raw.logout("phone-1", &tokens.access_token), 401, "auth_revoked", &secrets, &format!("{name}: second logout"));
+        // Other sessions of the same user are not touched.
+        assert_eq!(raw.me("phone-2", &other.access_token).status(), 200, "{name}: the other device's session lives on");
+        // Logging in again on the same device starts a fresh session.
+        let fresh = raw.login_ok("phone-1", "worker1", name);
+        assert_eq!(raw.me("phone-1", &fresh.access_token).status(), 200, "{name}");
+    }
+}
+
+#[test]
+fn an_expired_access_token_is_refused_and_refresh_recovers() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::start_with(&backend, TokenPolicy { access_ttl_ms: 1000, refresh_ttl_ms: 60_000 });
+        server.add_user("worker1", Role::GridWorker, &["G-001"]);
+        let raw = Raw::new(&server);
+        let tokens = raw.login_ok("phone-1", "worker1", name);
+        assert_eq!(tokens.access_expires_at_ms, tokens.server_time_ms + 1000, "{name}");
+        assert_eq!(tokens.refresh_expires_at_ms, tokens.server_time_ms + 60_000, "{name}");
+        assert_eq!(raw.me("phone-1", &tokens.access_token).status(), 200, "{name}: fresh token works");
+
+        std::thread::sleep(Duration::from_millis(1200));
+        let secrets = [tokens.access_token.as_str(), tokens.refresh_token.as_str()];
+        expect_error(raw.me("phone-1", &tokens.access_token), 401, "auth_expired", &secrets, &format!("{name}: expired access"));
+
+        let response = raw.refresh("phone-1", &tokens.refresh_token);
+        assert_eq!(response.status(), 200, "{name}: refresh after access expiry");
+        let renewed: TokenResponse = response.json().unwrap();
+        assert!(renewed.access_expires_at_ms > tokens.access_expires_at_ms, "{name}");
+        assert_eq!(raw.me("phone-1", &renewed.access_token).status(), 200, "{name}: renewed token works");
+        // The expired token stays expired.
+        expect_error(raw.me("phone-1", &tokens.access_token), 401, "auth_expired", &secrets, &format!("{name}: still expired"));
+    }
+}
+
+#[test]
+fn forged_and_tampered_tokens_are_invalid() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let raw = Raw::new(&server);
+        let tokens = raw.login_ok("phone-1", "admin", name);
+
+        let random = format!("gwa_{}", uuid::Uuid::now_v7().simple());
+        let mut tampered: Vec<char> = tokens.access_token.chars().collect();
+        let middle = tampered.len() / 2;
+        tampered[middle] = if tampered[middle] == 'A' { 'B' } else { 'A' };
+        let tampered: String = tampered.into_iter().collect();
+        assert_ne!(tampered, tokens.access_token);
+        let truncated = &tokens.access_token[..tokens.access_token.len() - 1];
+        let extended = format!("{}A", tokens.access_token);
+        for forged in [random.as_str(), tampered.as_str(), truncated, extended.as_str(), "x", "Bearer"] {
+            expect_error(raw.me("phone-1", forged), 401, "auth_invalid", &[forged, &tokens.access_token], &format!("{name}: forged {forged:?}"));
+            // Forged tokens open nothing else either.
+            let push = raw.authed(raw.client.post(format!("{}/v1/push", raw.base)).json(&json!({"operations": []})), "phone-1", forged);
+            expect_error(push, 401, "auth_invalid", &[forged], &format!("{name}: forged push"));
+        }
+        // An over-long token is not looked up at all.
+        let long = "a".repeat(300);
+        let response = raw.me("phone-1", &long);
+        assert_eq!(response.status(), 401, "{name}: over-long token");
+        // The genuine token still works after all that.
+        assert_eq!(raw.me("phone-1", &tokens.access_token).status(), 200, "{name}");
+    }
+}
+
+#[test]
+fn a_token_is_bound_to_its_device() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let raw = Raw::new(&server);
+        let tokens = raw.login_ok("phone-1", "worker1", name);
+        for other in ["phone-2", "phone-1x", "PHONE-1"] {
+            expect_error(raw.me(other, &tokens.access_token), 401, "auth_device_mismatch", &[&tokens.access_token], &format!("{name}: from {other}"));
+        }
+        let pull = raw.authed(raw.client.get(format!("{}/v1/pull?since=0", raw.base)), "phone-2", &tokens.access_token);
+        expect_error(pull, 401, "auth_device_mismatch", &[&tokens.access_token], &format!("{name}: pull from another device"));
+        // The mismatch did not end the session on the right device.
+        assert_eq!(raw.me("phone-1", &tokens.access_token).status(), 200, "{name}");
+        // The harness device works the same way.
+        let device = server.device("worker2");
+        assert_eq!(device.get("/v1/me").status(), 200, "{name}");
+        let foreign = raw.me("phone-1", &device.token());
+        expect_error(foreign, 401, "auth_device_mismatch", &[&device.token()], &format!("{name}: harness token elsewhere"));
+    }
+}
+
+#[test]
+fn missing_authorization_and_device_headers() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let raw = Raw::new(&server);
+        let tokens = raw.login_ok("phone-1", "dispatcher", name);
+        let me = || raw.client.get(format!("{}/v1/me", raw.base));
+
+        // No Authorization, or one that is not a bearer token.
+        let none = me().header(api::DEVICE_ID_HEADER, "phone-1").send().unwrap();
+        expect_error(none, 401, "auth_missing", &[], &format!("{name}: no Authorization"));
+        for value in ["Basic d29ya2VyMTpwYXNz", "Bearer ", "bearer", tokens.access_token.as_str()] {
+            let response = me().header(api::DEVICE_ID_HEADER, "phone-1").header("authorization", value).send().unwrap();
+            expect_error(response, 401, "auth_missing", &[&tokens.access_token], &format!("{name}: Authorization {value:?}"));
+        }
+        let push = raw.client.post(format!("{}/v1/push", raw.base)).header(api::DEVICE_ID_HEADER, "phone-1").json(&json!({"operations": []})).send().unwrap();
+        expect_error(push, 401, "auth_missing", &[], &format!("{name}: push without token"));
+
+        // No device header: on an authenticated endpoint, on login, on refresh.
+        let response = me().bearer_auth(&tokens.access_token).send().unwrap();
+        expect_error(response, 400, "device_id_missing", &[&tokens.access_token], &format!("{name}: me without device"));
+        let response = raw.client.post(format!("{}/v1/auth/login", raw.base)).json(&json!({"username": "worker1", "password": PASSWORD})).send().unwrap();
+        expect_error(response, 400, "device_id_missing", &[PASSWORD], &format!("{name}: login without device"));
+        let response = raw.client.post(format!("{}/v1/auth/refresh", raw.base)).json(&json!({"refresh_token": tokens.refresh_token})).send().unwrap();
+        expect_error(response, 400, "device_id_missing", &[&tokens.refresh_token], &format!("{name}: refresh without device"));
+
+        // Device ids outside 1-128 of [A-Za-z0-9-_.:].
+        let too_long = "d".repeat(129);
+        for bad in ["", "phone 1", "phone/1", "phone;1", "phone\t1", too_long.as_str()] {
+            let response = me().header(api::DEVICE_ID_HEADER, bad).bearer_auth(&tokens.access_token).send().unwrap();
+            expect_error(response, 400, "device_id_invalid", &[&tokens.access_token], &format!("{name}: device {bad:?}"));
+            let response = raw.login(bad, "worker1", PASSWORD);
+            expect_error(response, 400, "device_id_invalid", &[PASSWORD], &format!("{name}: login from device {bad:?}"));
+        }
+        // The limits themselves are fine.
+        let longest = "d".repeat(128);
+        for good in ["a", "A-z_0.9:x", longest.as_str()] {
+            let tokens = raw.login_ok(good, "worker1", &format!("{name}: device {good:?}"));
+            assert_eq!(raw.me(good, &tokens.access_token).status(), 200, "{name}: device {good:?}");
+        }
+        // The device header is checked before the token.
+        let response = me().header(api::DEVICE_ID_HEADER, "bad device").send().unwrap();
+        expect_error(response, 400, "device_id_invalid", &[], &format!("{name}: bad device, no token"));
+    }
+}
+
+#[test]
+fn a_device_header_with_non_ascii_bytes_is_invalid_not_missing() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let raw = Raw::new(&server);
+        let tokens = raw.login_ok("phone-1", "worker1", name);
+        // Raw bytes (obs-text) in the header: present, but not a valid id.
+        let value = reqwest::header::HeaderValue::from_bytes(b"phone-\xe6\x89\x8b\xe6\x9c\xba").unwrap();
+        let response = raw.client.get(format!("{}/v1/me", raw.base)).header(api::DEVICE_ID_HEADER, value).bearer_auth(&tokens.access_token).send().unwrap();
+        expect_error(response, 400, "device_id_invalid", &[&tokens.access_token], &format!("{name}: non-ASCII device header"));
+    }
+}
+
+#[test]
+fn error_bodies_never_carry_passwords_or_tokens() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let raw = Raw::new(&server);
+        let tokens = raw.login_ok("phone-1", "worker1", name);
+        let secrets = [PASSWORD, tokens.access_token.as_str(), tokens.refresh_token.as_str()];
+        let url = |path: &str| format!("{}{path}", raw.base);
+
+        let mut failures: Vec<(Response, u16, &str, String)> = vec![
+            (raw.login("phone-1", "worker2-typo", PASSWORD), 401, "auth_failed", "login unknown user".into()),
+            (raw.login("phone 1", "worker1", PASSWORD), 400, "device_id_invalid", "login bad device".into()),
+            (raw.refresh("phone-2", &tokens.refresh_token), 401, "auth_device_mismatch", "refresh elsewhere".into()),
+            (raw.me("phone-2", &tokens.access_token), 401, "auth_device_mismatch", "me elsewhere".into()),
+            (raw.refresh("phone-1", &tokens.access_token), 401, "auth_invalid", "access as refresh".into()),
+            (raw.me("phone-1", &tokens.refresh_token), 401, "auth_invalid", "refresh as access".into()),
+        ];
+        // Malformed login and refresh bodies that carry the secrets.
+        let malformed = [
+            (url("/v1/auth/login"), format!(r#"{{"username": "worker1", "password": "{PASSWORD}""#), 400, "invalid_json"),
+            (url("/v1/auth/login"), format!(r#"{{"user": "worker1", "password": "{PASSWORD}"}}"#), 400, "invalid_request"),
+            (url("/v1/auth/login"), format!(r#"{{"username": ["worker1"], "password": "{PASSWORD}"}}"#), 400, "invalid_request"),
+            (url("/v1/auth/refresh"), format!(r#"{{"refresh_token": "{}"#, tokens.refresh_token), 400, "invalid_json"),
+            (url("/v1/auth/refresh"), format!(r#"{{"token": "{}"}}"#, tokens.refresh_token), 400, "invalid_request"),
+        ];
+        for (target, body, status, code) in malformed {
+            let response = raw.client.post(&target).header(api::DEVICE_ID_HEADER, "phone-1").header("content-type", "application/json").body(body.clone()).send().unwrap();
+            failures.push((response, status, code, format!("POST {target} {body}")));
+        }
+        let wrong_type = raw.client.post(url("/v1/auth/login")).header(api::DEVICE_ID_HEADER, "phone-1").header("content-type", "text/plain").body(format!("worker1:{PASSWORD}")).send().unwrap();
+        failures.push((wrong_type, 415, "unsupported_media_type", "login as text".into()));
+        for (response, status, code, context) in failures {
+            expect_error(response, status, code, &secrets, &format!("{name}: {context}"));
+        }
+    }
+}
+
+#[test]
+fn a_password_sent_as_a_number_is_not_echoed() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let raw = Raw::new(&server);
+        // A client that serialises a numeric PIN-style password as a number.
+        let response = raw
+            .client
+            .post(format!("{}/v1/auth/login", raw.base))
+            .header(api::DEVICE_ID_HEADER, "phone-1")
+            .json(&json!({"username": "worker1", "password": 73914682051_u64}))
+            .send()
+            .unwrap();
+        expect_error(response, 400, "invalid_request", &["73914682051"], &format!("{name}: numeric password"));
+        let response = raw
+            .client
+            .post(format!("{}/v1/auth/refresh", raw.base))
+            .header(api::DEVICE_ID_HEADER, "phone-1")
+            .json(&json!({"refresh_token": 918273645546372_u64}))
+            .send()
+            .unwrap();
+        expect_error(response, 400, "invalid_request", &["918273645546372"], &format!("{name}: numeric refresh token"));
+    }
+}
