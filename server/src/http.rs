@@ -22,6 +22,7 @@ use crate::blobs::BlobStore;
 use crate::cases::{self, Rejection};
 use crate::db::Database;
 use crate::error::{Result, ServerError};
+use crate::renditions::{self, Rendition};
 use crate::{admin, changes, push, reference};
 
 pub struct AppState {
@@ -245,9 +246,28 @@ async fn append_chunk(
     as_caller(&app, &headers, move |app, caller| app.blobs.append(&app.db, &caller, &sha256, params.offset, &body, &chunk_sha, now_ms())).await.map(Json)
 }
 
-async fn download_blob(State(app): State<App>, headers: HeaderMap, Path(sha256): Path<String>) -> Result<Response> {
-    let bytes = as_caller(&app, &headers, move |app, caller| app.blobs.download(&app.db, &caller, &sha256)).await?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+#[derive(Deserialize)]
+struct DownloadParams {
+    rendition: Option<String>,
+}
+
+async fn download_blob(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(sha256): Path<String>,
+    query: std::result::Result<Query<DownloadParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response> {
+    let Query(params) = query.map_err(|_| ServerError::bad_request("invalid_query", "rendition must be original, thumb, 1280 or 2048"))?;
+    let rendition = Rendition::parse(params.rendition.as_deref())?;
+    let (bytes, content_type) = as_caller(&app, &headers, move |app, caller| {
+        let original = app.blobs.download(&app.db, &caller, &sha256)?;
+        match rendition {
+            Rendition::Original => Ok((original, "application/octet-stream")),
+            Rendition::LongEdge(edge) => Ok((renditions::render(&original, edge)?, "image/jpeg")),
+        }
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
 }
 
 #[derive(Deserialize)]

@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod push;
 pub mod reference;
+pub mod renditions;
 pub mod scope;
 pub mod text;
 pub mod workflow;

@@ -126,6 +126,41 @@ impl TestServer {
         }
     }
 
+    /// The database URL of a PostgreSQL-backed server.
+    pub fn database_url(&self) -> Option<String> {
+        self._pg.as_ref().map(|pg| replace_database(&pg.admin_url, &pg.name))
+    }
+
+    /// Serve an already opened storage (a second instance on the same
+    /// database); it shares the first server's lifetime for its database.
+    pub fn serve_existing(db: Database, blobs: gridwork_server::blobs::BlobStore, policy: TokenPolicy, first: &TestServer) -> TestServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = gridwork_server::app_state(db.clone(), blobs, policy);
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                gridwork_server::serve(listener, app, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        TestServer {
+            base: format!("http://{addr}"),
+            addr,
+            db,
+            backend: first.backend.clone(),
+            data_dir: first.data_dir.clone(),
+            shutdown: Some(tx),
+            thread: Some(thread),
+            _tempdir: tempfile::tempdir().unwrap(),
+            _pg: None,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
