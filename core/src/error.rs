@@ -50,6 +50,18 @@ pub enum Error {
     #[error("incomplete incident: {0}")]
     Incomplete(&'static str),
 
+    // --- sync ---
+    #[error("invalid server address: {0}")]
+    InvalidServerUrl(String),
+    #[error("not signed in; log in first")]
+    NotLoggedIn,
+    #[error("wrong user name or password")]
+    AuthFailed,
+    #[error("the server cannot be reached: {0}")]
+    Network(String),
+    #[error("the server refused: {message}")]
+    Server { code: String, message: String },
+
     // --- photos ---
     #[error("photo file not found or not readable")]
     PhotoFileNotFound,
@@ -89,6 +101,11 @@ impl Error {
             Error::NotFound { .. } => "not_found",
             Error::InvalidState { .. } => "invalid_state",
             Error::Incomplete(_) => "incomplete",
+            Error::InvalidServerUrl(_) => "invalid_server_url",
+            Error::NotLoggedIn => "not_logged_in",
+            Error::AuthFailed => "auth_failed",
+            Error::Network(_) => "network_unavailable",
+            Error::Server { .. } => "server_error",
             Error::PhotoFileNotFound => "photo_file_not_found",
             Error::PhotoEmpty => "photo_empty",
             Error::PhotoTooLarge { .. } => "photo_too_large",

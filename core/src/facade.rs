@@ -6,7 +6,9 @@
 //! capture never blocks the list a worker is scrolling.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use uuid::Uuid;
@@ -19,6 +21,46 @@ use crate::model::{Category, Grid, Incident, IncidentDetail, IncidentFilter, Pho
 use crate::outbox::{self, Operation, OutboxSummary};
 use crate::photo::{PhotoFormat, PhotoLimits, PhotoStore, Rendition};
 use crate::store::{self, AccountPaths, Durability, OpenReport};
+use crate::sync::http::HttpTransport;
+use crate::sync::session::{self, Session};
+use crate::sync::transport::{Transport, TransportError};
+use crate::sync::{MeteredPolicy, SyncEngine, SyncReport, Trigger, runner};
+
+/// What changed, for screens that show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    Incidents,
+    Outbox,
+    Categories,
+    Grids,
+    /// Signed in or out, or a new login is needed.
+    Session,
+}
+
+/// Told when anything an app shows has changed. Called on the thread that
+/// made the change; keep it quick (post to the UI thread).
+pub trait ChangeObserver: Send + Sync {
+    fn changed(&self, kind: ChangeKind);
+}
+
+type Observers = Arc<Mutex<Vec<(u64, Arc<dyn ChangeObserver>)>>>;
+
+/// Keeps an observer subscribed; dropping it unsubscribes.
+pub struct Subscription {
+    id: u64,
+    observers: Observers,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.observers.lock().unwrap_or_else(|e| e.into_inner()).retain(|(id, _)| *id != self.id);
+    }
+}
+
+struct SyncState {
+    engine: SyncEngine,
+    transport: Option<Arc<dyn Transport>>,
+}
 
 /// Everything needed to open one account's store.
 #[derive(Clone, Debug)]
@@ -58,6 +100,9 @@ pub struct Gridwork {
     default_utc_offset_minutes: i32,
     device_location: Mutex<Option<GeoPoint>>,
     report: OpenReport,
+    observers: Observers,
+    next_observer: AtomicU64,
+    sync: Mutex<SyncState>,
 }
 
 const CLOCK_OFFSET_KEY: &str = "server_clock_offset_ms";
@@ -94,6 +139,9 @@ impl Gridwork {
             default_utc_offset_minutes: config.default_utc_offset_minutes,
             device_location: Mutex::new(None),
             report,
+            observers: Arc::default(),
+            next_observer: AtomicU64::new(1),
+            sync: Mutex::new(SyncState { engine: SyncEngine::new(rand::random()), transport: None }),
         })
     }
 
@@ -244,10 +292,13 @@ impl Gridwork {
 
     /// Submit a draft: status, audit and outbox operations in one commit.
     pub fn submit(&self, incident_id: Uuid) -> Result<Incident> {
-        self.write(|tx, now, at| {
+        let incident = self.write(|tx, now, at| {
             capture::submit(tx, incident_id, &self.account_id, now, at)?;
             capture::get(tx, incident_id)
-        })
+        })?;
+        self.notify(ChangeKind::Outbox);
+        self.notify(ChangeKind::Incidents);
+        Ok(incident)
     }
 
     pub fn discard_draft(&self, incident_id: Uuid) -> Result<()> {
@@ -288,6 +339,115 @@ impl Gridwork {
         self.photos.sweep(&capture::referenced_hashes(&conn)?, false)
     }
 
+    // ---- observers ----
+
+    /// Be told when incidents, the outbox, categories, grids or the session
+    /// change. The subscription lasts until the handle is dropped.
+    pub fn subscribe(&self, observer: Arc<dyn ChangeObserver>) -> Subscription {
+        let id = self.next_observer.fetch_add(1, Ordering::Relaxed);
+        self.observers.lock().unwrap_or_else(|e| e.into_inner()).push((id, observer));
+        Subscription { id, observers: self.observers.clone() }
+    }
+
+    pub(crate) fn notify(&self, kind: ChangeKind) {
+        let observers: Vec<_> = self.observers.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(_, o)| o.clone()).collect();
+        for observer in observers {
+            observer.changed(kind);
+        }
+    }
+
+    pub(crate) fn photo_store(&self) -> &PhotoStore {
+        &self.photos
+    }
+
+    // ---- sync ----
+
+    fn sync_state(&self) -> MutexGuard<'_, SyncState> {
+        self.sync.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sign in to a server. Plain `http://` is accepted only to loopback
+    /// unless `allow_insecure_http`. The session is kept in the encrypted
+    /// store; sync resumes by itself if a pause for a new login was on.
+    pub fn login(&self, server_url: &str, username: &str, password: &str, allow_insecure_http: bool) -> Result<gridwork_protocol::api::UserInfo> {
+        let device_id = session::device_id(&self.lock())?;
+        let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(server_url, &device_id, allow_insecure_http)?);
+        self.login_with(transport, server_url, username, password)
+    }
+
+    /// Sign in through a given transport (fault injection, simulation).
+    pub fn login_with(&self, transport: Arc<dyn Transport>, server_url: &str, username: &str, password: &str) -> Result<gridwork_protocol::api::UserInfo> {
+        let tokens = transport.login(username, password).map_err(|e| match e {
+            TransportError::Http { status: 401, .. } => Error::AuthFailed,
+            TransportError::Http { code, message, .. } => Error::Server { code, message },
+            TransportError::Network(why) | TransportError::Malformed(why) => Error::Network(why),
+        })?;
+        let session = Session::from_tokens(server_url, tokens);
+        session::save(&self.lock(), &session)?;
+        if allow_insecure(server_url) {
+            session::set_meta(&self.lock(), "allow_insecure_http", "1")?;
+        }
+        let mut state = self.sync_state();
+        state.transport = Some(transport);
+        state.engine.handle(crate::sync::engine::Event::TokenProvided, self.now().device_ms);
+        drop(state);
+        self.notify(ChangeKind::Session);
+        Ok(session.user)
+    }
+
+    /// Use this transport for sync from now on (tests, simulation).
+    pub fn set_transport(&self, transport: Arc<dyn Transport>) {
+        self.sync_state().transport = Some(transport);
+    }
+
+    /// The signed-in user, if any.
+    pub fn session_user(&self) -> Result<Option<gridwork_protocol::api::UserInfo>> {
+        Ok(session::load(&self.lock())?.map(|s| s.user))
+    }
+
+    /// Forget the session on this device (unsent work stays queued).
+    pub fn logout(&self) -> Result<()> {
+        session::clear(&self.lock())?;
+        self.sync_state().transport = None;
+        self.notify(ChangeKind::Session);
+        Ok(())
+    }
+
+    /// The shell reports connectivity; `metered` for mobile data.
+    pub fn set_network(&self, online: bool, metered: bool) {
+        let now = self.now().device_ms;
+        let mut state = self.sync_state();
+        state.engine.handle(crate::sync::engine::Event::NetworkChanged { online, metered }, now);
+        if online {
+            state.engine.handle(crate::sync::engine::Event::Wake(Trigger::NetworkUp), now);
+        }
+    }
+
+    /// What may travel on metered links.
+    pub fn set_metered_policy(&self, policy: MeteredPolicy) {
+        self.sync_state().engine.metered_policy = policy;
+    }
+
+    /// Run sync for at most `budget`: push, upload, pull. Returns what it
+    /// did and when to run again. Safe to call from a background job; calls
+    /// are serialized.
+    pub fn sync_now(&self, trigger: Trigger, budget: Duration) -> Result<SyncReport> {
+        let mut state = self.sync_state();
+        if state.transport.is_none() {
+            let Some(session) = session::load(&self.lock())? else {
+                return Ok(SyncReport { needs_login: true, ..SyncReport::default() });
+            };
+            let device_id = session::device_id(&self.lock())?;
+            let insecure = self.lock().query_row("SELECT 1 FROM meta WHERE key = 'allow_insecure_http'", [], |_| Ok(())).optional()?.is_some();
+            state.transport = Some(Arc::new(HttpTransport::new(&session.server_url, &device_id, insecure)?));
+        }
+        let now = self.now().device_ms;
+        state.engine.handle(crate::sync::engine::Event::Wake(trigger), now);
+        let transport = state.transport.clone().expect("set above");
+        let SyncState { engine, .. } = &mut *state;
+        runner::run(self, transport.as_ref(), engine, budget)
+    }
+
     // ---- outbox ----
 
     pub fn outbox_summary(&self) -> Result<OutboxSummary> {
@@ -304,6 +464,11 @@ impl Gridwork {
     pub fn retry_parked(&self, op_id: Uuid) -> Result<()> {
         self.write(|tx, now, _| outbox::unpark(tx, op_id, now.device_ms))
     }
+}
+
+/// Whether a URL names plain HTTP to a non-loopback host (the caller opted in).
+fn allow_insecure(server_url: &str) -> bool {
+    server_url.starts_with("http://") && !server_url.contains("://127.") && !server_url.contains("://localhost") && !server_url.contains("://[::1]")
 }
 
 #[cfg(test)]

@@ -14,11 +14,13 @@ pub mod model;
 pub mod outbox;
 pub mod photo;
 pub mod store;
+pub mod sync;
 pub mod text;
 
 pub use capture::DraftFields;
 pub use error::{Error, Result};
-pub use facade::{Gridwork, GridworkConfig};
+pub use facade::{ChangeKind, ChangeObserver, Gridwork, GridworkConfig, Subscription};
+pub use sync::{MeteredPolicy, SyncReport, Trigger};
 pub use geo::GeoPoint;
 pub use model::{Category, Grid, Incident, IncidentDetail, IncidentFilter, IncidentStatus, Photo, SyncState};
 pub use outbox::{Operation, OperationState, OutboxSummary, ParkReason};

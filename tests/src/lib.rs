@@ -2,6 +2,8 @@
 //! JPEG, PNG and WebP files generated on the spot (with EXIF where asked),
 //! and helpers to open a device store.
 
+pub mod server;
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 

@@ -17,6 +17,8 @@ pub enum IncidentStatus {
     Discarded,
     /// Submitted by the user; queued in the outbox or sent.
     Submitted,
+    /// The server has it (a grid worker's report, or a reviewed one).
+    Reported,
     PendingReview,
     Registered,
     Rejected,
@@ -29,10 +31,11 @@ pub enum IncidentStatus {
 }
 
 impl IncidentStatus {
-    pub const ALL: [IncidentStatus; 12] = [
+    pub const ALL: [IncidentStatus; 13] = [
         IncidentStatus::Draft,
         IncidentStatus::Discarded,
         IncidentStatus::Submitted,
+        IncidentStatus::Reported,
         IncidentStatus::PendingReview,
         IncidentStatus::Registered,
         IncidentStatus::Rejected,
@@ -49,6 +52,7 @@ impl IncidentStatus {
             IncidentStatus::Draft => "draft",
             IncidentStatus::Discarded => "discarded",
             IncidentStatus::Submitted => "submitted",
+            IncidentStatus::Reported => "reported",
             IncidentStatus::PendingReview => "pending_review",
             IncidentStatus::Registered => "registered",
             IncidentStatus::Rejected => "rejected",

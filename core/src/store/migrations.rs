@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::category;
 
 /// Each entry upgrades from version `index` to `index + 1`.
-const STEPS: &[fn(&rusqlite::Transaction) -> Result<()>] = &[to_v1];
+const STEPS: &[fn(&rusqlite::Transaction) -> Result<()>] = &[to_v1, to_v2];
 
 /// The schema version this build writes.
 pub const LATEST_VERSION: i64 = STEPS.len() as i64;
@@ -38,6 +38,23 @@ pub fn migrate(conn: &mut Connection) -> Result<i64> {
     tx.pragma_update(None, "user_version", LATEST_VERSION)?;
     tx.commit()?;
     Ok(found)
+}
+
+fn to_v2(tx: &rusqlite::Transaction) -> Result<()> {
+    tx.execute_batch(include_str!("schema_v2.sql"))?;
+    Ok(())
+}
+
+/// Migrate only up to `target` (tests of later migrations start here).
+pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = read_version(&tx)?;
+    for step in &STEPS[found.max(0) as usize..target as usize] {
+        step(&tx)?;
+    }
+    tx.pragma_update(None, "user_version", target)?;
+    tx.commit()?;
+    Ok(())
 }
 
 fn to_v1(tx: &rusqlite::Transaction) -> Result<()> {

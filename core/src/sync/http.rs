@@ -1,0 +1,127 @@
+//! The real transport: HTTP/JSON over reqwest (blocking, rustls). Plain
+//! HTTP is refused except to loopback or with an explicit opt-in, because
+//! tokens and evidence must not cross a network in the clear.
+
+use std::time::Duration;
+
+use gridwork_protocol::OperationEnvelope;
+use gridwork_protocol::api::{self, BlobStatus, ErrorBody, PullResponse, PushResponse, TokenResponse};
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::transport::{Transport, TransportError};
+use crate::error::{Error, Result};
+
+pub struct HttpTransport {
+    base: String,
+    device_id: String,
+    client: Client,
+}
+
+impl HttpTransport {
+    /// `allow_insecure_http`: permit `http://` to a non-loopback host.
+    pub fn new(server_url: &str, device_id: &str, allow_insecure_http: bool) -> Result<HttpTransport> {
+        let base = server_url.trim_end_matches('/').to_owned();
+        let url = reqwest::Url::parse(&base).map_err(|_| Error::InvalidServerUrl("not a URL".into()))?;
+        match url.scheme() {
+            "https" => {}
+            "http" => {
+                let loopback = match url.host() {
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    Some(url::Host::Domain(d)) => d == "localhost",
+                    None => false,
+                };
+                if !loopback && !allow_insecure_http {
+                    return Err(Error::InvalidServerUrl("plain http is only allowed to loopback; use https".into()));
+                }
+            }
+            _ => return Err(Error::InvalidServerUrl("the scheme must be https".into())),
+        }
+        let client = Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("gridwork-core/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|_| Error::InvalidServerUrl("cannot build an HTTP client".into()))?;
+        Ok(HttpTransport { base, device_id: device_id.to_owned(), client })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base)).header(api::DEVICE_ID_HEADER, &self.device_id)
+    }
+}
+
+fn send<T: DeserializeOwned>(request: RequestBuilder) -> Result<T, TransportError> {
+    let response = request.send().map_err(|e| TransportError::Network(describe(&e)))?;
+    read(response)
+}
+
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timeout".into()
+    } else if error.is_connect() {
+        "cannot connect".into()
+    } else {
+        "connection failed".into()
+    }
+}
+
+fn read<T: DeserializeOwned>(response: Response) -> Result<T, TransportError> {
+    let status = response.status();
+    let retry_after_ms = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .map(|seconds| seconds.clamp(0, 86_400) * 1000);
+    // A body cut off mid-transfer is a network failure, not a server answer.
+    let bytes = response.bytes().map_err(|e| TransportError::Network(describe(&e)))?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|_| TransportError::Malformed("reply is not the expected JSON".into()));
+    }
+    let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+    let (code, message) = match body {
+        Some(body) => (body.code, body.message),
+        None => (format!("http_{}", status.as_u16()), "the server answered without an error body".to_owned()),
+    };
+    Err(TransportError::Http { status: status.as_u16(), code, message, retry_after_ms })
+}
+
+impl Transport for HttpTransport {
+    fn login(&self, username: &str, password: &str) -> Result<TokenResponse, TransportError> {
+        send(self.request(reqwest::Method::POST, "/v1/auth/login").json(&json!({"username": username, "password": password})))
+    }
+
+    fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, TransportError> {
+        send(self.request(reqwest::Method::POST, "/v1/auth/refresh").json(&json!({"refresh_token": refresh_token})))
+    }
+
+    fn push(&self, token: &str, operations: &[OperationEnvelope]) -> Result<PushResponse, TransportError> {
+        send(self.request(reqwest::Method::POST, "/v1/push").bearer_auth(token).json(&json!({"operations": operations})))
+    }
+
+    fn pull(&self, token: &str, since: i64, limit: u32) -> Result<PullResponse, TransportError> {
+        send(self.request(reqwest::Method::GET, &format!("/v1/pull?since={since}&limit={limit}")).bearer_auth(token))
+    }
+
+    fn blob_create(&self, token: &str, sha256: &str, size: u64) -> Result<BlobStatus, TransportError> {
+        send(self.request(reqwest::Method::POST, "/v1/blobs").bearer_auth(token).json(&json!({"sha256": sha256, "size": size})))
+    }
+
+    fn blob_status(&self, token: &str, sha256: &str) -> Result<BlobStatus, TransportError> {
+        send(self.request(reqwest::Method::GET, &format!("/v1/blobs/{sha256}/status")).bearer_auth(token))
+    }
+
+    fn blob_chunk(&self, token: &str, sha256: &str, offset: u64, chunk: &[u8]) -> Result<BlobStatus, TransportError> {
+        send(
+            self.request(reqwest::Method::PUT, &format!("/v1/blobs/{sha256}/chunks?offset={offset}"))
+                .bearer_auth(token)
+                .header("content-type", "application/octet-stream")
+                .header("x-gridwork-chunk-sha256", hex::encode(Sha256::digest(chunk)))
+                .body(chunk.to_vec()),
+        )
+    }
+}

@@ -1,0 +1,417 @@
+//! The sync runner: executes the engine's actions against the store and a
+//! transport, within a time budget, and reports what happened. This is the
+//! I/O edge; decisions live in [`super::engine`].
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::time::{Duration, Instant};
+
+use gridwork_protocol::api::OperationOutcome;
+use gridwork_protocol::{OperationEnvelope, OperationKind, UploadPhoto};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::apply;
+use super::engine::{Action, Event, FailureClass, Step, SyncEngine};
+use super::session::{self, Session};
+use super::transport::{Disposition, Transport, TransportError, classify};
+use crate::error::{Error, Result};
+use crate::facade::{ChangeKind, Gridwork};
+use crate::outbox::{self, Operation, ParkReason};
+use crate::photo::PhotoFormat;
+
+pub const PUSH_BATCH: u32 = 100;
+pub const PULL_PAGE: u32 = 500;
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Failures seen in a run, by class.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorCounts {
+    pub network: u32,
+    pub transient: u32,
+    pub auth: u32,
+    pub rejected: u32,
+}
+
+/// What one `sync_now` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Operations the server acknowledged (applied or duplicate).
+    pub pushed: u32,
+    /// Operations the server refused, now parked.
+    pub parked: u32,
+    pub uploaded_bytes: u64,
+    pub photos_uploaded: u32,
+    /// Changes pulled and applied (or deferred).
+    pub pulled: u32,
+    pub errors: ErrorCounts,
+    /// When to run again (device time, Unix ms); `None` when the round
+    /// finished and only a new trigger needs another.
+    pub next_wake_ms: Option<i64>,
+    /// A person must log in again; nothing was dropped.
+    pub needs_login: bool,
+    /// The round finished: nothing left that can be done now.
+    pub completed: bool,
+}
+
+/// One `sync_now`: run the engine until it sleeps, idles or the budget ends.
+pub(crate) fn run(gw: &Gridwork, transport: &dyn Transport, engine: &mut SyncEngine, budget: Duration) -> Result<SyncReport> {
+    let started = Instant::now();
+    let mut report = SyncReport::default();
+    let Some(mut session) = gw.with_connection(|c| session::load(c))? else {
+        report.needs_login = true;
+        return Ok(report);
+    };
+    loop {
+        let now = gw.now().device_ms;
+        if started.elapsed() >= budget {
+            report.next_wake_ms = Some(now);
+            break;
+        }
+        match engine.next_action(now) {
+            Action::Run(Step::Push) => push_step(gw, transport, engine, &session, &mut report)?,
+            Action::Run(Step::Upload) => upload_step(gw, transport, engine, &session, &mut report, started, budget)?,
+            Action::Run(Step::Pull) => pull_step(gw, transport, engine, &session, &mut report)?,
+            Action::RefreshToken => match transport.refresh(&session.refresh_token) {
+                Ok(tokens) => {
+                    session = Session::from_tokens(&session.server_url, tokens);
+                    gw.with_connection(|c| session::save(c, &session))?;
+                    engine.handle(Event::TokenProvided, now);
+                }
+                Err(error) => match classify(&error) {
+                    Disposition::Retry(FailureClass::Auth) | Disposition::Reject { .. } => {
+                        report.errors.auth += 1;
+                        engine.handle(Event::RefreshFailed, now);
+                    }
+                    Disposition::Retry(class) => {
+                        count(&mut report, class);
+                        report.next_wake_ms = Some(now + super::engine::BASE_BACKOFF_MS * 5);
+                        break;
+                    }
+                },
+            },
+            Action::NeedToken => {
+                report.needs_login = true;
+                gw.notify(ChangeKind::Session);
+                break;
+            }
+            Action::SleepUntil(at) => {
+                report.next_wake_ms = Some(at);
+                break;
+            }
+            Action::WaitForNetwork { probe_at_ms } => {
+                report.next_wake_ms = Some(probe_at_ms);
+                break;
+            }
+            Action::Idle => {
+                report.completed = true;
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn count(report: &mut SyncReport, class: FailureClass) {
+    match class {
+        FailureClass::Network => report.errors.network += 1,
+        FailureClass::Transient { .. } => report.errors.transient += 1,
+        FailureClass::Auth => report.errors.auth += 1,
+    }
+}
+
+fn write<T>(gw: &Gridwork, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    gw.with_connection(|conn| {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    })
+}
+
+/// Keep the offset to server time from every reply (ignoring the round
+/// trip: a second off is fine for field records).
+fn observe_server_time(gw: &Gridwork, server_time_ms: i64) -> Result<()> {
+    let offset = server_time_ms - gw.now().device_ms;
+    if (offset - gw.server_time_offset_ms()).abs() > 1_000 {
+        gw.set_server_time_offset_ms(offset)?;
+    }
+    Ok(())
+}
+
+fn envelope(op: &Operation) -> Option<OperationEnvelope> {
+    Some(OperationEnvelope {
+        op_id: op.op_id,
+        entity_id: op.entity_id,
+        kind: op.kind?,
+        schema_version: op.payload_schema,
+        payload: op.payload.clone(),
+    })
+}
+
+fn push_step(gw: &Gridwork, transport: &dyn Transport, engine: &mut SyncEngine, session: &Session, report: &mut SyncReport) -> Result<()> {
+    let now = gw.now().device_ms;
+    let ops: Vec<Operation> = gw
+        .with_connection(|c| outbox::ready(c, now, PUSH_BATCH * 4))?
+        .into_iter()
+        .filter(|op| matches!(op.kind, Some(OperationKind::SubmitIncident | OperationKind::TransitionIncident)))
+        .take(PUSH_BATCH as usize)
+        .collect();
+    if ops.is_empty() {
+        engine.handle(Event::Succeeded { step: Step::Push, more: false }, now);
+        return Ok(());
+    }
+    write(gw, |c| ops.iter().try_for_each(|op| outbox::mark_in_flight(c, op.op_id)))?;
+    let envelopes: Vec<OperationEnvelope> = ops.iter().filter_map(envelope).collect();
+    match transport.push(&session.access_token, &envelopes) {
+        Ok(response) => {
+            let now = gw.now().device_ms;
+            let (acked, parked) = write(gw, |c| {
+                let (mut acked, mut parked) = (0, 0);
+                for op in &ops {
+                    match response.results.iter().find(|r| r.op_id == op.op_id).map(|r| &r.outcome) {
+                        Some(OperationOutcome::Applied { .. } | OperationOutcome::Duplicate { .. }) => {
+                            outbox::acknowledge(c, op.op_id, now)?;
+                            acked += 1;
+                        }
+                        Some(OperationOutcome::Rejected { code, message }) => {
+                            outbox::park(c, op.op_id, &ParkReason { code: code.clone(), message: message.clone() })?;
+                            parked += 1;
+                        }
+                        // Not answered: send again next time.
+                        None => outbox::retry_later(c, op.op_id, now, "unanswered")?,
+                    }
+                }
+                apply::apply_deferred(c)?;
+                Ok((acked, parked))
+            })?;
+            report.pushed += acked;
+            report.parked += parked;
+            report.errors.rejected += parked;
+            observe_server_time(gw, response.server_time_ms)?;
+            gw.notify(ChangeKind::Outbox);
+            engine.handle(Event::Succeeded { step: Step::Push, more: true }, now);
+        }
+        Err(error) => {
+            let now = gw.now().device_ms;
+            match classify(&error) {
+                Disposition::Retry(class) => {
+                    write(gw, |c| ops.iter().try_for_each(|op| outbox::retry_later(c, op.op_id, now, class_name(class))))?;
+                    count(report, class);
+                    engine.handle(Event::Failed { step: Step::Push, class }, now);
+                }
+                Disposition::Reject { code, message } => {
+                    // The server refused the request as a whole (malformed
+                    // batch). Park the first operation, the likeliest culprit,
+                    // and send the rest one by one.
+                    write(gw, |c| {
+                        outbox::park(c, ops[0].op_id, &ParkReason { code: code.clone(), message: message.clone() })?;
+                        ops[1..].iter().try_for_each(|op| outbox::retry_later(c, op.op_id, now, "batch_refused"))
+                    })?;
+                    report.parked += 1;
+                    report.errors.rejected += 1;
+                    engine.handle(Event::Succeeded { step: Step::Push, more: true }, now);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn class_name(class: FailureClass) -> &'static str {
+    match class {
+        FailureClass::Network => "network",
+        FailureClass::Transient { .. } => "transient",
+        FailureClass::Auth => "auth",
+    }
+}
+
+enum UploadEnd {
+    Complete,
+    OutOfTime,
+}
+
+fn upload_step(
+    gw: &Gridwork,
+    transport: &dyn Transport,
+    engine: &mut SyncEngine,
+    session: &Session,
+    report: &mut SyncReport,
+    started: Instant,
+    budget: Duration,
+) -> Result<()> {
+    let now = gw.now().device_ms;
+    let op = gw
+        .with_connection(|c| outbox::ready(c, now, PUSH_BATCH * 4))?
+        .into_iter()
+        .find(|op| op.kind == Some(OperationKind::UploadPhoto));
+    let Some(op) = op else {
+        engine.handle(Event::Succeeded { step: Step::Upload, more: false }, now);
+        return Ok(());
+    };
+    let upload: UploadPhoto = match serde_json::from_value(op.payload.clone()) {
+        Ok(upload) => upload,
+        Err(_) => {
+            write(gw, |c| outbox::park(c, op.op_id, &ParkReason { code: "invalid_payload".into(), message: "unreadable upload".into() }))?;
+            engine.handle(Event::Succeeded { step: Step::Upload, more: true }, now);
+            return Ok(());
+        }
+    };
+    let mime: Option<String> = gw.with_connection(|c| {
+        Ok(c.query_row("SELECT mime_type FROM photos WHERE id = ?1", [upload.photo_id.to_string()], |r| r.get(0)).optional()?)
+    })?;
+    let format = mime.as_deref().and_then(PhotoFormat::from_mime_type).unwrap_or(PhotoFormat::Jpeg);
+    let path = gw.photo_store().original_path(&upload.sha256, format);
+    write(gw, |c| outbox::mark_in_flight(c, op.op_id))?;
+    match upload_blob(gw, transport, session, &upload, &path, report, started, budget) {
+        Ok(UploadEnd::Complete) => {
+            let now = gw.now().device_ms;
+            write(gw, |c| {
+                outbox::acknowledge(c, op.op_id, now)?;
+                c.execute("DELETE FROM sync_uploads WHERE sha256 = ?1", [&upload.sha256])?;
+                apply::apply_deferred(c)?;
+                Ok(())
+            })?;
+            report.photos_uploaded += 1;
+            gw.notify(ChangeKind::Outbox);
+            engine.handle(Event::Succeeded { step: Step::Upload, more: true }, now);
+        }
+        Ok(UploadEnd::OutOfTime) => {
+            let now = gw.now().device_ms;
+            write(gw, |c| outbox::retry_later(c, op.op_id, now, "budget"))?;
+        }
+        Err(UploadFailure::Transport(error)) => {
+            let now = gw.now().device_ms;
+            match classify(&error) {
+                Disposition::Retry(class) => {
+                    write(gw, |c| outbox::retry_later(c, op.op_id, now, class_name(class)))?;
+                    count(report, class);
+                    engine.handle(Event::Failed { step: Step::Upload, class }, now);
+                }
+                Disposition::Reject { code, message } => {
+                    write(gw, |c| outbox::park(c, op.op_id, &ParkReason { code, message }))?;
+                    report.parked += 1;
+                    report.errors.rejected += 1;
+                    engine.handle(Event::Succeeded { step: Step::Upload, more: true }, now);
+                }
+            }
+        }
+        Err(UploadFailure::Local(error)) => {
+            let now = gw.now().device_ms;
+            let reason = ParkReason { code: error.code().to_owned(), message: "the photo file cannot be read on this device".into() };
+            write(gw, |c| outbox::park(c, op.op_id, &reason))?;
+            report.parked += 1;
+            engine.handle(Event::Succeeded { step: Step::Upload, more: true }, now);
+        }
+    }
+    Ok(())
+}
+
+enum UploadFailure {
+    Transport(TransportError),
+    Local(Error),
+}
+
+impl From<TransportError> for UploadFailure {
+    fn from(e: TransportError) -> Self {
+        UploadFailure::Transport(e)
+    }
+}
+
+/// Resumable upload: ask the server where it stands (it is the authority on
+/// what it holds), then append chunks from there, recording progress on the
+/// device after every acknowledged chunk.
+#[allow(clippy::too_many_arguments)]
+fn upload_blob(
+    gw: &Gridwork,
+    transport: &dyn Transport,
+    session: &Session,
+    upload: &UploadPhoto,
+    path: &std::path::Path,
+    report: &mut SyncReport,
+    started: Instant,
+    budget: Duration,
+) -> std::result::Result<UploadEnd, UploadFailure> {
+    let local = |e: std::io::Error| UploadFailure::Local(Error::from(e));
+    let mut status = transport.blob_create(&session.access_token, &upload.sha256, upload.byte_size)?;
+    let mut file = File::open(path).map_err(|_| UploadFailure::Local(Error::PhotoFileNotFound))?;
+    let mut buffer = vec![0u8; CHUNK_BYTES];
+    let mut restarted = false;
+    while !status.complete {
+        if started.elapsed() >= budget {
+            return Ok(UploadEnd::OutOfTime);
+        }
+        let offset = status.offset;
+        file.seek(SeekFrom::Start(offset)).map_err(local)?;
+        let wanted = (upload.byte_size - offset).min(CHUNK_BYTES as u64) as usize;
+        file.read_exact(&mut buffer[..wanted]).map_err(local)?;
+        match transport.blob_chunk(&session.access_token, &upload.sha256, offset, &buffer[..wanted]) {
+            Ok(next) => {
+                report.uploaded_bytes += next.offset.saturating_sub(offset);
+                status = next;
+                let now = gw.now().device_ms;
+                let progress = (upload.sha256.as_str(), upload.byte_size as i64, status.offset as i64, now);
+                gw.with_connection(|c| {
+                    c.execute(
+                        "INSERT INTO sync_uploads (sha256, size, uploaded_bytes, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (sha256) DO UPDATE SET uploaded_bytes = ?3, updated_ms = ?4",
+                        params![progress.0, progress.1, progress.2, progress.3],
+                    )?;
+                    Ok(())
+                })
+                .map_err(UploadFailure::Local)?;
+            }
+            // Someone (an earlier, killed attempt) moved the offset: ask.
+            Err(TransportError::Http { code, .. }) if code == "offset_mismatch" => {
+                status = transport.blob_status(&session.access_token, &upload.sha256)?;
+            }
+            // The bytes on the server did not hash right: start over once.
+            Err(TransportError::Http { code, .. }) if code == "blob_hash_mismatch" && !restarted => {
+                restarted = true;
+                status = transport.blob_status(&session.access_token, &upload.sha256)?;
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(UploadEnd::Complete)
+}
+
+fn pull_step(gw: &Gridwork, transport: &dyn Transport, engine: &mut SyncEngine, session: &Session, report: &mut SyncReport) -> Result<()> {
+    let cursor = gw.with_connection(|c| session::pull_cursor(c))?;
+    match transport.pull(&session.access_token, cursor, PULL_PAGE) {
+        Ok(page) => {
+            // One transaction per page: the cursor moves with the data.
+            let applied = write(gw, |c| {
+                let applied = apply::apply_page(c, &page.changes)?;
+                session::set_pull_cursor(c, page.next_cursor)?;
+                Ok(applied)
+            })?;
+            report.pulled += page.changes.len() as u32;
+            observe_server_time(gw, page.server_time_ms)?;
+            if applied.incidents > 0 {
+                gw.notify(ChangeKind::Incidents);
+            }
+            if applied.categories > 0 {
+                gw.notify(ChangeKind::Categories);
+            }
+            if applied.grids > 0 {
+                gw.notify(ChangeKind::Grids);
+            }
+            engine.handle(Event::Succeeded { step: Step::Pull, more: page.has_more }, gw.now().device_ms);
+        }
+        Err(error) => {
+            let now = gw.now().device_ms;
+            match classify(&error) {
+                Disposition::Retry(class) => {
+                    count(report, class);
+                    engine.handle(Event::Failed { step: Step::Pull, class }, now);
+                }
+                // A refused pull has nothing to park; try again later.
+                Disposition::Reject { .. } => {
+                    report.errors.rejected += 1;
+                    engine.handle(Event::Failed { step: Step::Pull, class: FailureClass::Transient { retry_after_ms: None } }, now);
+                }
+            }
+        }
+    }
+    Ok(())
+}

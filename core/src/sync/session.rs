@@ -1,0 +1,71 @@
+//! The signed-in session, kept in the account's encrypted database, and the
+//! device id the server binds tokens to.
+
+use gridwork_protocol::api::{TokenResponse, UserInfo};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub server_url: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub access_expires_at_ms: i64,
+    pub refresh_expires_at_ms: i64,
+    pub user: UserInfo,
+}
+
+impl Session {
+    pub fn from_tokens(server_url: &str, tokens: TokenResponse) -> Session {
+        Session {
+            server_url: server_url.to_owned(),
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            access_expires_at_ms: tokens.access_expires_at_ms,
+            refresh_expires_at_ms: tokens.refresh_expires_at_ms,
+            user: tokens.user,
+        }
+    }
+}
+
+fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+}
+
+pub(crate) fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<()> {
+    conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", params![key, value])?;
+    Ok(())
+}
+
+pub fn load(conn: &Connection) -> Result<Option<Session>> {
+    Ok(get_meta(conn, "session")?.and_then(|text| serde_json::from_str(&text).ok()))
+}
+
+pub fn save(conn: &Connection, session: &Session) -> Result<()> {
+    set_meta(conn, "session", &serde_json::to_string(session).expect("session serializes"))
+}
+
+pub fn clear(conn: &Connection) -> Result<()> {
+    conn.execute("DELETE FROM meta WHERE key = 'session'", [])?;
+    Ok(())
+}
+
+/// This install's device id for this account, made once.
+pub fn device_id(conn: &Connection) -> Result<String> {
+    if let Some(id) = get_meta(conn, "device_id")? {
+        return Ok(id);
+    }
+    let id = format!("dev-{}", uuid::Uuid::now_v7().simple());
+    set_meta(conn, "device_id", &id)?;
+    Ok(id)
+}
+
+pub fn pull_cursor(conn: &Connection) -> Result<i64> {
+    Ok(get_meta(conn, "pull_cursor")?.and_then(|c| c.parse().ok()).unwrap_or(0))
+}
+
+pub fn set_pull_cursor(conn: &Connection, cursor: i64) -> Result<()> {
+    set_meta(conn, "pull_cursor", &cursor.to_string())
+}

@@ -1,0 +1,184 @@
+//! End to end over real HTTP on loopback against the real server: capture
+//! offline, come online, everything arrives once with byte-identical
+//! photos; server-side steps (dispatch, close) arrive on the device.
+
+use std::time::Duration;
+
+use gridwork_core::{DraftFields, GeoPoint, IncidentFilter, IncidentStatus, SyncState, Trigger};
+use gridwork_tests::server::{LocalServer, PASSWORD, default_policy};
+use gridwork_tests::*;
+
+fn capture(gw: &gridwork_core::Gridwork, photos_dir: &std::path::Path, seed: u32, photos: u32) -> gridwork_core::Uuid {
+    let draft = gw
+        .create_draft(DraftFields {
+            category_code: Some("0602".into()),
+            description: format!("楼道堆物 #{seed}"),
+            location: Some(GeoPoint { lat: 31.23, lon: 121.465, accuracy_m: Some(5.0) }),
+            ..Default::default()
+        })
+        .unwrap();
+    for p in 0..photos {
+        let bytes = jpeg_bytes(&scene(900, 600, seed * 10 + p), 85, None);
+        gw.attach_photo(draft.id, &write_file(photos_dir, &format!("p{seed}-{p}.jpg"), &bytes)).unwrap();
+    }
+    gw.submit(draft.id).unwrap();
+    draft.id
+}
+
+#[test]
+fn offline_captures_arrive_once_with_identical_photos_and_server_steps_come_back() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device_dir = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    let gw = open(device_dir.path(), "worker1");
+    gw.import_grids_geojson(&two_grids_geojson()).unwrap();
+    let user = gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    assert_eq!(user.username, "worker1");
+
+    // In a basement: no network. Capture three reports with photos.
+    gw.set_network(false, false);
+    let ids: Vec<_> = (0..3).map(|i| capture(&gw, photos.path(), i, 2)).collect();
+    let offline = gw.sync_now(Trigger::OperationQueued, Duration::from_secs(10)).unwrap();
+    assert_eq!((offline.pushed, offline.photos_uploaded), (0, 0));
+    assert!(offline.next_wake_ms.is_some(), "an offline round schedules another");
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents"), 0);
+    assert_eq!(gw.outbox_summary().unwrap().pending, 9);
+
+    // Back upstairs.
+    gw.set_network(true, false);
+    let report = gw.sync_now(Trigger::NetworkUp, Duration::from_secs(60)).unwrap();
+    assert!(report.completed, "{report:?}");
+    assert_eq!(report.pushed, 3);
+    assert_eq!(report.photos_uploaded, 6);
+    assert!(report.pulled > 0, "categories, grids and the cases themselves");
+    let summary = gw.outbox_summary().unwrap();
+    assert_eq!((summary.pending, summary.in_flight, summary.parked, summary.photo_bytes_waiting), (0, 0, 0, 0));
+
+    // On the server: each once, photos byte-identical.
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents"), 3);
+    assert_eq!(server.count("SELECT COUNT(*) FROM applied_ops"), 3);
+    for id in &ids {
+        let local = gw.get_incident(*id).unwrap();
+        assert_eq!(local.sync_state, SyncState::Synced);
+        assert_eq!(local.incident.status, IncidentStatus::Reported, "pulled back from the server");
+        let remote = server.photos(&id.to_string());
+        assert_eq!(remote.len(), 2);
+        for (photo, (sha, arrived)) in local.photos.iter().zip(&remote) {
+            assert!(arrived);
+            assert_eq!(&photo.sha256, sha);
+            assert_eq!(sha256_hex(&server.blob_bytes(sha)), photo.sha256, "byte-identical");
+            assert_eq!(std::fs::read(&photo.original_path).unwrap(), server.blob_bytes(sha));
+        }
+    }
+
+    // A second sync sends nothing again.
+    let again = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(10)).unwrap();
+    assert_eq!((again.pushed, again.photos_uploaded), (0, 0));
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents"), 3);
+
+    // The command center registers and dispatches one to this worker, then closes another.
+    assert_eq!(server.step(&ids[0].to_string(), "register", None), "registered");
+    assert_eq!(server.step(&ids[0].to_string(), "dispatch", Some("worker1")), "dispatched");
+    server.step(&ids[1].to_string(), "register", None);
+    server.step(&ids[1].to_string(), "dispatch", Some("worker1"));
+    server.step(&ids[1].to_string(), "handle", None);
+    server.step(&ids[1].to_string(), "close", None);
+    let pulled = gw.sync_now(Trigger::AppForegrounded, Duration::from_secs(10)).unwrap();
+    assert!(pulled.pulled >= 2);
+    assert_eq!(gw.get_incident(ids[0]).unwrap().incident.status, IncidentStatus::Dispatched);
+    assert_eq!(gw.get_incident(ids[1]).unwrap().incident.status, IncidentStatus::Closed);
+    assert_eq!(gw.get_incident(ids[2]).unwrap().incident.status, IncidentStatus::Reported);
+    assert_eq!(gw.list_incidents(IncidentFilter::default()).unwrap().len(), 3);
+    // The device learned the offset to server time.
+    assert!(gw.server_time_offset_ms().abs() < 5_000);
+}
+
+#[test]
+fn a_rejected_operation_parks_only_its_entity() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device_dir = tempfile::tempdir().unwrap();
+    let gw = open(device_dir.path(), "worker1");
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    // A category only this device knows: the server will refuse the report.
+    gw.replace_categories(
+        2,
+        vec![
+            gridwork_core::Category { code: "0602".into(), parent_code: None, name_zh: "楼道堆物".into(), name_en: "Clutter".into() },
+            gridwork_core::Category { code: "LOCAL-ONLY".into(), parent_code: None, name_zh: "本地".into(), name_en: "Local".into() },
+        ],
+    )
+    .unwrap();
+    let refused = gw.create_draft(DraftFields { category_code: Some("LOCAL-ONLY".into()), description: "x".into(), ..Default::default() }).unwrap();
+    gw.submit(refused.id).unwrap();
+    let fine = gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "y".into(), ..Default::default() }).unwrap();
+    gw.submit(fine.id).unwrap();
+    let report = gw.sync_now(Trigger::OperationQueued, Duration::from_secs(20)).unwrap();
+    assert_eq!((report.pushed, report.parked), (1, 1), "{report:?}");
+    match gw.get_incident(refused.id).unwrap().sync_state {
+        SyncState::Parked { code, .. } => assert_eq!(code, "unknown_category"),
+        other => panic!("expected parked, got {other:?}"),
+    }
+    assert_eq!(gw.get_incident(fine.id).unwrap().sync_state, SyncState::Synced);
+    assert_eq!(gw.outbox_summary().unwrap().parked, 1);
+}
+
+#[test]
+fn expired_token_mid_sync_is_refreshed_and_nothing_is_dropped() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let policy = gridwork_server::auth::TokenPolicy { access_ttl_ms: 1_000, refresh_ttl_ms: 2_500 };
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", policy);
+    server.seed();
+    let device_dir = tempfile::tempdir().unwrap();
+    let gw = open(device_dir.path(), "worker1");
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    let first = gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "a".into(), ..Default::default() }).unwrap();
+    gw.submit(first.id).unwrap();
+    std::thread::sleep(Duration::from_millis(1_200)); // the access token expires
+    let report = gw.sync_now(Trigger::OperationQueued, Duration::from_secs(20)).unwrap();
+    assert_eq!(report.pushed, 1, "refreshed and carried on: {report:?}");
+    assert!(!report.needs_login);
+
+    // Now let the refresh token expire too: sync pauses and asks for a login.
+    std::thread::sleep(Duration::from_millis(2_700));
+    let second = gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "b".into(), ..Default::default() }).unwrap();
+    gw.submit(second.id).unwrap();
+    let paused = gw.sync_now(Trigger::OperationQueued, Duration::from_secs(20)).unwrap();
+    assert!(paused.needs_login, "{paused:?}");
+    assert_eq!(gw.outbox_summary().unwrap().pending, 1, "nothing dropped while paused");
+    let still = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(5)).unwrap();
+    assert!(still.needs_login && still.pushed == 0);
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    let resumed = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(20)).unwrap();
+    assert_eq!(resumed.pushed, 1);
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents"), 2);
+}
+
+#[test]
+fn server_restart_mid_sync_converges() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let addr = server.addr.to_string();
+    let device_dir = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    let gw = open(device_dir.path(), "worker1");
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    let ids: Vec<_> = (0..4).map(|i| capture(&gw, photos.path(), i + 20, 1)).collect();
+    server.stop();
+    let down = gw.sync_now(Trigger::OperationQueued, Duration::from_secs(10)).unwrap();
+    assert_eq!(down.pushed, 0);
+    assert!(down.errors.network > 0 && down.next_wake_ms.is_some(), "{down:?}");
+    // The server comes back on the same address and data.
+    let server = LocalServer::start(server_dir.path(), &addr, default_policy());
+    gw.set_network(true, false);
+    let report = gw.sync_now(Trigger::NetworkUp, Duration::from_secs(60)).unwrap();
+    assert!(report.completed, "{report:?}");
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents"), 4);
+    for id in ids {
+        assert!(server.photos(&id.to_string()).iter().all(|(_, arrived)| *arrived));
+    }
+}
