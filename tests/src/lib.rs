@@ -2,7 +2,9 @@
 //! JPEG, PNG and WebP files generated on the spot (with EXIF where asked),
 //! and helpers to open a device store.
 
+pub mod proxy;
 pub mod server;
+pub mod sim;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,1 @@
+//! Fault-injection TCP proxy (see its module docs).

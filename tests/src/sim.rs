@@ -1,0 +1,1 @@
+//! Deterministic multi-device simulation (see its module docs).
