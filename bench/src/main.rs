@@ -13,6 +13,7 @@ mod outbox;
 mod pillow;
 mod report;
 mod server_push;
+mod sync;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -30,6 +31,7 @@ benchmarks:
   capture-memory   peak memory (VmHWM) of one capture, vs Pillow
   outbox           outbox insert rate, vs raw SQLite INSERTs
   open             store open time on 10,000 incidents, vs plain SQLite open
+  sync             push 10,000 queued incidents + 1,000 photos of 3 MB, initial pull of 100,000 changes
   server-push      server push throughput and p99 with 200 concurrent devices, SQLite and PostgreSQL
   all              all of the above except server-push
 
@@ -41,7 +43,11 @@ options (defaults keep `all` under ~3 minutes on 2 cores):
   --opens N        opens timed (default 20)
   --devices N      concurrent simulated devices for server-push (default 200)
   --batches N      pushes per device (default 10)
-  --batch-ops N    operations per push (default 10)";
+  --batch-ops N    operations per push (default 10)
+  --sync-incidents N  queued incidents for sync (default 10000)
+  --sync-photos N     photos among them (default 1000)
+  --photo-kib N       size of each photo in KiB (default 3072)
+  --pull-changes N    changes for the initial pull (default 100000)";
 
 struct Options {
     captures: usize,
@@ -52,11 +58,15 @@ struct Options {
     devices: usize,
     batches: usize,
     batch_ops: usize,
+    sync_incidents: usize,
+    sync_photos: usize,
+    photo_kib: usize,
+    pull_changes: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { captures: 30, ops: 20_000, single_ops: 20_000, incidents: 10_000, opens: 20, devices: 200, batches: 10, batch_ops: 10 }
+        Options { captures: 30, ops: 20_000, single_ops: 20_000, incidents: 10_000, opens: 20, devices: 200, batches: 10, batch_ops: 10, sync_incidents: 10_000, sync_photos: 1_000, photo_kib: 3072, pull_changes: 100_000 }
     }
 }
 
@@ -73,6 +83,10 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--devices" => &mut options.devices,
             "--batches" => &mut options.batches,
             "--batch-ops" => &mut options.batch_ops,
+            "--sync-incidents" => &mut options.sync_incidents,
+            "--sync-photos" => &mut options.sync_photos,
+            "--photo-kib" => &mut options.photo_kib,
+            "--pull-changes" => &mut options.pull_changes,
             other => return Err(format!("unknown option {other}")),
         };
         let value = args.next().ok_or_else(|| format!("{flag} needs a number"))?;
@@ -90,6 +104,14 @@ fn main() {
         eprintln!("{USAGE}");
         std::process::exit(2);
     };
+    if command == sync::PULL_CHILD {
+        let [dir, url] = &args[1..] else {
+            eprintln!("usage: {} DIR URL", sync::PULL_CHILD);
+            std::process::exit(2);
+        };
+        exit_on_error(sync::pull_child(&PathBuf::from(dir), url));
+        return;
+    }
     if command == MEMORY_CHILD {
         let [data_dir, photo] = &args[1..] else {
             eprintln!("usage: {MEMORY_CHILD} DATA_DIR PHOTO");
@@ -111,6 +133,12 @@ fn main() {
         "capture-memory" => capture::run_memory(),
         "outbox" => outbox::run(options.ops, options.single_ops),
         "open" => open::run(options.incidents, options.opens),
+        "sync" => sync::run(&sync::SyncOptions {
+            incidents: options.sync_incidents,
+            photos: options.sync_photos,
+            photo_bytes: options.photo_kib * 1024,
+            pull_changes: options.pull_changes,
+        }),
         "server-push" => server_push::run(&server_push::PushOptions {
             devices: options.devices,
             batches: options.batches,

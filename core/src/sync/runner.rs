@@ -21,7 +21,11 @@ use crate::photo::PhotoFormat;
 
 pub const PUSH_BATCH: u32 = 100;
 pub const PULL_PAGE: u32 = 500;
-pub const CHUNK_BYTES: usize = 256 * 1024;
+/// Uploads start with small chunks, so a weak 2G/3G link loses little when
+/// it drops, and double after every acknowledged chunk up to the server's
+/// limit, so a good link needs few requests.
+pub const FIRST_CHUNK_BYTES: usize = 256 * 1024;
+pub const MAX_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
 /// Failures seen in a run, by class.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -334,7 +338,8 @@ fn upload_blob(
     let local = |e: std::io::Error| UploadFailure::Local(Error::from(e));
     let mut status = transport.blob_create(&session.access_token, &upload.sha256, upload.byte_size)?;
     let mut file = File::open(path).map_err(|_| UploadFailure::Local(Error::PhotoFileNotFound))?;
-    let mut buffer = vec![0u8; CHUNK_BYTES];
+    let mut chunk_bytes = FIRST_CHUNK_BYTES;
+    let mut buffer = Vec::new();
     let mut restarted = false;
     while !status.complete {
         if started.elapsed() >= budget {
@@ -342,12 +347,14 @@ fn upload_blob(
         }
         let offset = status.offset;
         file.seek(SeekFrom::Start(offset)).map_err(local)?;
-        let wanted = (upload.byte_size - offset).min(CHUNK_BYTES as u64) as usize;
+        let wanted = (upload.byte_size - offset).min(chunk_bytes as u64) as usize;
+        buffer.resize(wanted, 0);
         file.read_exact(&mut buffer[..wanted]).map_err(local)?;
         match transport.blob_chunk(&session.access_token, &upload.sha256, offset, &buffer[..wanted]) {
             Ok(next) => {
                 report.uploaded_bytes += next.offset.saturating_sub(offset);
                 status = next;
+                chunk_bytes = (chunk_bytes * 2).min(MAX_CHUNK_BYTES);
                 let now = gw.now().device_ms;
                 let progress = (upload.sha256.as_str(), upload.byte_size as i64, status.offset as i64, now);
                 gw.with_connection(|c| {
