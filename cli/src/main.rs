@@ -1,1 +1,213 @@
-fn main() {}
+//! `gridwork`: a terminal device over gridwork-core.
+//!
+//! It acts as a phone through the same facade a phone's shell calls
+//! (`gridwork_core::Gridwork`): capture reports with photos offline, see the
+//! outbox, sync, list incidents. `gridwork demo` runs the whole loop against
+//! an in-process reference server with zero setup.
+
+mod commands;
+mod demo;
+mod device;
+mod error;
+mod output;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::CliError;
+
+const KEY_HELP: &str = "\
+Device key:
+  The device database is encrypted (SQLCipher) like a phone's, with a 32-byte key
+  written as 64 hex digits. It is taken from, in this order:
+    --key-file FILE           a file holding the 64 hex digits
+    GRIDWORK_DEVICE_KEY       an environment variable holding them
+    DIR/device.key            otherwise generated at random on first use, mode 0600.
+  The generated key file is for development only: on a phone the key lives in the
+  Android Keystore or the iOS Keychain, and anyone who can read DIR/device.key can
+  read the database.
+
+Accounts:
+  One device directory holds several accounts, each in its own encrypted store.
+  `login` makes the account (username@server-host:port) current; before any login
+  commands use the account \"local\", whose reports stay queued on this device.
+
+Errors:
+  Exit status 1 (2 for wrong usage). With --json, {\"code\": ..., \"message\": ...} on
+  stdout; without, \"error: message (code)\" on stderr. Codes are stable.";
+
+#[derive(Parser, Debug)]
+#[command(name = "gridwork", version, about = "Gridwork on the command line: a phone's offline-first core in a terminal", after_help = KEY_HELP)]
+pub struct Cli {
+    /// The device's data directory (its private storage); created when missing
+    #[arg(long, global = true, value_name = "DIR", env = "GRIDWORK_DEVICE")]
+    pub device: Option<PathBuf>,
+
+    /// File holding the database key as 64 hex digits (else GRIDWORK_DEVICE_KEY,
+    /// else a generated DIR/device.key: for development only)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// Act on this account instead of the current one (e.g. "local")
+    #[arg(long, global = true, value_name = "ACCOUNT")]
+    pub account: Option<OsString>,
+
+    /// Machine-readable JSON on stdout (errors too)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Sign in to a server and make that account current
+    Login(LoginArgs),
+    /// Forget the session of the current account (its unsent work stays queued) and go back to "local"
+    Logout,
+    /// The current account, who is signed in, and what is still unsent
+    Status,
+    /// Every account this device holds, with what each has unsent
+    Accounts,
+    /// Capture a report: draft, photos, submit; queued for the next sync
+    Report(ReportArgs),
+    /// The device's category table
+    Categories,
+    /// The device's grids
+    Grids,
+    /// Import grids from a GeoJSON FeatureCollection file
+    ImportGrids {
+        /// GeoJSON file
+        file: PathBuf,
+    },
+    /// Incidents on this device, newest first
+    Incidents(IncidentsArgs),
+    /// One incident with its photos, audit trail and sync state
+    Show {
+        /// Incident id
+        id: OsString,
+    },
+    /// What is still waiting to be sent
+    Outbox,
+    /// Queue a parked operation again (after fixing what the server objected to)
+    Retry {
+        /// Operation id (from `gridwork outbox`)
+        op_id: OsString,
+    },
+    /// Run one sync: push, upload photos, pull
+    Sync(SyncArgs),
+    /// Run the whole loop on embedded defaults: server, phone, capture, sync, dispatch
+    Demo,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Server address, e.g. https://gridwork.example.org or http://127.0.0.1:8470
+    #[arg(long, value_name = "URL")]
+    pub server: OsString,
+    #[arg(long, value_name = "U")]
+    pub username: OsString,
+    /// Password (or the GRIDWORK_PASSWORD environment variable)
+    #[arg(long, value_name = "P", env = "GRIDWORK_PASSWORD", hide_env_values = true)]
+    pub password: OsString,
+    /// Allow plain http to a host that is not loopback (tokens travel unencrypted)
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+    /// Do not run the first sync after signing in (it fetches categories and
+    /// grids, so reports captured offline find their grid)
+    #[arg(long)]
+    pub no_sync: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Category code (see `gridwork categories`), e.g. 0602
+    #[arg(long, value_name = "CODE")]
+    pub category: OsString,
+    /// What is wrong, in the reporter's words
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub description: OsString,
+    /// Address or landmark
+    #[arg(long, value_name = "TEXT")]
+    pub address: Option<OsString>,
+    /// Latitude (WGS84 degrees); with --lon
+    #[arg(long, value_name = "LAT", allow_negative_numbers = true)]
+    pub lat: Option<OsString>,
+    /// Longitude (WGS84 degrees); with --lat
+    #[arg(long, value_name = "LON", allow_negative_numbers = true)]
+    pub lon: Option<OsString>,
+    /// Location accuracy in metres
+    #[arg(long, value_name = "METRES")]
+    pub accuracy: Option<OsString>,
+    /// Photo evidence (JPEG, PNG or WebP); repeat for several
+    #[arg(long, value_name = "FILE")]
+    pub photo: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct IncidentsArgs {
+    /// Only this status (draft, submitted, reported, registered, dispatched, …); repeatable
+    #[arg(long, value_name = "STATUS")]
+    pub status: Vec<OsString>,
+    /// Only this category (a 大类 includes its 小类)
+    #[arg(long, value_name = "CODE")]
+    pub category: Option<OsString>,
+    /// Only this grid
+    #[arg(long, value_name = "CODE")]
+    pub grid: Option<OsString>,
+    /// At most this many
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Time budget for this run, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub budget_secs: u64,
+}
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e, &args),
+    };
+    let json = cli.json;
+    if let Err(error) = commands::run(cli) {
+        report_error(&error, json);
+        std::process::exit(error.exit_code());
+    }
+}
+
+/// Help and version go out as clap prints them; wrong usage follows the
+/// error contract (JSON on stdout with --json).
+fn usage_error(e: clap::Error, args: &[OsString]) -> ! {
+    use clap::error::ErrorKind;
+    let wants_json = args.iter().skip(1).any(|a| a == "--json");
+    let informational = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
+    let invalid_utf8 = e.kind() == ErrorKind::InvalidUtf8;
+    if informational || (!wants_json && !invalid_utf8) {
+        e.exit();
+    }
+    let rendered = e.render().to_string();
+    let message = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_owned();
+    let error = if invalid_utf8 {
+        gridwork_core::Error::TextInvalidUtf8 { field: "argument" }.into()
+    } else {
+        CliError::usage(message)
+    };
+    report_error(&error, wants_json);
+    std::process::exit(error.exit_code());
+}
+
+fn report_error(error: &CliError, json: bool) {
+    if json {
+        output::print_json(&error.to_json());
+    } else {
+        eprintln!("error: {} ({})", output::printable(&error.message, true), error.code);
+    }
+}

@@ -1,0 +1,548 @@
+//! The device commands: each opens the current account's store through the
+//! facade a phone uses and prints the result for people or, with `--json`,
+//! for scripts.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+use gridwork_core::{DraftFields, GeoPoint, Gridwork, IncidentFilter, IncidentStatus, OutboxSummary, Trigger, Uuid};
+use serde_json::{Value, json};
+
+use crate::device::{Device, KeySource, LOCAL_ACCOUNT};
+use crate::error::{CliError, CliResult};
+use crate::output::{self, printable};
+use crate::{Cli, Command, IncidentsArgs, LoginArgs, ReportArgs, SyncArgs};
+
+/// Decode an argument that may be any bytes into text, refusing invalid
+/// UTF-8 with the core's `text_invalid_utf8`.
+pub fn text(field: &'static str, value: OsString) -> CliResult<String> {
+    use std::os::unix::ffi::OsStringExt;
+    Ok(gridwork_core::text::text_from_bytes(field, value.into_vec())?)
+}
+
+struct Ctx {
+    device: Device,
+    account: String,
+    json: bool,
+}
+
+impl Ctx {
+    fn open(&self) -> CliResult<Gridwork> {
+        self.device.open(&self.account)
+    }
+
+    /// JSON for scripts, or lines for people.
+    fn emit(&self, value: Value, human: impl FnOnce() -> String) {
+        if self.json { output::print_json(&value) } else { output::print(&human()) }
+    }
+}
+
+pub fn run(cli: Cli) -> CliResult<()> {
+    let json = cli.json;
+    if let Command::Demo = cli.command {
+        return crate::demo::run(json);
+    }
+    let Some(dir) = cli.device else {
+        return Err(CliError::usage("--device DIR is required (or set GRIDWORK_DEVICE)"));
+    };
+    let device = Device::prepare(&dir, cli.key_file.as_deref())?;
+    if let KeySource::DeviceFile { path, created: true } = &device.key_source {
+        eprintln!(
+            "note: generated a random database key in {} (mode 0600), for development only; give real keys with --key-file or GRIDWORK_DEVICE_KEY",
+            path.display()
+        );
+    }
+    let account = match cli.account {
+        Some(account) => text("account", account)?.trim().to_owned(),
+        None => device.current_account()?,
+    };
+    let ctx = Ctx { device, account, json };
+    match cli.command {
+        Command::Login(args) => login(&ctx, args),
+        Command::Logout => logout(&ctx),
+        Command::Status => status(&ctx),
+        Command::Accounts => accounts(&ctx),
+        Command::Report(args) => report(&ctx, args),
+        Command::Categories => categories(&ctx),
+        Command::Grids => grids(&ctx),
+        Command::ImportGrids { file } => import_grids(&ctx, &file),
+        Command::Incidents(args) => incidents(&ctx, args),
+        Command::Show { id } => show(&ctx, id),
+        Command::Outbox => outbox(&ctx),
+        Command::Retry { op_id } => retry(&ctx, op_id),
+        Command::Sync(args) => sync(&ctx, args),
+        Command::Demo => unreachable!("handled above"),
+    }
+}
+
+/// "username@host:port", the account id a login on this server makes.
+pub fn account_id(server_url: &str, username: &str) -> CliResult<String> {
+    let invalid = |why: &str| CliError::from(gridwork_core::Error::InvalidServerUrl(why.to_owned()));
+    let url = url::Url::parse(server_url.trim_end_matches('/')).map_err(|_| invalid("not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be https"));
+    }
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| invalid("the URL has no host"))?;
+    let port = url.port_or_known_default().ok_or_else(|| invalid("the URL has no port"))?;
+    Ok(format!("{username}@{host}:{port}"))
+}
+
+fn unsent(summary: &OutboxSummary) -> u64 {
+    summary.pending + summary.in_flight + summary.parked
+}
+
+fn login(ctx: &Ctx, args: LoginArgs) -> CliResult<()> {
+    let server = text("server", args.server)?.trim().to_owned();
+    let username = text("username", args.username)?.trim().to_owned();
+    let password = text("password", args.password)?;
+    if username.is_empty() {
+        return Err(CliError::usage("--username must not be empty"));
+    }
+    let account = account_id(&server, &username)?;
+    let gw = ctx.device.open(&account)?;
+    let user = gw.login(&server, &username, &password, args.allow_insecure_http)?;
+    ctx.device.set_current_account(Some(&account))?;
+    // Like a phone right after sign-in: fetch the reference data (and send
+    // what this account had waiting). A failure here is not a failed login.
+    let first_sync = if args.no_sync { None } else { Some(gw.sync_now(Trigger::AppForegrounded, Duration::from_secs(30))?) };
+    let waiting = gw.outbox_summary()?;
+    // Reports captured before any login stay in the local account: a
+    // shared phone never sends one account's items under another's session.
+    let local_unsent = if account != LOCAL_ACCOUNT && ctx.device.account_exists(LOCAL_ACCOUNT) {
+        unsent(&ctx.device.open(LOCAL_ACCOUNT)?.outbox_summary()?)
+    } else {
+        0
+    };
+    ctx.emit(
+        json!({
+            "account": account,
+            "server": server,
+            "user": output::user_json(&user),
+            "outbox": output::summary_json(&waiting),
+            "local_unsent": local_unsent,
+            "sync": first_sync.as_ref().map(output::sync_report_json),
+        }),
+        || {
+            let mut text = format!("logged in as {} at {}\naccount {} is now current", output::user_line(&user), printable(&server, true), printable(&account, true));
+            if let Some(report) = &first_sync {
+                text.push_str(&format!("\nfirst sync: {}", output::sync_report_line(report)));
+            }
+            if unsent(&waiting) > 0 {
+                text.push_str(&format!("\n{} item(s) of this account are waiting: run `gridwork sync`", unsent(&waiting)));
+            }
+            if local_unsent > 0 {
+                text.push_str(&format!(
+                    "\nnote: {local_unsent} item(s) captured before login stay queued under the account \"local\" (see `gridwork --account local outbox`)"
+                ));
+            }
+            text
+        },
+    );
+    Ok(())
+}
+
+fn logout(ctx: &Ctx) -> CliResult<()> {
+    let gw = ctx.open()?;
+    let user = gw.session_user()?;
+    gw.logout()?;
+    let was_current = ctx.device.current_account()? == ctx.account;
+    if was_current {
+        ctx.device.set_current_account(None)?;
+    }
+    let summary = gw.outbox_summary()?;
+    ctx.emit(
+        json!({ "account": ctx.account, "was_logged_in": user.is_some(), "unsent": unsent(&summary), "current_account": ctx.device.current_account()? }),
+        || {
+            let mut text = match &user {
+                Some(user) => format!("logged out {} (account {})", output::user_line(user), printable(&ctx.account, true)),
+                None => format!("account {} was not logged in", printable(&ctx.account, true)),
+            };
+            if unsent(&summary) > 0 {
+                text.push_str(&format!("\n{} unsent item(s) stay queued on this device and go out after this account's next login", unsent(&summary)));
+            }
+            text
+        },
+    );
+    Ok(())
+}
+
+fn key_source_words(source: &KeySource) -> (String, String) {
+    match source {
+        KeySource::KeyFile(path) => ("key_file".into(), format!("key file {}", path.display())),
+        KeySource::Environment => ("environment".into(), "GRIDWORK_DEVICE_KEY".into()),
+        KeySource::DeviceFile { path, .. } => ("device_file".into(), format!("{} (development only)", path.display())),
+    }
+}
+
+fn status(ctx: &Ctx) -> CliResult<()> {
+    let gw = ctx.open()?;
+    let user = gw.session_user()?;
+    let summary = gw.outbox_summary()?;
+    let (key_kind, key_words) = key_source_words(&ctx.device.key_source);
+    ctx.emit(
+        json!({
+            "device": ctx.device.dir.display().to_string(),
+            "account": ctx.account,
+            "logged_in": user.is_some(),
+            "user": user.as_ref().map(output::user_json),
+            "key_source": key_kind,
+            "outbox": output::summary_json(&summary),
+        }),
+        || {
+            format!(
+                "device   {}\naccount  {}\nsession  {}\nkey      {}\noutbox   {}",
+                ctx.device.dir.display(),
+                printable(&ctx.account, true),
+                user.as_ref().map(output::user_line).unwrap_or_else(|| "not logged in".into()),
+                key_words,
+                output::summary_line(&summary)
+            )
+        },
+    );
+    Ok(())
+}
+
+fn accounts(ctx: &Ctx) -> CliResult<()> {
+    let current = ctx.device.current_account()?;
+    let mut rows = Vec::new();
+    for account in ctx.device.known_accounts()? {
+        let (user, summary) = if ctx.device.account_exists(&account) {
+            let gw = ctx.device.open(&account)?;
+            (gw.session_user()?, Some(gw.outbox_summary()?))
+        } else {
+            (None, None)
+        };
+        rows.push((account, user, summary));
+    }
+    ctx.emit(
+        Value::Array(
+            rows.iter()
+                .map(|(account, user, summary)| {
+                    json!({
+                        "account": account,
+                        "current": *account == current,
+                        "logged_in": user.is_some(),
+                        "user": user.as_ref().map(output::user_json),
+                        "unsent": summary.as_ref().map(unsent).unwrap_or(0),
+                        "parked": summary.as_ref().map(|s| s.parked).unwrap_or(0),
+                    })
+                })
+                .collect(),
+        ),
+        || {
+            rows.iter()
+                .map(|(account, user, summary)| {
+                    format!(
+                        "{} {:<40} {:<14} {} unsent",
+                        if *account == current { "*" } else { " " },
+                        printable(account, true),
+                        if user.is_some() { "logged in" } else { "not logged in" },
+                        summary.as_ref().map(unsent).unwrap_or(0)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+    );
+    Ok(())
+}
+
+fn number(field: &'static str, value: OsString) -> CliResult<f64> {
+    let text = text(field, value)?;
+    text.trim()
+        .parse::<f64>()
+        .map_err(|_| CliError::from(gridwork_core::Error::InvalidLocation).with_message(format!("--{field} must be a number of degrees")))
+}
+
+impl CliError {
+    fn with_message(mut self, message: impl Into<String>) -> CliError {
+        self.message = message.into();
+        self
+    }
+}
+
+fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
+    let category = text("category", args.category)?;
+    let description = text("description", args.description)?;
+    let address = args.address.map(|a| text("address", a)).transpose()?;
+    let location = match (args.lat, args.lon) {
+        (None, None) => None,
+        (Some(lat), Some(lon)) => Some(GeoPoint {
+            lat: number("lat", lat)?,
+            lon: number("lon", lon)?,
+            accuracy_m: args
+                .accuracy
+                .map(|a| {
+                    text("accuracy", a)?.trim().parse::<f64>().map_err(|_| {
+                        CliError::from(gridwork_core::Error::InvalidLocation).with_message("--accuracy must be a number of metres")
+                    })
+                })
+                .transpose()?,
+        }),
+        _ => return Err(CliError::from(gridwork_core::Error::InvalidLocation).with_message("give both --lat and --lon, or neither")),
+    };
+    let gw = ctx.open()?;
+    let draft = gw.create_draft(DraftFields { category_code: Some(category), description, address, location })?;
+    let count = args.photo.len();
+    let attached = (|| -> CliResult<()> {
+        for (i, path) in args.photo.iter().enumerate() {
+            gw.attach_photo(draft.id, path).map_err(|e| {
+                let error = CliError::from(e);
+                let message = format!("photo {} of {count}: {}", i + 1, error.message);
+                error.with_message(message)
+            })?;
+        }
+        gw.submit(draft.id)?;
+        Ok(())
+    })();
+    if let Err(error) = attached {
+        // Nothing half-done stays behind: the draft is discarded (its audit
+        // trail is kept), so running the command again does not duplicate it.
+        let _ = gw.discard_draft(draft.id);
+        return Err(error);
+    }
+    let detail = gw.get_incident(draft.id)?;
+    let incident = &detail.incident;
+    let mut value = output::incident_json(incident, Some(&detail.sync_state));
+    value["photos"] = detail.photos.iter().map(output::photo_json).collect();
+    value["account"] = ctx.account.clone().into();
+    if ctx.json {
+        output::print_json(&value);
+    } else {
+        // stdout carries the id alone, so `id=$(gridwork report …)` works.
+        output::print(&incident.id.to_string());
+        let logged_in = gw.session_user()?.is_some();
+        eprintln!(
+            "queued: {}, category {}, grid {}, {} photo(s), {}{}",
+            incident.status.as_str(),
+            incident.category_code.as_deref().unwrap_or("-"),
+            incident.grid_code.as_deref().unwrap_or("none"),
+            detail.photos.len(),
+            output::sync_state_words(&detail.sync_state),
+            if logged_in { "; run `gridwork sync` to send it" } else { "; it goes out after a login and a sync" }
+        );
+    }
+    Ok(())
+}
+
+fn categories(ctx: &Ctx) -> CliResult<()> {
+    let gw = ctx.open()?;
+    let categories = gw.categories()?;
+    let version = gw.category_table_version()?;
+    ctx.emit(Value::Array(categories.iter().map(output::category_json).collect()), || {
+        let mut lines = vec![format!("category table version {version}")];
+        for c in &categories {
+            let indent = if c.parent_code.is_some() { "  " } else { "" };
+            lines.push(format!("{indent}{:<8} {}  {}", c.code, printable(&c.name_zh, true), printable(&c.name_en, true)));
+        }
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+fn grids(ctx: &Ctx) -> CliResult<()> {
+    let grids = ctx.open()?.grids()?;
+    ctx.emit(Value::Array(grids.iter().map(output::grid_json).collect()), || {
+        if grids.is_empty() {
+            return "no grids on this device yet (they arrive with a sync, or `gridwork import-grids FILE`)".into();
+        }
+        grids
+            .iter()
+            .map(|g| {
+                format!(
+                    "{:<10} {:<9} {}{}",
+                    printable(&g.code, true),
+                    g.tier.as_str(),
+                    printable(&g.name, true),
+                    g.management_level.map(|l| format!("  ({})", l.name_zh())).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+fn import_grids(ctx: &Ctx, file: &Path) -> CliResult<()> {
+    let bytes = std::fs::read(file).map_err(|e| CliError::from(gridwork_core::Error::from(e)).with_message(format!("cannot read {}", file.display())))?;
+    let geojson = gridwork_core::text::text_from_bytes("geojson", bytes)?;
+    let count = ctx.open()?.import_grids_geojson(&geojson)?;
+    ctx.emit(json!({ "imported": count }), || format!("imported {count} grid(s)"));
+    Ok(())
+}
+
+fn incidents(ctx: &Ctx, args: IncidentsArgs) -> CliResult<()> {
+    let mut filter = IncidentFilter { limit: args.limit, ..Default::default() };
+    for status in args.status {
+        let status = text("status", status)?;
+        let parsed = IncidentStatus::parse(status.trim()).ok_or_else(|| {
+            let known: Vec<_> = IncidentStatus::ALL.iter().map(|s| s.as_str()).collect();
+            CliError::usage(format!("unknown status; one of: {}", known.join(", ")))
+        })?;
+        filter.statuses.push(parsed);
+    }
+    filter.category_code = args.category.map(|c| text("category", c)).transpose()?;
+    filter.grid_code = args.grid.map(|g| text("grid", g)).transpose()?;
+    let gw = ctx.open()?;
+    let list = gw.list_incidents(filter)?;
+    let mut rows = Vec::with_capacity(list.len());
+    for incident in list {
+        let sync = gw.get_incident(incident.id)?.sync_state;
+        rows.push((incident, sync));
+    }
+    ctx.emit(Value::Array(rows.iter().map(|(i, s)| output::incident_json(i, Some(s))).collect()), || {
+        if rows.is_empty() {
+            return format!("no incidents on this device (account {})", printable(&ctx.account, true));
+        }
+        rows.iter()
+            .map(|(i, s)| {
+                format!(
+                    "{}  {:<14} {:<6} {:<8} {} photo(s)  {:<20} {}",
+                    i.id,
+                    i.status.as_str(),
+                    i.category_code.as_deref().unwrap_or("-"),
+                    i.grid_code.as_deref().map(|g| printable(g, true)).unwrap_or_else(|| "-".into()),
+                    i.photo_count,
+                    output::sync_state_words(s),
+                    output::clip(&printable(&i.description, true), 40)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+fn parse_id(field: &'static str, value: OsString) -> CliResult<Uuid> {
+    let text = text(field, value)?;
+    Uuid::parse_str(text.trim()).map_err(|_| gridwork_core::Error::InvalidId.into())
+}
+
+fn show(ctx: &Ctx, id: OsString) -> CliResult<()> {
+    let id = parse_id("id", id)?;
+    let detail = ctx.open()?.get_incident(id)?;
+    let mut value = output::incident_json(&detail.incident, Some(&detail.sync_state));
+    value["photos"] = detail.photos.iter().map(output::photo_json).collect();
+    value["audit"] = detail
+        .audit
+        .iter()
+        .map(|a| {
+            json!({
+                "action": a.action,
+                "actor": a.actor,
+                "at": output::iso_time(a.at.corrected_ms),
+                "at_ms": a.at.corrected_ms,
+                "location": a.location.map(|l| json!({ "lat": l.lat, "lon": l.lon })),
+                "detail": a.detail.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok()),
+            })
+        })
+        .collect();
+    ctx.emit(value, || {
+        let i = &detail.incident;
+        let mut lines = vec![
+            format!("incident {}", i.id),
+            format!("status    {}", i.status.as_str()),
+            format!("category  {}", i.category_code.as_deref().unwrap_or("-")),
+            format!("grid      {}", i.grid_code.as_deref().map(|g| printable(g, true)).unwrap_or_else(|| "-".into())),
+            format!("reporter  {}", printable(&i.reporter, true)),
+            format!("created   {}", output::iso_time(i.created_at.corrected_ms)),
+            format!("sync      {}", output::sync_state_words(&detail.sync_state)),
+        ];
+        if let Some(location) = i.location {
+            lines.push(format!("location  {:.6}, {:.6}", location.lat, location.lon));
+        }
+        if let Some(address) = &i.address {
+            lines.push(format!("address   {}", printable(address, true)));
+        }
+        lines.push(format!("description\n  {}", printable(&i.description, false).replace('\n', "\n  ")));
+        if !detail.photos.is_empty() {
+            lines.push("photos".into());
+        }
+        for p in &detail.photos {
+            lines.push(format!("  {}", output::photo_line(p)));
+        }
+        lines.push("audit trail".into());
+        for a in &detail.audit {
+            lines.push(format!("  {}  {:<14} {}", output::iso_time(a.at.corrected_ms), printable(&a.action, true), printable(&a.actor, true)));
+        }
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+fn outbox(ctx: &Ctx) -> CliResult<()> {
+    let gw = ctx.open()?;
+    let summary = gw.outbox_summary()?;
+    let items = gw.outbox_items()?;
+    let mut value = output::summary_json(&summary);
+    value["account"] = ctx.account.clone().into();
+    value["items"] = items.iter().map(output::operation_json).collect();
+    ctx.emit(value, || {
+        let mut lines = vec![format!("outbox of {}: {}", printable(&ctx.account, true), output::summary_line(&summary))];
+        lines.extend(items.iter().map(output::operation_line));
+        if items.is_empty() {
+            lines.push("nothing waiting to be sent".into());
+        }
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+fn retry(ctx: &Ctx, op_id: OsString) -> CliResult<()> {
+    let op_id = parse_id("op_id", op_id)?;
+    ctx.open()?.retry_parked(op_id)?;
+    ctx.emit(json!({ "op_id": op_id.to_string(), "state": "pending" }), || format!("operation {op_id} is queued again; run `gridwork sync`"));
+    Ok(())
+}
+
+fn sync(ctx: &Ctx, args: SyncArgs) -> CliResult<()> {
+    let gw = ctx.open()?;
+    let report = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(args.budget_secs))?;
+    let summary = gw.outbox_summary()?;
+    let mut value = output::sync_report_json(&report);
+    value["account"] = ctx.account.clone().into();
+    value["outbox"] = output::summary_json(&summary);
+    ctx.emit(value, || {
+        let mut lines = vec![format!("sync of {}: {}", printable(&ctx.account, true), output::sync_report_line(&report))];
+        let e = &report.errors;
+        if e.network + e.transient + e.auth + e.rejected > 0 {
+            lines.push(format!("errors: network {}, transient {}, auth {}, rejected {}", e.network, e.transient, e.auth, e.rejected));
+        }
+        if report.needs_login {
+            lines.push(if ctx.account == LOCAL_ACCOUNT {
+                "not logged in: run `gridwork login --server URL --username U --password P`".into()
+            } else {
+                "the session has ended: log in again with `gridwork login`; nothing was dropped".into()
+            });
+        } else if report.completed {
+            lines.push("round complete".into());
+        } else if let Some(at) = report.next_wake_ms {
+            let wait = (at - gw.now().device_ms).max(0);
+            lines.push(format!("not finished; try again in {} or later", output::duration_words(wait)));
+        }
+        lines.push(format!("outbox: {}", output::summary_line(&summary)));
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_ids_name_user_host_and_port() {
+        assert_eq!(account_id("http://127.0.0.1:8470/", "worker1").unwrap(), "worker1@127.0.0.1:8470");
+        assert_eq!(account_id("https://Gridwork.Example.org", "w").unwrap(), "w@gridwork.example.org:443");
+        assert_eq!(account_id("ftp://example.org", "w").unwrap_err().code, "invalid_server_url");
+        assert_eq!(account_id("not a url", "w").unwrap_err().code, "invalid_server_url");
+    }
+
+    #[test]
+    fn invalid_utf8_arguments_are_refused_with_a_code() {
+        use std::os::unix::ffi::OsStringExt;
+        let error = text("description", OsString::from_vec(vec![b'a', 0xff])).unwrap_err();
+        assert_eq!(error.code, "text_invalid_utf8");
+    }
+}

@@ -1,0 +1,55 @@
+//! The CLI's one error type: a stable machine code and a human message.
+//!
+//! Errors from the core keep the core's codes (`gridwork_core::Error::code`);
+//! the few the command line adds itself (key files, argument shapes) get
+//! their own codes here.
+
+use std::borrow::Cow;
+
+#[derive(Debug)]
+pub struct CliError {
+    pub code: Cow<'static, str>,
+    pub message: String,
+    /// The server's own code when the server refused (`server_error`).
+    pub server_code: Option<String>,
+}
+
+impl CliError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> CliError {
+        CliError { code: Cow::Borrowed(code), message: message.into(), server_code: None }
+    }
+
+    /// Wrong command-line usage (exit status 2, like clap's own).
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError::new(INVALID_ARGUMENTS, message)
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        if self.code == INVALID_ARGUMENTS { 2 } else { 1 }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(server_code) = &self.server_code {
+            value["server_code"] = server_code.as_str().into();
+        }
+        value
+    }
+}
+
+/// Codes the CLI adds to the core's.
+pub const INVALID_ARGUMENTS: &str = "invalid_arguments";
+pub const KEY_FILE_UNREADABLE: &str = "key_file_unreadable";
+pub const DEVICE_DIR_UNUSABLE: &str = "device_dir_unusable";
+
+impl From<gridwork_core::Error> for CliError {
+    fn from(error: gridwork_core::Error) -> Self {
+        let server_code = match &error {
+            gridwork_core::Error::Server { code, .. } => Some(code.clone()),
+            _ => None,
+        };
+        CliError { code: Cow::Borrowed(error.code()), message: error.to_string(), server_code }
+    }
+}
+
+pub type CliResult<T> = Result<T, CliError>;

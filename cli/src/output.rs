@@ -1,0 +1,281 @@
+//! Turning core values into JSON for scripts and into lines for people.
+
+use std::io::Write;
+
+use gridwork_core::{Category, Grid, Incident, Operation, OutboxSummary, Photo, SyncReport, SyncState};
+use gridwork_protocol::api::UserInfo;
+use serde_json::{Value, json};
+
+/// Write to stdout; a closed pipe (`gridwork incidents | head`) is not an error.
+pub fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = out.write_all(b"\n");
+    }
+    let _ = out.flush();
+}
+
+pub fn print_json(value: &Value) {
+    print(&serde_json::to_string_pretty(value).expect("JSON values serialize"));
+}
+
+/// Text from the store or the server, made safe for a terminal: control
+/// characters (escape sequences) are shown as U+FFFD; line breaks as spaces
+/// when `one_line`.
+pub fn printable(text: &str, one_line: bool) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' if one_line => ' ',
+            '\n' | '\t' => c,
+            c if c.is_control() => '\u{FFFD}',
+            c => c,
+        })
+        .collect()
+}
+
+/// At most `max` characters, with an ellipsis when cut.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// Unix milliseconds as an ISO-8601 UTC time (no dependency on a date crate).
+pub fn iso_time(ms: i64) -> String {
+    let seconds = ms.div_euclid(1000);
+    let days = seconds.div_euclid(86_400);
+    let second_of_day = seconds.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        second_of_day / 3600,
+        second_of_day % 3600 / 60,
+        second_of_day % 60
+    )
+}
+
+pub fn duration_words(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+pub fn bytes_words(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+pub fn user_json(user: &UserInfo) -> Value {
+    json!({ "id": user.id.to_string(), "username": user.username, "role": user.role.as_str(), "grids": user.grids })
+}
+
+pub fn user_line(user: &UserInfo) -> String {
+    let grids = if user.grids.is_empty() { "all grids".to_owned() } else { format!("grids {}", user.grids.join(", ")) };
+    format!("{} ({}, {})", printable(&user.username, true), user.role.as_str(), printable(&grids, true))
+}
+
+pub fn category_json(c: &Category) -> Value {
+    json!({ "code": c.code, "parent": c.parent_code, "name_zh": c.name_zh, "name_en": c.name_en })
+}
+
+pub fn grid_json(g: &Grid) -> Value {
+    json!({
+        "code": g.code,
+        "tier": g.tier.as_str(),
+        "name": g.name,
+        "parent": g.parent_code,
+        "management_level": g.management_level.map(|l| l.as_str()),
+        "has_boundary": g.boundary_geojson.is_some(),
+    })
+}
+
+pub fn sync_state_json(state: &SyncState) -> Value {
+    match state {
+        SyncState::Synced => json!({ "state": "synced" }),
+        SyncState::Unsent { pending_operations } => json!({ "state": "unsent", "pending_operations": pending_operations }),
+        SyncState::Parked { code, message } => json!({ "state": "parked", "code": code, "message": message }),
+    }
+}
+
+pub fn sync_state_words(state: &SyncState) -> String {
+    match state {
+        SyncState::Synced => "synced".to_owned(),
+        SyncState::Unsent { pending_operations } => format!("unsent ({pending_operations} queued)"),
+        SyncState::Parked { code, .. } => format!("parked: {}", printable(code, true)),
+    }
+}
+
+pub fn incident_json(incident: &Incident, sync: Option<&SyncState>) -> Value {
+    let mut value = json!({
+        "id": incident.id.to_string(),
+        "status": incident.status.as_str(),
+        "category": incident.category_code,
+        "description": incident.description,
+        "address": incident.address,
+        "location": incident.location.map(|l| json!({ "lat": l.lat, "lon": l.lon, "accuracy_m": l.accuracy_m })),
+        "grid": incident.grid_code,
+        "reporter": incident.reporter,
+        "created_at": iso_time(incident.created_at.corrected_ms),
+        "created_at_ms": incident.created_at.corrected_ms,
+        "submitted_at_ms": incident.submitted_at.map(|t| t.corrected_ms),
+        "photo_count": incident.photo_count,
+    });
+    if let Some(sync) = sync {
+        value["sync"] = sync_state_json(sync);
+    }
+    value
+}
+
+pub fn photo_json(p: &Photo) -> Value {
+    json!({
+        "id": p.id.to_string(),
+        "position": p.position,
+        "sha256": p.sha256,
+        "bytes": p.byte_size,
+        "mime_type": p.mime_type,
+        "width": p.width,
+        "height": p.height,
+        "orientation": p.orientation,
+        "taken_at_ms": p.taken_at_ms,
+        "exif_location": p.exif_location.map(|l| json!({ "lat": l.lat, "lon": l.lon })),
+        "original_path": p.original_path.display().to_string(),
+        "thumbnail_path": p.thumbnail_path.display().to_string(),
+    })
+}
+
+pub fn photo_line(p: &Photo) -> String {
+    format!("photo {} {}x{} {} sha256 {}…", p.mime_type, p.width, p.height, bytes_words(p.byte_size), &p.sha256[..p.sha256.len().min(12)])
+}
+
+pub fn summary_json(s: &OutboxSummary) -> Value {
+    json!({
+        "pending": s.pending,
+        "in_flight": s.in_flight,
+        "parked": s.parked,
+        "acknowledged": s.acknowledged,
+        "oldest_unsent_created_ms": s.oldest_unsent_created_ms,
+        "oldest_unsent_age_ms": s.oldest_unsent_age_ms,
+        "photo_bytes_waiting": s.photo_bytes_waiting,
+    })
+}
+
+pub fn summary_line(s: &OutboxSummary) -> String {
+    let mut line = format!("{} pending, {} in flight, {} parked, {} acknowledged", s.pending, s.in_flight, s.parked, s.acknowledged);
+    if s.photo_bytes_waiting > 0 {
+        line.push_str(&format!("; {} of photos waiting", bytes_words(s.photo_bytes_waiting)));
+    }
+    if let Some(age) = s.oldest_unsent_age_ms {
+        line.push_str(&format!("; oldest unsent {} old", duration_words(age)));
+    }
+    line
+}
+
+pub fn operation_json(op: &Operation) -> Value {
+    json!({
+        "seq": op.seq,
+        "op_id": op.op_id.to_string(),
+        "kind": op.kind_name,
+        "entity_kind": op.entity_kind,
+        "entity_id": op.entity_id.to_string(),
+        "state": op.state.as_str(),
+        "attempts": op.attempts,
+        "next_attempt_ms": op.next_attempt_ms,
+        "depends_on": op.depends_on.map(|d| d.to_string()),
+        "blob_bytes": op.blob_bytes,
+        "park_reason": op.park_reason.as_ref().map(|r| json!({ "code": r.code, "message": r.message })),
+        "last_error": op.last_error,
+        "created_at_ms": op.created_at.corrected_ms,
+    })
+}
+
+pub fn operation_line(op: &Operation) -> String {
+    let mut line = format!(
+        "{:>4}  {:<16} {:<10} {} {} attempts {}",
+        op.seq,
+        op.kind_name,
+        op.state.as_str(),
+        op.entity_kind,
+        op.entity_id,
+        op.attempts
+    );
+    if op.blob_bytes > 0 {
+        line.push_str(&format!(", {}", bytes_words(op.blob_bytes)));
+    }
+    if let Some(reason) = &op.park_reason {
+        line.push_str(&format!("\n      parked: {} ({})", printable(&reason.message, true), printable(&reason.code, true)));
+    } else if let Some(error) = &op.last_error {
+        line.push_str(&format!(", last error: {}", printable(error, true)));
+    }
+    line
+}
+
+pub fn sync_report_json(r: &SyncReport) -> Value {
+    json!({
+        "pushed": r.pushed,
+        "parked": r.parked,
+        "uploaded_bytes": r.uploaded_bytes,
+        "photos_uploaded": r.photos_uploaded,
+        "pulled": r.pulled,
+        "errors": {
+            "network": r.errors.network,
+            "transient": r.errors.transient,
+            "auth": r.errors.auth,
+            "rejected": r.errors.rejected,
+        },
+        "next_wake_ms": r.next_wake_ms,
+        "needs_login": r.needs_login,
+        "completed": r.completed,
+    })
+}
+
+pub fn sync_report_line(r: &SyncReport) -> String {
+    format!(
+        "pushed {}, parked {}, photos uploaded {} ({}), pulled {}",
+        r.pushed,
+        r.parked,
+        r.photos_uploaded,
+        bytes_words(r.uploaded_bytes),
+        r.pulled
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_times() {
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(iso_time(1_795_858_200_999), "2026-11-28T09:30:00Z");
+        assert_eq!(iso_time(-1_000), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn terminal_safety() {
+        assert_eq!(printable("a\u{1b}[31mb", true), "a\u{FFFD}[31mb");
+        assert_eq!(printable("楼道\n堆物", true), "楼道 堆物");
+        assert_eq!(clip("楼道堆物占用", 4), "楼道堆…");
+    }
+}

@@ -1,0 +1,363 @@
+//! The real `gridwork` binary against a real in-process server: what a
+//! script (or a person) sees.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use gridwork_tests::server::{LocalServer, PASSWORD, default_policy};
+use gridwork_tests::{jpeg_bytes, scene, write_file};
+use serde_json::Value;
+
+const KEY: &str = "5f1c0e2d3b4a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+/// The binary with a clean environment and the test key.
+fn gridwork(device: &Path) -> Command {
+    let mut command = bare();
+    command.arg("--device").arg(device).env("GRIDWORK_DEVICE_KEY", KEY);
+    command
+}
+
+/// The binary with no key and no device configured.
+fn bare() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gridwork"));
+    command.env_remove("GRIDWORK_DEVICE_KEY").env_remove("GRIDWORK_DEVICE").env_remove("GRIDWORK_PASSWORD");
+    command
+}
+
+fn run<I, S>(mut command: Command, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    command.args(args).output().expect("run gridwork")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn ok(output: Output) -> Output {
+    assert!(output.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", output.status.code(), stdout(&output), stderr(&output));
+    output
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", stdout(output), stderr(output)))
+}
+
+/// A failing command with --json: non-zero exit and `{"code", "message"}` on stdout.
+fn error_code(output: &Output) -> String {
+    assert!(!output.status.success(), "expected failure, got: {}", stdout(output));
+    let value = json(output);
+    assert!(value["message"].as_str().is_some_and(|m| !m.is_empty()), "{value}");
+    value["code"].as_str().expect("code").to_owned()
+}
+
+fn photo(dir: &Path, name: &str, seed: u32) -> std::path::PathBuf {
+    write_file(dir, name, &jpeg_bytes(&scene(640, 480, seed), 85, None))
+}
+
+#[test]
+fn login_report_offline_outbox_sync_and_list() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device = tempfile::tempdir().unwrap();
+    let camera = tempfile::tempdir().unwrap();
+
+    let login = ok(run(gridwork(device.path()), ["login", "--server", &server.url(), "--username", "worker1", "--password", PASSWORD]));
+    assert!(stdout(&login).contains("worker1"), "{}", stdout(&login));
+    let account = std::fs::read_to_string(device.path().join("current-account")).unwrap();
+    assert_eq!(account.trim(), format!("worker1@{}", server.addr));
+
+    // Capture with a photo; nothing leaves the device yet.
+    let picture = photo(camera.path(), "hall.jpg", 3);
+    let report = ok(run(
+        gridwork(device.path()),
+        [
+            OsStr::new("report"),
+            OsStr::new("--category"),
+            OsStr::new("0602"),
+            OsStr::new("--description"),
+            OsStr::new("楼道堆物，堵塞消防通道"),
+            OsStr::new("--lat"),
+            OsStr::new("31.23"),
+            OsStr::new("--lon"),
+            OsStr::new("121.465"),
+            OsStr::new("--photo"),
+            picture.as_os_str(),
+            OsStr::new("--json"),
+        ],
+    ));
+    let report = json(&report);
+    let id = report["id"].as_str().expect("id").to_owned();
+    assert_eq!(report["status"], "submitted");
+    assert_eq!(report["grid"], "G-001", "located offline in the grids the login's first sync fetched");
+    assert_eq!(report["photos"].as_array().unwrap().len(), 1);
+    let sha = report["photos"][0]["sha256"].as_str().unwrap().to_owned();
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents"), 0, "queued, not sent");
+
+    let outbox = json(&ok(run(gridwork(device.path()), ["outbox", "--json"])));
+    assert_eq!(outbox["pending"], 2, "the report and its photo: {outbox}");
+    let items = outbox["items"].as_array().unwrap();
+    assert!(items.iter().all(|op| op["state"] == "pending"));
+    assert!(items.iter().any(|op| op["entity_id"] == id.as_str()));
+    let human = stdout(&ok(run(gridwork(device.path()), ["outbox"])));
+    assert!(human.contains("2 pending"), "{human}");
+
+    let sync = json(&ok(run(gridwork(device.path()), ["sync", "--json"])));
+    assert_eq!(sync["pushed"], 1, "{sync}");
+    assert_eq!(sync["photos_uploaded"], 1, "{sync}");
+    assert_eq!(sync["completed"], true, "{sync}");
+    assert_eq!(sync["needs_login"], false);
+    assert_eq!(sync["outbox"]["pending"], 0);
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents"), 1);
+    assert_eq!(server.photos(&id), vec![(sha, true)], "the photo arrived");
+
+    let incidents = json(&ok(run(gridwork(device.path()), ["incidents", "--json"])));
+    let list = incidents.as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["status"], "reported", "pulled back from the server");
+    assert_eq!(list[0]["grid"], "G-001");
+    assert_eq!(list[0]["sync"]["state"], "synced");
+
+    // Dispatch on the server comes back with the next sync.
+    server.step(&id, "register", None);
+    server.step(&id, "dispatch", Some("worker1"));
+    let again = ok(run(gridwork(device.path()), ["sync"]));
+    assert!(stdout(&again).contains("pulled"), "{}", stdout(&again));
+    let shown = json(&ok(run(gridwork(device.path()), ["show", &id, "--json"])));
+    assert_eq!(shown["status"], "dispatched");
+    assert!(!shown["audit"].as_array().unwrap().is_empty());
+
+    let status = json(&ok(run(gridwork(device.path()), ["status", "--json"])));
+    assert_eq!(status["logged_in"], true);
+    assert_eq!(status["user"]["username"], "worker1");
+}
+
+#[test]
+fn report_prints_the_id_alone_on_stdout() {
+    let device = tempfile::tempdir().unwrap();
+    let output = ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "楼道堆物"]));
+    let id = stdout(&output);
+    assert!(gridwork_core::Uuid::parse_str(id.trim()).is_ok(), "{id:?}");
+    assert!(stderr(&output).contains("queued"), "{}", stderr(&output));
+}
+
+#[test]
+fn before_login_reports_queue_on_the_local_account() {
+    let device = tempfile::tempdir().unwrap();
+    ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "offline"]));
+    let status = json(&ok(run(gridwork(device.path()), ["status", "--json"])));
+    assert_eq!(status["account"], "local");
+    assert_eq!(status["logged_in"], false);
+    assert_eq!(status["outbox"]["pending"], 1);
+    // Sync runs, sends nothing, says a login is needed, and exits 0.
+    let sync = json(&ok(run(gridwork(device.path()), ["sync", "--json"])));
+    assert_eq!(sync["needs_login"], true);
+    assert_eq!(sync["pushed"], 0);
+    assert_eq!(sync["outbox"]["pending"], 1, "nothing dropped");
+}
+
+#[test]
+fn accounts_are_partitioned() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device = tempfile::tempdir().unwrap();
+    ok(run(gridwork(device.path()), ["login", "--server", &server.url(), "--username", "worker1", "--password", PASSWORD]));
+    ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "worker's"]));
+    ok(run(gridwork(device.path()), ["logout"]));
+    ok(run(gridwork(device.path()), ["login", "--server", &server.url(), "--username", "volunteer1", "--password", PASSWORD]));
+    let outbox = json(&ok(run(gridwork(device.path()), ["outbox", "--json"])));
+    assert_eq!(outbox["pending"], 0, "the volunteer never sees the worker's unsent items");
+    assert_eq!(json(&ok(run(gridwork(device.path()), ["incidents", "--json"]))).as_array().unwrap().len(), 0);
+    let sync = json(&ok(run(gridwork(device.path()), ["sync", "--json"])));
+    assert_eq!(sync["pushed"], 0);
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents"), 0);
+    let accounts = json(&ok(run(gridwork(device.path()), ["accounts", "--json"])));
+    let worker = accounts.as_array().unwrap().iter().find(|a| a["account"].as_str().unwrap().starts_with("worker1@")).unwrap().clone();
+    assert_eq!(worker["unsent"], 1);
+    assert_eq!(worker["logged_in"], false);
+    // The worker comes back: their report goes out under their own session,
+    // with the first sync after the login.
+    let login = json(&ok(run(gridwork(device.path()), ["login", "--server", &server.url(), "--username", "worker1", "--password", PASSWORD, "--json"])));
+    assert_eq!(login["account"], format!("worker1@{}", server.addr));
+    assert_eq!(login["user"]["role"], "grid_worker");
+    assert_eq!(login["sync"]["pushed"], 1, "{login}");
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents"), 1);
+    let sync = json(&ok(run(gridwork(device.path()), ["sync", "--json"])));
+    assert_eq!(sync["pushed"], 0, "once only: {sync}");
+}
+
+#[test]
+fn wrong_password_and_unreachable_server() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device = tempfile::tempdir().unwrap();
+    let bad = run(gridwork(device.path()), ["login", "--server", &server.url(), "--username", "worker1", "--password", "nope nope nope", "--json"]);
+    assert_eq!(error_code(&bad), "auth_failed");
+    assert!(!device.path().join("current-account").exists(), "a failed login changes nothing");
+    let insecure = run(gridwork(device.path()), ["login", "--server", "http://gridwork.example.org", "--username", "w", "--password", "p", "--json"]);
+    assert_eq!(error_code(&insecure), "invalid_server_url");
+
+    // Logged in, then the server goes away: sync still exits 0 and keeps everything.
+    ok(run(gridwork(device.path()), ["login", "--server", &server.url(), "--username", "worker1", "--password", PASSWORD]));
+    ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "x"]));
+    server.stop();
+    let sync = json(&ok(run(gridwork(device.path()), ["sync", "--json", "--budget-secs", "10"])));
+    assert_eq!(sync["pushed"], 0);
+    assert!(sync["errors"]["network"].as_u64().unwrap() > 0, "{sync}");
+    assert_eq!(sync["outbox"]["pending"], 1);
+}
+
+#[test]
+fn categories_list_the_device_table() {
+    let device = tempfile::tempdir().unwrap();
+    let categories = json(&ok(run(gridwork(device.path()), ["categories", "--json"])));
+    let list = categories.as_array().unwrap();
+    let clutter = list.iter().find(|c| c["code"] == "0602").expect("0602 in the table");
+    assert_eq!(clutter["parent"], "06");
+    assert_eq!(clutter["name_zh"], "楼道堆物");
+    let human = stdout(&ok(run(gridwork(device.path()), ["categories"])));
+    assert!(human.contains("0602") && human.contains("楼道堆物"), "{human}");
+}
+
+#[test]
+fn errors_have_stable_codes() {
+    let device = tempfile::tempdir().unwrap();
+    let unknown = run(gridwork(device.path()), ["report", "--category", "9999", "--description", "x", "--json"]);
+    assert_eq!(error_code(&unknown), "unknown_category");
+    assert!(!stderr(&unknown).contains("error:"), "JSON errors go to stdout");
+
+    // Without --json: "error: message (code)" on stderr, nothing on stdout.
+    let plain = run(gridwork(device.path()), ["report", "--category", "9999", "--description", "x"]);
+    assert!(!plain.status.success());
+    assert!(plain.stdout.is_empty());
+    let text = stderr(&plain);
+    assert!(text.starts_with("error: ") && text.trim_end().ends_with("(unknown_category)"), "{text}");
+
+    let missing = run(gridwork(device.path()), ["report", "--category", "0602", "--photo", "/nonexistent/p.jpg", "--json"]);
+    assert_eq!(error_code(&missing), "photo_file_not_found");
+    let half = run(gridwork(device.path()), ["report", "--category", "0602", "--lat", "31.2", "--json"]);
+    assert_eq!(error_code(&half), "invalid_location");
+    let far = run(gridwork(device.path()), ["report", "--category", "0602", "--lat", "123", "--lon", "1", "--json"]);
+    assert_eq!(error_code(&far), "invalid_location");
+    let nul = run(gridwork(device.path()), ["report", "--category", "0602", "--description", "a\u{1b}[31m", "--json"]);
+    assert_eq!(error_code(&nul), "text_control_character");
+    let empty = run(gridwork(device.path()), ["report", "--category", "0602", "--json"]);
+    assert_eq!(error_code(&empty), "incomplete");
+    let show = run(gridwork(device.path()), ["show", "not-an-id", "--json"]);
+    assert_eq!(error_code(&show), "invalid_id");
+    // Failed reports leave nothing behind.
+    assert_eq!(json(&ok(run(gridwork(device.path()), ["incidents", "--json"]))).as_array().unwrap().len(), 0);
+    assert_eq!(json(&ok(run(gridwork(device.path()), ["outbox", "--json"])))["pending"], 0);
+
+    // Wrong usage follows the same contract with --json.
+    let usage = run(gridwork(device.path()), ["report", "--json"]);
+    assert_eq!(error_code(&usage), "invalid_arguments");
+    assert_eq!(usage.status.code(), Some(2));
+    let no_device = run(bare(), ["outbox", "--json"]);
+    assert_eq!(error_code(&no_device), "invalid_arguments");
+}
+
+#[test]
+fn invalid_utf8_arguments_give_a_code_not_a_panic() {
+    let device = tempfile::tempdir().unwrap();
+    let bad = OsStr::from_bytes(b"\xff\xfe broken");
+    for args in [
+        vec![OsStr::new("report"), OsStr::new("--category"), OsStr::new("0602"), OsStr::new("--description"), bad, OsStr::new("--json")],
+        vec![OsStr::new("report"), OsStr::new("--category"), bad, OsStr::new("--json")],
+        vec![OsStr::new("login"), OsStr::new("--server"), bad, OsStr::new("--username"), OsStr::new("u"), OsStr::new("--password"), OsStr::new("p"), OsStr::new("--json")],
+    ] {
+        let output = run(gridwork(device.path()), &args);
+        assert_eq!(error_code(&output), "text_invalid_utf8");
+        assert!(!stderr(&output).contains("panicked"));
+    }
+    let plain = run(gridwork(device.path()), [OsStr::new("report"), OsStr::new("--category"), OsStr::new("0602"), OsStr::new("--description"), bad]);
+    assert!(!plain.status.success());
+    assert!(stderr(&plain).contains("(text_invalid_utf8)"), "{}", stderr(&plain));
+    assert!(!stderr(&plain).contains("panicked"));
+}
+
+#[test]
+fn bad_keys_are_clear_errors() {
+    let device = tempfile::tempdir().unwrap();
+    for key in ["abc", &"g".repeat(64), &format!("{KEY}00")] {
+        let mut command = bare();
+        command.arg("--device").arg(device.path()).env("GRIDWORK_DEVICE_KEY", key);
+        let output = run(command, ["outbox", "--json"]);
+        assert_eq!(error_code(&output), "database_key_invalid");
+        assert!(!stdout(&output).contains(key), "the key is never echoed");
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let bad_file = write_file(keys.path(), "bad.key", b"not hex at all\n");
+    let output = run(bare(), [OsStr::new("--device"), device.path().as_os_str(), OsStr::new("--key-file"), bad_file.as_os_str(), OsStr::new("outbox"), OsStr::new("--json")]);
+    assert_eq!(error_code(&output), "database_key_invalid");
+    let missing = keys.path().join("missing.key");
+    let output = run(bare(), [OsStr::new("--device"), device.path().as_os_str(), OsStr::new("--key-file"), missing.as_os_str(), OsStr::new("outbox"), OsStr::new("--json")]);
+    assert_eq!(error_code(&output), "key_file_unreadable");
+
+    // A well-formed key that is not this database's: refused, data untouched.
+    ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "kept"]));
+    let other = write_file(keys.path(), "other.key", format!("{}\n", "ab".repeat(32)).as_bytes());
+    let output = run(bare(), [OsStr::new("--device"), device.path().as_os_str(), OsStr::new("--key-file"), other.as_os_str(), OsStr::new("outbox"), OsStr::new("--json")]);
+    assert_eq!(error_code(&output), "database_wrong_key");
+    assert_eq!(json(&ok(run(gridwork(device.path()), ["outbox", "--json"])))["pending"], 1);
+    // The right key from a file works as well as from the environment.
+    let right = write_file(keys.path(), "right.key", KEY.as_bytes());
+    let output = ok(run(bare(), [OsStr::new("--device"), device.path().as_os_str(), OsStr::new("--key-file"), right.as_os_str(), OsStr::new("outbox"), OsStr::new("--json")]));
+    assert_eq!(json(&output)["pending"], 1);
+}
+
+#[test]
+fn a_generated_key_is_owner_only_and_reused() {
+    let root = tempfile::tempdir().unwrap();
+    let device = root.path().join("phone");
+    let first = ok(run(bare(), [OsStr::new("--device"), device.as_os_str(), OsStr::new("report"), OsStr::new("--category"), OsStr::new("0602"), OsStr::new("--description"), OsStr::new("x")]));
+    assert!(stderr(&first).contains("development only"), "{}", stderr(&first));
+    let key_file = device.join("device.key");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(key.trim().len(), 64);
+    assert!(key.trim().bytes().all(|b| b.is_ascii_hexdigit()));
+    // The next run reuses it and opens the same database.
+    let outbox = json(&ok(run(bare(), [OsStr::new("--device"), device.as_os_str(), OsStr::new("outbox"), OsStr::new("--json")])));
+    assert_eq!(outbox["pending"], 1);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
+}
+
+#[test]
+fn help_names_the_key_sources() {
+    let help = stdout(&ok(run(bare(), ["--help"])));
+    assert!(help.contains("GRIDWORK_DEVICE_KEY") && help.contains("--key-file"), "{help}");
+    assert!(help.contains("development only"), "{help}");
+    for command in ["login", "report", "categories", "outbox", "sync", "incidents", "demo"] {
+        assert!(help.contains(command), "{command} in {help}");
+    }
+}
+
+#[test]
+fn demo_runs_the_whole_loop() {
+    let output = ok(run(bare(), ["demo"]));
+    let text = stdout(&output);
+    for expected in ["gridwork-server listening on http://127.0.0.1:", "offline", "pushed 2 report(s)", "uploaded 3 photo(s)", "dispatched", "Done in"] {
+        assert!(text.contains(expected), "{expected:?} in:\n{text}");
+    }
+    let figures = json(&ok(run(bare(), ["demo", "--json"])));
+    assert_eq!(figures["ok"], true);
+    assert_eq!(figures["server_incidents"], 2);
+    assert_eq!(figures["server_photos_arrived"], 3);
+    assert_eq!(figures["sync"]["pushed"], 2);
+    assert_eq!(figures["reports"][0]["status"], "dispatched");
+}
