@@ -160,9 +160,26 @@ pub fn enqueue(conn: &Connection, op: &NewOperation, now: Timestamp) -> Result<U
 
 /// Operations that may be sent now, oldest first, at most `limit`.
 pub fn ready(conn: &Connection, now_ms: i64, limit: u32) -> Result<Vec<Operation>> {
+    ready_filtered(conn, now_ms, limit, None)
+}
+
+/// Like [`ready`], only operations of these kinds (so a sync step's limit
+/// is not used up by another step's work).
+pub fn ready_of_kinds(conn: &Connection, now_ms: i64, limit: u32, kinds: &[OperationKind]) -> Result<Vec<Operation>> {
+    ready_filtered(conn, now_ms, limit, Some(kinds))
+}
+
+fn ready_filtered(conn: &Connection, now_ms: i64, limit: u32, kinds: Option<&[OperationKind]>) -> Result<Vec<Operation>> {
+    let kind_clause = match kinds {
+        Some(kinds) => format!(
+            " AND o.kind IN ({})",
+            kinds.iter().map(|k| format!("'{}'", k.as_str())).collect::<Vec<_>>().join(", ")
+        ),
+        None => String::new(),
+    };
     let sql = format!(
         "SELECT {COLUMNS} FROM outbox AS o
-         WHERE o.state = 'pending' AND o.next_attempt_ms <= ?1
+         WHERE o.state = 'pending' AND o.next_attempt_ms <= ?1{kind_clause}
            AND NOT EXISTS (SELECT 1 FROM outbox AS e
                            WHERE e.entity_id = o.entity_id AND e.seq < o.seq AND e.state != 'acknowledged')
            AND (o.depends_on IS NULL OR EXISTS (SELECT 1 FROM outbox AS d

@@ -61,6 +61,7 @@ pub struct SyncReport {
 pub(crate) fn run(gw: &Gridwork, transport: &dyn Transport, engine: &mut SyncEngine, budget: Duration) -> Result<SyncReport> {
     let started = Instant::now();
     let mut report = SyncReport::default();
+    let mut rounds_progress = 0;
     let Some(mut session) = gw.with_connection(|c| session::load(c))? else {
         report.needs_login = true;
         return Ok(report);
@@ -107,7 +108,24 @@ pub(crate) fn run(gw: &Gridwork, transport: &dyn Transport, engine: &mut SyncEng
                 break;
             }
             Action::Idle => {
-                report.completed = true;
+                // Work that became ready during the round (an upload whose
+                // case was acknowledged late, an operation queued meanwhile)
+                // starts another round rather than waiting for a trigger.
+                let ready = if engine.uploads_allowed() {
+                    gw.with_connection(|c| outbox::ready(c, now, 1))?
+                } else {
+                    // Photos waiting for an unmetered link are not work for now.
+                    gw.with_connection(|c| outbox::ready_of_kinds(c, now, 1, &[OperationKind::SubmitIncident, OperationKind::TransitionIncident]))?
+                };
+                if !ready.is_empty() && report.pushed + report.photos_uploaded + report.parked > rounds_progress {
+                    rounds_progress = report.pushed + report.photos_uploaded + report.parked;
+                    engine.handle(Event::Wake(super::engine::Trigger::OperationQueued), now);
+                    continue;
+                }
+                report.completed = ready.is_empty();
+                if !report.completed {
+                    report.next_wake_ms = Some(now + super::engine::BASE_BACKOFF_MS);
+                }
                 break;
             }
         }
@@ -154,12 +172,8 @@ fn envelope(op: &Operation) -> Option<OperationEnvelope> {
 
 fn push_step(gw: &Gridwork, transport: &dyn Transport, engine: &mut SyncEngine, session: &Session, report: &mut SyncReport) -> Result<()> {
     let now = gw.now().device_ms;
-    let ops: Vec<Operation> = gw
-        .with_connection(|c| outbox::ready(c, now, PUSH_BATCH * 4))?
-        .into_iter()
-        .filter(|op| matches!(op.kind, Some(OperationKind::SubmitIncident | OperationKind::TransitionIncident)))
-        .take(PUSH_BATCH as usize)
-        .collect();
+    let ops: Vec<Operation> =
+        gw.with_connection(|c| outbox::ready_of_kinds(c, now, PUSH_BATCH, &[OperationKind::SubmitIncident, OperationKind::TransitionIncident]))?;
     if ops.is_empty() {
         engine.handle(Event::Succeeded { step: Step::Push, more: false }, now);
         return Ok(());
@@ -244,10 +258,7 @@ fn upload_step(
     budget: Duration,
 ) -> Result<()> {
     let now = gw.now().device_ms;
-    let op = gw
-        .with_connection(|c| outbox::ready(c, now, PUSH_BATCH * 4))?
-        .into_iter()
-        .find(|op| op.kind == Some(OperationKind::UploadPhoto));
+    let op = gw.with_connection(|c| outbox::ready_of_kinds(c, now, 1, &[OperationKind::UploadPhoto]))?.into_iter().next();
     let Some(op) = op else {
         engine.handle(Event::Succeeded { step: Step::Upload, more: false }, now);
         return Ok(());
