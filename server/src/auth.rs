@@ -144,11 +144,12 @@ struct TokenRow {
     username: String,
     role: String,
     disabled: bool,
+    spent_at_ms: Option<i64>,
 }
 
 fn lookup(tx: &mut dyn Tx, token: &str) -> Result<Option<TokenRow>> {
     let row = tx.query_opt(
-        "SELECT t.session_id, t.kind, t.expires_at_ms, t.revoked, s.user_id, s.device_id, s.revoked, u.username, u.role, u.disabled
+        "SELECT t.session_id, t.kind, t.expires_at_ms, t.revoked, s.user_id, s.device_id, s.revoked, u.username, u.role, u.disabled, t.spent_at_ms
          FROM tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
          WHERE t.token_hash = $1",
         params![token_hash(token)],
@@ -164,6 +165,7 @@ fn lookup(tx: &mut dyn Tx, token: &str) -> Result<Option<TokenRow>> {
         username: r.text(7),
         role: r.text(8),
         disabled: r.int(9) != 0,
+        spent_at_ms: r.opt_int(10),
     }))
 }
 
@@ -194,12 +196,31 @@ pub fn authenticate(tx: &mut dyn Tx, access_token: &str, device_id: &str, now_ms
     })
 }
 
-/// Rotate: the refresh token is spent, a new pair is issued in the same session.
+/// How long a spent refresh token may be replayed by the same device: the
+/// reply to a refresh can be lost on a bad link, and a lost reply must not
+/// turn into "log in again".
+pub const REFRESH_REPLAY_GRACE_MS: i64 = 2 * 60 * 1000;
+
+/// Rotate: the refresh token is spent, a new pair is issued in the same
+/// session. Replaying a just-spent token from the same device within the
+/// grace period issues another pair instead of ending the session.
 pub fn refresh(tx: &mut dyn Tx, refresh_token: &str, device_id: &str, now_ms: i64, policy: TokenPolicy) -> Result<TokenResponse> {
-    let row = check(lookup(tx, refresh_token)?, "refresh", device_id, now_ms)?;
-    let spent = tx.execute("UPDATE tokens SET revoked = 1 WHERE token_hash = $1 AND revoked = 0", params![token_hash(refresh_token)])?;
-    if spent != 1 {
-        return Err(ServerError::unauthorized("auth_revoked", "the refresh token was already used"));
+    let mut found = lookup(tx, refresh_token)?;
+    let replay = found.as_ref().is_some_and(|r| {
+        r.kind == "refresh" && r.revoked && !r.session_revoked && r.spent_at_ms.is_some_and(|at| now_ms - at <= REFRESH_REPLAY_GRACE_MS)
+    });
+    if replay && let Some(row) = found.as_mut() {
+        row.revoked = false;
+    }
+    let row = check(found, "refresh", device_id, now_ms)?;
+    if !replay {
+        let spent = tx.execute(
+            "UPDATE tokens SET revoked = 1, spent_at_ms = $2 WHERE token_hash = $1 AND revoked = 0",
+            params![token_hash(refresh_token), now_ms],
+        )?;
+        if spent != 1 {
+            return Err(ServerError::unauthorized("auth_revoked", "the refresh token was already used"));
+        }
     }
     let user = UserRecord {
         id: Uuid::parse_str(&row.user_id).map_err(|_| ServerError::internal("bad user id"))?,

@@ -107,6 +107,14 @@ impl BlobStore {
         if chunk.is_empty() {
             return Err(ServerError::bad_request("empty_chunk", "a chunk needs at least one byte"));
         }
+        // In the folder store, one append per blob at a time from here on:
+        // reading the offset and writing at it must not interleave with
+        // another append, or a stale chunk could cut off a newer one.
+        let folder_lock = match self {
+            BlobStore::Folder { locks, .. } => Some(locks.lock().unwrap_or_else(|e| e.into_inner()).entry(sha256.to_owned()).or_default().clone()),
+            BlobStore::Database => None,
+        };
+        let _held = folder_lock.as_ref().map(|lock| lock.lock().unwrap_or_else(|e| e.into_inner()));
         let current = db.read(|tx| {
             if !cases::may_access_blob(tx, caller, sha256, true)? {
                 return Err(ServerError::not_found("blob"));
@@ -124,9 +132,7 @@ impl BlobStore {
         }
         let end = offset + chunk.len() as u64;
         match self {
-            BlobStore::Folder { dir, locks } => {
-                let lock = locks.lock().unwrap_or_else(|e| e.into_inner()).entry(sha256.to_owned()).or_default().clone();
-                let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+            BlobStore::Folder { dir, .. } => {
                 let path = dir.join("partial").join(sha256);
                 write_at(&path, offset, chunk)?;
                 let advanced = db.write(|tx| {

@@ -186,7 +186,13 @@ fn push_step(gw: &Gridwork, transport: &dyn Transport, engine: &mut SyncEngine, 
             let (acked, parked) = write(gw, |c| {
                 let (mut acked, mut parked) = (0, 0);
                 for op in &ops {
-                    match response.results.iter().find(|r| r.op_id == op.op_id).map(|r| &r.outcome) {
+                    // A duplicate carries the first outcome: a replayed
+                    // rejection is still a rejection.
+                    let outcome = response.results.iter().find(|r| r.op_id == op.op_id).map(|r| match &r.outcome {
+                        OperationOutcome::Duplicate { first } => first.as_ref(),
+                        other => other,
+                    });
+                    match outcome {
                         Some(OperationOutcome::Applied { .. } | OperationOutcome::Duplicate { .. }) => {
                             outbox::acknowledge(c, op.op_id, now)?;
                             acked += 1;

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     session_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     expires_at_ms BIGINT NOT NULL,
-    revoked BIGINT NOT NULL DEFAULT 0
+    revoked BIGINT NOT NULL DEFAULT 0,
+    spent_at_ms BIGINT
 );
 
 CREATE TABLE IF NOT EXISTS grids (
