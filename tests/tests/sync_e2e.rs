@@ -182,3 +182,35 @@ fn server_restart_mid_sync_converges() {
         assert!(server.photos(&id.to_string()).iter().all(|(_, arrived)| *arrived));
     }
 }
+
+#[test]
+fn observers_hear_about_changes_until_they_unsubscribe() {
+    use std::sync::{Arc, Mutex};
+    struct Recorder(Mutex<Vec<gridwork_core::ChangeKind>>);
+    impl gridwork_core::ChangeObserver for Recorder {
+        fn changed(&self, kind: gridwork_core::ChangeKind) {
+            self.0.lock().unwrap().push(kind);
+        }
+    }
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device_dir = tempfile::tempdir().unwrap();
+    let gw = open(device_dir.path(), "worker1");
+    let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
+    let subscription = gw.subscribe(recorder.clone());
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    let draft = gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "x".into(), ..Default::default() }).unwrap();
+    gw.submit(draft.id).unwrap();
+    gw.sync_now(Trigger::OperationQueued, Duration::from_secs(20)).unwrap();
+    let seen = recorder.0.lock().unwrap().clone();
+    for kind in [gridwork_core::ChangeKind::Session, gridwork_core::ChangeKind::Outbox, gridwork_core::ChangeKind::Incidents, gridwork_core::ChangeKind::Categories, gridwork_core::ChangeKind::Grids] {
+        assert!(seen.contains(&kind), "{kind:?} missing from {seen:?}");
+    }
+    drop(subscription);
+    let count = recorder.0.lock().unwrap().len();
+    let draft = gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "y".into(), ..Default::default() }).unwrap();
+    gw.submit(draft.id).unwrap();
+    gw.sync_now(Trigger::OperationQueued, Duration::from_secs(20)).unwrap();
+    assert_eq!(recorder.0.lock().unwrap().len(), count, "nothing after unsubscribing");
+}

@@ -62,3 +62,41 @@ fn to_v1(tx: &rusqlite::Transaction) -> Result<()> {
     category::seed_default_table(tx)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::outbox::{self, NewOperation};
+    use gridwork_protocol::OperationKind;
+
+    #[test]
+    fn upgrading_keeps_unsent_outbox_items_and_refuses_the_future() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_to(&mut conn, 1).unwrap();
+        assert_eq!(read_version(&conn).unwrap(), 1);
+        let now = Timestamp { device_ms: 1, corrected_ms: 1 };
+        let op = NewOperation {
+            entity_id: uuid::Uuid::now_v7(),
+            entity_kind: "incident",
+            kind: OperationKind::SubmitIncident,
+            payload: serde_json::json!({"x": 1}),
+            depends_on: None,
+            blob: None,
+        };
+        let op_id = outbox::enqueue(&conn, &op, now).unwrap();
+        let before = outbox::unsent(&conn).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 1, "found version 1");
+        assert_eq!(read_version(&conn).unwrap(), LATEST_VERSION);
+        assert_eq!(outbox::unsent(&conn).unwrap(), before, "unsent items carried over unchanged");
+        assert_eq!(outbox::get(&conn, op_id).unwrap().unwrap().payload, serde_json::json!({"x": 1}));
+        // v2's tables exist.
+        conn.execute("INSERT INTO sync_uploads (sha256, size, uploaded_bytes, updated_ms) VALUES ('a', 1, 0, 0)", []).unwrap();
+        // A version from the future is refused, untouched.
+        conn.pragma_update(None, "user_version", LATEST_VERSION + 1).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap_err().code(), "database_from_future");
+        assert_eq!(read_version(&conn).unwrap(), LATEST_VERSION + 1);
+    }
+}
