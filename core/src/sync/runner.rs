@@ -20,6 +20,11 @@ use crate::outbox::{self, Operation, ParkReason};
 use crate::photo::PhotoFormat;
 
 pub const PUSH_BATCH: u32 = 100;
+
+/// The runner asks the outbox for everything pending, whatever its
+/// next-attempt time: the engine owns retry timing, and device clocks jump
+/// (a clock set back a day must not hold a day's reports).
+const ANY_TIME: i64 = i64::MAX;
 pub const PULL_PAGE: u32 = 500;
 /// Uploads start with small chunks, so a weak 2G/3G link loses little when
 /// it drops, and double after every acknowledged chunk up to the server's
@@ -112,10 +117,10 @@ pub(crate) fn run(gw: &Gridwork, transport: &dyn Transport, engine: &mut SyncEng
                 // case was acknowledged late, an operation queued meanwhile)
                 // starts another round rather than waiting for a trigger.
                 let ready = if engine.uploads_allowed() {
-                    gw.with_connection(|c| outbox::ready(c, now, 1))?
+                    gw.with_connection(|c| outbox::ready(c, ANY_TIME, 1))?
                 } else {
                     // Photos waiting for an unmetered link are not work for now.
-                    gw.with_connection(|c| outbox::ready_of_kinds(c, now, 1, &[OperationKind::SubmitIncident, OperationKind::TransitionIncident]))?
+                    gw.with_connection(|c| outbox::ready_of_kinds(c, ANY_TIME, 1, &[OperationKind::SubmitIncident, OperationKind::TransitionIncident]))?
                 };
                 if !ready.is_empty() && report.pushed + report.photos_uploaded + report.parked > rounds_progress {
                     rounds_progress = report.pushed + report.photos_uploaded + report.parked;
@@ -173,7 +178,7 @@ fn envelope(op: &Operation) -> Option<OperationEnvelope> {
 fn push_step(gw: &Gridwork, transport: &dyn Transport, engine: &mut SyncEngine, session: &Session, report: &mut SyncReport) -> Result<()> {
     let now = gw.now().device_ms;
     let ops: Vec<Operation> =
-        gw.with_connection(|c| outbox::ready_of_kinds(c, now, PUSH_BATCH, &[OperationKind::SubmitIncident, OperationKind::TransitionIncident]))?;
+        gw.with_connection(|c| outbox::ready_of_kinds(c, ANY_TIME, PUSH_BATCH, &[OperationKind::SubmitIncident, OperationKind::TransitionIncident]))?;
     if ops.is_empty() {
         engine.handle(Event::Succeeded { step: Step::Push, more: false }, now);
         return Ok(());
@@ -264,7 +269,7 @@ fn upload_step(
     budget: Duration,
 ) -> Result<()> {
     let now = gw.now().device_ms;
-    let op = gw.with_connection(|c| outbox::ready_of_kinds(c, now, 1, &[OperationKind::UploadPhoto]))?.into_iter().next();
+    let op = gw.with_connection(|c| outbox::ready_of_kinds(c, ANY_TIME, 1, &[OperationKind::UploadPhoto]))?.into_iter().next();
     let Some(op) = op else {
         engine.handle(Event::Succeeded { step: Step::Upload, more: false }, now);
         return Ok(());
@@ -358,6 +363,7 @@ fn upload_blob(
     let mut chunk_bytes = FIRST_CHUNK_BYTES;
     let mut buffer = Vec::new();
     let mut restarted = false;
+    let mut damaged = 0;
     while !status.complete {
         if started.elapsed() >= budget {
             return Ok(UploadEnd::OutOfTime);
@@ -387,6 +393,14 @@ fn upload_blob(
             // Someone (an earlier, killed attempt) moved the offset: ask.
             Err(TransportError::Http { code, .. }) if code == "offset_mismatch" => {
                 status = transport.blob_status(&session.access_token, &upload.sha256)?;
+            }
+            // The chunk was damaged on the way: send it again (a few times;
+            // after that it is a transient failure, never a reason to park).
+            Err(TransportError::Http { code, .. }) if code == "chunk_checksum_mismatch" => {
+                damaged += 1;
+                if damaged > 3 {
+                    return Err(TransportError::Malformed("chunks keep arriving damaged".into()).into());
+                }
             }
             // The bytes on the server did not hash right: start over once.
             Err(TransportError::Http { code, .. }) if code == "blob_hash_mismatch" && !restarted => {
