@@ -142,6 +142,10 @@ pub struct PullResponse {
 pub struct CreateBlobRequest {
     pub sha256: String,
     pub size: u64,
+    /// Set when this blob is a preview (a smaller JPEG) of an announced
+    /// photo, sent ahead of the original on a metered link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_of: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -163,6 +167,9 @@ pub struct PhotoView {
     pub mime_type: String,
     pub role: String,
     pub arrived: bool,
+    /// A smaller preview has arrived (the original may still be on its way).
+    #[serde(default)]
+    pub preview_arrived: bool,
 }
 
 /// A case (案卷) as pulled by devices and listed by the admin CLI.

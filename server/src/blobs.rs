@@ -51,10 +51,27 @@ impl BlobStore {
     }
 
     /// Announce an upload. Answers at once when the blob is already here.
-    pub fn create(&self, db: &Database, caller: &Caller, sha256: &str, size: u64, now_ms: i64) -> Result<BlobStatus> {
+    /// `preview_of`: this blob is a smaller JPEG of that announced photo.
+    pub fn create(&self, db: &Database, caller: &Caller, sha256: &str, size: u64, preview_of: Option<&str>, now_ms: i64) -> Result<BlobStatus> {
         validate_sha(sha256)?;
         if size == 0 || size > MAX_BLOB_BYTES {
             return Err(ServerError::bad_request("invalid_blob_size", format!("size must be 1..={MAX_BLOB_BYTES}")));
+        }
+        if let Some(original) = preview_of {
+            validate_sha(original)?;
+            if original == sha256 {
+                return Err(ServerError::bad_request("invalid_preview", "a preview differs from its original"));
+            }
+            db.write(|tx| {
+                if !cases::may_access_blob(tx, caller, original, true)? {
+                    return Err(ServerError::new(409, "blob_not_announced", "push the case announcing this photo first"));
+                }
+                tx.execute(
+                    "INSERT INTO blob_previews (preview_sha256, original_sha256) VALUES ($1, $2) ON CONFLICT (preview_sha256) DO NOTHING",
+                    params![sha256, original],
+                )?;
+                Ok(())
+            })?;
         }
         db.write(|tx| {
             // Access first: whether a photo exists is itself not for everyone.
@@ -75,7 +92,12 @@ impl BlobStore {
             if !uploader {
                 return Err(not_announced());
             }
-            let announced = tx.query_opt("SELECT byte_size FROM incident_photos WHERE sha256 = $1", params![sha256])?.map(|r| r.int(0) as u64);
+            // A preview's size is its own; an original's must match its announcement.
+            let announced = if preview_of.is_some() {
+                None
+            } else {
+                tx.query_opt("SELECT byte_size FROM incident_photos WHERE sha256 = $1", params![sha256])?.map(|r| r.int(0) as u64)
+            };
             if announced.is_some_and(|a| a != size) {
                 return Err(ServerError::bad_request("blob_size_mismatch", "size differs from the announced photo"));
             }
@@ -209,6 +231,25 @@ impl BlobStore {
                 .or_else(|_| fs::read(dir.join("partial").join(sha256)))
                 .map_err(|e| ServerError::storage(format!("blob read: {}", e.kind()))),
             BlobStore::Database => db.read(|tx| read_chunks(tx, sha256)),
+        }
+    }
+}
+
+impl BlobStore {
+    /// The largest complete preview of a photo, for callers who may see it.
+    pub fn download_preview(&self, db: &Database, caller: &Caller, original_sha256: &str) -> Result<Vec<u8>> {
+        let preview = db.read(|tx| {
+            Ok(tx
+                .query_opt(
+                    "SELECT v.preview_sha256 FROM blob_previews v JOIN blobs b ON b.sha256 = v.preview_sha256
+                     WHERE v.original_sha256 = $1 AND b.complete = 1 ORDER BY b.size DESC LIMIT 1",
+                    params![original_sha256],
+                )?
+                .map(|r| r.text(0)))
+        })?;
+        match preview {
+            Some(preview) => self.download(db, caller, &preview),
+            None => Err(ServerError::new(404, "blob_incomplete", "the photo has not fully arrived yet")),
         }
     }
 }

@@ -106,7 +106,9 @@ fn username(tx: &mut dyn Tx, user_id: &str) -> Result<String> {
 fn view(tx: &mut dyn Tx, case: &CaseRow) -> Result<IncidentView> {
     let photos: Vec<PhotoView> = tx
         .query(
-            "SELECT p.photo_id, p.sha256, p.byte_size, p.mime_type, p.role, COALESCE(b.complete, 0)
+            "SELECT p.photo_id, p.sha256, p.byte_size, p.mime_type, p.role, COALESCE(b.complete, 0),
+                    (SELECT COUNT(*) FROM blob_previews v JOIN blobs pb ON pb.sha256 = v.preview_sha256
+                      WHERE v.original_sha256 = p.sha256 AND pb.complete = 1)
              FROM incident_photos p LEFT JOIN blobs b ON b.sha256 = p.sha256
              WHERE p.incident_id = $1 ORDER BY p.position",
             params![case.id.clone()],
@@ -119,6 +121,7 @@ fn view(tx: &mut dyn Tx, case: &CaseRow) -> Result<IncidentView> {
             mime_type: r.text(3),
             role: r.text(4),
             arrived: r.int(5) != 0,
+            preview_arrived: r.int(6) > 0,
         })
         .collect();
     Ok(IncidentView {
@@ -425,6 +428,11 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
 /// A blob finished uploading: every case announcing it changes (its
 /// missing-evidence flag may clear), with a timeline entry.
 pub fn evidence_arrived(tx: &mut dyn Tx, sha256: &str, now_ms: i64) -> Result<()> {
+    let original = tx.query_opt("SELECT original_sha256 FROM blob_previews WHERE preview_sha256 = $1", params![sha256])?.map(|r| r.text(0));
+    let (sha256, action) = match &original {
+        Some(original) => (original.as_str(), "preview_arrived"),
+        None => (sha256, "photo_arrived"),
+    };
     let ids: Vec<String> = tx
         .query("SELECT DISTINCT incident_id FROM incident_photos WHERE sha256 = $1", params![sha256])?
         .iter()
@@ -435,7 +443,7 @@ pub fn evidence_arrived(tx: &mut dyn Tx, sha256: &str, now_ms: i64) -> Result<()
         case.version += 1;
         case.updated_at_ms = now_ms;
         tx.execute("UPDATE incidents SET version = $2, updated_at_ms = $3 WHERE id = $1", params![id.clone(), case.version, now_ms])?;
-        append_timeline(tx, &id, "photo_arrived", "system", Some(case.state), case.state, Some(&sha256[..12]), now_ms)?;
+        append_timeline(tx, &id, action, "system", Some(case.state), case.state, Some(&sha256[..12]), now_ms)?;
         let scope = case.scope();
         record_case_change(tx, Some(&scope), &case, now_ms)?;
     }
@@ -445,6 +453,9 @@ pub fn evidence_arrived(tx: &mut dyn Tx, sha256: &str, now_ms: i64) -> Result<()
 /// Whether the caller reported a case announcing this photo (or is the
 /// command center): who may upload and download it.
 pub fn may_access_blob(tx: &mut dyn Tx, caller: &Caller, sha256: &str, upload: bool) -> Result<bool> {
+    // A preview is accessible exactly as its original is.
+    let original = tx.query_opt("SELECT original_sha256 FROM blob_previews WHERE preview_sha256 = $1", params![sha256])?.map(|r| r.text(0));
+    let sha256 = original.as_deref().unwrap_or(sha256);
     let ids: Vec<String> = tx
         .query("SELECT DISTINCT incident_id FROM incident_photos WHERE sha256 = $1", params![sha256])?
         .iter()

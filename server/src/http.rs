@@ -204,7 +204,7 @@ async fn pull(State(app): State<App>, headers: HeaderMap, query: std::result::Re
 }
 
 async fn create_blob(State(app): State<App>, headers: HeaderMap, JsonBody(body): JsonBody<CreateBlobRequest>) -> Result<(StatusCode, Json<BlobStatus>)> {
-    let status = as_caller(&app, &headers, move |app, caller| app.blobs.create(&app.db, &caller, &body.sha256, body.size, now_ms())).await?;
+    let status = as_caller(&app, &headers, move |app, caller| app.blobs.create(&app.db, &caller, &body.sha256, body.size, body.preview_of.as_deref(), now_ms())).await?;
     Ok((if status.complete { StatusCode::OK } else { StatusCode::CREATED }, Json(status)))
 }
 
@@ -260,7 +260,13 @@ async fn download_blob(
     let Query(params) = query.map_err(|_| ServerError::bad_request("invalid_query", "rendition must be original, thumb, 1280 or 2048"))?;
     let rendition = Rendition::parse(params.rendition.as_deref())?;
     let (bytes, content_type) = as_caller(&app, &headers, move |app, caller| {
-        let original = app.blobs.download(&app.db, &caller, &sha256)?;
+        let original = match app.blobs.download(&app.db, &caller, &sha256) {
+            Ok(bytes) => bytes,
+            // The original is still on its way: a rendition can come from
+            // the preview the device sent ahead.
+            Err(e) if e.code == "blob_incomplete" && rendition != Rendition::Original => app.blobs.download_preview(&app.db, &caller, &sha256)?,
+            Err(e) => return Err(e),
+        };
         match rendition {
             Rendition::Original => Ok((original, "application/octet-stream")),
             Rendition::LongEdge(edge) => Ok((renditions::render(&original, edge)?, "image/jpeg")),

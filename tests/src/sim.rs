@@ -567,12 +567,12 @@ impl Transport for SimTransport {
         )
     }
 
-    fn blob_create(&self, access_token: &str, sha256: &str, size: u64) -> Result<BlobStatus, TransportError> {
+    fn blob_create(&self, access_token: &str, sha256: &str, size: u64, preview_of: Option<&str>) -> Result<BlobStatus, TransportError> {
         self.exchange(
             &format!("blob_create {} {size}B", &sha256[..sha256.len().min(8)]),
             |server, now, _| {
                 let caller = self.caller(server, access_token, now)?;
-                Ok(json(&server.blobs.create(&server.db, &caller, sha256, size, now)?))
+                Ok(json(&server.blobs.create(&server.db, &caller, sha256, size, preview_of, now)?))
             },
             |b| serde_json::from_slice(b).ok(),
         )

@@ -214,3 +214,61 @@ fn observers_hear_about_changes_until_they_unsubscribe() {
     gw.sync_now(Trigger::OperationQueued, Duration::from_secs(20)).unwrap();
     assert_eq!(recorder.0.lock().unwrap().len(), count, "nothing after unsubscribing");
 }
+
+#[test]
+fn on_a_metered_link_previews_go_ahead_and_originals_wait_for_wifi() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device_dir = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    let gw = open(device_dir.path(), "worker1");
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    let caller = gridwork_server::admin::system_caller();
+    let view = |id: &gridwork_core::Uuid| {
+        server.db.read(|tx| gridwork_server::cases::load_view_for(tx, &caller, &id.to_string())).unwrap().expect("case on server")
+    };
+
+    // Text only: the report goes, no photo bytes.
+    gw.set_metered_policy(gridwork_core::MeteredPolicy::TextOnly);
+    gw.set_network(true, true);
+    // A photo larger than the 1280 rendition, so every preview differs from it.
+    let first = gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "大件".into(), ..Default::default() }).unwrap().id;
+    let big = jpeg_bytes(&scene(2400, 1800, 40), 90, None);
+    gw.attach_photo(first, &write_file(photos.path(), "big.jpg", &big)).unwrap();
+    gw.submit(first).unwrap();
+    let report = gw.sync_now(Trigger::OperationQueued, Duration::from_secs(20)).unwrap();
+    assert_eq!((report.pushed, report.photos_uploaded, report.previews_uploaded, report.uploaded_bytes), (1, 0, 0, 0), "{report:?}");
+    assert!(report.completed, "photos waiting for Wi-Fi are not work for now");
+    assert!(!view(&first).photos[0].arrived && !view(&first).photos[0].preview_arrived);
+
+    // Thumbnails: a 320 px preview of each photo goes ahead.
+    gw.set_metered_policy(gridwork_core::MeteredPolicy::Thumbnails);
+    let report = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(20)).unwrap();
+    assert_eq!((report.photos_uploaded, report.previews_uploaded), (0, 1), "{report:?}");
+    let on_server = view(&first);
+    assert!(on_server.photos[0].preview_arrived && !on_server.photos[0].arrived && on_server.missing_evidence);
+    let thumb_bytes = report.uploaded_bytes;
+    assert!(thumb_bytes > 0 && thumb_bytes < 100_000, "a thumbnail, not the photo: {thumb_bytes}");
+    // Again: nothing more to send on this link.
+    let again = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(20)).unwrap();
+    assert_eq!((again.previews_uploaded, again.uploaded_bytes), (0, 0));
+    // Renditions: a larger preview for the same photo.
+    gw.set_metered_policy(gridwork_core::MeteredPolicy::Renditions);
+    let bigger = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(20)).unwrap();
+    assert_eq!(bigger.previews_uploaded, 1);
+    assert_eq!(gw.get_incident(first).unwrap().sync_state, gridwork_core::SyncState::Unsent { pending_operations: 1 }, "the original is still owed");
+
+    // Wi-Fi: the original follows, byte-identical.
+    gw.set_network(true, false);
+    let wifi = gw.sync_now(Trigger::NetworkUp, Duration::from_secs(20)).unwrap();
+    assert_eq!(wifi.photos_uploaded, 1, "{wifi:?}");
+    let on_server = view(&first);
+    assert!(on_server.photos[0].arrived && !on_server.missing_evidence);
+    let local = gw.get_incident(first).unwrap();
+    assert_eq!(std::fs::read(&local.photos[0].original_path).unwrap(), server.blob_bytes(&local.photos[0].sha256));
+    assert_eq!(local.sync_state, gridwork_core::SyncState::Synced);
+    let timeline = server.db.read(|tx| gridwork_server::cases::timeline(tx, &caller, &first.to_string())).unwrap();
+    let actions: Vec<_> = timeline.iter().map(|t| t.action.as_str()).collect();
+    assert_eq!(actions, ["report", "preview_arrived", "preview_arrived", "photo_arrived"]);
+}

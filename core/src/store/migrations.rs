@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::category;
 
 /// Each entry upgrades from version `index` to `index + 1`.
-const STEPS: &[fn(&rusqlite::Transaction) -> Result<()>] = &[to_v1, to_v2];
+const STEPS: &[fn(&rusqlite::Transaction) -> Result<()>] = &[to_v1, to_v2, to_v3];
 
 /// The schema version this build writes.
 pub const LATEST_VERSION: i64 = STEPS.len() as i64;
@@ -42,6 +42,18 @@ pub fn migrate(conn: &mut Connection) -> Result<i64> {
 
 fn to_v2(tx: &rusqlite::Transaction) -> Result<()> {
     tx.execute_batch(include_str!("schema_v2.sql"))?;
+    Ok(())
+}
+
+fn to_v3(tx: &rusqlite::Transaction) -> Result<()> {
+    // Previews (thumbnails or renditions) sent ahead of originals on metered links.
+    tx.execute_batch(
+        "CREATE TABLE sync_previews (
+             sha256         TEXT PRIMARY KEY,
+             preview_sha256 TEXT NOT NULL,
+             long_edge      INTEGER NOT NULL
+         ) STRICT;",
+    )?;
     Ok(())
 }
 

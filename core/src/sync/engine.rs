@@ -73,12 +73,19 @@ pub enum Action {
     Idle,
 }
 
-/// What may travel on a metered link.
+/// What may travel on a metered link. Originals that do not travel wait
+/// for an unmetered one; a preview lets the command center see the scene
+/// meanwhile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum MeteredPolicy {
-    /// Operations only; photos wait for an unmetered link.
+    /// Operations only.
     TextOnly,
-    /// Operations and photos (the default: evidence matters more than data plans).
+    /// Operations and a 320 px thumbnail of each photo.
+    Thumbnails,
+    /// Operations and a 1280 px rendition of each photo.
+    Renditions,
+    /// Operations and original photos (the default: evidence matters more
+    /// than data plans).
     #[default]
     Everything,
 }
@@ -125,9 +132,23 @@ impl SyncEngine {
         self.online
     }
 
-    /// Whether photos may be uploaded now.
+    /// Whether any photo bytes (originals or previews) may travel now.
     pub fn uploads_allowed(&self) -> bool {
+        !self.metered || self.metered_policy != MeteredPolicy::TextOnly
+    }
+
+    /// Whether original photos may travel now.
+    pub fn originals_allowed(&self) -> bool {
         !self.metered || self.metered_policy == MeteredPolicy::Everything
+    }
+
+    /// The long edge of the previews to send ahead now, if any.
+    pub fn preview_edge(&self) -> Option<u32> {
+        match (self.metered, self.metered_policy) {
+            (true, MeteredPolicy::Thumbnails) => Some(320),
+            (true, MeteredPolicy::Renditions) => Some(1280),
+            _ => None,
+        }
     }
 
     pub fn needs_token(&self) -> bool {
@@ -358,7 +379,14 @@ mod tests {
         e.handle(Event::Succeeded { step: Step::Push, more: false }, 0);
         assert_eq!(run(&mut e, 0), Action::Run(Step::Pull));
         e.handle(Event::NetworkChanged { online: true, metered: false }, 1);
-        assert!(e.uploads_allowed());
+        assert!(e.uploads_allowed() && e.originals_allowed());
+        assert_eq!(e.preview_edge(), None);
+        e.metered_policy = MeteredPolicy::Thumbnails;
+        e.handle(Event::NetworkChanged { online: true, metered: true }, 2);
+        assert!(e.uploads_allowed() && !e.originals_allowed());
+        assert_eq!(e.preview_edge(), Some(320));
+        e.metered_policy = MeteredPolicy::Renditions;
+        assert_eq!(e.preview_edge(), Some(1280));
     }
 
     #[test]

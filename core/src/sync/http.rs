@@ -107,8 +107,12 @@ impl Transport for HttpTransport {
         send(self.request(reqwest::Method::GET, &format!("/v1/pull?since={since}&limit={limit}")).bearer_auth(token))
     }
 
-    fn blob_create(&self, token: &str, sha256: &str, size: u64) -> Result<BlobStatus, TransportError> {
-        send(self.request(reqwest::Method::POST, "/v1/blobs").bearer_auth(token).json(&json!({"sha256": sha256, "size": size})))
+    fn blob_create(&self, token: &str, sha256: &str, size: u64, preview_of: Option<&str>) -> Result<BlobStatus, TransportError> {
+        let body = match preview_of {
+            Some(original) => json!({"sha256": sha256, "size": size, "preview_of": original}),
+            None => json!({"sha256": sha256, "size": size}),
+        };
+        send(self.request(reqwest::Method::POST, "/v1/blobs").bearer_auth(token).json(&body))
     }
 
     fn blob_status(&self, token: &str, sha256: &str) -> Result<BlobStatus, TransportError> {

@@ -50,6 +50,8 @@ pub struct SyncReport {
     pub parked: u32,
     pub uploaded_bytes: u64,
     pub photos_uploaded: u32,
+    /// Previews (thumbnails or renditions) sent ahead on a metered link.
+    pub previews_uploaded: u32,
     /// Changes pulled and applied (or deferred).
     pub pulled: u32,
     pub errors: ErrorCounts,
@@ -269,6 +271,9 @@ fn upload_step(
     budget: Duration,
 ) -> Result<()> {
     let now = gw.now().device_ms;
+    if !engine.originals_allowed() {
+        return preview_step(gw, transport, engine, session, report, started, budget);
+    }
     let op = gw.with_connection(|c| outbox::ready_of_kinds(c, ANY_TIME, 1, &[OperationKind::UploadPhoto]))?.into_iter().next();
     let Some(op) = op else {
         engine.handle(Event::Succeeded { step: Step::Upload, more: false }, now);
@@ -288,7 +293,7 @@ fn upload_step(
     let format = mime.as_deref().and_then(PhotoFormat::from_mime_type).unwrap_or(PhotoFormat::Jpeg);
     let path = gw.photo_store().original_path(&upload.sha256, format);
     write(gw, |c| outbox::mark_in_flight(c, op.op_id))?;
-    match upload_blob(gw, transport, session, &upload, &path, report, started, budget) {
+    match upload_blob(gw, transport, session, &Blob { sha256: &upload.sha256, size: upload.byte_size, preview_of: None }, &path, report, started, budget) {
         Ok(UploadEnd::Complete) => {
             let now = gw.now().device_ms;
             write(gw, |c| {
@@ -343,6 +348,109 @@ impl From<TransportError> for UploadFailure {
     }
 }
 
+/// On a metered link whose policy keeps originals for Wi-Fi: send a
+/// preview (the 320 px thumbnail or a 1280 px rendition) of each photo not
+/// yet previewed, so the command center sees the scene now. The upload
+/// operation itself stays pending for the original.
+fn preview_step(
+    gw: &Gridwork,
+    transport: &dyn Transport,
+    engine: &mut SyncEngine,
+    session: &Session,
+    report: &mut SyncReport,
+    started: Instant,
+    budget: Duration,
+) -> Result<()> {
+    let now = gw.now().device_ms;
+    let Some(edge) = engine.preview_edge() else {
+        engine.handle(Event::Succeeded { step: Step::Upload, more: false }, now);
+        return Ok(());
+    };
+    let candidates = gw.with_connection(|c| outbox::ready_of_kinds(c, ANY_TIME, 1000, &[OperationKind::UploadPhoto]))?;
+    let mut next = None;
+    for op in candidates {
+        let Ok(upload) = serde_json::from_value::<UploadPhoto>(op.payload.clone()) else { continue };
+        let sent = gw.with_connection(|c| {
+            Ok(c.query_row("SELECT long_edge FROM sync_previews WHERE sha256 = ?1", [&upload.sha256], |r| r.get::<_, u32>(0)).optional()?)
+        })?;
+        if sent.is_none_or(|sent| sent < edge) {
+            next = Some(upload);
+            break;
+        }
+    }
+    let Some(upload) = next else {
+        engine.handle(Event::Succeeded { step: Step::Upload, more: false }, now);
+        return Ok(());
+    };
+    let path = if edge <= crate::photo::THUMBNAIL_LONG_EDGE {
+        gw.photo_store().thumbnail_path(&upload.sha256)
+    } else {
+        gw.photo_upload_file(upload.photo_id, crate::photo::Rendition::LongEdge1280)?
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            // No preview can be made; the original will go on Wi-Fi.
+            gw.with_connection(|c| {
+                c.execute("INSERT OR REPLACE INTO sync_previews (sha256, preview_sha256, long_edge) VALUES (?1, '', ?2)", params![upload.sha256, edge])?;
+                Ok(())
+            })?;
+            engine.handle(Event::Succeeded { step: Step::Upload, more: true }, now);
+            return Ok(());
+        }
+    };
+    let preview_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let blob = Blob {
+        sha256: &preview_sha,
+        size: bytes.len() as u64,
+        preview_of: (preview_sha != upload.sha256).then_some(upload.sha256.as_str()),
+    };
+    match upload_blob(gw, transport, session, &blob, &path, report, started, budget) {
+        Ok(UploadEnd::Complete) => {
+            gw.with_connection(|c| {
+                c.execute(
+                    "INSERT OR REPLACE INTO sync_previews (sha256, preview_sha256, long_edge) VALUES (?1, ?2, ?3)",
+                    params![upload.sha256, preview_sha, edge],
+                )?;
+                Ok(())
+            })?;
+            report.previews_uploaded += 1;
+            engine.handle(Event::Succeeded { step: Step::Upload, more: true }, gw.now().device_ms);
+        }
+        Ok(UploadEnd::OutOfTime) => {}
+        Err(UploadFailure::Transport(error)) => {
+            let now = gw.now().device_ms;
+            match classify(&error) {
+                Disposition::Retry(class) => {
+                    count(report, class);
+                    engine.handle(Event::Failed { step: Step::Upload, class }, now);
+                }
+                // A refused preview is not worth parking the evidence for:
+                // note it as sent, the original follows on Wi-Fi.
+                Disposition::Reject { .. } => {
+                    gw.with_connection(|c| {
+                        c.execute("INSERT OR REPLACE INTO sync_previews (sha256, preview_sha256, long_edge) VALUES (?1, '', ?2)", params![upload.sha256, edge])?;
+                        Ok(())
+                    })?;
+                    report.errors.rejected += 1;
+                    engine.handle(Event::Succeeded { step: Step::Upload, more: true }, now);
+                }
+            }
+        }
+        Err(UploadFailure::Local(_)) => {
+            engine.handle(Event::Succeeded { step: Step::Upload, more: true }, now);
+        }
+    }
+    Ok(())
+}
+
+/// A blob to upload: its hash and size, and the original it previews.
+struct Blob<'a> {
+    sha256: &'a str,
+    size: u64,
+    preview_of: Option<&'a str>,
+}
+
 /// Resumable upload: ask the server where it stands (it is the authority on
 /// what it holds), then append chunks from there, recording progress on the
 /// device after every acknowledged chunk.
@@ -351,14 +459,14 @@ fn upload_blob(
     gw: &Gridwork,
     transport: &dyn Transport,
     session: &Session,
-    upload: &UploadPhoto,
+    upload: &Blob,
     path: &std::path::Path,
     report: &mut SyncReport,
     started: Instant,
     budget: Duration,
 ) -> std::result::Result<UploadEnd, UploadFailure> {
     let local = |e: std::io::Error| UploadFailure::Local(Error::from(e));
-    let mut status = transport.blob_create(&session.access_token, &upload.sha256, upload.byte_size)?;
+    let mut status = transport.blob_create(&session.access_token, upload.sha256, upload.size, upload.preview_of)?;
     let mut file = File::open(path).map_err(|_| UploadFailure::Local(Error::PhotoFileNotFound))?;
     let mut chunk_bytes = FIRST_CHUNK_BYTES;
     let mut buffer = Vec::new();
@@ -370,16 +478,16 @@ fn upload_blob(
         }
         let offset = status.offset;
         file.seek(SeekFrom::Start(offset)).map_err(local)?;
-        let wanted = (upload.byte_size - offset).min(chunk_bytes as u64) as usize;
+        let wanted = (upload.size - offset).min(chunk_bytes as u64) as usize;
         buffer.resize(wanted, 0);
         file.read_exact(&mut buffer[..wanted]).map_err(local)?;
-        match transport.blob_chunk(&session.access_token, &upload.sha256, offset, &buffer[..wanted]) {
+        match transport.blob_chunk(&session.access_token, upload.sha256, offset, &buffer[..wanted]) {
             Ok(next) => {
                 report.uploaded_bytes += next.offset.saturating_sub(offset);
                 status = next;
                 chunk_bytes = (chunk_bytes * 2).min(MAX_CHUNK_BYTES);
                 let now = gw.now().device_ms;
-                let progress = (upload.sha256.as_str(), upload.byte_size as i64, status.offset as i64, now);
+                let progress = (upload.sha256, upload.size as i64, status.offset as i64, now);
                 gw.with_connection(|c| {
                     c.execute(
                         "INSERT INTO sync_uploads (sha256, size, uploaded_bytes, updated_ms) VALUES (?1, ?2, ?3, ?4)
@@ -392,7 +500,7 @@ fn upload_blob(
             }
             // Someone (an earlier, killed attempt) moved the offset: ask.
             Err(TransportError::Http { code, .. }) if code == "offset_mismatch" => {
-                status = transport.blob_status(&session.access_token, &upload.sha256)?;
+                status = transport.blob_status(&session.access_token, upload.sha256)?;
             }
             // The chunk was damaged on the way: send it again (a few times;
             // after that it is a transient failure, never a reason to park).
@@ -405,7 +513,7 @@ fn upload_blob(
             // The bytes on the server did not hash right: start over once.
             Err(TransportError::Http { code, .. }) if code == "blob_hash_mismatch" && !restarted => {
                 restarted = true;
-                status = transport.blob_status(&session.access_token, &upload.sha256)?;
+                status = transport.blob_status(&session.access_token, upload.sha256)?;
             }
             Err(other) => return Err(other.into()),
         }

@@ -48,7 +48,9 @@ pub trait Transport: Send + Sync {
     fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, TransportError>;
     fn push(&self, access_token: &str, operations: &[OperationEnvelope]) -> Result<PushResponse, TransportError>;
     fn pull(&self, access_token: &str, since: i64, limit: u32) -> Result<PullResponse, TransportError>;
-    fn blob_create(&self, access_token: &str, sha256: &str, size: u64) -> Result<BlobStatus, TransportError>;
+    /// Announce a blob; `preview_of` names the original when this blob is a
+    /// smaller preview sent ahead on a metered link.
+    fn blob_create(&self, access_token: &str, sha256: &str, size: u64, preview_of: Option<&str>) -> Result<BlobStatus, TransportError>;
     fn blob_status(&self, access_token: &str, sha256: &str) -> Result<BlobStatus, TransportError>;
     fn blob_chunk(&self, access_token: &str, sha256: &str, offset: u64, chunk: &[u8]) -> Result<BlobStatus, TransportError>;
 }

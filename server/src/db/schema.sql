@@ -122,6 +122,12 @@ CREATE TABLE IF NOT EXISTS blobs (
     complete BIGINT NOT NULL,
     created_at_ms BIGINT NOT NULL
 );
+-- Previews (smaller JPEGs) of announced photos, sent ahead on metered links.
+CREATE TABLE IF NOT EXISTS blob_previews (
+    preview_sha256 TEXT PRIMARY KEY,
+    original_sha256 TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blob_previews_original ON blob_previews (original_sha256);
 CREATE TABLE IF NOT EXISTS blob_chunks (
     sha256 TEXT NOT NULL,
     start_at BIGINT NOT NULL,
