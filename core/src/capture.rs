@@ -15,6 +15,9 @@ use crate::photo::{IngestedPhoto, PhotoFormat, PhotoStore};
 use crate::text::{self, ADDRESS_MAX_CHARS, DESCRIPTION_MAX_CHARS};
 use gridwork_protocol::{OperationKind, PhotoRef, SubmitIncident, UploadPhoto};
 
+/// The server accepts at most this many photos with one report.
+pub const MAX_PHOTOS_PER_INCIDENT: usize = 20;
+
 /// The editable fields of a draft. A draft may be incomplete (no category
 /// yet, empty description): it is saved at once so nothing is lost.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -132,6 +135,14 @@ pub fn require_status(conn: &Connection, id: Uuid, wanted: IncidentStatus, actio
 /// incident returns the existing photo.
 pub fn insert_photo(conn: &Connection, incident_id: Uuid, photo: &IngestedPhoto, actor: &str, now: Timestamp, actor_at: Option<GeoPoint>) -> Result<Uuid> {
     require_status(conn, incident_id, IncidentStatus::Draft, "attach a photo")?;
+    let count: i64 = conn.query_row("SELECT count(*) FROM photos WHERE incident_id = ?1", [incident_id.to_string()], |r| r.get(0))?;
+    let same: bool = conn
+        .query_row("SELECT 1 FROM photos WHERE incident_id = ?1 AND sha256 = ?2", params![incident_id.to_string(), photo.sha256], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if count as usize >= MAX_PHOTOS_PER_INCIDENT && !same {
+        return Err(Error::TooManyPhotos { max: MAX_PHOTOS_PER_INCIDENT });
+    }
     let existing: Option<String> = conn
         .query_row(
             "SELECT id FROM photos WHERE incident_id = ?1 AND sha256 = ?2",
@@ -205,7 +216,13 @@ pub fn submit(conn: &Connection, id: Uuid, actor: &str, now: Timestamp, actor_at
     require_status(conn, id, IncidentStatus::Draft, "submit")?;
     let incident = get(conn, id)?;
     let category_code = incident.category_code.clone().ok_or(Error::Incomplete("choose a category before submitting"))?;
+    // The table may have changed since the draft was saved: a retired code
+    // would only be refused by the server, after the user walked away.
+    category::require_active(conn, &category_code)?;
     let photos = photos(conn, id, None)?;
+    if photos.len() > MAX_PHOTOS_PER_INCIDENT {
+        return Err(Error::TooManyPhotos { max: MAX_PHOTOS_PER_INCIDENT });
+    }
     if incident.description.is_empty() && photos.is_empty() {
         return Err(Error::Incomplete("add a description or a photo before submitting"));
     }

@@ -49,6 +49,10 @@ pub enum Error {
     InvalidState { state: String, action: &'static str },
     #[error("incomplete incident: {0}")]
     Incomplete(&'static str),
+    #[error("at most {max} photos per report")]
+    TooManyPhotos { max: usize },
+    #[error("this device's store belongs to another account; sign in as its owner or open your own account")]
+    AccountMismatch,
 
     // --- sync ---
     #[error("invalid server address: {0}")]
@@ -101,6 +105,8 @@ impl Error {
             Error::NotFound { .. } => "not_found",
             Error::InvalidState { .. } => "invalid_state",
             Error::Incomplete(_) => "incomplete",
+            Error::TooManyPhotos { .. } => "too_many_photos",
+            Error::AccountMismatch => "account_mismatch",
             Error::InvalidServerUrl(_) => "invalid_server_url",
             Error::NotLoggedIn => "not_logged_in",
             Error::AuthFailed => "auth_failed",

@@ -382,6 +382,15 @@ impl Gridwork {
             TransportError::Http { code, message, .. } => Error::Server { code, message },
             TransportError::Network(why) | TransportError::Malformed(why) => Error::Network(why),
         })?;
+        // A store is one person's on one server (AB岗: a shared phone must
+        // never send one user's unsent work under another's session).
+        let owner = format!("{}@{}", tokens.user.id, server_url.trim_end_matches('/'));
+        let existing = session::owner(&self.lock())?;
+        match existing {
+            Some(existing) if existing != owner => return Err(Error::AccountMismatch),
+            Some(_) => {}
+            None => session::set_meta(&self.lock(), "owner", &owner)?,
+        }
         let session = Session::from_tokens(server_url, tokens);
         session::save(&self.lock(), &session)?;
         if allow_insecure(server_url) {

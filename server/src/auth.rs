@@ -197,9 +197,10 @@ pub fn authenticate(tx: &mut dyn Tx, access_token: &str, device_id: &str, now_ms
 }
 
 /// How long a spent refresh token may be replayed by the same device: the
-/// reply to a refresh can be lost on a bad link, and a lost reply must not
-/// turn into "log in again".
-pub const REFRESH_REPLAY_GRACE_MS: i64 = 2 * 60 * 1000;
+/// reply to a refresh can be lost on a bad link, and background jobs may
+/// run again only hours later; a lost reply must not turn into "log in
+/// again". (An unspent refresh token is valid for 30 days anyway.)
+pub const REFRESH_REPLAY_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Rotate: the refresh token is spent, a new pair is issued in the same
 /// session. Replaying a just-spent token from the same device within the

@@ -33,6 +33,10 @@ pub fn validate_sha(sha256: &str) -> Result<()> {
     if ok { Ok(()) } else { Err(ServerError::bad_request("invalid_sha256", "expected 64 lowercase hex digits")) }
 }
 
+fn status_row(tx: &mut dyn Tx, sha256: &str) -> Result<BlobStatus> {
+    status(tx, sha256)?.ok_or_else(|| ServerError::not_found("blob"))
+}
+
 fn status(tx: &mut dyn Tx, sha256: &str) -> Result<Option<BlobStatus>> {
     Ok(tx.query_opt("SELECT size, received, complete FROM blobs WHERE sha256 = $1", params![sha256])?.map(|r| BlobStatus {
         sha256: sha256.to_owned(),
@@ -107,6 +111,38 @@ impl BlobStore {
             )?;
             status(tx, sha256)?.ok_or_else(|| ServerError::internal("blob row vanished"))
         })
+        .and_then(|status| {
+            if status.complete || status.offset < status.size {
+                return Ok(status);
+            }
+            self.finish_if_all_received(db, &status, now_ms)?;
+            db.read(|tx| status_row(tx, sha256))
+        })
+    }
+
+    /// Every byte arrived but verification never ran or did not finish (a
+    /// crash between the last chunk and `finish`): run it now.
+    fn finish_if_all_received(&self, db: &Database, status: &BlobStatus, now_ms: i64) -> Result<()> {
+        if status.complete || status.offset < status.size {
+            return Ok(());
+        }
+        let bytes = match self {
+            BlobStore::Folder { dir, .. } => {
+                let partial = dir.join("partial").join(&status.sha256);
+                let complete = dir.join("complete").join(&status.sha256);
+                let path = if partial.exists() { partial.clone() } else { complete };
+                let bytes = fs::read(&path).map_err(|e| ServerError::storage(format!("blob read: {}", e.kind())))?;
+                self.finish(db, &status.sha256, &bytes, now_ms, || {
+                    if partial.exists() {
+                        fs::rename(&partial, dir.join("complete").join(&status.sha256)).map_err(|e| ServerError::storage(format!("blob rename: {}", e.kind())))?;
+                    }
+                    Ok(())
+                })?;
+                return Ok(());
+            }
+            BlobStore::Database => db.read(|tx| read_chunks(tx, &status.sha256))?,
+        };
+        self.finish(db, &status.sha256, &bytes, now_ms, || Ok(()))
     }
 
     pub fn status(&self, db: &Database, caller: &Caller, sha256: &str) -> Result<BlobStatus> {
@@ -145,6 +181,10 @@ impl BlobStore {
         })?;
         if current.complete {
             return Ok(current);
+        }
+        if current.offset == current.size {
+            self.finish_if_all_received(db, &current, now_ms)?;
+            return db.read(|tx| status_row(tx, sha256));
         }
         if offset != current.offset {
             return Err(ServerError::new(409, "offset_mismatch", format!("the upload continues at offset {}", current.offset)));
@@ -206,8 +246,11 @@ impl BlobStore {
             return Err(ServerError::new(422, "blob_hash_mismatch", "the uploaded bytes do not hash to the announced SHA-256; upload again from offset 0"));
         }
         db.write(|tx| {
-            tx.execute("UPDATE blobs SET complete = 1 WHERE sha256 = $1", params![sha256])?;
-            cases::evidence_arrived(tx, sha256, now_ms)
+            // Only the verification that completes the blob announces it.
+            if tx.execute("UPDATE blobs SET complete = 1 WHERE sha256 = $1 AND complete = 0", params![sha256])? == 1 {
+                cases::evidence_arrived(tx, sha256, now_ms)?;
+            }
+            Ok(())
         })?;
         // Moving the verified file comes after the commit; if it fails, the
         // download still finds the bytes under partial/.

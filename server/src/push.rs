@@ -46,7 +46,13 @@ fn apply_once(tx: &mut dyn Tx, caller: &Caller, op_id: Uuid, raw: &Json, now_ms:
     let key = params![caller.device_id.clone(), op_id.to_string()];
     if let Some(row) = tx.query_opt("SELECT result FROM applied_ops WHERE device_id = $1 AND op_id = $2", key)? {
         let first: OperationOutcome = serde_json::from_str(&row.text(0)).map_err(|_| ServerError::internal("stored outcome unreadable"))?;
-        return Ok(OperationOutcome::Duplicate { first: Box::new(first) });
+        if !matches!(first, OperationOutcome::Rejected { .. }) {
+            return Ok(OperationOutcome::Duplicate { first: Box::new(first) });
+        }
+        // A rejection had no effect, so a resend is judged afresh: the user
+        // may have been asked to retry after the cause went away (a category
+        // restored, a case reopened).
+        tx.execute("DELETE FROM applied_ops WHERE device_id = $1 AND op_id = $2", key)?;
     }
     let outcome = match apply(tx, caller, raw, now_ms)? {
         Ok(version) => OperationOutcome::Applied { entity_version: version },

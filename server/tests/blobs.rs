@@ -345,3 +345,24 @@ fn announcements_are_checked_against_the_cases() {
         assert_eq!(offset_of(&phone, &sha), 5_000, "{name}");
     }
 }
+
+#[test]
+fn a_blob_with_every_byte_but_no_verification_is_finished_on_the_next_announce() {
+    for backend in backends() {
+        let server = TestServer::with_cast(&backend);
+        let worker = server.device("worker1");
+        let photo = photo_bytes(3, 70_000);
+        let (id, op) = report("0602", Some("G-001"), &[&photo]);
+        assert_eq!(worker.push_ok(&[op])[0]["status"], "applied");
+        let sha = sha256_hex(&photo);
+        assert_eq!(worker.post("/v1/blobs", &serde_json::json!({"sha256": sha, "size": photo.len()})).status(), 201);
+        assert_eq!(worker.put_chunk(&sha, 0, &photo).status(), 200);
+        // As if the server had died between the last chunk and verifying it.
+        server.db.write(|tx| tx.execute("UPDATE blobs SET complete = 0 WHERE sha256 = $1", gridwork_server::params![sha.clone()])).unwrap();
+        let again: serde_json::Value = worker.post("/v1/blobs", &serde_json::json!({"sha256": sha, "size": photo.len()})).json().unwrap();
+        assert_eq!(again["complete"], true, "{}", backend.name());
+        let view: serde_json::Value = worker.get(&format!("/v1/incidents/{id}")).json().unwrap();
+        assert_eq!(view["missing_evidence"], false);
+        assert_eq!(sha256_hex(&worker.get(&format!("/v1/blobs/{sha}")).bytes().unwrap()), sha);
+    }
+}

@@ -387,7 +387,8 @@ fn the_same_steps_through_push_apply_once_and_replay_as_duplicates() {
             "{name}"
         );
 
-        // Refusals through push are per-op results, recorded and replayed too.
+        // Refusals through push are per-op results; a resend is judged afresh
+        // (a rejection had no effect) and here is refused again.
         let invalid = transition_op(id, json!({"action": "start"}));
         let unknown = transition_op(id, json!({"action": "teleport"}));
         let no_note = transition_op(id, json!({"action": "reopen"}));
@@ -398,10 +399,10 @@ fn the_same_steps_through_push_apply_once_and_replay_as_duplicates() {
         let codes: Vec<&str> = results.iter().map(|r| r["code"].as_str().unwrap()).collect();
         assert!(results.iter().all(|r| r["status"] == "rejected"), "{name}: {results:?}");
         assert_eq!(codes, ["invalid_transition", "unknown_action", "invalid_payload"], "{name}");
-        for result in worker.push_ok(&ops) {
-            assert_eq!(result["status"], "duplicate", "{name}");
-            assert_eq!(result["first"]["status"], "rejected", "{name}");
-        }
+        let again = worker.push_ok(&ops);
+        let again_codes: Vec<&str> = again.iter().map(|r| r["code"].as_str().unwrap()).collect();
+        assert!(again.iter().all(|r| r["status"] == "rejected"), "{name}: {again:?}");
+        assert_eq!(again_codes, codes, "{name}");
         // A worker elsewhere cannot see it; reopening needs no note but the role.
         let outsider = server.device("worker2");
         assert_eq!(outsider.push_ok(&[transition_op(id, json!({"action": "reopen", "note": "x"}))])[0]["code"], "not_found", "{name}");

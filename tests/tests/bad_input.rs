@@ -193,6 +193,8 @@ fn sha_of(path: &Path) -> String {
 fn with_existing_store(dir: &Path) -> PathBuf {
     let gw = open(dir, "w");
     let draft = gw.create_draft(DraftFields { category_code: Some("0101".into()), description: "unsent evidence".into(), ..Default::default() }).unwrap();
+    let photo = write_file(dir, "evidence.jpg", &jpeg_bytes(&scene(120, 90, 5), 80, None));
+    gw.attach_photo(draft.id, &photo).unwrap();
     gw.submit(draft.id).unwrap();
     gw.database_path().to_owned()
 }
@@ -218,7 +220,7 @@ fn wrong_or_missing_key_is_a_clear_error_and_touches_nothing() {
     assert!(!db.parent().unwrap().join("corrupt").exists());
     // The right key still opens it, with the unsent work.
     let gw = open(dir.path(), "w");
-    assert_eq!(gw.outbox_summary().unwrap().pending, 1);
+    assert_eq!(gw.outbox_summary().unwrap().pending, 2);
 }
 
 #[test]
@@ -256,6 +258,10 @@ fn corrupt_database_is_moved_aside_and_a_fresh_one_opened() {
     let moved = report.corrupt_database_moved_to.expect("reported");
     assert!(report.created);
     assert_eq!(sha_of(&moved), corrupted_sha, "kept byte for byte, never deleted");
+    // Its photos went with it: the fresh database's sweeper must not take them.
+    let quarantined = moved.to_string_lossy().replace(".db", "-photos");
+    let originals: Vec<_> = std::fs::read_dir(Path::new(&quarantined).join("originals")).unwrap().collect();
+    assert_eq!(originals.len(), 1, "the unsent evidence photo is kept beside its database");
     assert!(gw.list_incidents(IncidentFilter::default()).unwrap().is_empty());
     // The fresh database works.
     gw.create_draft(DraftFields::default()).unwrap();

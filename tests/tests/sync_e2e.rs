@@ -272,3 +272,35 @@ fn on_a_metered_link_previews_go_ahead_and_originals_wait_for_wifi() {
     let actions: Vec<_> = timeline.iter().map(|t| t.action.as_str()).collect();
     assert_eq!(actions, ["report", "preview_arrived", "preview_arrived", "photo_arrived"]);
 }
+
+#[test]
+fn a_store_belongs_to_the_first_account_that_signs_in() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device_dir = tempfile::tempdir().unwrap();
+    let gw = open(device_dir.path(), "shared-phone");
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    let draft = gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "worker1's".into(), ..Default::default() }).unwrap();
+    gw.submit(draft.id).unwrap();
+    // Another person on the same phone, over the same store (AB岗): refused.
+    let error = gw.login(&server.url(), "supervisor1", PASSWORD, false).unwrap_err();
+    assert_eq!(error.code(), "account_mismatch");
+    assert_eq!(gw.session_user().unwrap().unwrap().username, "worker1");
+    // The rightful owner again is fine, and the work goes under their name.
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    gw.sync_now(Trigger::OperationQueued, Duration::from_secs(20)).unwrap();
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents i JOIN users u ON u.id = i.reporter_id WHERE u.username = 'worker1'"), 1);
+}
+
+#[test]
+fn a_retired_category_is_caught_at_submit_not_by_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = open(dir.path(), "w");
+    let draft = gw.create_draft(DraftFields { category_code: Some("0701".into()), description: "x".into(), ..Default::default() }).unwrap();
+    gw.replace_categories(2, vec![gridwork_core::Category { code: "0602".into(), parent_code: None, name_zh: "楼道堆物".into(), name_en: "Clutter".into() }]).unwrap();
+    assert_eq!(gw.submit(draft.id).unwrap_err().code(), "unknown_category");
+    assert_eq!(gw.get_incident(draft.id).unwrap().incident.status, IncidentStatus::Draft, "still editable");
+    gw.update_draft(draft.id, DraftFields { category_code: Some("0602".into()), description: "x".into(), ..Default::default() }).unwrap();
+    gw.submit(draft.id).unwrap();
+}

@@ -78,7 +78,8 @@ pub struct OpenReport {
     pub schema_version_found: i64,
     pub schema_version: i64,
     /// The database was corrupt and moved aside to this path (kept, never
-    /// deleted: it may hold unsent evidence); a fresh one was opened.
+    /// deleted: it may hold unsent evidence), with its photo folder beside
+    /// it (`…-photos`); a fresh one was opened.
     pub corrupt_database_moved_to: Option<PathBuf>,
     /// Operations found in flight (the process died mid-sync), now pending.
     pub in_flight_recovered: u64,
@@ -187,6 +188,11 @@ fn move_aside(paths: &AccountPaths) -> Result<PathBuf> {
     // by the same key for later recovery.
     if paths.keycheck.exists() {
         fs::copy(&paths.keycheck, target.with_extension("keycheck"))?;
+    }
+    // The photos go with their database: the fresh database references none
+    // of them, and the sweeper must not take evidence the old one may hold.
+    if paths.photos.exists() {
+        fs::rename(&paths.photos, paths.corrupt.join(format!("gridwork-{stamp}-photos")))?;
     }
     files::sync_dir(&paths.corrupt)?;
     files::sync_dir(&paths.root)?;

@@ -19,9 +19,11 @@ pub struct Applied {
 }
 
 fn has_unacknowledged(conn: &Connection, entity_id: &str) -> Result<bool> {
-    // The incident's own operations and its photos' uploads.
+    // The incident's own operations and its photos' uploads still on their
+    // way. A parked one is not: it waits for the user, and the server's
+    // state is what explains it.
     let count: i64 = conn.query_row(
-        "SELECT count(*) FROM outbox WHERE state != 'acknowledged'
+        "SELECT count(*) FROM outbox WHERE state IN ('pending', 'in_flight')
            AND (entity_id = ?1 OR entity_id IN (SELECT id FROM photos WHERE incident_id = ?1))",
         [entity_id],
         |r| r.get(0),

@@ -114,6 +114,10 @@ pub struct SyncEngine {
     failures: u32,
     /// xorshift state for jitter; seeded so runs replay.
     jitter_state: u64,
+    /// Operations per push request: halved when a request is refused as a
+    /// whole (to isolate the culprit, or fit a proxy's body limit), grown
+    /// back on success.
+    pub push_batch: u32,
 }
 
 impl SyncEngine {
@@ -125,6 +129,7 @@ impl SyncEngine {
             metered_policy: MeteredPolicy::default(),
             failures: 0,
             jitter_state: jitter_seed | 1,
+            push_batch: super::runner::PUSH_BATCH,
         }
     }
 

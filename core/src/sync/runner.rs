@@ -31,6 +31,7 @@ pub const PULL_PAGE: u32 = 500;
 /// limit, so a good link needs few requests.
 pub const FIRST_CHUNK_BYTES: usize = 256 * 1024;
 pub const MAX_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+pub const MIN_CHUNK_BYTES: usize = 32 * 1024;
 
 /// Failures seen in a run, by class.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -73,6 +74,9 @@ pub(crate) fn run(gw: &Gridwork, transport: &dyn Transport, engine: &mut SyncEng
         report.needs_login = true;
         return Ok(report);
     };
+    // Runs are serialized: anything still in flight is left over from a run
+    // that failed midway (a full disk while recording results, say).
+    gw.with_connection(|c| outbox::recover_in_flight(c).map(|_| ()))?;
     loop {
         let now = gw.now().device_ms;
         if started.elapsed() >= budget {
@@ -180,7 +184,7 @@ fn envelope(op: &Operation) -> Option<OperationEnvelope> {
 fn push_step(gw: &Gridwork, transport: &dyn Transport, engine: &mut SyncEngine, session: &Session, report: &mut SyncReport) -> Result<()> {
     let now = gw.now().device_ms;
     let ops: Vec<Operation> =
-        gw.with_connection(|c| outbox::ready_of_kinds(c, ANY_TIME, PUSH_BATCH, &[OperationKind::SubmitIncident, OperationKind::TransitionIncident]))?;
+        gw.with_connection(|c| outbox::ready_of_kinds(c, ANY_TIME, engine.push_batch, &[OperationKind::SubmitIncident, OperationKind::TransitionIncident]))?;
     if ops.is_empty() {
         engine.handle(Event::Succeeded { step: Step::Push, more: false }, now);
         return Ok(());
@@ -217,6 +221,7 @@ fn push_step(gw: &Gridwork, transport: &dyn Transport, engine: &mut SyncEngine, 
             })?;
             report.pushed += acked;
             report.parked += parked;
+            engine.push_batch = (engine.push_batch * 2).min(PUSH_BATCH);
             report.errors.rejected += parked;
             observe_server_time(gw, response.server_time_ms)?;
             gw.notify(ChangeKind::Outbox);
@@ -231,16 +236,21 @@ fn push_step(gw: &Gridwork, transport: &dyn Transport, engine: &mut SyncEngine, 
                     engine.handle(Event::Failed { step: Step::Push, class }, now);
                 }
                 Disposition::Reject { code, message } => {
-                    // The server refused the request as a whole (malformed
-                    // batch). Park the first operation, the likeliest culprit,
-                    // and send the rest one by one.
-                    write(gw, |c| {
-                        outbox::park(c, ops[0].op_id, &ParkReason { code: code.clone(), message: message.clone() })?;
-                        ops[1..].iter().try_for_each(|op| outbox::retry_later(c, op.op_id, now, "batch_refused"))
-                    })?;
-                    report.parked += 1;
-                    report.errors.rejected += 1;
-                    engine.handle(Event::Succeeded { step: Step::Push, more: true }, now);
+                    // The request as a whole was refused. Only a per-operation
+                    // result may park an operation, so narrow it down: halve
+                    // the batch until the refused operation travels alone,
+                    // and park it only then.
+                    if ops.len() == 1 {
+                        write(gw, |c| outbox::park(c, ops[0].op_id, &ParkReason { code: code.clone(), message: message.clone() }))?;
+                        report.parked += 1;
+                        report.errors.rejected += 1;
+                        engine.push_batch = PUSH_BATCH;
+                        engine.handle(Event::Succeeded { step: Step::Push, more: true }, now);
+                    } else {
+                        write(gw, |c| ops.iter().try_for_each(|op| outbox::retry_later(c, op.op_id, now, "batch_refused")))?;
+                        engine.push_batch = (ops.len() as u32 / 2).max(1);
+                        engine.handle(Event::Succeeded { step: Step::Push, more: true }, now);
+                    }
                 }
             }
         }
@@ -319,7 +329,10 @@ fn upload_step(
                     engine.handle(Event::Failed { step: Step::Upload, class }, now);
                 }
                 Disposition::Reject { code, message } => {
-                    write(gw, |c| outbox::park(c, op.op_id, &ParkReason { code, message }))?;
+                    write(gw, |c| {
+                        outbox::park(c, op.op_id, &ParkReason { code, message })?;
+                        apply::apply_deferred(c).map(|_| ())
+                    })?;
                     report.parked += 1;
                     report.errors.rejected += 1;
                     engine.handle(Event::Succeeded { step: Step::Upload, more: true }, now);
@@ -383,11 +396,11 @@ fn preview_step(
         return Ok(());
     };
     let path = if edge <= crate::photo::THUMBNAIL_LONG_EDGE {
-        gw.photo_store().thumbnail_path(&upload.sha256)
+        Ok(gw.photo_store().thumbnail_path(&upload.sha256))
     } else {
-        gw.photo_upload_file(upload.photo_id, crate::photo::Rendition::LongEdge1280)?
+        gw.photo_upload_file(upload.photo_id, crate::photo::Rendition::LongEdge1280)
     };
-    let bytes = match std::fs::read(&path) {
+    let bytes = match path.as_ref().map_err(|_| ()).and_then(|p| std::fs::read(p).map_err(|_| ())) {
         Ok(bytes) => bytes,
         Err(_) => {
             // No preview can be made; the original will go on Wi-Fi.
@@ -405,6 +418,7 @@ fn preview_step(
         size: bytes.len() as u64,
         preview_of: (preview_sha != upload.sha256).then_some(upload.sha256.as_str()),
     };
+    let path = path.expect("read above");
     match upload_blob(gw, transport, session, &blob, &path, report, started, budget) {
         Ok(UploadEnd::Complete) => {
             gw.with_connection(|c| {
@@ -469,6 +483,7 @@ fn upload_blob(
     let mut status = transport.blob_create(&session.access_token, upload.sha256, upload.size, upload.preview_of)?;
     let mut file = File::open(path).map_err(|_| UploadFailure::Local(Error::PhotoFileNotFound))?;
     let mut chunk_bytes = FIRST_CHUNK_BYTES;
+    let mut ceiling = MAX_CHUNK_BYTES;
     let mut buffer = Vec::new();
     let mut restarted = false;
     let mut damaged = 0;
@@ -477,6 +492,11 @@ fn upload_blob(
             return Ok(UploadEnd::OutOfTime);
         }
         let offset = status.offset;
+        if offset >= upload.size {
+            // The server holds every byte but has not finished verifying:
+            // ask again later (announcing it again completes it).
+            return Err(TransportError::Malformed("upload awaits the server's verification".into()).into());
+        }
         file.seek(SeekFrom::Start(offset)).map_err(local)?;
         let wanted = (upload.size - offset).min(chunk_bytes as u64) as usize;
         buffer.resize(wanted, 0);
@@ -485,7 +505,7 @@ fn upload_blob(
             Ok(next) => {
                 report.uploaded_bytes += next.offset.saturating_sub(offset);
                 status = next;
-                chunk_bytes = (chunk_bytes * 2).min(MAX_CHUNK_BYTES);
+                chunk_bytes = (chunk_bytes * 2).min(ceiling);
                 let now = gw.now().device_ms;
                 let progress = (upload.sha256, upload.size as i64, status.offset as i64, now);
                 gw.with_connection(|c| {
@@ -501,6 +521,11 @@ fn upload_blob(
             // Someone (an earlier, killed attempt) moved the offset: ask.
             Err(TransportError::Http { code, .. }) if code == "offset_mismatch" => {
                 status = transport.blob_status(&session.access_token, upload.sha256)?;
+            }
+            // Something on the way (a proxy) takes smaller bodies only.
+            Err(TransportError::Http { status: 413, .. }) if chunk_bytes > MIN_CHUNK_BYTES => {
+                chunk_bytes = (chunk_bytes / 2).max(MIN_CHUNK_BYTES);
+                ceiling = chunk_bytes;
             }
             // The chunk was damaged on the way: send it again (a few times;
             // after that it is a transient failure, never a reason to park).

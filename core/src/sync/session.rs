@@ -69,3 +69,8 @@ pub fn pull_cursor(conn: &Connection) -> Result<i64> {
 pub fn set_pull_cursor(conn: &Connection, cursor: i64) -> Result<()> {
     set_meta(conn, "pull_cursor", &cursor.to_string())
 }
+
+/// The user (id @ server) this store belongs to, fixed at the first login.
+pub fn owner(conn: &Connection) -> Result<Option<String>> {
+    get_meta(conn, "owner")
+}

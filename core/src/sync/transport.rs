@@ -36,7 +36,10 @@ pub fn classify(error: &TransportError) -> Disposition {
         TransportError::Malformed(_) => Disposition::Retry(FailureClass::Transient { retry_after_ms: None }),
         TransportError::Http { status, code, message, retry_after_ms } => match *status {
             401 => Disposition::Retry(FailureClass::Auth),
-            408 | 409 | 425 | 429 | 500..=599 => Disposition::Retry(FailureClass::Transient { retry_after_ms: *retry_after_ms }),
+            408 | 409 | 413 | 425 | 429 | 500..=599 => Disposition::Retry(FailureClass::Transient { retry_after_ms: *retry_after_ms }),
+            // A 4xx without our error body came from something in between
+            // (a captive portal, a firewall, a proxy): not the server's word.
+            400..=499 if code.starts_with("http_") => Disposition::Retry(FailureClass::Transient { retry_after_ms: *retry_after_ms }),
             400..=499 => Disposition::Reject { code: code.clone(), message: message.clone() },
             _ => Disposition::Retry(FailureClass::Transient { retry_after_ms: *retry_after_ms }),
         },
@@ -72,6 +75,9 @@ mod tests {
         }
         assert_eq!(classify(&http(400, "invalid_payload")), Disposition::Reject { code: "invalid_payload".into(), message: "m".into() });
         assert_eq!(classify(&http(404, "not_found")), Disposition::Reject { code: "not_found".into(), message: "m".into() });
+        // Something between device and server refused (no Gridwork error body), or a body limit.
+        assert_eq!(classify(&http(403, "http_403")), Disposition::Retry(FailureClass::Transient { retry_after_ms: Some(5) }));
+        assert_eq!(classify(&http(413, "body_too_large")), Disposition::Retry(FailureClass::Transient { retry_after_ms: Some(5) }));
         assert_eq!(
             classify(&TransportError::Malformed("truncated".into())),
             Disposition::Retry(FailureClass::Transient { retry_after_ms: None })
