@@ -97,19 +97,9 @@ fn operation(category: &str) -> OperationEnvelope {
 }
 
 fn run_server(db: &Database, blobs: gridwork_server::blobs::BlobStore, options: &PushOptions) -> BenchResult<Figures> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let base = format!("http://{}", listener.local_addr()?);
     let app = gridwork_server::app_state(db.clone(), blobs, auth::TokenPolicy::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = std::thread::spawn(move || {
-        runtime.block_on(async move {
-            let _ = gridwork_server::serve(listener, app, async {
-                let _ = stopped.await;
-            })
-            .await;
-        })
-    });
+    let mut server = gridwork_server::BackgroundServer::start(app, "127.0.0.1:0")?;
+    let base = server.url();
     // Twenty workers of one grid, each with several phones.
     let hash = auth::hash_password("benchmark-password")?;
     let users = 20.min(options.devices);
@@ -167,8 +157,7 @@ fn run_server(db: &Database, blobs: gridwork_server::blobs::BlobStore, options: 
         errors += e;
     }
     let wall = began.elapsed();
-    let _ = stop.send(());
-    let _ = server.join();
+    server.stop();
     let applied = db.read(|tx| Ok(tx.query_one("SELECT COUNT(*) FROM incidents", &[])?.int(0)))?;
     latencies.sort();
     let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(f64::NAN);

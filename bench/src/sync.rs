@@ -140,19 +140,7 @@ fn queue_backlog(data_dir: &Path, options: &SyncOptions) -> BenchResult<u64> {
 struct Server {
     url: String,
     db: gridwork_server::db::Database,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+    _running: gridwork_server::BackgroundServer,
 }
 
 fn start_server(dir: &Path) -> BenchResult<Server> {
@@ -160,20 +148,9 @@ fn start_server(dir: &Path) -> BenchResult<Server> {
     let (db, blobs) = gridwork_server::open_storage(&config)?;
     let hash = auth::hash_password(PASSWORD)?;
     db.write(|tx| admin::add_user(tx, ACCOUNT, &hash, Role::GridWorker, &["G-001".to_owned()], 0))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let url = listener.local_addr()?.to_string();
     let app = gridwork_server::app_state(db.clone(), blobs, auth::TokenPolicy::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        runtime.block_on(async move {
-            let _ = gridwork_server::serve(listener, app, async {
-                let _ = stopped.await;
-            })
-            .await;
-        })
-    });
-    Ok(Server { url, db, stop: Some(stop), thread: Some(thread) })
+    let running = gridwork_server::BackgroundServer::start(app, "127.0.0.1:0")?;
+    Ok(Server { url: running.addr.to_string(), db, _running: running })
 }
 
 fn sync_until_done(gw: &Gridwork) -> BenchResult<u32> {

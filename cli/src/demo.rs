@@ -37,32 +37,16 @@ fn io_error(what: &str, e: std::io::Error) -> CliError {
 struct DemoServer {
     addr: SocketAddr,
     db: Database,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _running: gridwork_server::BackgroundServer,
 }
 
 impl DemoServer {
     fn start(data_dir: &Path) -> CliResult<DemoServer> {
         let config = StorageConfig { data_dir: data_dir.to_owned(), database_url: None, max_connections: 4 };
         let (db, blobs) = gridwork_server::open_storage(&config).map_err(server_error)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| io_error("server runtime", e))?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).map_err(|e| io_error("bind 127.0.0.1", e))?;
-        let addr = listener.local_addr().map_err(|e| io_error("server address", e))?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = gridwork_server::app_state(db.clone(), blobs, TokenPolicy::default());
-        let thread = std::thread::spawn(move || {
-            runtime.block_on(async move {
-                let _ = gridwork_server::serve(listener, app, async {
-                    let _ = rx.await;
-                })
-                .await;
-            });
-        });
-        Ok(DemoServer { addr, db, shutdown: Some(tx), thread: Some(thread) })
+        let running = gridwork_server::BackgroundServer::start(app, "127.0.0.1:0").map_err(|e| io_error("bind 127.0.0.1", e))?;
+        Ok(DemoServer { addr: running.addr, db, _running: running })
     }
 
     fn url(&self) -> String {
@@ -82,17 +66,6 @@ impl DemoServer {
                 Err(r) => Err(ServerError::bad_request(r.code, r.message)),
             })
             .map_err(server_error)
-    }
-}
-
-impl Drop for DemoServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

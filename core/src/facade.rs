@@ -372,7 +372,12 @@ impl Gridwork {
     pub fn login(&self, server_url: &str, username: &str, password: &str, allow_insecure_http: bool) -> Result<gridwork_protocol::api::UserInfo> {
         let device_id = session::device_id(&self.lock())?;
         let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(server_url, &device_id, allow_insecure_http)?);
-        self.login_with(transport, server_url, username, password)
+        let user = self.login_with(transport, server_url, username, password)?;
+        // Remembered so later runs rebuild the same transport from the session.
+        if allow_insecure_http {
+            session::set_meta(&self.lock(), "allow_insecure_http", "1")?;
+        }
+        Ok(user)
     }
 
     /// Sign in through a given transport (fault injection, simulation).
@@ -393,9 +398,6 @@ impl Gridwork {
         }
         let session = Session::from_tokens(server_url, tokens);
         session::save(&self.lock(), &session)?;
-        if allow_insecure(server_url) {
-            session::set_meta(&self.lock(), "allow_insecure_http", "1")?;
-        }
         let mut state = self.sync_state();
         state.transport = Some(transport);
         state.engine.handle(crate::sync::engine::Event::TokenProvided, self.now().device_ms);
@@ -473,11 +475,6 @@ impl Gridwork {
     pub fn retry_parked(&self, op_id: Uuid) -> Result<()> {
         self.write(|tx, now, _| outbox::unpark(tx, op_id, now.device_ms))
     }
-}
-
-/// Whether a URL names plain HTTP to a non-loopback host (the caller opted in).
-fn allow_insecure(server_url: &str) -> bool {
-    server_url.starts_with("http://") && !server_url.contains("://127.") && !server_url.contains("://localhost") && !server_url.contains("://[::1]")
 }
 
 #[cfg(test)]

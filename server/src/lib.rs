@@ -70,3 +70,50 @@ pub fn app_state(db: Database, blobs: BlobStore, policy: auth::TokenPolicy) -> h
 pub async fn serve(listener: tokio::net::TcpListener, app: http::App, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     axum::serve(listener, http::router(app).into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
 }
+
+/// A server running on a thread of its own (tests, benchmarks, the demo):
+/// bound when this returns, stopped when dropped.
+pub struct BackgroundServer {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundServer {
+    /// Serve `app` on `addr` ("127.0.0.1:0" for any free port).
+    pub fn start(app: http::App, addr: &str) -> std::io::Result<BackgroundServer> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let _ = serve(listener, app, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            });
+        });
+        Ok(BackgroundServer { addr, stop: Some(stop), thread: Some(thread) })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop serving and wait for the server thread to end.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -205,3 +205,29 @@ pub fn png_header_bomb(width: u32, height: u32) -> Vec<u8> {
     png[29..33].copy_from_slice(&crc.to_be_bytes());
     png
 }
+
+/// Append a COM (comment) segment; decoders skip them.
+pub fn com_segment(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(&[0xFF, 0xFE]);
+    out.extend_from_slice(&((data.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(data);
+}
+
+/// A copy of `jpeg` made unique by `tag` and larger by `padding` bytes of
+/// COM segments: a distinct photo (by SHA-256) without encoding again.
+pub fn jpeg_variant(jpeg: &[u8], tag: &str, padding: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(jpeg.len() + padding + 1024);
+    out.extend_from_slice(&jpeg[..2]);
+    com_segment(&mut out, tag.as_bytes());
+    let mut left = padding;
+    let mut segment = 0u32;
+    while left > 0 {
+        let take = left.min(60_000);
+        let data: Vec<u8> = (0..take as u32).map(|i| (i.wrapping_mul(2_654_435_761) ^ segment.wrapping_mul(40_503)).to_le_bytes()[1]).collect();
+        com_segment(&mut out, &data);
+        left -= take;
+        segment += 1;
+    }
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use gridwork_protocol::api::Role;
 use gridwork_server::auth::TokenPolicy;
 use gridwork_server::db::Database;
-use gridwork_server::{StorageConfig, admin, auth};
+use gridwork_server::{BackgroundServer, StorageConfig, admin, auth};
 
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -15,8 +15,7 @@ pub struct LocalServer {
     pub addr: SocketAddr,
     pub db: Database,
     pub data_dir: PathBuf,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    running: BackgroundServer,
 }
 
 impl LocalServer {
@@ -24,20 +23,9 @@ impl LocalServer {
     pub fn start(data_dir: &Path, addr: &str, policy: TokenPolicy) -> LocalServer {
         let config = StorageConfig { data_dir: data_dir.to_owned(), database_url: None, max_connections: 8 };
         let (db, blobs) = gridwork_server::open_storage(&config).expect("open server storage");
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).expect("bind");
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = gridwork_server::app_state(db.clone(), blobs, policy);
-        let thread = std::thread::spawn(move || {
-            runtime.block_on(async move {
-                let _ = gridwork_server::serve(listener, app, async {
-                    let _ = rx.await;
-                })
-                .await;
-            });
-        });
-        LocalServer { addr, db, data_dir: data_dir.to_owned(), shutdown: Some(tx), thread: Some(thread) }
+        let running = BackgroundServer::start(app, addr).expect("bind");
+        LocalServer { addr: running.addr, db, data_dir: data_dir.to_owned(), running }
     }
 
     pub fn url(&self) -> String {
@@ -104,22 +92,7 @@ impl LocalServer {
     }
 
     pub fn stop(mut self) {
-        self.shutdown_now();
-    }
-
-    fn shutdown_now(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for LocalServer {
-    fn drop(&mut self) {
-        self.shutdown_now();
+        self.running.stop();
     }
 }
 

@@ -24,31 +24,6 @@ use rand::{Rng, SeedableRng};
 
 // ---- fixtures ----
 
-/// Append a COM (comment) segment; decoders skip them.
-fn com_segment(out: &mut Vec<u8>, data: &[u8]) {
-    out.extend_from_slice(&[0xFF, 0xFE]);
-    out.extend_from_slice(&((data.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(data);
-}
-
-/// A copy of `jpeg` made unique by `tag` and larger by `padding` bytes of
-/// COM segments: a distinct photo (by SHA-256) without encoding again.
-fn variant(jpeg: &[u8], tag: &str, padding: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(jpeg.len() + padding + 1024);
-    out.extend_from_slice(&jpeg[..2]);
-    com_segment(&mut out, tag.as_bytes());
-    let mut left = padding;
-    let mut segment = 0u32;
-    while left > 0 {
-        let take = left.min(60_000);
-        let data: Vec<u8> = (0..take as u32).map(|i| (i.wrapping_mul(2_654_435_761) ^ segment.wrapping_mul(40_503)).to_le_bytes()[1]).collect();
-        com_segment(&mut out, &data);
-        left -= take;
-        segment += 1;
-    }
-    out.extend_from_slice(&jpeg[2..]);
-    out
-}
 
 /// Two encoded scenes, about 0.6 MB and 2.1 MB, made in parallel.
 fn base_jpegs() -> (Vec<u8>, Vec<u8>) {
@@ -77,9 +52,9 @@ impl PhotoPool {
         self.made += 1;
         let tag = format!("gridwork fault test photo {}", self.made);
         let bytes = if rng.random_bool(0.5) {
-            variant(&self.small, &tag, rng.random_range(0..700_000))
+            jpeg_variant(&self.small, &tag, rng.random_range(0..700_000))
         } else {
-            variant(&self.large, &tag, rng.random_range(0..800_000))
+            jpeg_variant(&self.large, &tag, rng.random_range(0..800_000))
         };
         assert!((500_000..=3_000_000).contains(&bytes.len()), "{}", bytes.len());
         write_file(self.dir.path(), &format!("photo-{}.jpg", self.made), &bytes)
@@ -89,7 +64,7 @@ impl PhotoPool {
     fn large_one(&mut self, min: usize) -> PathBuf {
         self.made += 1;
         let padding = min.saturating_sub(self.large.len());
-        let bytes = variant(&self.large, &format!("gridwork fault test photo {}", self.made), padding);
+        let bytes = jpeg_variant(&self.large, &format!("gridwork fault test photo {}", self.made), padding);
         write_file(self.dir.path(), &format!("photo-{}.jpg", self.made), &bytes)
     }
 }

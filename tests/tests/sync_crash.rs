@@ -27,30 +27,6 @@ const KILLS: u32 = 25;
 /// take seconds and kills land inside them.
 const THROTTLE_BYTES_PER_SECOND: u64 = 2_000_000;
 
-fn com_segment(out: &mut Vec<u8>, data: &[u8]) {
-    out.extend_from_slice(&[0xFF, 0xFE]);
-    out.extend_from_slice(&((data.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(data);
-}
-
-/// A distinct copy of `jpeg` (by SHA-256), `padding` bytes larger: COM
-/// segments, which decoders skip.
-fn variant(jpeg: &[u8], tag: &str, padding: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(jpeg.len() + padding + 1024);
-    out.extend_from_slice(&jpeg[..2]);
-    com_segment(&mut out, tag.as_bytes());
-    let mut left = padding;
-    let mut segment = 0u32;
-    while left > 0 {
-        let take = left.min(60_000);
-        let data: Vec<u8> = (0..take as u32).map(|i| (i.wrapping_mul(2_654_435_761) ^ segment.wrapping_mul(40_503)).to_le_bytes()[1]).collect();
-        com_segment(&mut out, &data);
-        left -= take;
-        segment += 1;
-    }
-    out.extend_from_slice(&jpeg[2..]);
-    out
-}
 
 fn capture(gw: &Gridwork, label: &str, photos: &[PathBuf]) -> Uuid {
     let draft = gw
@@ -126,7 +102,7 @@ fn sigkill_during_sync_loses_nothing_duplicates_nothing_and_uploads_resume() {
     let mut made = 0;
     let mut next_photo = |rng: &mut StdRng, photo_dir: &Path| {
         made += 1;
-        let bytes = variant(&base, &format!("sync crash photo {made}"), rng.random_range(0..900_000));
+        let bytes = jpeg_variant(&base, &format!("sync crash photo {made}"), rng.random_range(0..900_000));
         write_file(photo_dir, &format!("p{made}.jpg"), &bytes)
     };
 

@@ -11,7 +11,7 @@ use gridwork_protocol::api::{self, Role, TokenResponse};
 use gridwork_protocol::{CapturedAt, OperationEnvelope, OperationKind, PhotoRef, SubmitIncident};
 use gridwork_server::auth::TokenPolicy;
 use gridwork_server::db::Database;
-use gridwork_server::{StorageConfig, admin, auth};
+use gridwork_server::{BackgroundServer, StorageConfig, admin, auth};
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -77,8 +77,7 @@ pub struct TestServer {
     pub db: Database,
     pub backend: Backend,
     pub data_dir: PathBuf,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    running: BackgroundServer,
     _tempdir: tempfile::TempDir,
     _pg: Option<PgDatabase>,
 }
@@ -99,28 +98,15 @@ impl TestServer {
         };
         let config = StorageConfig { data_dir: tempdir.path().join("server"), database_url, max_connections: 16 };
         let (db, blobs) = gridwork_server::open_storage(&config).expect("open storage");
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = gridwork_server::app_state(db.clone(), blobs, policy);
-        let thread = std::thread::spawn(move || {
-            runtime.block_on(async move {
-                gridwork_server::serve(listener, app, async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
+        let running = BackgroundServer::start(gridwork_server::app_state(db.clone(), blobs, policy), "127.0.0.1:0").unwrap();
+        let addr = running.addr;
         TestServer {
             base: format!("http://{addr}"),
             addr,
             db,
             backend: backend.clone(),
             data_dir: config.data_dir,
-            shutdown: Some(tx),
-            thread: Some(thread),
+            running,
             _tempdir: tempdir,
             _pg: pg,
         }
@@ -134,28 +120,15 @@ impl TestServer {
     /// Serve an already opened storage (a second instance on the same
     /// database); it shares the first server's lifetime for its database.
     pub fn serve_existing(db: Database, blobs: gridwork_server::blobs::BlobStore, policy: TokenPolicy, first: &TestServer) -> TestServer {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = gridwork_server::app_state(db.clone(), blobs, policy);
-        let thread = std::thread::spawn(move || {
-            runtime.block_on(async move {
-                gridwork_server::serve(listener, app, async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
+        let running = BackgroundServer::start(gridwork_server::app_state(db.clone(), blobs, policy), "127.0.0.1:0").unwrap();
+        let addr = running.addr;
         TestServer {
             base: format!("http://{addr}"),
             addr,
             db,
             backend: first.backend.clone(),
             data_dir: first.data_dir.clone(),
-            shutdown: Some(tx),
-            thread: Some(thread),
+            running,
             _tempdir: tempfile::tempdir().unwrap(),
             _pg: None,
         }
@@ -201,12 +174,8 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        // Stop serving before the test database goes away.
+        self.running.stop();
     }
 }
 
