@@ -1,16 +1,18 @@
 //! `Gridwork`: the one type the bindings, the CLI and the tests call.
 //!
-//! Shaped for uniffi as it is: owned types in and out, one error type with
-//! stable codes, no generics or lifetimes, `Send + Sync`. One writer
-//! connection behind a mutex; photo decoding runs outside the lock so a
-//! capture never blocks the list a worker is scrolling.
+//! Owned types in and out, one error type with stable codes, `Send + Sync`;
+//! the FFI layer wraps it (its records and callback traits live there). One
+//! writer connection behind a mutex; photo decoding runs outside the lock so
+//! a capture never blocks the list a worker is scrolling. Observers are told
+//! after a change commits, with no lock held.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::ThreadId;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use uuid::Uuid;
 
 use crate::capture::{self, DraftFields};
@@ -18,49 +20,16 @@ use crate::clock::{Clock, CorrectedClock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
 use crate::geo::{GeoPoint, validate_point};
 use crate::model::{Category, Grid, Incident, IncidentDetail, IncidentFilter, Photo, audit, category, grid};
+use crate::observe::{Change, ChangeObserver, Notifier, Subscription};
 use crate::outbox::{self, Operation, OutboxSummary};
 use crate::photo::{PhotoFormat, PhotoLimits, PhotoStore, Rendition};
 use crate::store::{self, AccountPaths, Durability, OpenReport};
 use crate::sync::http::HttpTransport;
 use crate::sync::session::{self, Session};
 use crate::sync::transport::{Transport, TransportError};
+use crate::sync::engine::Event;
+use crate::sync::runner::SyncContext;
 use crate::sync::{MeteredPolicy, SyncEngine, SyncReport, Trigger, runner};
-
-/// What changed, for screens that show it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ChangeKind {
-    Incidents,
-    Outbox,
-    Categories,
-    Grids,
-    /// Signed in or out, or a new login is needed.
-    Session,
-}
-
-/// Told when anything an app shows has changed. Called on the thread that
-/// made the change; keep it quick (post to the UI thread).
-pub trait ChangeObserver: Send + Sync {
-    fn changed(&self, kind: ChangeKind);
-}
-
-type Observers = Arc<Mutex<Vec<(u64, Arc<dyn ChangeObserver>)>>>;
-
-/// Keeps an observer subscribed; dropping it unsubscribes.
-pub struct Subscription {
-    id: u64,
-    observers: Observers,
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.observers.lock().unwrap_or_else(|e| e.into_inner()).retain(|(id, _)| *id != self.id);
-    }
-}
-
-struct SyncState {
-    engine: SyncEngine,
-    transport: Option<Arc<dyn Transport>>,
-}
 
 /// Everything needed to open one account's store.
 #[derive(Clone, Debug)]
@@ -100,12 +69,31 @@ pub struct Gridwork {
     default_utc_offset_minutes: i32,
     device_location: Mutex<Option<GeoPoint>>,
     report: OpenReport,
-    observers: Observers,
-    next_observer: AtomicU64,
-    sync: Mutex<SyncState>,
+    notifier: Arc<Notifier>,
+    sync: SyncHandles,
 }
 
-const CLOCK_OFFSET_KEY: &str = "server_clock_offset_ms";
+/// Sync state, split so that what the app calls while a run is going
+/// (`set_network`, `logout`, `cancel_sync`, reads) never waits for the run.
+struct SyncHandles {
+    /// Held for a whole run: runs are serialized.
+    engine: Mutex<SyncEngine>,
+    /// The thread running a sync now, so a listener on it that calls
+    /// `sync_now` queues a trigger instead of deadlocking.
+    running_on: Mutex<Option<ThreadId>>,
+    transport: Mutex<Option<Arc<dyn Transport>>>,
+    /// Events for the engine from other threads, handed over at the next
+    /// request boundary (or the next run).
+    inbox: Mutex<Vec<Event>>,
+    cancel: AtomicBool,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these cannot leave a half-done change:
+    // store changes are SQLite transactions, rolled back on drop, and the
+    // rest is plain values.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 impl Gridwork {
     pub fn open(config: GridworkConfig) -> Result<Gridwork> {
@@ -121,9 +109,7 @@ impl Gridwork {
         let opened = store::open(&config.data_dir, &text_account, &config.database_key, config.durability)?;
         let mut report = opened.report;
         let connection = opened.connection;
-        let offset: Option<String> = connection
-            .query_row("SELECT value FROM meta WHERE key = ?1", [CLOCK_OFFSET_KEY], |r| r.get(0))
-            .optional()?;
+        let offset = session::clock_offset(&connection)?;
         report.in_flight_recovered = outbox::recover_in_flight(&connection)?;
         let photos = PhotoStore::open(&opened.paths.photos)?;
         // No ingest can be running yet, so temp files are leftovers of a
@@ -132,16 +118,21 @@ impl Gridwork {
         Ok(Gridwork {
             connection: Mutex::new(connection),
             photos,
-            clock: CorrectedClock::new(clock, offset.and_then(|o| o.parse().ok()).unwrap_or(0)),
+            clock: CorrectedClock::new(clock, offset),
             account_id: text_account,
             paths: opened.paths,
             photo_limits: config.photo_limits,
             default_utc_offset_minutes: config.default_utc_offset_minutes,
             device_location: Mutex::new(None),
             report,
-            observers: Arc::default(),
-            next_observer: AtomicU64::new(1),
-            sync: Mutex::new(SyncState { engine: SyncEngine::new(rand::random()), transport: None }),
+            notifier: Arc::default(),
+            sync: SyncHandles {
+                engine: Mutex::new(SyncEngine::new(rand::random())),
+                running_on: Mutex::new(None),
+                transport: Mutex::new(None),
+                inbox: Mutex::new(Vec::new()),
+                cancel: AtomicBool::new(false),
+            },
         })
     }
 
@@ -160,9 +151,7 @@ impl Gridwork {
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a half-done change:
-        // every change is one SQLite transaction, rolled back on drop.
-        self.connection.lock().unwrap_or_else(|e| e.into_inner())
+        locked(&self.connection)
     }
 
     /// Run `f` in one IMMEDIATE transaction.
@@ -190,24 +179,18 @@ impl Gridwork {
     /// action ("where"). `None` when unknown.
     pub fn set_device_location(&self, location: Option<GeoPoint>) -> Result<()> {
         let location = location.map(validate_point).transpose()?;
-        *self.device_location.lock().unwrap_or_else(|e| e.into_inner()) = location;
+        *locked(&self.device_location) = location;
         Ok(())
     }
 
     fn device_location(&self) -> Option<GeoPoint> {
-        *self.device_location.lock().unwrap_or_else(|e| e.into_inner())
+        *locked(&self.device_location)
     }
 
     /// Offset to server time in milliseconds (server minus device), kept
     /// from sync replies and applied to every timestamp written after.
     pub fn set_server_time_offset_ms(&self, offset_ms: i64) -> Result<()> {
-        self.write(|tx, _, _| {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
-                rusqlite::params![CLOCK_OFFSET_KEY, offset_ms.to_string()],
-            )?;
-            Ok(())
-        })?;
+        self.write(|tx, _, _| session::save_clock_offset(tx, offset_ms))?;
         self.clock.set_offset_ms(offset_ms);
         Ok(())
     }
@@ -233,7 +216,11 @@ impl Gridwork {
             crate::text::validate("category", &c.name_zh, 100)?;
             crate::text::validate("category", &c.name_en, 100)?;
         }
-        self.write(|tx, _, _| category::replace_table(tx, version, &categories))
+        let replaced = self.write(|tx, _, _| category::replace_table(tx, version, &categories))?;
+        if replaced {
+            self.notifier.notify(Change::Categories);
+        }
+        Ok(replaced)
     }
 
     pub fn grids(&self) -> Result<Vec<Grid>> {
@@ -242,7 +229,9 @@ impl Gridwork {
 
     /// Import a GeoJSON FeatureCollection of grids (all or nothing).
     pub fn import_grids_geojson(&self, geojson: &str) -> Result<u32> {
-        self.write(|tx, _, _| grid::import_geojson(tx, geojson).map(|n| n as u32))
+        let imported = self.write(|tx, _, _| grid::import_geojson(tx, geojson).map(|n| n as u32))?;
+        self.notifier.notify(Change::Grids);
+        Ok(imported)
     }
 
     /// The grid containing a point, if any.
@@ -254,18 +243,26 @@ impl Gridwork {
 
     /// Create a draft; it is durable when this returns.
     pub fn create_draft(&self, fields: DraftFields) -> Result<Incident> {
-        self.write(|tx, now, at| {
+        let draft = self.write(|tx, now, at| {
             let id = capture::create_draft(tx, &fields, &self.account_id, now, at)?;
             capture::get(tx, id)
-        })
+        })?;
+        self.incident_changed(draft.id);
+        Ok(draft)
+    }
+
+    fn incident_changed(&self, id: Uuid) {
+        self.notifier.notify(Change::Incidents { ids: vec![id] });
     }
 
     /// Replace a draft's editable fields.
     pub fn update_draft(&self, incident_id: Uuid, fields: DraftFields) -> Result<Incident> {
-        self.write(|tx, now, at| {
+        let draft = self.write(|tx, now, at| {
             capture::update_draft(tx, incident_id, &fields, &self.account_id, now, at)?;
             capture::get(tx, incident_id)
-        })
+        })?;
+        self.incident_changed(incident_id);
+        Ok(draft)
     }
 
     /// Copy a photo into the store, process it and attach it to a draft.
@@ -283,11 +280,14 @@ impl Gridwork {
             }
         };
         drop(ingested);
+        self.incident_changed(incident_id);
         capture::photo(&self.lock(), photo_id, Some(&self.photos))
     }
 
     pub fn remove_photo(&self, incident_id: Uuid, photo_id: Uuid) -> Result<()> {
-        self.write(|tx, now, at| capture::remove_photo(tx, incident_id, photo_id, &self.account_id, now, at))
+        self.write(|tx, now, at| capture::remove_photo(tx, incident_id, photo_id, &self.account_id, now, at))?;
+        self.incident_changed(incident_id);
+        Ok(())
     }
 
     /// Submit a draft: status, audit and outbox operations in one commit.
@@ -296,13 +296,15 @@ impl Gridwork {
             capture::submit(tx, incident_id, &self.account_id, now, at)?;
             capture::get(tx, incident_id)
         })?;
-        self.notify(ChangeKind::Outbox);
-        self.notify(ChangeKind::Incidents);
+        self.notifier.notify(Change::Outbox);
+        self.incident_changed(incident_id);
         Ok(incident)
     }
 
     pub fn discard_draft(&self, incident_id: Uuid) -> Result<()> {
-        self.write(|tx, now, at| capture::discard(tx, incident_id, &self.account_id, now, at))
+        self.write(|tx, now, at| capture::discard(tx, incident_id, &self.account_id, now, at))?;
+        self.incident_changed(incident_id);
+        Ok(())
     }
 
     pub fn list_incidents(&self, filter: IncidentFilter) -> Result<Vec<Incident>> {
@@ -344,26 +346,14 @@ impl Gridwork {
     /// Be told when incidents, the outbox, categories, grids or the session
     /// change. The subscription lasts until the handle is dropped.
     pub fn subscribe(&self, observer: Arc<dyn ChangeObserver>) -> Subscription {
-        let id = self.next_observer.fetch_add(1, Ordering::Relaxed);
-        self.observers.lock().unwrap_or_else(|e| e.into_inner()).push((id, observer));
-        Subscription { id, observers: self.observers.clone() }
-    }
-
-    pub(crate) fn notify(&self, kind: ChangeKind) {
-        let observers: Vec<_> = self.observers.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(_, o)| o.clone()).collect();
-        for observer in observers {
-            observer.changed(kind);
-        }
-    }
-
-    pub(crate) fn photo_store(&self) -> &PhotoStore {
-        &self.photos
+        self.notifier.subscribe(observer)
     }
 
     // ---- sync ----
 
-    fn sync_state(&self) -> MutexGuard<'_, SyncState> {
-        self.sync.lock().unwrap_or_else(|e| e.into_inner())
+    /// Hand an event to the engine at the next request boundary.
+    fn tell_engine(&self, event: Event) {
+        locked(&self.sync.inbox).push(event);
     }
 
     /// Sign in to a server. Plain `http://` is accepted only to loopback
@@ -398,17 +388,16 @@ impl Gridwork {
         }
         let session = Session::from_tokens(server_url, tokens);
         session::save(&self.lock(), &session)?;
-        let mut state = self.sync_state();
-        state.transport = Some(transport);
-        state.engine.handle(crate::sync::engine::Event::TokenProvided, self.now().device_ms);
-        drop(state);
-        self.notify(ChangeKind::Session);
+        *locked(&self.sync.transport) = Some(transport);
+        self.tell_engine(Event::TokenProvided);
+        log::info!("session: signed in");
+        self.notifier.notify(Change::Session { signed_in: true, needs_login: false });
         Ok(session.user)
     }
 
     /// Use this transport for sync from now on (tests, simulation).
     pub fn set_transport(&self, transport: Arc<dyn Transport>) {
-        self.sync_state().transport = Some(transport);
+        *locked(&self.sync.transport) = Some(transport);
     }
 
     /// The signed-in user, if any.
@@ -416,47 +405,84 @@ impl Gridwork {
         Ok(session::load(&self.lock())?.map(|s| s.user))
     }
 
-    /// Forget the session on this device (unsent work stays queued).
+    /// Forget the session on this device (unsent work stays queued). A
+    /// running sync stops at its next request boundary.
     pub fn logout(&self) -> Result<()> {
         session::clear(&self.lock())?;
-        self.sync_state().transport = None;
-        self.notify(ChangeKind::Session);
+        *locked(&self.sync.transport) = None;
+        self.cancel_sync();
+        log::info!("session: signed out");
+        self.notifier.notify(Change::Session { signed_in: false, needs_login: false });
         Ok(())
     }
 
-    /// The shell reports connectivity; `metered` for mobile data.
+    /// The shell reports connectivity; `metered` for mobile data. Never
+    /// waits for a running sync: the engine hears it at the next request.
     pub fn set_network(&self, online: bool, metered: bool) {
-        let now = self.now().device_ms;
-        let mut state = self.sync_state();
-        state.engine.handle(crate::sync::engine::Event::NetworkChanged { online, metered }, now);
+        self.tell_engine(Event::NetworkChanged { online, metered });
         if online {
-            state.engine.handle(crate::sync::engine::Event::Wake(Trigger::NetworkUp), now);
+            self.tell_engine(Event::Wake(Trigger::NetworkUp));
         }
     }
 
     /// What may travel on metered links.
     pub fn set_metered_policy(&self, policy: MeteredPolicy) {
-        self.sync_state().engine.metered_policy = policy;
+        self.tell_engine(Event::PolicyChanged(policy));
+    }
+
+    /// Stop a running sync at its next request boundary: nothing is left
+    /// half-done, and the next `sync_now` picks up the rest. No effect when
+    /// no sync is running.
+    pub fn cancel_sync(&self) {
+        if locked(&self.sync.running_on).is_some() {
+            self.sync.cancel.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Run sync for at most `budget`: push, upload, pull. Returns what it
     /// did and when to run again. Safe to call from a background job; calls
-    /// are serialized.
+    /// are serialized. Called from an observer while this thread is already
+    /// syncing, it only adds its trigger to the running sync and returns an
+    /// empty report.
     pub fn sync_now(&self, trigger: Trigger, budget: Duration) -> Result<SyncReport> {
-        let mut state = self.sync_state();
-        if state.transport.is_none() {
-            let Some(session) = session::load(&self.lock())? else {
-                return Ok(SyncReport { needs_login: true, ..SyncReport::default() });
-            };
-            let device_id = session::device_id(&self.lock())?;
-            let insecure = self.lock().query_row("SELECT 1 FROM meta WHERE key = 'allow_insecure_http'", [], |_| Ok(())).optional()?.is_some();
-            state.transport = Some(Arc::new(HttpTransport::new(&session.server_url, &device_id, insecure)?));
+        let this_thread = std::thread::current().id();
+        if *locked(&self.sync.running_on) == Some(this_thread) {
+            self.tell_engine(Event::Wake(trigger));
+            return Ok(SyncReport::default());
         }
-        let now = self.now().device_ms;
-        state.engine.handle(crate::sync::engine::Event::Wake(trigger), now);
-        let transport = state.transport.clone().expect("set above");
-        let SyncState { engine, .. } = &mut *state;
-        runner::run(self, transport.as_ref(), engine, budget)
+        let mut engine = locked(&self.sync.engine);
+        let Some(transport) = self.transport()? else {
+            return Ok(SyncReport { needs_login: true, ..SyncReport::default() });
+        };
+        *locked(&self.sync.running_on) = Some(this_thread);
+        self.sync.cancel.store(false, Ordering::Relaxed);
+        let context = SyncContext {
+            writer: &self.connection,
+            photos: &self.photos,
+            photo_limits: self.photo_limits,
+            clock: &self.clock,
+            notifier: &self.notifier,
+            inbox: &self.sync.inbox,
+            cancel: &self.sync.cancel,
+        };
+        let report = runner::run(&context, transport.as_ref(), &mut engine, Event::Wake(trigger), budget);
+        *locked(&self.sync.running_on) = None;
+        report
+    }
+
+    /// The transport for the signed-in session, made from it when needed.
+    fn transport(&self) -> Result<Option<Arc<dyn Transport>>> {
+        if let Some(transport) = locked(&self.sync.transport).clone() {
+            return Ok(Some(transport));
+        }
+        let conn = self.lock();
+        let Some(session) = session::load(&conn)? else { return Ok(None) };
+        let device_id = session::device_id(&conn)?;
+        let insecure = session::get_meta(&conn, "allow_insecure_http")?.is_some();
+        drop(conn);
+        let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(&session.server_url, &device_id, insecure)?);
+        *locked(&self.sync.transport) = Some(transport.clone());
+        Ok(Some(transport))
     }
 
     // ---- outbox ----

@@ -11,6 +11,7 @@ pub mod error;
 pub mod facade;
 pub mod geo;
 pub mod model;
+pub mod observe;
 pub mod outbox;
 pub mod photo;
 pub mod store;
@@ -19,7 +20,8 @@ pub mod text;
 
 pub use capture::DraftFields;
 pub use error::{Error, Result};
-pub use facade::{ChangeKind, ChangeObserver, Gridwork, GridworkConfig, Subscription};
+pub use facade::{Gridwork, GridworkConfig};
+pub use observe::{Change, ChangeKind, ChangeObserver, Subscription};
 pub use sync::{MeteredPolicy, SyncReport, Trigger};
 pub use geo::GeoPoint;
 pub use model::{Category, Grid, Incident, IncidentDetail, IncidentFilter, IncidentStatus, Photo, SyncState};

@@ -1012,7 +1012,7 @@ impl Sim {
             assert_eq!(photo.sha256, sha256);
             let _ = std::fs::remove_file(&path);
             self.world.stats().photos += 1;
-            if bytes.len() > gridwork_core::sync::runner::FIRST_CHUNK_BYTES {
+            if bytes.len() > gridwork_core::sync::engine::FIRST_CHUNK_BYTES {
                 self.world.stats().large_photos += 1;
             }
             photos.push(SentPhoto { sha256: photo.sha256, bytes: bytes.len() });

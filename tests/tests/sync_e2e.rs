@@ -188,8 +188,8 @@ fn observers_hear_about_changes_until_they_unsubscribe() {
     use std::sync::{Arc, Mutex};
     struct Recorder(Mutex<Vec<gridwork_core::ChangeKind>>);
     impl gridwork_core::ChangeObserver for Recorder {
-        fn changed(&self, kind: gridwork_core::ChangeKind) {
-            self.0.lock().unwrap().push(kind);
+        fn changed(&self, change: &gridwork_core::Change) {
+            self.0.lock().unwrap().push(change.kind());
         }
     }
     let server_dir = tempfile::tempdir().unwrap();
@@ -303,4 +303,107 @@ fn a_retired_category_is_caught_at_submit_not_by_the_server() {
     assert_eq!(gw.get_incident(draft.id).unwrap().incident.status, IncidentStatus::Draft, "still editable");
     gw.update_draft(draft.id, DraftFields { category_code: Some("0602".into()), description: "x".into(), ..Default::default() }).unwrap();
     gw.submit(draft.id).unwrap();
+}
+
+/// Runs `f` on a thread and fails the test if it does not return in time
+/// (a deadlock would otherwise hang the suite).
+fn within<T: Send + 'static>(seconds: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(f()).ok());
+    rx.recv_timeout(Duration::from_secs(seconds)).expect("no answer in time: a deadlock?")
+}
+
+#[test]
+fn a_listener_may_call_back_into_the_store_while_a_sync_runs() {
+    use std::sync::{Arc, Mutex, Weak};
+    use gridwork_core::{Change, ChangeObserver, Gridwork};
+    struct CallsBack {
+        gw: Mutex<Weak<Gridwork>>,
+        seen: Mutex<Vec<String>>,
+    }
+    impl ChangeObserver for CallsBack {
+        fn changed(&self, change: &Change) {
+            let Some(gw) = self.gw.lock().unwrap().upgrade() else { return };
+            // Reads, network reports and a nested sync from inside a
+            // notification, on the syncing thread.
+            let summary = gw.outbox_summary().unwrap();
+            let listed = gw.list_incidents(IncidentFilter::default()).unwrap().len();
+            gw.set_network(true, false);
+            let nested = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(5)).unwrap();
+            assert_eq!(nested.pushed, 0, "a nested sync only adds its trigger");
+            self.seen.lock().unwrap().push(format!("{:?} pending={} listed={listed}", change.kind(), summary.pending));
+        }
+    }
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device_dir = tempfile::tempdir().unwrap();
+    let gw = Arc::new(open(device_dir.path(), "worker1"));
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    for n in 0..3 {
+        let draft = gw.create_draft(DraftFields { category_code: Some("0602".into()), description: format!("楼道 {n}"), ..Default::default() }).unwrap();
+        gw.submit(draft.id).unwrap();
+    }
+    let listener = Arc::new(CallsBack { gw: Mutex::new(Arc::downgrade(&gw)), seen: Mutex::new(Vec::new()) });
+    let _subscription = gw.subscribe(listener.clone());
+    let syncing = gw.clone();
+    let report = within(60, move || syncing.sync_now(Trigger::OperationQueued, Duration::from_secs(20)).unwrap());
+    assert_eq!(report.pushed, 3);
+    assert!(report.completed, "{report:?}");
+    let seen = listener.seen.lock().unwrap().clone();
+    assert!(seen.iter().any(|s| s.starts_with("Outbox pending=0")), "the listener read the outbox after the push committed: {seen:?}");
+    assert!(seen.iter().any(|s| s.starts_with("Incidents")), "{seen:?}");
+    // Logging out from a listener does not deadlock either.
+    struct LogsOut(Weak<Gridwork>);
+    impl ChangeObserver for LogsOut {
+        fn changed(&self, change: &Change) {
+            if let (Change::Outbox, Some(gw)) = (change, self.0.upgrade()) {
+                gw.logout().unwrap();
+            }
+        }
+    }
+    drop(_subscription);
+    let _logs_out = gw.subscribe(Arc::new(LogsOut(Arc::downgrade(&gw))));
+    let draft = gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "x".into(), ..Default::default() }).unwrap();
+    within(60, {
+        let gw = gw.clone();
+        move || gw.submit(draft.id).unwrap()
+    });
+    assert!(gw.session_user().unwrap().is_none());
+}
+
+#[test]
+fn a_cancelled_sync_stops_at_a_request_boundary_and_the_next_one_finishes() {
+    use std::sync::{Arc, Weak};
+    use gridwork_core::{Change, ChangeObserver, Gridwork};
+    // Cancels at the first acknowledged push, as a cancelled coroutine would.
+    struct Cancels(Weak<Gridwork>);
+    impl ChangeObserver for Cancels {
+        fn changed(&self, change: &Change) {
+            if let (Change::Outbox, Some(gw)) = (change, self.0.upgrade()) {
+                gw.cancel_sync();
+            }
+        }
+    }
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device_dir = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    let gw = Arc::new(open(device_dir.path(), "worker1"));
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    let ids: Vec<_> = (0..2).map(|n| capture(&gw, photos.path(), 70 + n, 1)).collect();
+    let subscription = gw.subscribe(Arc::new(Cancels(Arc::downgrade(&gw))));
+    let first = gw.sync_now(Trigger::OperationQueued, Duration::from_secs(30)).unwrap();
+    assert!(!first.completed, "stopped early: {first:?}");
+    assert_eq!(first.photos_uploaded, 0, "stopped before the uploads: {first:?}");
+    assert!(gw.outbox_items().unwrap().iter().all(|op| op.state != gridwork_core::OperationState::InFlight), "nothing left in flight");
+    drop(subscription);
+    let second = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(30)).unwrap();
+    assert!(second.completed, "{second:?}");
+    assert_eq!(gw.outbox_summary().unwrap().pending, 0);
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents"), 2);
+    for id in ids {
+        assert!(server.photos(&id.to_string()).iter().all(|(_, arrived)| *arrived));
+    }
 }

@@ -8,6 +8,8 @@
 //! holds back only later operations on its own entity; every other entity's
 //! work goes on.
 
+pub mod transfers;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 

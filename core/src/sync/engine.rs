@@ -1,10 +1,14 @@
-//! The sync engine as a sans-IO state machine.
+//! The sync engine: a sans-IO state machine that owns the sync policy.
 //!
-//! It is fed events (something was queued, the network came up, a request
-//! finished or failed, a timer fired, the app got a new token) and answers
-//! with the next thing to do. It never touches the network, the database or
-//! the clock itself, so tests drive it deterministically and a simulation
-//! can run thousands of devices from one seed.
+//! It is fed events (a trigger woke it, the network changed, a server reply
+//! or failure arrived, the store answered a question, the run was
+//! cancelled) and answers with concrete requests ([`Action`]): push up to N
+//! ready operations, announce this blob, send these bytes at this offset,
+//! pull from this cursor, refresh the token, record these verdicts. It
+//! never touches the network, the database or the clock itself, so its
+//! policy is unit-tested without I/O, a simulation runs many devices from
+//! one seed, and any driver (the blocking runner today, another transport
+//! tomorrow) performs the same decisions.
 //!
 //! A round is: push every ready operation (text first), upload the photos
 //! the network policy allows, pull until the server has no more. Failures
@@ -15,7 +19,43 @@
 //! | network | wait for the link (and probe again after a while) |
 //! | transient (429, 5xx) | back off exponentially with jitter, honour Retry-After |
 //! | auth | refresh the token once; if that fails, pause and ask the app |
-//! | rejected | not here: the operation is parked and the round goes on |
+//! | rejected | the operation is parked and the round goes on |
+//!
+//! The driver's contract: call [`SyncEngine::start_run`], feed the trigger,
+//! then loop on [`SyncEngine::poll`]. A request action (push, blob, pull,
+//! refresh, or a question to the store) is answered by exactly one event
+//! before the next poll; a [`Action::Record`] needs no answer; the run ends
+//! at [`Action::Finish`], and [`SyncEngine::finish_run`] gives its report.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use gridwork_protocol::api::{BlobStatus, OperationOutcome, PullResponse, PushResponse};
+use uuid::Uuid;
+
+use super::transport::TransportError;
+use crate::outbox::ParkReason;
+use crate::photo::{Rendition, THUMBNAIL_LONG_EDGE};
+
+pub const BASE_BACKOFF_MS: i64 = 1_000;
+pub const MAX_BACKOFF_MS: i64 = 5 * 60 * 1_000;
+pub const NETWORK_PROBE_MS: i64 = 60 * 1_000;
+/// A refresh that could not reach the server is tried again after this.
+pub const REFRESH_RETRY_MS: i64 = 5 * BASE_BACKOFF_MS;
+/// Operations per push request at most.
+pub const PUSH_BATCH: u32 = 100;
+/// Changes per pull page.
+pub const PULL_PAGE: u32 = 500;
+/// Uploads start with small chunks, so a weak 2G/3G link loses little when
+/// it drops, and double after every acknowledged chunk up to the server's
+/// limit, so a good link needs few requests.
+pub const FIRST_CHUNK_BYTES: usize = 256 * 1024;
+pub const MAX_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// A proxy that refuses bodies (413) halves chunks down to this.
+pub const MIN_CHUNK_BYTES: usize = 32 * 1024;
+/// Chunks that arrive damaged are resent this often before the upload
+/// counts as a transient failure (never a reason to park evidence).
+const MAX_DAMAGED_CHUNKS: u32 = 3;
 
 /// Why the engine was woken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +68,7 @@ pub enum Trigger {
 }
 
 /// One step of a round.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Step {
     Push,
     Upload,
@@ -45,32 +85,43 @@ pub enum FailureClass {
     Auth,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event {
-    Wake(Trigger),
-    NetworkChanged { online: bool, metered: bool },
-    /// The app (or a refresh) supplied a usable access token.
-    TokenProvided,
-    /// A step's request succeeded. `more`: the step has further work now.
-    Succeeded { step: Step, more: bool },
-    Failed { step: Step, class: FailureClass },
-    /// Refreshing the token failed with an auth error: a person must log in.
-    RefreshFailed,
+impl FailureClass {
+    /// The outbox's `last_error` for work retried after this failure.
+    fn name(self) -> &'static str {
+        match self {
+            FailureClass::Network => "network",
+            FailureClass::Transient { .. } => "transient",
+            FailureClass::Auth => "auth",
+        }
+    }
 }
 
-/// What the driver should do next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    Run(Step),
-    RefreshToken,
-    /// Tell the app a new login is needed; nothing is dropped meanwhile.
-    NeedToken,
-    /// Nothing to do before this time (or before an event).
-    SleepUntil(i64),
-    /// Waiting for the network; probe again at this time.
-    WaitForNetwork { probe_at_ms: i64 },
-    /// The round finished with nothing left to do.
-    Idle,
+/// How a failed request is treated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Retry the whole step later according to the class.
+    Retry(FailureClass),
+    /// The server refused this item for good.
+    Reject { code: String, message: String },
+}
+
+/// Map a failure to one of the four classes (network, transient, auth,
+/// rejected). Unknown server behaviour is treated as transient: retrying
+/// later never loses anything, parking might strand a report.
+pub fn classify(error: &TransportError) -> Disposition {
+    match error {
+        TransportError::Network(_) => Disposition::Retry(FailureClass::Network),
+        TransportError::Malformed(_) => Disposition::Retry(FailureClass::Transient { retry_after_ms: None }),
+        TransportError::Http { status, code, message, retry_after_ms } => match *status {
+            401 => Disposition::Retry(FailureClass::Auth),
+            408 | 409 | 413 | 425 | 429 | 500..=599 => Disposition::Retry(FailureClass::Transient { retry_after_ms: *retry_after_ms }),
+            // A 4xx without our error body came from something in between
+            // (a captive portal, a firewall, a proxy): not the server's word.
+            400..=499 if code.starts_with("http_") => Disposition::Retry(FailureClass::Transient { retry_after_ms: *retry_after_ms }),
+            400..=499 => Disposition::Reject { code: code.clone(), message: message.clone() },
+            _ => Disposition::Retry(FailureClass::Transient { retry_after_ms: *retry_after_ms }),
+        },
+    }
 }
 
 /// What may travel on a metered link. Originals that do not travel wait
@@ -90,6 +141,154 @@ pub enum MeteredPolicy {
     Everything,
 }
 
+/// A blob to upload: the original photo of an upload operation, or a
+/// smaller preview of it sent ahead on a metered link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobJob {
+    /// The upload operation this blob serves.
+    pub op_id: Uuid,
+    pub sha256: String,
+    pub size: u64,
+    pub path: PathBuf,
+    /// Set when this blob is a preview.
+    pub preview: Option<PreviewOf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreviewOf {
+    pub original_sha256: String,
+    pub long_edge: u32,
+}
+
+/// What becomes of one pushed operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The server applied it (now or before): it is done.
+    Acknowledge,
+    /// Refused for a reason retrying cannot fix: wait for the user.
+    Park(ParkReason),
+    /// Not done: send it again later; the text is the outbox's last error.
+    RetryLater(&'static str),
+}
+
+/// A write the driver performs in the store; no event answers it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// The fate of each operation of a request, in one transaction, then
+    /// any pulled state that waited for them.
+    Verdicts(Vec<(Uuid, Verdict)>),
+    /// An upload operation is on its way.
+    UploadStarted { op_id: Uuid },
+    /// The server acknowledged bytes up to `offset`.
+    UploadProgress { sha256: String, size: u64, offset: u64 },
+    /// The original arrived whole: the upload operation is done.
+    UploadDone { op_id: Uuid, sha256: String },
+    /// A preview of an original went ahead (`None`: none can or need be
+    /// sent at this edge; the original follows on an unmetered link).
+    PreviewSent { original_sha256: String, preview_sha256: Option<String>, long_edge: u32 },
+    /// Apply a pulled page and move the cursor, in one transaction.
+    ApplyPage(PullResponse),
+    /// The server's clock, read off a reply.
+    ServerTime(i64),
+}
+
+/// What the driver does next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Take up to `limit` ready operations (incident text, transitions) in
+    /// queue order, mark them in flight and push them in one request;
+    /// answer [`Event::Pushed`], or [`Event::NothingReady`] when none is.
+    Push { limit: u32 },
+    /// Find the next original photo to upload; answer
+    /// [`Event::UploadSelected`], [`Event::UploadUnreadable`] or
+    /// [`Event::NothingReady`].
+    NextUpload,
+    /// Find the next photo without a preview of at least this edge and make
+    /// one; answer [`Event::UploadSelected`], [`Event::PreviewUnavailable`]
+    /// or [`Event::NothingReady`].
+    NextPreview { long_edge: u32 },
+    /// Announce a blob (the server says where it stands); answer
+    /// [`Event::BlobReply`].
+    AnnounceBlob { sha256: String, size: u64, preview_of: Option<String> },
+    /// Ask where an upload stands; answer [`Event::BlobReply`].
+    BlobStatus { sha256: String },
+    /// Send `len` bytes of the file from `offset`; answer [`Event::BlobReply`],
+    /// or [`Event::UploadFileUnreadable`] when the file cannot be read.
+    SendChunk { sha256: String, path: PathBuf, offset: u64, len: usize },
+    /// Pull one page of changes; answer [`Event::Pulled`].
+    Pull { cursor: i64, limit: u32 },
+    /// Refresh the access token; answer [`Event::TokenProvided`] or
+    /// [`Event::RefreshFailed`].
+    RefreshToken,
+    /// Is any work ready now (photos included when allowed)? Answer
+    /// [`Event::Remaining`].
+    CheckRemaining { uploads_allowed: bool },
+    /// Write this to the store.
+    Record(Record),
+    /// Tell the app a person must log in again; nothing is dropped.
+    NeedLogin,
+    /// The run is over; [`SyncEngine::finish_run`] tells what it did.
+    Finish,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Wake(Trigger),
+    NetworkChanged { online: bool, metered: bool },
+    PolicyChanged(MeteredPolicy),
+    /// The app (or a refresh) supplied a usable access token.
+    TokenProvided,
+    RefreshFailed(TransportError),
+    /// The store has nothing ready for the step asked about.
+    NothingReady,
+    Pushed { ops: Vec<Uuid>, result: Result<PushResponse, TransportError> },
+    UploadSelected(BlobJob),
+    /// An upload operation whose payload this build cannot read.
+    UploadUnreadable { op_id: Uuid },
+    /// No preview can be made of this original at this edge.
+    PreviewUnavailable { original_sha256: String, long_edge: u32 },
+    BlobReply(Result<BlobStatus, TransportError>),
+    /// The photo file cannot be read on this device (the error's code).
+    UploadFileUnreadable { code: String },
+    Pulled(Result<PullResponse, TransportError>),
+    Remaining { ready: bool },
+    /// Stop at this request boundary: the run was cancelled or its time
+    /// budget is spent. A later run picks up where this one stopped.
+    Cancel,
+}
+
+/// Failures seen in a run, by class.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorCounts {
+    pub network: u32,
+    pub transient: u32,
+    pub auth: u32,
+    pub rejected: u32,
+}
+
+/// What one sync run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Operations the server acknowledged (applied or duplicate).
+    pub pushed: u32,
+    /// Operations the server refused, now parked.
+    pub parked: u32,
+    pub uploaded_bytes: u64,
+    pub photos_uploaded: u32,
+    /// Previews (thumbnails or renditions) sent ahead on a metered link.
+    pub previews_uploaded: u32,
+    /// Changes pulled and applied (or deferred).
+    pub pulled: u32,
+    pub errors: ErrorCounts,
+    /// When to run again (device time, Unix ms); `None` when the round
+    /// finished and only a new trigger needs another.
+    pub next_wake_ms: Option<i64>,
+    /// A person must log in again; nothing was dropped.
+    pub needs_login: bool,
+    /// The round finished: nothing left that can be done now.
+    pub completed: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Idle,
@@ -100,16 +299,59 @@ enum State {
     NeedsToken { resume: Step },
 }
 
-pub const BASE_BACKOFF_MS: i64 = 1_000;
-pub const MAX_BACKOFF_MS: i64 = 5 * 60 * 1_000;
-pub const NETWORK_PROBE_MS: i64 = 60 * 1_000;
+/// The request an upload waits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Awaiting {
+    Announce,
+    Status,
+    Chunk { offset: u64 },
+}
+
+/// One blob on its way.
+#[derive(Clone, Debug)]
+struct Upload {
+    job: BlobJob,
+    awaiting: Awaiting,
+    chunk_bytes: usize,
+    /// Lowered for good (this upload) when something on the way refuses
+    /// large bodies.
+    ceiling: usize,
+    restarted: bool,
+    damaged: u32,
+}
+
+/// State of one run (one `sync_now`).
+#[derive(Clone, Debug, Default)]
+struct Run {
+    report: SyncReport,
+    cursor: i64,
+    upload: Option<Upload>,
+    /// Progress (pushed + uploaded + parked) when the last round ended, so
+    /// a new round starts only when the last one moved something.
+    round_progress: u32,
+    finished: bool,
+}
+
+impl Run {
+    fn progress(&self) -> u32 {
+        self.report.pushed + self.report.photos_uploaded + self.report.parked
+    }
+
+    fn count(&mut self, class: FailureClass) {
+        match class {
+            FailureClass::Network => self.report.errors.network += 1,
+            FailureClass::Transient { .. } => self.report.errors.transient += 1,
+            FailureClass::Auth => self.report.errors.auth += 1,
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct SyncEngine {
     state: State,
     online: bool,
     metered: bool,
-    pub metered_policy: MeteredPolicy,
+    metered_policy: MeteredPolicy,
     /// Consecutive transient failures, for the backoff exponent.
     failures: u32,
     /// xorshift state for jitter; seeded so runs replay.
@@ -117,7 +359,10 @@ pub struct SyncEngine {
     /// Operations per push request: halved when a request is refused as a
     /// whole (to isolate the culprit, or fit a proxy's body limit), grown
     /// back on success.
-    pub push_batch: u32,
+    push_batch: u32,
+    run: Option<Run>,
+    /// Writes and notices queued by the last event, handed out first.
+    out: VecDeque<Action>,
 }
 
 impl SyncEngine {
@@ -129,12 +374,18 @@ impl SyncEngine {
             metered_policy: MeteredPolicy::default(),
             failures: 0,
             jitter_state: jitter_seed | 1,
-            push_batch: super::runner::PUSH_BATCH,
+            push_batch: PUSH_BATCH,
+            run: None,
+            out: VecDeque::new(),
         }
     }
 
     pub fn is_online(&self) -> bool {
         self.online
+    }
+
+    pub fn needs_token(&self) -> bool {
+        matches!(self.state, State::NeedsToken { .. })
     }
 
     /// Whether any photo bytes (originals or previews) may travel now.
@@ -150,14 +401,22 @@ impl SyncEngine {
     /// The long edge of the previews to send ahead now, if any.
     pub fn preview_edge(&self) -> Option<u32> {
         match (self.metered, self.metered_policy) {
-            (true, MeteredPolicy::Thumbnails) => Some(320),
-            (true, MeteredPolicy::Renditions) => Some(1280),
+            (true, MeteredPolicy::Thumbnails) => Some(THUMBNAIL_LONG_EDGE),
+            (true, MeteredPolicy::Renditions) => Rendition::LongEdge1280.long_edge(),
             _ => None,
         }
     }
 
-    pub fn needs_token(&self) -> bool {
-        matches!(self.state, State::NeedsToken { .. })
+    /// Begin a run; `cursor` is the store's pull cursor.
+    pub fn start_run(&mut self, cursor: i64) {
+        self.out.clear();
+        self.run = Some(Run { cursor, ..Run::default() });
+    }
+
+    /// End the run and tell what it did.
+    pub fn finish_run(&mut self) -> SyncReport {
+        self.out.clear();
+        self.run.take().map(|run| run.report).unwrap_or_default()
     }
 
     fn next_jitter(&mut self, bound: i64) -> i64 {
@@ -177,228 +436,430 @@ impl SyncEngine {
         BASE_BACKOFF_MS / 2 + self.next_jitter(ceiling)
     }
 
+    fn run(&mut self) -> &mut Run {
+        // Events outside a run (a login, a network change) touch no run
+        // state; this keeps the rare stray one harmless.
+        self.run.get_or_insert_with(Run::default)
+    }
+
+    fn record(&mut self, record: Record) {
+        self.out.push_back(Action::Record(record));
+    }
+
+    /// End the run, to be woken again at `wake_at` (if any).
+    fn finish(&mut self, wake_at: Option<i64>) {
+        let run = self.run();
+        run.report.next_wake_ms = wake_at;
+        run.finished = true;
+    }
+
     pub fn handle(&mut self, event: Event, now_ms: i64) {
-        self.state = match (self.state, event) {
-            (_, Event::NetworkChanged { online, metered }) => {
+        match event {
+            Event::NetworkChanged { online, metered } => {
                 self.online = online;
                 self.metered = metered;
-                match self.state {
+                self.state = match self.state {
                     State::WaitingForNetwork { resume } if online => State::Running(resume),
                     State::Running(step) if !online => State::WaitingForNetwork { resume: step },
                     other => other,
+                };
+            }
+            Event::PolicyChanged(policy) => self.metered_policy = policy,
+            Event::Wake(trigger) => self.wake(trigger),
+            Event::TokenProvided => {
+                if let State::Refreshing { resume } | State::NeedsToken { resume } = self.state {
+                    self.state = State::Running(resume);
                 }
             }
-            // Any trigger starts a round, or cuts a wait short, except a
-            // pause for a token: only a token ends that.
-            (State::NeedsToken { resume }, Event::Wake(_)) => State::NeedsToken { resume },
-            (State::Refreshing { resume }, Event::Wake(_)) => State::Refreshing { resume },
-            (State::Idle, Event::Wake(_)) => State::Running(Step::Push),
-            (State::BackingOff { resume, .. }, Event::Wake(Trigger::ManualRetry | Trigger::TimerFired | Trigger::NetworkUp)) => {
-                State::Running(resume)
-            }
-            (State::BackingOff { until_ms, resume }, Event::Wake(_)) => State::BackingOff { until_ms, resume },
-            (State::WaitingForNetwork { resume }, Event::Wake(_)) => State::Running(resume),
-            (State::Running(step), Event::Wake(Trigger::OperationQueued)) => State::Running(step.min_with(Step::Push)),
-            (running @ State::Running(_), Event::Wake(_)) => running,
-            (State::Refreshing { resume } | State::NeedsToken { resume }, Event::TokenProvided) => State::Running(resume),
-            (_, Event::TokenProvided) => self.state,
-            (State::Refreshing { resume }, Event::RefreshFailed) => State::NeedsToken { resume },
-            (state, Event::RefreshFailed) => state,
-            (State::Running(step), Event::Succeeded { step: done, more }) if step == done => {
-                self.failures = 0;
-                if more {
-                    State::Running(step)
-                } else {
-                    match step {
-                        Step::Push => State::Running(Step::Upload),
-                        Step::Upload => State::Running(Step::Pull),
-                        Step::Pull => State::Idle,
+            Event::RefreshFailed(error) => match classify(&error) {
+                Disposition::Retry(FailureClass::Auth) | Disposition::Reject { .. } => {
+                    self.run().report.errors.auth += 1;
+                    if let State::Refreshing { resume } = self.state {
+                        self.state = State::NeedsToken { resume };
                     }
                 }
-            }
-            (State::Running(step), Event::Failed { step: failed, class }) if step == failed => match class {
-                FailureClass::Network => State::WaitingForNetwork { resume: step },
-                FailureClass::Transient { retry_after_ms } => {
-                    self.failures += 1;
-                    let delay = self.backoff_ms().max(retry_after_ms.unwrap_or(0).min(MAX_BACKOFF_MS * 2));
-                    State::BackingOff { until_ms: now_ms + delay, resume: step }
+                // The refresh could not reach the server: try it again soon,
+                // the pause for a new login is only for a refused refresh.
+                Disposition::Retry(class) => {
+                    self.run().count(class);
+                    self.finish(Some(now_ms + REFRESH_RETRY_MS));
                 }
-                FailureClass::Auth => State::Refreshing { resume: step },
             },
-            // A result for a step that is no longer running (stale): ignore.
-            (state, Event::Succeeded { .. } | Event::Failed { .. }) => state,
+            Event::NothingReady => {
+                if let State::Running(step @ (Step::Push | Step::Upload)) = self.state {
+                    self.step_done(step, false);
+                }
+            }
+            Event::Pushed { ops, result } => self.pushed(ops, result, now_ms),
+            Event::UploadSelected(job) => {
+                if job.preview.is_none() {
+                    self.record(Record::UploadStarted { op_id: job.op_id });
+                }
+                self.run().upload = Some(Upload {
+                    job,
+                    awaiting: Awaiting::Announce,
+                    chunk_bytes: FIRST_CHUNK_BYTES,
+                    ceiling: MAX_CHUNK_BYTES,
+                    restarted: false,
+                    damaged: 0,
+                });
+            }
+            Event::UploadUnreadable { op_id } => {
+                let reason = ParkReason { code: "invalid_payload".into(), message: "unreadable upload".into() };
+                self.record(Record::Verdicts(vec![(op_id, Verdict::Park(reason))]));
+                self.step_done(Step::Upload, true);
+            }
+            Event::PreviewUnavailable { original_sha256, long_edge } => {
+                self.record(Record::PreviewSent { original_sha256, preview_sha256: None, long_edge });
+                self.step_done(Step::Upload, true);
+            }
+            Event::BlobReply(result) => self.blob_reply(result, now_ms),
+            Event::UploadFileUnreadable { code } => {
+                let Some(upload) = self.run().upload.take() else { return };
+                match upload.job.preview {
+                    None => {
+                        let reason = ParkReason { code, message: "the photo file cannot be read on this device".into() };
+                        self.record(Record::Verdicts(vec![(upload.job.op_id, Verdict::Park(reason))]));
+                        self.run().report.parked += 1;
+                    }
+                    // Not chosen again at this edge; the original follows.
+                    Some(preview) => self.record(Record::PreviewSent {
+                        original_sha256: preview.original_sha256,
+                        preview_sha256: None,
+                        long_edge: preview.long_edge,
+                    }),
+                }
+                self.step_done(Step::Upload, true);
+            }
+            Event::Pulled(result) => self.pulled(result, now_ms),
+            Event::Remaining { ready } => {
+                let run = self.run();
+                // Work that became ready during the round (an upload whose
+                // case was acknowledged late, an operation queued meanwhile)
+                // starts another round, as long as the last one moved
+                // something; otherwise the run ends.
+                if ready && run.progress() > run.round_progress {
+                    run.round_progress = run.progress();
+                    self.state = State::Running(Step::Push);
+                } else {
+                    run.report.completed = !ready;
+                    self.finish(ready.then_some(now_ms + BASE_BACKOFF_MS));
+                }
+            }
+            Event::Cancel => {
+                if let Some(upload) = self.run().upload.take()
+                    && upload.job.preview.is_none()
+                {
+                    self.record(Record::Verdicts(vec![(upload.job.op_id, Verdict::RetryLater("budget"))]));
+                }
+                self.finish(Some(now_ms));
+            }
+        }
+    }
+
+    fn wake(&mut self, trigger: Trigger) {
+        self.state = match (self.state, trigger) {
+            // Any trigger starts a round, or cuts a wait short, except a
+            // pause for a token: only a token ends that.
+            (state @ (State::NeedsToken { .. } | State::Refreshing { .. }), _) => state,
+            (State::Idle, _) => State::Running(Step::Push),
+            (State::BackingOff { resume, .. }, Trigger::ManualRetry | Trigger::TimerFired | Trigger::NetworkUp) => State::Running(resume),
+            (state @ State::BackingOff { .. }, _) => state,
+            (State::WaitingForNetwork { resume }, _) => State::Running(resume),
+            (State::Running(step), Trigger::OperationQueued) => State::Running(step.min(Step::Push)),
+            (running @ State::Running(_), _) => running,
         };
     }
 
-    /// The next action. Call after every event; `SleepUntil` and
-    /// `WaitForNetwork` end the driver's loop until the time or an event.
-    pub fn next_action(&mut self, now_ms: i64) -> Action {
+    /// A step's request succeeded; `more`: the step has further work now.
+    fn step_done(&mut self, step: Step, more: bool) {
+        if self.state != State::Running(step) {
+            return; // stale
+        }
+        self.failures = 0;
+        self.state = match (step, more) {
+            (_, true) => State::Running(step),
+            (Step::Push, false) => State::Running(Step::Upload),
+            (Step::Upload, false) => State::Running(Step::Pull),
+            (Step::Pull, false) => State::Idle,
+        };
+    }
+
+    fn step_failed(&mut self, step: Step, class: FailureClass, now_ms: i64) {
+        if self.state != State::Running(step) {
+            return; // stale
+        }
+        self.state = match class {
+            FailureClass::Network => State::WaitingForNetwork { resume: step },
+            FailureClass::Transient { retry_after_ms } => {
+                self.failures += 1;
+                let delay = self.backoff_ms().max(retry_after_ms.unwrap_or(0).min(MAX_BACKOFF_MS * 2));
+                State::BackingOff { until_ms: now_ms + delay, resume: step }
+            }
+            FailureClass::Auth => State::Refreshing { resume: step },
+        };
+    }
+
+    fn pushed(&mut self, ops: Vec<Uuid>, result: Result<PushResponse, TransportError>, now_ms: i64) {
+        if self.state != State::Running(Step::Push) {
+            return; // stale: the operations are recovered at the next run
+        }
+        match result {
+            Ok(response) => {
+                let verdicts: Vec<(Uuid, Verdict)> = ops.iter().map(|op| (*op, push_verdict(*op, &response))).collect();
+                let parked = verdicts.iter().filter(|(_, v)| matches!(v, Verdict::Park(_))).count() as u32;
+                let acked = verdicts.iter().filter(|(_, v)| *v == Verdict::Acknowledge).count() as u32;
+                self.record(Record::Verdicts(verdicts));
+                self.record(Record::ServerTime(response.server_time_ms));
+                let report = &mut self.run().report;
+                report.pushed += acked;
+                report.parked += parked;
+                report.errors.rejected += parked;
+                self.push_batch = (self.push_batch * 2).min(PUSH_BATCH);
+                self.step_done(Step::Push, true);
+            }
+            Err(error) => match classify(&error) {
+                Disposition::Retry(class) => {
+                    self.record(Record::Verdicts(ops.iter().map(|op| (*op, Verdict::RetryLater(class.name()))).collect()));
+                    self.run().count(class);
+                    self.step_failed(Step::Push, class, now_ms);
+                }
+                // The request as a whole was refused. Only a per-operation
+                // result may park an operation, so narrow it down: halve the
+                // batch until the refused operation travels alone, and park
+                // it only then.
+                Disposition::Reject { code, message } if ops.len() == 1 => {
+                    self.record(Record::Verdicts(vec![(ops[0], Verdict::Park(ParkReason { code, message }))]));
+                    let report = &mut self.run().report;
+                    report.parked += 1;
+                    report.errors.rejected += 1;
+                    self.push_batch = PUSH_BATCH;
+                    self.step_done(Step::Push, true);
+                }
+                Disposition::Reject { .. } => {
+                    self.push_batch = (ops.len() as u32 / 2).max(1);
+                    self.record(Record::Verdicts(ops.into_iter().map(|op| (op, Verdict::RetryLater("batch_refused"))).collect()));
+                    self.step_done(Step::Push, true);
+                }
+            },
+        }
+    }
+
+    fn blob_reply(&mut self, result: Result<BlobStatus, TransportError>, now_ms: i64) {
+        let Some(mut upload) = self.run().upload.take() else { return };
+        let status = match (upload.awaiting, result) {
+            (Awaiting::Chunk { offset }, Ok(status)) => {
+                upload.chunk_bytes = (upload.chunk_bytes * 2).min(upload.ceiling);
+                self.run().report.uploaded_bytes += status.offset.saturating_sub(offset);
+                self.record(Record::UploadProgress { sha256: upload.job.sha256.clone(), size: upload.job.size, offset: status.offset });
+                status
+            }
+            (_, Ok(status)) => status,
+            (Awaiting::Chunk { .. }, Err(error)) => match chunk_refused(&mut upload, error) {
+                None => {
+                    self.run().upload = Some(upload);
+                    return;
+                }
+                Some(error) => return self.upload_failed(upload.job, error, now_ms),
+            },
+            (_, Err(error)) => return self.upload_failed(upload.job, error, now_ms),
+        };
+        if status.complete {
+            let job = upload.job;
+            match job.preview {
+                None => {
+                    self.record(Record::UploadDone { op_id: job.op_id, sha256: job.sha256 });
+                    self.run().report.photos_uploaded += 1;
+                }
+                Some(preview) => {
+                    self.record(Record::PreviewSent {
+                        original_sha256: preview.original_sha256,
+                        preview_sha256: Some(job.sha256),
+                        long_edge: preview.long_edge,
+                    });
+                    self.run().report.previews_uploaded += 1;
+                }
+            }
+            self.step_done(Step::Upload, true);
+        } else if status.offset >= upload.job.size {
+            // The server holds every byte but has not finished verifying:
+            // ask again later (announcing it again completes it).
+            self.upload_failed(upload.job, TransportError::Malformed("upload awaits the server's verification".into()), now_ms);
+        } else {
+            upload.awaiting = Awaiting::Chunk { offset: status.offset };
+            self.run().upload = Some(upload);
+        }
+    }
+
+    fn upload_failed(&mut self, job: BlobJob, error: TransportError, now_ms: i64) {
+        match (classify(&error), job.preview) {
+            (Disposition::Retry(class), preview) => {
+                if preview.is_none() {
+                    self.record(Record::Verdicts(vec![(job.op_id, Verdict::RetryLater(class.name()))]));
+                }
+                self.run().count(class);
+                self.step_failed(Step::Upload, class, now_ms);
+            }
+            (Disposition::Reject { code, message }, None) => {
+                self.record(Record::Verdicts(vec![(job.op_id, Verdict::Park(ParkReason { code, message }))]));
+                let report = &mut self.run().report;
+                report.parked += 1;
+                report.errors.rejected += 1;
+                self.step_done(Step::Upload, true);
+            }
+            // A refused preview is not worth parking the evidence for: note
+            // it as sent, the original follows on Wi-Fi.
+            (Disposition::Reject { .. }, Some(preview)) => {
+                self.record(Record::PreviewSent { original_sha256: preview.original_sha256, preview_sha256: None, long_edge: preview.long_edge });
+                self.run().report.errors.rejected += 1;
+                self.step_done(Step::Upload, true);
+            }
+        }
+    }
+
+    fn pulled(&mut self, result: Result<PullResponse, TransportError>, now_ms: i64) {
+        if self.state != State::Running(Step::Pull) {
+            return; // stale: the cursor did not move, the page comes again
+        }
+        match result {
+            Ok(page) => {
+                let run = self.run();
+                run.report.pulled += page.changes.len() as u32;
+                run.cursor = page.next_cursor;
+                let (more, server_time) = (page.has_more, page.server_time_ms);
+                self.record(Record::ApplyPage(page));
+                self.record(Record::ServerTime(server_time));
+                self.step_done(Step::Pull, more);
+            }
+            Err(error) => match classify(&error) {
+                Disposition::Retry(class) => {
+                    self.run().count(class);
+                    self.step_failed(Step::Pull, class, now_ms);
+                }
+                // A refused pull has nothing to park; try again later.
+                Disposition::Reject { .. } => {
+                    self.run().report.errors.rejected += 1;
+                    self.step_failed(Step::Pull, FailureClass::Transient { retry_after_ms: None }, now_ms);
+                }
+            },
+        }
+    }
+
+    /// The next action. Call after every event.
+    pub fn poll(&mut self, now_ms: i64) -> Action {
+        if let Some(action) = self.out.pop_front() {
+            return action;
+        }
+        if self.run.as_ref().is_none_or(|run| run.finished) {
+            return Action::Finish;
+        }
         match self.state {
-            State::Idle => Action::Idle,
-            State::Running(_) if !self.online => {
-                let State::Running(step) = self.state else { unreachable!() };
+            State::Idle => Action::CheckRemaining { uploads_allowed: self.uploads_allowed() },
+            State::Running(step) if !self.online => {
                 self.state = State::WaitingForNetwork { resume: step };
-                Action::WaitForNetwork { probe_at_ms: now_ms + NETWORK_PROBE_MS }
+                self.poll(now_ms)
             }
-            State::Running(Step::Upload) if !self.uploads_allowed() => {
-                // Photos wait for Wi-Fi; the round goes on with the pull.
-                self.state = State::Running(Step::Pull);
-                Action::Run(Step::Pull)
-            }
-            State::Running(step) => Action::Run(step),
+            State::Running(Step::Push) => Action::Push { limit: self.push_batch },
+            State::Running(Step::Upload) => self.next_upload_action(now_ms),
+            State::Running(Step::Pull) => Action::Pull { cursor: self.run().cursor, limit: PULL_PAGE },
             State::BackingOff { until_ms, resume } => {
                 if now_ms >= until_ms {
                     self.state = State::Running(resume);
-                    self.next_action(now_ms)
+                    self.poll(now_ms)
                 } else {
-                    Action::SleepUntil(until_ms)
+                    self.finish(Some(until_ms));
+                    Action::Finish
                 }
             }
-            State::WaitingForNetwork { .. } => Action::WaitForNetwork { probe_at_ms: now_ms + NETWORK_PROBE_MS },
+            State::WaitingForNetwork { .. } => {
+                self.finish(Some(now_ms + NETWORK_PROBE_MS));
+                Action::Finish
+            }
             State::Refreshing { .. } => Action::RefreshToken,
-            State::NeedsToken { .. } => Action::NeedToken,
+            State::NeedsToken { .. } => {
+                self.run().report.needs_login = true;
+                self.finish(None);
+                Action::NeedLogin
+            }
+        }
+    }
+
+    fn next_upload_action(&mut self, now_ms: i64) -> Action {
+        if !self.uploads_allowed() {
+            // Photos wait for Wi-Fi; the round goes on with the pull.
+            self.state = State::Running(Step::Pull);
+            return Action::Pull { cursor: self.run().cursor, limit: PULL_PAGE };
+        }
+        let originals = self.originals_allowed();
+        let preview_edge = self.preview_edge();
+        let Some(upload) = &self.run().upload else {
+            return match (originals, preview_edge) {
+                (true, _) => Action::NextUpload,
+                (false, Some(long_edge)) => Action::NextPreview { long_edge },
+                (false, None) => {
+                    self.step_done(Step::Upload, false);
+                    self.poll(now_ms)
+                }
+            };
+        };
+        let job = &upload.job;
+        match upload.awaiting {
+            Awaiting::Announce => Action::AnnounceBlob {
+                sha256: job.sha256.clone(),
+                size: job.size,
+                preview_of: job.preview.as_ref().map(|p| p.original_sha256.clone()).filter(|original| *original != job.sha256),
+            },
+            Awaiting::Status => Action::BlobStatus { sha256: job.sha256.clone() },
+            Awaiting::Chunk { offset } => Action::SendChunk {
+                sha256: job.sha256.clone(),
+                path: job.path.clone(),
+                offset,
+                len: (job.size - offset).min(upload.chunk_bytes as u64) as usize,
+            },
         }
     }
 }
 
-impl Step {
-    /// The earlier of two steps in a round.
-    fn min_with(self, other: Step) -> Step {
-        let rank = |s: Step| match s {
-            Step::Push => 0,
-            Step::Upload => 1,
-            Step::Pull => 2,
-        };
-        if rank(other) < rank(self) { other } else { self }
+/// What to do about a refused chunk: send again (the upload was adjusted),
+/// or fail the upload with this error.
+fn chunk_refused(upload: &mut Upload, error: TransportError) -> Option<TransportError> {
+    let TransportError::Http { status, code, .. } = &error else { return Some(error) };
+    match (*status, code.as_str()) {
+        // Someone (an earlier, killed attempt) moved the offset: ask.
+        (_, "offset_mismatch") => upload.awaiting = Awaiting::Status,
+        // Something on the way (a proxy) takes smaller bodies only.
+        (413, _) if upload.chunk_bytes > MIN_CHUNK_BYTES => {
+            upload.chunk_bytes = (upload.chunk_bytes / 2).max(MIN_CHUNK_BYTES);
+            upload.ceiling = upload.chunk_bytes;
+        }
+        // The chunk was damaged on the way: send it again (a few times;
+        // after that it is a transient failure, never a reason to park).
+        (_, "chunk_checksum_mismatch") if upload.damaged < MAX_DAMAGED_CHUNKS => upload.damaged += 1,
+        (_, "chunk_checksum_mismatch") => return Some(TransportError::Malformed("chunks keep arriving damaged".into())),
+        // The bytes on the server did not hash right: start over once.
+        (_, "blob_hash_mismatch") if !upload.restarted => {
+            upload.restarted = true;
+            upload.awaiting = Awaiting::Status;
+        }
+        _ => return Some(error),
+    }
+    None
+}
+
+/// A pushed operation's fate from the server's per-operation result. A
+/// duplicate carries the first outcome: a replayed rejection is still a
+/// rejection. An operation the reply does not mention is sent again.
+fn push_verdict(op_id: Uuid, response: &PushResponse) -> Verdict {
+    let outcome = response.results.iter().find(|r| r.op_id == op_id).map(|r| match &r.outcome {
+        OperationOutcome::Duplicate { first } => first.as_ref(),
+        other => other,
+    });
+    match outcome {
+        Some(OperationOutcome::Applied { .. } | OperationOutcome::Duplicate { .. }) => Verdict::Acknowledge,
+        Some(OperationOutcome::Rejected { code, message }) => Verdict::Park(ParkReason { code: code.clone(), message: message.clone() }),
+        None => Verdict::RetryLater("unanswered"),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(engine: &mut SyncEngine, now: i64) -> Action {
-        engine.next_action(now)
-    }
-
-    #[test]
-    fn a_round_is_push_upload_pull_then_idle() {
-        let mut e = SyncEngine::new(7);
-        assert_eq!(run(&mut e, 0), Action::Idle);
-        e.handle(Event::Wake(Trigger::OperationQueued), 0);
-        assert_eq!(run(&mut e, 0), Action::Run(Step::Push));
-        e.handle(Event::Succeeded { step: Step::Push, more: true }, 0);
-        assert_eq!(run(&mut e, 0), Action::Run(Step::Push), "more ready operations");
-        e.handle(Event::Succeeded { step: Step::Push, more: false }, 0);
-        assert_eq!(run(&mut e, 0), Action::Run(Step::Upload));
-        e.handle(Event::Succeeded { step: Step::Upload, more: false }, 0);
-        assert_eq!(run(&mut e, 0), Action::Run(Step::Pull));
-        e.handle(Event::Succeeded { step: Step::Pull, more: false }, 0);
-        assert_eq!(run(&mut e, 0), Action::Idle);
-    }
-
-    #[test]
-    fn transient_failures_back_off_with_growing_jittered_delays_and_honour_retry_after() {
-        let mut e = SyncEngine::new(42);
-        e.handle(Event::Wake(Trigger::ManualRetry), 0);
-        let mut delays = Vec::new();
-        for _ in 0..8 {
-            assert_eq!(run(&mut e, 0), Action::Run(Step::Push));
-            e.handle(Event::Failed { step: Step::Push, class: FailureClass::Transient { retry_after_ms: None } }, 0);
-            let Action::SleepUntil(until) = run(&mut e, 0) else { panic!("expected a backoff") };
-            delays.push(until);
-            e.handle(Event::Wake(Trigger::TimerFired), until);
-        }
-        assert!(delays.iter().all(|d| *d >= BASE_BACKOFF_MS / 2 && *d <= MAX_BACKOFF_MS + BASE_BACKOFF_MS));
-        assert!(delays[6] + delays[7] > delays[0] + delays[1], "grows: {delays:?}");
-        // Retry-After wins when longer.
-        e.handle(Event::Failed { step: Step::Push, class: FailureClass::Transient { retry_after_ms: Some(3_600_000) } }, 10);
-        assert_eq!(run(&mut e, 10), Action::SleepUntil(10 + MAX_BACKOFF_MS * 2));
-        // A queued operation does not cut a backoff short; a manual retry does.
-        e.handle(Event::Wake(Trigger::OperationQueued), 20);
-        assert!(matches!(run(&mut e, 20), Action::SleepUntil(_)));
-        e.handle(Event::Wake(Trigger::ManualRetry), 20);
-        assert_eq!(run(&mut e, 20), Action::Run(Step::Push));
-        // Success resets the exponent.
-        e.handle(Event::Succeeded { step: Step::Push, more: false }, 20);
-        assert_eq!(e.failures, 0);
-    }
-
-    #[test]
-    fn same_seed_same_delays() {
-        let delays = |seed| {
-            let mut e = SyncEngine::new(seed);
-            (0..5)
-                .map(|_| {
-                    e.handle(Event::Wake(Trigger::ManualRetry), 0);
-                    e.handle(Event::Failed { step: Step::Push, class: FailureClass::Transient { retry_after_ms: None } }, 0);
-                    e.next_action(0)
-                })
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(delays(9), delays(9));
-        assert_ne!(delays(9), delays(10));
-    }
-
-    #[test]
-    fn network_loss_waits_for_the_link_and_resumes_the_same_step() {
-        let mut e = SyncEngine::new(1);
-        e.handle(Event::Wake(Trigger::AppForegrounded), 0);
-        e.handle(Event::Succeeded { step: Step::Push, more: false }, 0);
-        e.handle(Event::Failed { step: Step::Upload, class: FailureClass::Network }, 5);
-        assert_eq!(run(&mut e, 5), Action::WaitForNetwork { probe_at_ms: 5 + NETWORK_PROBE_MS });
-        e.handle(Event::NetworkChanged { online: false, metered: false }, 6);
-        assert!(matches!(run(&mut e, 6), Action::WaitForNetwork { .. }));
-        e.handle(Event::NetworkChanged { online: true, metered: false }, 7);
-        assert_eq!(run(&mut e, 7), Action::Run(Step::Upload));
-        // Offline before a round even starts: wait instead of failing.
-        e.handle(Event::NetworkChanged { online: false, metered: false }, 8);
-        assert!(matches!(run(&mut e, 8), Action::WaitForNetwork { .. }));
-    }
-
-    #[test]
-    fn auth_failure_refreshes_then_pauses_for_a_token_and_resumes() {
-        let mut e = SyncEngine::new(3);
-        e.handle(Event::Wake(Trigger::ManualRetry), 0);
-        e.handle(Event::Failed { step: Step::Push, class: FailureClass::Auth }, 0);
-        assert_eq!(run(&mut e, 0), Action::RefreshToken);
-        e.handle(Event::TokenProvided, 0);
-        assert_eq!(run(&mut e, 0), Action::Run(Step::Push), "refreshed: carry on");
-        e.handle(Event::Failed { step: Step::Push, class: FailureClass::Auth }, 1);
-        e.handle(Event::RefreshFailed, 1);
-        assert_eq!(run(&mut e, 1), Action::NeedToken);
-        assert!(e.needs_token());
-        // Triggers do not bypass the pause.
-        e.handle(Event::Wake(Trigger::ManualRetry), 2);
-        assert_eq!(run(&mut e, 2), Action::NeedToken);
-        e.handle(Event::TokenProvided, 3);
-        assert_eq!(run(&mut e, 3), Action::Run(Step::Push));
-    }
-
-    #[test]
-    fn metered_text_only_skips_uploads_but_still_pulls() {
-        let mut e = SyncEngine::new(5);
-        e.metered_policy = MeteredPolicy::TextOnly;
-        e.handle(Event::NetworkChanged { online: true, metered: true }, 0);
-        e.handle(Event::Wake(Trigger::NetworkUp), 0);
-        e.handle(Event::Succeeded { step: Step::Push, more: false }, 0);
-        assert_eq!(run(&mut e, 0), Action::Run(Step::Pull));
-        e.handle(Event::NetworkChanged { online: true, metered: false }, 1);
-        assert!(e.uploads_allowed() && e.originals_allowed());
-        assert_eq!(e.preview_edge(), None);
-        e.metered_policy = MeteredPolicy::Thumbnails;
-        e.handle(Event::NetworkChanged { online: true, metered: true }, 2);
-        assert!(e.uploads_allowed() && !e.originals_allowed());
-        assert_eq!(e.preview_edge(), Some(320));
-        e.metered_policy = MeteredPolicy::Renditions;
-        assert_eq!(e.preview_edge(), Some(1280));
-    }
-
-    #[test]
-    fn stale_results_are_ignored() {
-        let mut e = SyncEngine::new(5);
-        e.handle(Event::Wake(Trigger::ManualRetry), 0);
-        e.handle(Event::Succeeded { step: Step::Pull, more: false }, 0);
-        assert_eq!(run(&mut e, 0), Action::Run(Step::Push));
-    }
-}
+mod tests;

@@ -1,9 +1,11 @@
 //! Sync: drain the outbox, upload photos resumably, pull changes.
 //!
-//! - [`engine`]: the sans-IO state machine that decides what to do next.
-//! - [`transport`]: the trait the runner talks through, and error classes.
+//! - [`engine`]: the sans-IO state machine that owns the sync policy: it
+//!   takes events and answers with the next request.
+//! - [`transport`]: the trait the runner talks through.
 //! - [`http`]: the real transport (reqwest, rustls).
-//! - [`runner`]: executes the engine's actions against the store.
+//! - [`runner`]: a plain loop performing the engine's requests against the
+//!   store and the transport.
 //! - [`apply`]: applies pulled changes, deferring over unacknowledged work.
 //! - [`session`]: tokens, device id and pull cursor, in the encrypted store.
 
@@ -14,6 +16,5 @@ pub mod runner;
 pub mod session;
 pub mod transport;
 
-pub use engine::{MeteredPolicy, SyncEngine, Trigger};
-pub use runner::{ErrorCounts, SyncReport};
+pub use engine::{ErrorCounts, MeteredPolicy, SyncEngine, SyncReport, Trigger};
 pub use transport::{Transport, TransportError};

@@ -30,7 +30,7 @@ impl Session {
     }
 }
 
-fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>> {
+pub(crate) fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>> {
     Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
 }
 
@@ -73,4 +73,16 @@ pub fn set_pull_cursor(conn: &Connection, cursor: i64) -> Result<()> {
 /// The user (id @ server) this store belongs to, fixed at the first login.
 pub fn owner(conn: &Connection) -> Result<Option<String>> {
     get_meta(conn, "owner")
+}
+
+const CLOCK_OFFSET_KEY: &str = "server_clock_offset_ms";
+
+/// The offset to server time (server minus device, ms) learned from sync
+/// replies; 0 until the first reply.
+pub fn clock_offset(conn: &Connection) -> Result<i64> {
+    Ok(get_meta(conn, CLOCK_OFFSET_KEY)?.and_then(|o| o.parse().ok()).unwrap_or(0))
+}
+
+pub fn save_clock_offset(conn: &Connection, offset_ms: i64) -> Result<()> {
+    set_meta(conn, CLOCK_OFFSET_KEY, &offset_ms.to_string())
 }

@@ -1,0 +1,559 @@
+//! The sync policy, tested on the engine alone: no store, no network, no
+//! clock. Each test plays the driver: it polls, answers requests with
+//! events, and checks the requests and records that come out.
+
+use super::*;
+use gridwork_protocol::api::OperationResult;
+
+fn ids(n: usize) -> Vec<Uuid> {
+    (0..n).map(|_| Uuid::now_v7()).collect()
+}
+
+fn applied(ops: &[Uuid]) -> PushResponse {
+    PushResponse {
+        results: ops.iter().map(|op| OperationResult { op_id: *op, outcome: OperationOutcome::Applied { entity_version: 1 } }).collect(),
+        server_time_ms: 0,
+    }
+}
+
+fn http(status: u16, code: &str) -> TransportError {
+    TransportError::Http { status, code: code.into(), message: "m".into(), retry_after_ms: None }
+}
+
+fn page(changes: usize, has_more: bool, next_cursor: i64) -> PullResponse {
+    PullResponse { changes: Vec::with_capacity(changes), next_cursor, has_more, server_time_ms: 0 }
+}
+
+fn blob(sha256: &str, size: u64, offset: u64, complete: bool) -> BlobStatus {
+    BlobStatus { sha256: sha256.into(), size, offset, complete }
+}
+
+/// A running engine with a run started and a trigger fed.
+fn started(seed: u64, trigger: Trigger) -> SyncEngine {
+    let mut e = SyncEngine::new(seed);
+    e.start_run(0);
+    e.handle(Event::Wake(trigger), 0);
+    e
+}
+
+/// Poll past the records (returning them) to the next request or Finish.
+fn next(e: &mut SyncEngine, now: i64) -> (Vec<Record>, Action) {
+    let mut records = Vec::new();
+    loop {
+        match e.poll(now) {
+            Action::Record(r) => records.push(r),
+            other => return (records, other),
+        }
+    }
+}
+
+fn request(e: &mut SyncEngine, now: i64) -> Action {
+    next(e, now).1
+}
+
+/// Answer push, upload and pull with "nothing (more)" until the round ends.
+fn finish_round(e: &mut SyncEngine, now: i64) -> Action {
+    loop {
+        match request(e, now) {
+            Action::Push { .. } | Action::NextUpload | Action::NextPreview { .. } => e.handle(Event::NothingReady, now),
+            Action::Pull { .. } => e.handle(Event::Pulled(Ok(page(0, false, 0))), now),
+            Action::CheckRemaining { .. } => e.handle(Event::Remaining { ready: false }, now),
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn a_round_is_push_upload_pull_then_idle() {
+    let mut e = SyncEngine::new(7);
+    e.start_run(40);
+    assert_eq!(e.poll(0), Action::CheckRemaining { uploads_allowed: true }, "idle: only asks whether work is ready");
+    e.handle(Event::Remaining { ready: false }, 0);
+    assert_eq!(e.poll(0), Action::Finish);
+    assert!(e.finish_run().completed);
+
+    let mut e = SyncEngine::new(7);
+    e.start_run(40);
+    e.handle(Event::Wake(Trigger::OperationQueued), 0);
+    assert_eq!(request(&mut e, 0), Action::Push { limit: PUSH_BATCH });
+    let ops = ids(3);
+    e.handle(Event::Pushed { ops: ops.clone(), result: Ok(applied(&ops)) }, 0);
+    let (records, action) = next(&mut e, 0);
+    assert_eq!(records[0], Record::Verdicts(ops.iter().map(|op| (*op, Verdict::Acknowledge)).collect()));
+    assert_eq!(records[1], Record::ServerTime(0));
+    assert_eq!(action, Action::Push { limit: PUSH_BATCH }, "more ready operations");
+    e.handle(Event::NothingReady, 0);
+    assert_eq!(request(&mut e, 0), Action::NextUpload);
+    e.handle(Event::NothingReady, 0);
+    assert_eq!(request(&mut e, 0), Action::Pull { cursor: 40, limit: PULL_PAGE });
+    e.handle(Event::Pulled(Ok(page(0, true, 90))), 0);
+    let (records, action) = next(&mut e, 0);
+    assert!(matches!(records[0], Record::ApplyPage(_)));
+    assert_eq!(action, Action::Pull { cursor: 90, limit: PULL_PAGE }, "the next page from the new cursor");
+    e.handle(Event::Pulled(Ok(page(0, false, 95))), 0);
+    assert_eq!(request(&mut e, 0), Action::CheckRemaining { uploads_allowed: true });
+    e.handle(Event::Remaining { ready: false }, 0);
+    assert_eq!(request(&mut e, 0), Action::Finish);
+    let report = e.finish_run();
+    assert_eq!((report.pushed, report.completed, report.next_wake_ms), (3, true, None));
+}
+
+#[test]
+fn transient_failures_back_off_with_growing_jittered_delays_and_honour_retry_after() {
+    let mut e = SyncEngine::new(42);
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        e.start_run(0);
+        e.handle(Event::Wake(Trigger::TimerFired), 0);
+        e.handle(Event::Wake(Trigger::ManualRetry), 0);
+        assert_eq!(request(&mut e, 0), Action::Push { limit: PUSH_BATCH });
+        let ops = ids(1);
+        e.handle(Event::Pushed { ops: ops.clone(), result: Err(http(503, "unavailable")) }, 0);
+        let (records, action) = next(&mut e, 0);
+        assert_eq!(records, vec![Record::Verdicts(vec![(ops[0], Verdict::RetryLater("transient"))])]);
+        assert_eq!(action, Action::Finish);
+        let report = e.finish_run();
+        assert_eq!(report.errors.transient, 1);
+        delays.push(report.next_wake_ms.expect("a backoff"));
+    }
+    assert!(delays.iter().all(|d| *d >= BASE_BACKOFF_MS / 2 && *d <= MAX_BACKOFF_MS + BASE_BACKOFF_MS));
+    assert!(delays[6] + delays[7] > delays[0] + delays[1], "grows: {delays:?}");
+    // Retry-After wins when longer.
+    e.start_run(0);
+    e.handle(Event::Wake(Trigger::ManualRetry), 10);
+    let ops = ids(1);
+    assert_eq!(request(&mut e, 10), Action::Push { limit: PUSH_BATCH });
+    let long = TransportError::Http { status: 429, code: "slow_down".into(), message: "m".into(), retry_after_ms: Some(3_600_000) };
+    e.handle(Event::Pushed { ops, result: Err(long) }, 10);
+    assert_eq!(request(&mut e, 10), Action::Finish);
+    assert_eq!(e.finish_run().next_wake_ms, Some(10 + MAX_BACKOFF_MS * 2));
+    // A queued operation does not cut a backoff short; a manual retry does.
+    e.start_run(0);
+    e.handle(Event::Wake(Trigger::OperationQueued), 20);
+    assert_eq!(request(&mut e, 20), Action::Finish);
+    e.finish_run();
+    e.start_run(0);
+    e.handle(Event::Wake(Trigger::ManualRetry), 20);
+    assert_eq!(request(&mut e, 20), Action::Push { limit: PUSH_BATCH });
+    // Success resets the exponent.
+    e.handle(Event::NothingReady, 20);
+    assert_eq!(e.failures, 0);
+}
+
+#[test]
+fn same_seed_same_delays() {
+    let delays = |seed| {
+        let mut e = SyncEngine::new(seed);
+        (0..5)
+            .map(|_| {
+                e.start_run(0);
+                e.handle(Event::Wake(Trigger::ManualRetry), 0);
+                request(&mut e, 0);
+                e.handle(Event::Pushed { ops: ids(1), result: Err(http(500, "boom")) }, 0);
+                request(&mut e, 0);
+                e.finish_run().next_wake_ms
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(delays(9), delays(9));
+    assert_ne!(delays(9), delays(10));
+}
+
+#[test]
+fn network_loss_waits_for_the_link_and_resumes_the_same_step() {
+    let mut e = started(1, Trigger::AppForegrounded);
+    assert_eq!(request(&mut e, 0), Action::Push { limit: PUSH_BATCH });
+    e.handle(Event::NothingReady, 0);
+    assert_eq!(request(&mut e, 0), Action::NextUpload);
+    e.handle(Event::UploadSelected(job("aa", 10, None)), 0);
+    assert_eq!(request(&mut e, 0), Action::AnnounceBlob { sha256: "aa".into(), size: 10, preview_of: None });
+    e.handle(Event::BlobReply(Err(TransportError::Network("reset".into()))), 5);
+    let (records, action) = next(&mut e, 5);
+    assert!(records.contains(&Record::Verdicts(vec![(job("aa", 10, None).op_id, Verdict::RetryLater("network"))])));
+    assert_eq!(action, Action::Finish);
+    let report = e.finish_run();
+    assert_eq!((report.next_wake_ms, report.errors.network), (Some(5 + NETWORK_PROBE_MS), 1));
+    // Still offline at the next run: wait again.
+    e.start_run(0);
+    e.handle(Event::NetworkChanged { online: false, metered: false }, 6);
+    e.handle(Event::Wake(Trigger::TimerFired), 6);
+    assert_eq!(request(&mut e, 6), Action::Finish);
+    assert_eq!(e.finish_run().next_wake_ms, Some(6 + NETWORK_PROBE_MS));
+    // The link returns: the same step resumes.
+    e.start_run(0);
+    e.handle(Event::NetworkChanged { online: true, metered: false }, 7);
+    assert_eq!(request(&mut e, 7), Action::NextUpload);
+    e.finish_run();
+    // Offline before a round even starts: wait instead of failing.
+    let mut e = SyncEngine::new(1);
+    e.start_run(0);
+    e.handle(Event::NetworkChanged { online: false, metered: false }, 8);
+    e.handle(Event::Wake(Trigger::OperationQueued), 8);
+    assert_eq!(request(&mut e, 8), Action::Finish);
+    assert_eq!(e.finish_run().next_wake_ms, Some(8 + NETWORK_PROBE_MS));
+}
+
+#[test]
+fn auth_failure_refreshes_then_pauses_for_a_token_and_resumes() {
+    let mut e = started(3, Trigger::ManualRetry);
+    request(&mut e, 0);
+    e.handle(Event::Pushed { ops: ids(1), result: Err(http(401, "auth_expired")) }, 0);
+    assert_eq!(request(&mut e, 0), Action::RefreshToken);
+    e.handle(Event::TokenProvided, 0);
+    assert_eq!(request(&mut e, 0), Action::Push { limit: PUSH_BATCH }, "refreshed: carry on");
+    e.handle(Event::Pushed { ops: ids(1), result: Err(http(401, "auth_expired")) }, 1);
+    assert_eq!(request(&mut e, 1), Action::RefreshToken);
+    e.handle(Event::RefreshFailed(http(401, "auth_revoked")), 1);
+    assert_eq!(request(&mut e, 1), Action::NeedLogin);
+    assert_eq!(request(&mut e, 1), Action::Finish);
+    assert!(e.needs_token());
+    let report = e.finish_run();
+    assert!(report.needs_login);
+    // Triggers do not bypass the pause.
+    e.start_run(0);
+    e.handle(Event::Wake(Trigger::ManualRetry), 2);
+    assert_eq!(request(&mut e, 2), Action::NeedLogin);
+    e.finish_run();
+    e.start_run(0);
+    e.handle(Event::TokenProvided, 3);
+    assert_eq!(request(&mut e, 3), Action::Push { limit: PUSH_BATCH });
+}
+
+#[test]
+fn a_refresh_that_cannot_reach_the_server_is_tried_again_soon() {
+    let mut e = started(3, Trigger::ManualRetry);
+    request(&mut e, 0);
+    e.handle(Event::Pushed { ops: ids(1), result: Err(http(401, "auth_expired")) }, 0);
+    assert_eq!(request(&mut e, 0), Action::RefreshToken);
+    e.handle(Event::RefreshFailed(TransportError::Network("down".into())), 100);
+    assert_eq!(request(&mut e, 100), Action::Finish);
+    let report = e.finish_run();
+    assert_eq!((report.next_wake_ms, report.needs_login, report.errors.network), (Some(100 + REFRESH_RETRY_MS), false, 1));
+    e.start_run(0);
+    e.handle(Event::Wake(Trigger::TimerFired), 200);
+    assert_eq!(request(&mut e, 200), Action::RefreshToken, "still owes a refresh");
+}
+
+#[test]
+fn metered_policies_choose_what_travels() {
+    let mut e = SyncEngine::new(5);
+    e.handle(Event::PolicyChanged(MeteredPolicy::TextOnly), 0);
+    e.handle(Event::NetworkChanged { online: true, metered: true }, 0);
+    e.start_run(0);
+    e.handle(Event::Wake(Trigger::NetworkUp), 0);
+    e.handle(Event::NothingReady, 0);
+    assert_eq!(request(&mut e, 0), Action::Pull { cursor: 0, limit: PULL_PAGE }, "no photos on a metered link");
+    e.handle(Event::Pulled(Ok(page(0, false, 0))), 0);
+    assert_eq!(request(&mut e, 0), Action::CheckRemaining { uploads_allowed: false });
+    e.finish_run();
+    e.handle(Event::NetworkChanged { online: true, metered: false }, 1);
+    assert!(e.uploads_allowed() && e.originals_allowed());
+    assert_eq!(e.preview_edge(), None);
+    e.handle(Event::PolicyChanged(MeteredPolicy::Thumbnails), 2);
+    e.handle(Event::NetworkChanged { online: true, metered: true }, 2);
+    assert!(e.uploads_allowed() && !e.originals_allowed());
+    assert_eq!(e.preview_edge(), Some(320));
+    e.start_run(0);
+    e.handle(Event::Wake(Trigger::NetworkUp), 2);
+    e.handle(Event::NothingReady, 2);
+    assert_eq!(request(&mut e, 2), Action::NextPreview { long_edge: 320 });
+    e.finish_run();
+    e.handle(Event::PolicyChanged(MeteredPolicy::Renditions), 3);
+    assert_eq!(e.preview_edge(), Some(1280));
+}
+
+#[test]
+fn a_preview_announces_its_original_and_records_what_went_ahead() {
+    let mut e = SyncEngine::new(5);
+    e.handle(Event::PolicyChanged(MeteredPolicy::Renditions), 0);
+    e.handle(Event::NetworkChanged { online: true, metered: true }, 0);
+    e.start_run(0);
+    e.handle(Event::Wake(Trigger::NetworkUp), 0);
+    e.handle(Event::NothingReady, 0);
+    assert_eq!(request(&mut e, 0), Action::NextPreview { long_edge: 1280 });
+    let preview = job("pp", 100, Some(("orig", 1280)));
+    e.handle(Event::UploadSelected(preview.clone()), 0);
+    let (records, action) = next(&mut e, 0);
+    assert!(records.is_empty(), "a preview does not put the upload operation in flight");
+    assert_eq!(action, Action::AnnounceBlob { sha256: "pp".into(), size: 100, preview_of: Some("orig".into()) });
+    e.handle(Event::BlobReply(Ok(blob("pp", 100, 100, true))), 0);
+    let (records, action) = next(&mut e, 0);
+    assert_eq!(records, vec![Record::PreviewSent { original_sha256: "orig".into(), preview_sha256: Some("pp".into()), long_edge: 1280 }]);
+    assert_eq!(action, Action::NextPreview { long_edge: 1280 });
+    // A refused preview is noted as done, never parks the evidence.
+    e.handle(Event::UploadSelected(job("p2", 100, Some(("o2", 1280)))), 0);
+    request(&mut e, 0);
+    e.handle(Event::BlobReply(Err(http(422, "not_an_image"))), 0);
+    let (records, _) = next(&mut e, 0);
+    assert_eq!(records, vec![Record::PreviewSent { original_sha256: "o2".into(), preview_sha256: None, long_edge: 1280 }]);
+    let report = e.finish_run();
+    assert_eq!((report.previews_uploaded, report.parked, report.errors.rejected), (1, 0, 1));
+}
+
+fn job(sha256: &str, size: u64, preview: Option<(&str, u32)>) -> BlobJob {
+    // One stable op id per hash, so tests can name the operation.
+    let op_id = Uuid::from_u128(sha256.bytes().fold(7u128, |h, b| h.wrapping_mul(31).wrapping_add(b as u128)));
+    BlobJob {
+        op_id,
+        sha256: sha256.into(),
+        size,
+        path: PathBuf::from(format!("/photos/{sha256}")),
+        preview: preview.map(|(original, long_edge)| PreviewOf { original_sha256: original.into(), long_edge }),
+    }
+}
+
+/// Start an upload of `size` bytes and return the first chunk request.
+fn upload_started(size: u64) -> (SyncEngine, BlobJob) {
+    let mut e = started(11, Trigger::ManualRetry);
+    e.handle(Event::NothingReady, 0);
+    assert_eq!(request(&mut e, 0), Action::NextUpload);
+    let original = job("ab", size, None);
+    e.handle(Event::UploadSelected(original.clone()), 0);
+    let (records, action) = next(&mut e, 0);
+    assert_eq!(records, vec![Record::UploadStarted { op_id: original.op_id }]);
+    assert!(matches!(action, Action::AnnounceBlob { .. }));
+    e.handle(Event::BlobReply(Ok(blob("ab", size, 0, false))), 0);
+    (e, original)
+}
+
+fn chunk_request(e: &mut SyncEngine) -> (u64, usize) {
+    match request(e, 0) {
+        Action::SendChunk { offset, len, .. } => (offset, len),
+        other => panic!("expected a chunk, got {other:?}"),
+    }
+}
+
+#[test]
+fn chunks_start_small_double_to_the_ceiling_and_resume_from_the_server_offset() {
+    let size = 10 * MAX_CHUNK_BYTES as u64;
+    let (mut e, original) = upload_started(size);
+    let mut offset = 0;
+    let mut lens = Vec::new();
+    for _ in 0..6 {
+        let (at, len) = chunk_request(&mut e);
+        assert_eq!(at, offset);
+        lens.push(len);
+        offset += len as u64;
+        e.handle(Event::BlobReply(Ok(blob("ab", size, offset, false))), 0);
+        let (records, _) = next(&mut e, 0);
+        assert_eq!(records.first(), Some(&Record::UploadProgress { sha256: "ab".into(), size, offset }));
+    }
+    assert_eq!(lens, vec![FIRST_CHUNK_BYTES, 2 * FIRST_CHUNK_BYTES, 4 * FIRST_CHUNK_BYTES, 8 * FIRST_CHUNK_BYTES, MAX_CHUNK_BYTES, MAX_CHUNK_BYTES]);
+    // Someone else moved the offset: ask, then go on from the server's word.
+    e.handle(Event::BlobReply(Err(http(409, "offset_mismatch"))), 0);
+    assert_eq!(request(&mut e, 0), Action::BlobStatus { sha256: "ab".into() });
+    e.handle(Event::BlobReply(Ok(blob("ab", size, size - 10, false))), 0);
+    assert_eq!(chunk_request(&mut e), (size - 10, 10), "the last chunk is only what is left");
+    e.handle(Event::BlobReply(Ok(blob("ab", size, size, true))), 0);
+    let (records, action) = next(&mut e, 0);
+    assert!(records.contains(&Record::UploadDone { op_id: original.op_id, sha256: "ab".into() }));
+    assert_eq!(action, Action::NextUpload);
+    let report = e.finish_run();
+    assert_eq!(report.photos_uploaded, 1);
+    assert_eq!(report.uploaded_bytes, offset + 10);
+}
+
+#[test]
+fn a_proxy_that_refuses_large_bodies_gets_halved_chunks_for_the_rest_of_the_upload() {
+    let (mut e, _) = upload_started(8 * 1024 * 1024);
+    assert_eq!(chunk_request(&mut e).1, FIRST_CHUNK_BYTES);
+    e.handle(Event::BlobReply(Err(http(413, "body_too_large"))), 0);
+    assert_eq!(chunk_request(&mut e), (0, FIRST_CHUNK_BYTES / 2));
+    e.handle(Event::BlobReply(Ok(blob("ab", 8 << 20, (FIRST_CHUNK_BYTES / 2) as u64, false))), 0);
+    assert_eq!(chunk_request(&mut e).1, FIRST_CHUNK_BYTES / 2, "the ceiling stays lowered");
+    for _ in 0..2 {
+        e.handle(Event::BlobReply(Err(http(413, "body_too_large"))), 0);
+    }
+    assert_eq!(chunk_request(&mut e).1, MIN_CHUNK_BYTES);
+    // At the floor, a refusal is a transient failure: back off, never park.
+    e.handle(Event::BlobReply(Err(http(413, "body_too_large"))), 0);
+    let (records, action) = next(&mut e, 0);
+    assert!(matches!(&records[..], [Record::Verdicts(v)] if v[0].1 == Verdict::RetryLater("transient")));
+    assert_eq!(action, Action::Finish);
+    assert_eq!(e.finish_run().parked, 0);
+}
+
+#[test]
+fn damaged_chunks_are_resent_a_few_times_then_back_off_without_parking() {
+    let (mut e, original) = upload_started(1 << 20);
+    for _ in 0..MAX_DAMAGED_CHUNKS {
+        e.handle(Event::BlobReply(Err(http(400, "chunk_checksum_mismatch"))), 0);
+        assert_eq!(chunk_request(&mut e).0, 0, "the same chunk again");
+    }
+    e.handle(Event::BlobReply(Err(http(400, "chunk_checksum_mismatch"))), 0);
+    let (records, action) = next(&mut e, 0);
+    assert_eq!(records, vec![Record::Verdicts(vec![(original.op_id, Verdict::RetryLater("transient"))])]);
+    assert_eq!(action, Action::Finish, "backing off");
+    let report = e.finish_run();
+    assert_eq!((report.parked, report.errors.transient), (0, 1));
+}
+
+#[test]
+fn a_blob_that_hashes_wrong_restarts_once_then_parks() {
+    let (mut e, original) = upload_started(1000);
+    chunk_request(&mut e);
+    e.handle(Event::BlobReply(Err(http(422, "blob_hash_mismatch"))), 0);
+    assert_eq!(request(&mut e, 0), Action::BlobStatus { sha256: "ab".into() });
+    e.handle(Event::BlobReply(Ok(blob("ab", 1000, 0, false))), 0);
+    assert_eq!(chunk_request(&mut e), (0, 1000));
+    e.handle(Event::BlobReply(Err(http(422, "blob_hash_mismatch"))), 0);
+    let (records, _) = next(&mut e, 0);
+    assert!(matches!(&records[0], Record::Verdicts(v) if v[0].0 == original.op_id && matches!(&v[0].1, Verdict::Park(r) if r.code == "blob_hash_mismatch")));
+    assert_eq!(e.finish_run().parked, 1);
+}
+
+#[test]
+fn every_byte_arrived_but_unverified_is_asked_again_later() {
+    let mut e = started(11, Trigger::ManualRetry);
+    e.handle(Event::NothingReady, 0);
+    let original = job("ab", 1000, None);
+    e.handle(Event::UploadSelected(original.clone()), 0);
+    assert!(matches!(request(&mut e, 0), Action::AnnounceBlob { .. }));
+    e.handle(Event::BlobReply(Ok(blob("ab", 1000, 1000, false))), 0);
+    let (records, action) = next(&mut e, 0);
+    assert_eq!(records, vec![Record::Verdicts(vec![(original.op_id, Verdict::RetryLater("transient"))])]);
+    assert_eq!(action, Action::Finish);
+}
+
+#[test]
+fn a_photo_file_that_cannot_be_read_parks_only_that_upload() {
+    let (mut e, original) = upload_started(1000);
+    chunk_request(&mut e);
+    e.handle(Event::UploadFileUnreadable { code: "photo_file_not_found".into() }, 0);
+    let (records, action) = next(&mut e, 0);
+    assert!(matches!(&records[0], Record::Verdicts(v) if v[0].0 == original.op_id && matches!(&v[0].1, Verdict::Park(r) if r.code == "photo_file_not_found")));
+    assert_eq!(action, Action::NextUpload, "the round goes on");
+}
+
+#[test]
+fn a_request_refused_as_a_whole_is_halved_until_the_culprit_travels_alone() {
+    let mut e = started(2, Trigger::ManualRetry);
+    let mut limit = PUSH_BATCH;
+    let mut sizes = Vec::new();
+    while limit > 1 {
+        assert_eq!(request(&mut e, 0), Action::Push { limit });
+        let ops = ids(limit.min(40) as usize);
+        sizes.push(ops.len());
+        e.handle(Event::Pushed { ops: ops.clone(), result: Err(http(400, "invalid_json")) }, 0);
+        let (records, action) = next(&mut e, 0);
+        assert_eq!(records, vec![Record::Verdicts(ops.iter().map(|op| (*op, Verdict::RetryLater("batch_refused"))).collect())], "nothing parked yet");
+        let Action::Push { limit: halved } = action else { panic!("{action:?}") };
+        limit = halved;
+    }
+    assert_eq!(sizes, vec![40, 20, 10, 5, 2]);
+    let culprit = ids(1);
+    e.handle(Event::Pushed { ops: culprit.clone(), result: Err(http(400, "invalid_json")) }, 0);
+    let (records, action) = next(&mut e, 0);
+    assert_eq!(records, vec![Record::Verdicts(vec![(culprit[0], Verdict::Park(ParkReason { code: "invalid_json".into(), message: "m".into() }))])]);
+    assert_eq!(action, Action::Push { limit: PUSH_BATCH }, "back to full batches");
+    assert_eq!(e.finish_run().parked, 1);
+}
+
+#[test]
+fn per_operation_results_acknowledge_park_or_resend() {
+    let mut e = started(2, Trigger::OperationQueued);
+    request(&mut e, 0);
+    let ops = ids(4);
+    let rejected = OperationOutcome::Rejected { code: "category_retired".into(), message: "m".into() };
+    let response = PushResponse {
+        results: vec![
+            OperationResult { op_id: ops[0], outcome: OperationOutcome::Applied { entity_version: 2 } },
+            OperationResult { op_id: ops[1], outcome: OperationOutcome::Duplicate { first: Box::new(OperationOutcome::Applied { entity_version: 1 }) } },
+            // A replayed rejection is still a rejection.
+            OperationResult { op_id: ops[2], outcome: OperationOutcome::Duplicate { first: Box::new(rejected) } },
+        ],
+        server_time_ms: 99,
+    };
+    e.handle(Event::Pushed { ops: ops.clone(), result: Ok(response) }, 0);
+    let (records, _) = next(&mut e, 0);
+    let reason = ParkReason { code: "category_retired".into(), message: "m".into() };
+    assert_eq!(
+        records,
+        vec![
+            Record::Verdicts(vec![
+                (ops[0], Verdict::Acknowledge),
+                (ops[1], Verdict::Acknowledge),
+                (ops[2], Verdict::Park(reason)),
+                (ops[3], Verdict::RetryLater("unanswered")),
+            ]),
+            Record::ServerTime(99),
+        ]
+    );
+    let report = e.finish_run();
+    assert_eq!((report.pushed, report.parked, report.errors.rejected), (2, 1, 1));
+}
+
+#[test]
+fn cancel_stops_at_a_request_boundary_and_hands_the_upload_back() {
+    let (mut e, original) = upload_started(1 << 20);
+    chunk_request(&mut e);
+    e.handle(Event::BlobReply(Ok(blob("ab", 1 << 20, FIRST_CHUNK_BYTES as u64, false))), 0);
+    e.handle(Event::Cancel, 50);
+    let (records, action) = next(&mut e, 50);
+    assert_eq!(records.last(), Some(&Record::Verdicts(vec![(original.op_id, Verdict::RetryLater("budget"))])));
+    assert!(records.iter().any(|r| matches!(r, Record::UploadProgress { .. })), "progress made before the cancel is kept");
+    assert_eq!(action, Action::Finish);
+    let report = e.finish_run();
+    assert_eq!((report.next_wake_ms, report.completed), (Some(50), false));
+    // The next run resumes the upload step and asks the server where it stands.
+    e.start_run(0);
+    e.handle(Event::Wake(Trigger::ManualRetry), 60);
+    assert_eq!(request(&mut e, 60), Action::NextUpload);
+}
+
+#[test]
+fn work_that_became_ready_during_a_round_starts_another_only_after_progress() {
+    let mut e = started(4, Trigger::OperationQueued);
+    let ops = ids(1);
+    request(&mut e, 0);
+    e.handle(Event::Pushed { ops: ops.clone(), result: Ok(applied(&ops)) }, 0);
+    assert_eq!(finish_round_until_check(&mut e), Action::CheckRemaining { uploads_allowed: true });
+    e.handle(Event::Remaining { ready: true }, 0);
+    assert_eq!(request(&mut e, 0), Action::Push { limit: PUSH_BATCH }, "progress was made: another round");
+    assert_eq!(finish_round_until_check(&mut e), Action::CheckRemaining { uploads_allowed: true });
+    e.handle(Event::Remaining { ready: true }, 0);
+    assert_eq!(request(&mut e, 0), Action::Finish, "no progress: stop and come back soon");
+    let report = e.finish_run();
+    assert_eq!((report.completed, report.next_wake_ms), (false, Some(BASE_BACKOFF_MS)));
+}
+
+fn finish_round_until_check(e: &mut SyncEngine) -> Action {
+    loop {
+        match request(e, 0) {
+            Action::Push { .. } | Action::NextUpload => e.handle(Event::NothingReady, 0),
+            Action::Pull { .. } => e.handle(Event::Pulled(Ok(page(0, false, 0))), 0),
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn a_whole_round_with_nothing_to_do_completes() {
+    let mut e = started(8, Trigger::AppForegrounded);
+    assert_eq!(finish_round(&mut e, 0), Action::Finish);
+    assert!(e.finish_run().completed);
+}
+
+#[test]
+fn stale_results_are_ignored() {
+    let mut e = started(5, Trigger::ManualRetry);
+    e.handle(Event::Pulled(Ok(page(0, false, 0))), 0);
+    let (_, action) = next(&mut e, 0);
+    assert_eq!(action, Action::Push { limit: PUSH_BATCH });
+}
+
+#[test]
+fn four_classes() {
+    let with_retry = |status, code: &str| TransportError::Http { status, code: code.into(), message: "m".into(), retry_after_ms: Some(5) };
+    assert_eq!(classify(&TransportError::Network("reset".into())), Disposition::Retry(FailureClass::Network));
+    assert_eq!(classify(&with_retry(401, "auth_expired")), Disposition::Retry(FailureClass::Auth));
+    for status in [429, 500, 502, 503, 504, 409] {
+        assert_eq!(classify(&with_retry(status, "x")), Disposition::Retry(FailureClass::Transient { retry_after_ms: Some(5) }), "{status}");
+    }
+    assert_eq!(classify(&with_retry(400, "invalid_payload")), Disposition::Reject { code: "invalid_payload".into(), message: "m".into() });
+    assert_eq!(classify(&with_retry(404, "not_found")), Disposition::Reject { code: "not_found".into(), message: "m".into() });
+    // Something between device and server refused (no Gridwork error body), or a body limit.
+    assert_eq!(classify(&with_retry(403, "http_403")), Disposition::Retry(FailureClass::Transient { retry_after_ms: Some(5) }));
+    assert_eq!(classify(&with_retry(413, "body_too_large")), Disposition::Retry(FailureClass::Transient { retry_after_ms: Some(5) }));
+    assert_eq!(classify(&TransportError::Malformed("truncated".into())), Disposition::Retry(FailureClass::Transient { retry_after_ms: None }));
+}
