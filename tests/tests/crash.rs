@@ -30,7 +30,12 @@ fn sigkill_during_capture_loses_nothing_acknowledged() {
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
 
     let mut acknowledged: HashMap<Uuid, String> = HashMap::new();
-    for run in 0..RUNS {
+    // At least RUNS kills; more on a loaded machine, where a child may be
+    // killed before it acknowledged anything, until enough captures count.
+    for run in 0..RUNS * 4 {
+        if run >= RUNS && acknowledged.len() >= RUNS as usize / 2 {
+            break;
+        }
         let mut child = Command::new(child_bin)
             .arg(dir.path())
             .arg(photo_dir.path())
@@ -92,5 +97,5 @@ fn sigkill_during_capture_loses_nothing_acknowledged() {
             assert!(referenced.contains(&name[..64]), "orphan {sub}/{name}");
         }
     }
-    println!("{} acknowledged captures survived {RUNS} SIGKILLs", acknowledged.len());
+    println!("{} acknowledged captures survived at least {RUNS} SIGKILLs", acknowledged.len());
 }
