@@ -88,6 +88,22 @@ struct SyncHandles {
     cancel: AtomicBool,
 }
 
+/// Marks the thread running a sync until dropped (even by a panic).
+struct RunningOn<'a>(&'a Mutex<Option<ThreadId>>);
+
+impl<'a> RunningOn<'a> {
+    fn mark(slot: &'a Mutex<Option<ThreadId>>, thread: ThreadId) -> Self {
+        *locked(slot) = Some(thread);
+        RunningOn(slot)
+    }
+}
+
+impl Drop for RunningOn<'_> {
+    fn drop(&mut self) {
+        *locked(self.0) = None;
+    }
+}
+
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these cannot leave a half-done change:
     // store changes are SQLite transactions, rolled back on drop, and the
@@ -454,7 +470,7 @@ impl Gridwork {
         let Some(transport) = self.transport()? else {
             return Ok(SyncReport { needs_login: true, ..SyncReport::default() });
         };
-        *locked(&self.sync.running_on) = Some(this_thread);
+        let _running = RunningOn::mark(&self.sync.running_on, this_thread);
         self.sync.cancel.store(false, Ordering::Relaxed);
         let context = SyncContext {
             writer: &self.connection,
@@ -465,9 +481,7 @@ impl Gridwork {
             inbox: &self.sync.inbox,
             cancel: &self.sync.cancel,
         };
-        let report = runner::run(&context, transport.as_ref(), &mut engine, Event::Wake(trigger), budget);
-        *locked(&self.sync.running_on) = None;
-        report
+        runner::run(&context, transport.as_ref(), &mut engine, Event::Wake(trigger), budget)
     }
 
     /// The transport for the signed-in session, made from it when needed.
