@@ -92,6 +92,9 @@ impl GridworkConfig {
 
 pub struct Gridwork {
     connection: Mutex<Connection>,
+    /// Read-only connection for pure reads, so they never wait behind the
+    /// writer (a sync applying a page).
+    reader: Mutex<Connection>,
     photos: PhotoStore,
     clock: CorrectedClock,
     account_id: String,
@@ -118,7 +121,7 @@ impl Gridwork {
         if text_account.is_empty() {
             return Err(Error::Incomplete("an account id is required"));
         }
-        let opened = store::open(&config.data_dir, &text_account, &config.database_key, config.durability)?;
+        let opened = store::open(&config.data_dir, &text_account, &config.database_key, config.durability, clock.now_ms())?;
         let mut report = opened.report;
         let connection = opened.connection;
         let offset: Option<String> = connection
@@ -129,8 +132,10 @@ impl Gridwork {
         // No ingest can be running yet, so temp files are leftovers of a
         // killed process too.
         report.orphan_files_removed = photos.sweep(&capture::referenced_hashes(&connection)?, true)?;
+        report.log();
         Ok(Gridwork {
             connection: Mutex::new(connection),
+            reader: Mutex::new(opened.reader),
             photos,
             clock: CorrectedClock::new(clock, offset.and_then(|o| o.parse().ok()).unwrap_or(0)),
             account_id: text_account,
@@ -163,6 +168,11 @@ impl Gridwork {
         // A panic while holding the lock cannot leave a half-done change:
         // every change is one SQLite transaction, rolled back on drop.
         self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The read-only connection, for methods that only read.
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Run `f` in one IMMEDIATE transaction.
@@ -219,11 +229,11 @@ impl Gridwork {
     // ---- reference data ----
 
     pub fn categories(&self) -> Result<Vec<Category>> {
-        category::list_active(&self.lock())
+        category::list_active(&self.read())
     }
 
     pub fn category_table_version(&self) -> Result<i64> {
-        category::table_version(&self.lock())
+        category::table_version(&self.read())
     }
 
     /// Replace the category table when `version` is newer; returns whether it did.
@@ -237,7 +247,7 @@ impl Gridwork {
     }
 
     pub fn grids(&self) -> Result<Vec<Grid>> {
-        grid::list(&self.lock())
+        grid::list(&self.read())
     }
 
     /// Import a GeoJSON FeatureCollection of grids (all or nothing).
@@ -247,7 +257,7 @@ impl Gridwork {
 
     /// The grid containing a point, if any.
     pub fn locate_grid(&self, location: GeoPoint) -> Result<Option<String>> {
-        grid::locate(&self.lock(), validate_point(location)?)
+        grid::locate(&self.read(), validate_point(location)?)
     }
 
     // ---- capture ----
@@ -306,21 +316,23 @@ impl Gridwork {
     }
 
     pub fn list_incidents(&self, filter: IncidentFilter) -> Result<Vec<Incident>> {
-        capture::list(&self.lock(), &filter)
+        capture::list(&self.read(), &filter)
     }
 
     pub fn get_incident(&self, incident_id: Uuid) -> Result<IncidentDetail> {
-        let conn = self.lock();
+        let mut conn = self.read();
+        // One read transaction: the four reads see the same commit.
+        let tx = conn.transaction()?;
         Ok(IncidentDetail {
-            incident: capture::get(&conn, incident_id)?,
-            photos: capture::photos(&conn, incident_id, Some(&self.photos))?,
-            audit: audit::for_incident(&conn, incident_id)?,
-            sync_state: capture::sync_state(&conn, incident_id)?,
+            incident: capture::get(&tx, incident_id)?,
+            photos: capture::photos(&tx, incident_id, Some(&self.photos))?,
+            audit: audit::for_incident(&tx, incident_id)?,
+            sync_state: capture::sync_state(&tx, incident_id)?,
         })
     }
 
     pub fn similar_photos(&self, photo_id: Uuid, max_distance: u32) -> Result<Vec<(Photo, u32)>> {
-        capture::similar_photos(&self.lock(), photo_id, max_distance, Some(&self.photos))
+        capture::similar_photos(&self.read(), photo_id, max_distance, Some(&self.photos))
     }
 
     /// The file to upload for a photo under a rendition policy (made and
@@ -413,7 +425,7 @@ impl Gridwork {
 
     /// The signed-in user, if any.
     pub fn session_user(&self) -> Result<Option<gridwork_protocol::api::UserInfo>> {
-        Ok(session::load(&self.lock())?.map(|s| s.user))
+        Ok(session::load(&self.read())?.map(|s| s.user))
     }
 
     /// Forget the session on this device (unsent work stays queued).
@@ -462,12 +474,12 @@ impl Gridwork {
     // ---- outbox ----
 
     pub fn outbox_summary(&self) -> Result<OutboxSummary> {
-        outbox::summary(&self.lock(), self.clock.now().device_ms)
+        outbox::summary(&self.read(), self.clock.now().device_ms)
     }
 
     /// Every operation not yet acknowledged, in queue order.
     pub fn outbox_items(&self) -> Result<Vec<Operation>> {
-        outbox::unsent(&self.lock())
+        outbox::unsent(&self.read())
     }
 
     /// The user asks to try a parked operation again (after fixing what the

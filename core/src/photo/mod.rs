@@ -15,14 +15,14 @@ pub mod format;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::store::files::{sync_dir, write_durably};
+use crate::store::files::{write_durably, write_durably_via};
 pub use exif::ExifFacts;
 pub use format::PhotoFormat;
 
@@ -228,13 +228,8 @@ impl PhotoStore {
 
         let original_path = self.original_path(sha256, format);
         if !original_path.exists() {
-            let mut tmp = File::create(tmp_path)?;
-            tmp.write_all(bytes)?;
-            tmp.sync_all()?;
-            drop(tmp);
-            fs::rename(tmp_path, &original_path)?;
-            created_files.push(original_path.clone());
-            sync_dir(original_path.parent().expect("originals dir"))?;
+            write_durably_via(tmp_path, &original_path, bytes)?;
+            created_files.push(original_path);
         }
         let thumbnail_path = self.thumbnail_path(sha256);
         if !thumbnail_path.exists() {
