@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use chrono::{DateTime, FixedOffset, Offset, SecondsFormat, Utc};
 use gridwork_core::{Category, Grid, Incident, Operation, OutboxSummary, Photo, SyncReport, SyncState};
 use gridwork_protocol::api::UserInfo;
 use serde_json::{Value, json};
@@ -45,27 +46,21 @@ pub fn clip(text: &str, max: usize) -> String {
     }
 }
 
-/// Unix milliseconds as an ISO-8601 UTC time (no dependency on a date crate).
+/// Unix milliseconds as an ISO-8601 time in the zone `offset` east of UTC
+/// ("Z" for UTC itself, "+08:00" for China). The one place the CLI formats a
+/// time; times stay milliseconds everywhere else.
+pub fn format_time(ms: i64, offset: FixedOffset) -> String {
+    match DateTime::from_timestamp_millis(ms) {
+        Some(time) => time.with_timezone(&offset).to_rfc3339_opts(SecondsFormat::Secs, true),
+        // Beyond chrono's range (hundreds of thousands of years): show the number.
+        None => ms.to_string(),
+    }
+}
+
+/// A time as the CLI prints it: UTC, so scripts reading the output get the
+/// same text on every machine.
 pub fn iso_time(ms: i64) -> String {
-    let seconds = ms.div_euclid(1000);
-    let days = seconds.div_euclid(86_400);
-    let second_of_day = seconds.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        second_of_day / 3600,
-        second_of_day % 3600 / 60,
-        second_of_day % 60
-    )
+    format_time(ms, Utc.fix())
 }
 
 pub fn duration_words(ms: i64) -> String {
@@ -270,6 +265,15 @@ mod tests {
         assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!(iso_time(1_795_858_200_999), "2026-11-28T09:30:00Z");
         assert_eq!(iso_time(-1_000), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn times_in_a_zone() {
+        let china = FixedOffset::east_opt(8 * 3600).unwrap();
+        assert_eq!(format_time(0, china), "1970-01-01T08:00:00+08:00");
+        // 23:30 UTC on 28 February 2000 is already the leap day in China.
+        assert_eq!(format_time(951_780_600_000, china), "2000-02-29T07:30:00+08:00");
+        assert_eq!(format_time(i64::MAX, china), i64::MAX.to_string());
     }
 
     #[test]

@@ -61,6 +61,9 @@ impl GridworkConfig {
 
 pub struct Gridwork {
     connection: Mutex<Connection>,
+    /// Read-only connection for pure reads, so they never wait behind the
+    /// writer (a sync applying a page).
+    reader: Mutex<Connection>,
     photos: PhotoStore,
     clock: CorrectedClock,
     account_id: String,
@@ -122,7 +125,7 @@ impl Gridwork {
         if text_account.is_empty() {
             return Err(Error::Incomplete("an account id is required"));
         }
-        let opened = store::open(&config.data_dir, &text_account, &config.database_key, config.durability)?;
+        let opened = store::open(&config.data_dir, &text_account, &config.database_key, config.durability, clock.now_ms())?;
         let mut report = opened.report;
         let connection = opened.connection;
         let offset = session::clock_offset(&connection)?;
@@ -131,8 +134,10 @@ impl Gridwork {
         // No ingest can be running yet, so temp files are leftovers of a
         // killed process too.
         report.orphan_files_removed = photos.sweep(&capture::referenced_hashes(&connection)?, true)?;
+        report.log();
         Ok(Gridwork {
             connection: Mutex::new(connection),
+            reader: Mutex::new(opened.reader),
             photos,
             clock: CorrectedClock::new(clock, offset),
             account_id: text_account,
@@ -168,6 +173,11 @@ impl Gridwork {
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
         locked(&self.connection)
+    }
+
+    /// The read-only connection, for methods that only read.
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        locked(&self.reader)
     }
 
     /// Run `f` in one IMMEDIATE transaction.
@@ -218,11 +228,11 @@ impl Gridwork {
     // ---- reference data ----
 
     pub fn categories(&self) -> Result<Vec<Category>> {
-        category::list_active(&self.lock())
+        category::list_active(&self.read())
     }
 
     pub fn category_table_version(&self) -> Result<i64> {
-        category::table_version(&self.lock())
+        category::table_version(&self.read())
     }
 
     /// Replace the category table when `version` is newer; returns whether it did.
@@ -240,7 +250,7 @@ impl Gridwork {
     }
 
     pub fn grids(&self) -> Result<Vec<Grid>> {
-        grid::list(&self.lock())
+        grid::list(&self.read())
     }
 
     /// Import a GeoJSON FeatureCollection of grids (all or nothing).
@@ -252,7 +262,7 @@ impl Gridwork {
 
     /// The grid containing a point, if any.
     pub fn locate_grid(&self, location: GeoPoint) -> Result<Option<String>> {
-        grid::locate(&self.lock(), validate_point(location)?)
+        grid::locate(&self.read(), validate_point(location)?)
     }
 
     // ---- capture ----
@@ -324,21 +334,23 @@ impl Gridwork {
     }
 
     pub fn list_incidents(&self, filter: IncidentFilter) -> Result<Vec<Incident>> {
-        capture::list(&self.lock(), &filter)
+        capture::list(&self.read(), &filter)
     }
 
     pub fn get_incident(&self, incident_id: Uuid) -> Result<IncidentDetail> {
-        let conn = self.lock();
+        let mut conn = self.read();
+        // One read transaction: the four reads see the same commit.
+        let tx = conn.transaction()?;
         Ok(IncidentDetail {
-            incident: capture::get(&conn, incident_id)?,
-            photos: capture::photos(&conn, incident_id, Some(&self.photos))?,
-            audit: audit::for_incident(&conn, incident_id)?,
-            sync_state: capture::sync_state(&conn, incident_id)?,
+            incident: capture::get(&tx, incident_id)?,
+            photos: capture::photos(&tx, incident_id, Some(&self.photos))?,
+            audit: audit::for_incident(&tx, incident_id)?,
+            sync_state: capture::sync_state(&tx, incident_id)?,
         })
     }
 
     pub fn similar_photos(&self, photo_id: Uuid, max_distance: u32) -> Result<Vec<(Photo, u32)>> {
-        capture::similar_photos(&self.lock(), photo_id, max_distance, Some(&self.photos))
+        capture::similar_photos(&self.read(), photo_id, max_distance, Some(&self.photos))
     }
 
     /// The file to upload for a photo under a rendition policy (made and
@@ -418,7 +430,7 @@ impl Gridwork {
 
     /// The signed-in user, if any.
     pub fn session_user(&self) -> Result<Option<gridwork_protocol::api::UserInfo>> {
-        Ok(session::load(&self.lock())?.map(|s| s.user))
+        Ok(session::load(&self.read())?.map(|s| s.user))
     }
 
     /// Forget the session on this device (unsent work stays queued). A
@@ -502,12 +514,12 @@ impl Gridwork {
     // ---- outbox ----
 
     pub fn outbox_summary(&self) -> Result<OutboxSummary> {
-        outbox::summary(&self.lock(), self.clock.now().device_ms)
+        outbox::summary(&self.read(), self.clock.now().device_ms)
     }
 
     /// Every operation not yet acknowledged, in queue order.
     pub fn outbox_items(&self) -> Result<Vec<Operation>> {
-        outbox::unsent(&self.lock())
+        outbox::unsent(&self.read())
     }
 
     /// The user asks to try a parked operation again (after fixing what the

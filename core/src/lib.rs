@@ -2,8 +2,9 @@
 //!
 //! Everything a grid worker's phone does without a network lives here: an
 //! encrypted on-device store, incident capture with photo evidence, and a
-//! durable outbox for the sync engine. [`Gridwork`] is the one facade the
-//! bindings and the CLI call.
+//! durable outbox for the sync engine. [`Gridwork`] is the one facade: the
+//! CLI and the tests call it today, and the mobile bindings (not written yet)
+//! will wrap it.
 
 pub mod capture;
 pub mod clock;

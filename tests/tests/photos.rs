@@ -91,6 +91,25 @@ fn exif_capture_time_and_gps_land_in_columns() {
 }
 
 #[test]
+fn an_impossible_exif_date_is_no_capture_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let gw = open(dir.path(), "w");
+    let id = draft(&gw);
+    // 31 February: ignored, the photo itself is still accepted.
+    let impossible = ExifSpec { taken_at: Some("2024:02:31 10:00:00".into()), offset: Some("+08:00".into()), ..Default::default() };
+    let a = gw.attach_photo(id, &write_file(files.path(), "a.jpg", &jpeg_bytes(&scene(640, 480, 10), 85, Some(&impossible)))).unwrap();
+    assert_eq!(a.taken_at_ms, None);
+    // A leap day is a real date; with its own offset and without (device default +08:00).
+    let leap_day = ExifSpec { taken_at: Some("2024:02:29 10:00:00".into()), offset: Some("-05:00".into()), ..Default::default() };
+    let b = gw.attach_photo(id, &write_file(files.path(), "b.jpg", &jpeg_bytes(&scene(640, 480, 11), 85, Some(&leap_day)))).unwrap();
+    assert_eq!(b.taken_at_ms, Some((1_709_200_800 + 5 * 3_600) * 1000));
+    let no_offset = ExifSpec { taken_at: Some("2024:02:29 10:00:00".into()), ..Default::default() };
+    let c = gw.attach_photo(id, &write_file(files.path(), "c.jpg", &jpeg_bytes(&scene(640, 480, 12), 85, Some(&no_offset)))).unwrap();
+    assert_eq!(c.taken_at_ms, Some((1_709_200_800 - 8 * 3_600) * 1000));
+}
+
+#[test]
 fn png_and_webp_are_accepted_with_thumbnails() {
     let dir = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();

@@ -38,7 +38,7 @@ const OFFSET_MS: i64 = -2_500;
 const BIG_LIMIT: u32 = 10_000;
 
 fn open_store(dir: &TempDir) -> store::OpenedStore {
-    store::open(dir.path(), "outbox-tests", &KEY, Durability::Normal).expect("open store")
+    store::open(dir.path(), "outbox-tests", &KEY, Durability::Normal, 0).expect("open store")
 }
 
 fn entity_id(index: usize) -> Uuid {

@@ -1,6 +1,7 @@
 //! EXIF: capture time, GPS position and orientation. Missing or broken EXIF
 //! is normal (screenshots, edited files) and never fails an ingest.
 
+use chrono::{NaiveDate, NaiveTime};
 use exif::{In, Reader, Tag, Value};
 
 use crate::geo::{GeoPoint, validate_point};
@@ -57,41 +58,27 @@ pub fn read(bytes: &[u8], default_utc_offset_minutes: i32) -> ExifFacts {
     facts
 }
 
-/// "YYYY:MM:DD HH:MM:SS" as seconds since the Unix epoch, as if UTC.
+/// "YYYY:MM:DD HH:MM:SS" as seconds since the Unix epoch, as if UTC. The
+/// fields are read by kamadak-exif and the date is checked by chrono, so an
+/// impossible date (31 February) is no capture time at all.
 fn parse_exif_datetime(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 19 {
+    let fields = exif::DateTime::from_ascii(text.as_bytes()).ok()?;
+    let date = NaiveDate::from_ymd_opt(fields.year.into(), fields.month.into(), fields.day.into())?;
+    let (hour, minute, second) = (i64::from(fields.hour), i64::from(fields.minute), i64::from(fields.second));
+    // Second 60 is a leap second, counted as the next minute's first (chrono
+    // only represents leap seconds as a fraction of second 59).
+    if hour > 23 || minute > 59 || second > 60 {
         return None;
     }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+    Some(date.and_time(NaiveTime::MIN).and_utc().timestamp() + hour * 3600 + minute * 60 + second)
 }
 
-/// "+08:00" → 480.
+/// An EXIF OffsetTime ("+08:00") in minutes east of UTC.
 fn parse_offset(text: &str) -> Option<i32> {
-    let sign = match text.as_bytes().first()? {
-        b'+' => 1,
-        b'-' => -1,
-        _ => return None,
-    };
-    let hours: i32 = text.get(1..3)?.parse().ok()?;
-    let minutes: i32 = text.get(4..6)?.parse().ok()?;
-    Some(sign * (hours * 60 + minutes))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    // Any valid date will do: only the offset is wanted.
+    let mut fields = exif::DateTime::from_ascii(b"1970:01:01 00:00:00").ok()?;
+    fields.parse_offset(text.as_bytes()).ok()?;
+    fields.offset.map(i32::from)
 }
 
 #[cfg(test)]
@@ -106,6 +93,16 @@ mod tests {
         assert_eq!(parse_exif_datetime("garbage"), None);
         assert_eq!(parse_offset("+08:00"), Some(480));
         assert_eq!(parse_offset("-05:30"), Some(-330));
+    }
+
+    #[test]
+    fn impossible_dates_are_no_capture_time() {
+        assert_eq!(parse_exif_datetime("2024:02:31 10:00:00"), None);
+        assert_eq!(parse_exif_datetime("2023:02:29 10:00:00"), None);
+        assert_eq!(parse_exif_datetime("2024:04:31 10:00:00"), None);
+        assert_eq!(parse_exif_datetime("2024:02:29 10:00:00"), Some(1_709_200_800));
+        assert_eq!(parse_exif_datetime("2024:02:28 24:00:00"), None);
+        assert_eq!(parse_offset("08:00"), None);
     }
 
     #[test]

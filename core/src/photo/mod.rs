@@ -1,11 +1,12 @@
 //! The photo evidence pipeline.
 //!
 //! `ingest` takes a file path from the camera or gallery and, before any row
-//! is written: checks size and magic bytes, copies the bytes into the store
-//! while hashing them (SHA-256), reads the header's pixel size and refuses
-//! decompression bombs before decoding, reads EXIF, makes an oriented
-//! thumbnail by scaled decoding, computes a perceptual hash, and leaves the
-//! original and the thumbnail durable on disk under their hash. The caller
+//! is written: checks size and magic bytes, reads the file once into memory,
+//! reads the header's pixel size and refuses decompression bombs before
+//! decoding, hashes the bytes (SHA-256), reads EXIF, makes an oriented
+//! thumbnail by scaled decoding, computes a perceptual hash, and writes the
+//! store's own copy of the original and the thumbnail durably under their
+//! hash. The caller
 //! then commits the database row; a crash in between leaves only orphan
 //! files, which the sweeper removes.
 
@@ -15,14 +16,14 @@ pub mod format;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::store::files::{sync_dir, write_durably};
+use crate::store::files::{write_durably, write_durably_via};
 pub use exif::ExifFacts;
 pub use format::PhotoFormat;
 
@@ -154,8 +155,9 @@ impl PhotoStore {
         let head_len = read_up_to(&mut file, &mut head)?;
         let format = format::sniff(&head[..head_len])?;
 
-        // One pass over the source: hash it, keep it in memory for decoding,
-        // and write the copy the store owns (the gallery file may vanish).
+        // The source is read once, into memory, for hashing and decoding;
+        // the store keeps its own copy (the gallery file may vanish), written
+        // through a temp file here that the sweeper removes if left behind.
         let tmp_path = self.root.join("tmp").join(format!("{}.part", uuid::Uuid::now_v7()));
         let result = self.copy_and_process(&mut file, &head[..head_len], &tmp_path, format, limits, default_utc_offset_minutes);
         if result.is_err() {
@@ -228,13 +230,8 @@ impl PhotoStore {
 
         let original_path = self.original_path(sha256, format);
         if !original_path.exists() {
-            let mut tmp = File::create(tmp_path)?;
-            tmp.write_all(bytes)?;
-            tmp.sync_all()?;
-            drop(tmp);
-            fs::rename(tmp_path, &original_path)?;
-            created_files.push(original_path.clone());
-            sync_dir(original_path.parent().expect("originals dir"))?;
+            write_durably_via(tmp_path, &original_path, bytes)?;
+            created_files.push(original_path);
         }
         let thumbnail_path = self.thumbnail_path(sha256);
         if !thumbnail_path.exists() {

@@ -1,77 +1,90 @@
-//! Schema migrations keyed on `PRAGMA user_version`.
+//! The schema, keyed on `PRAGMA user_version`, in the shape of
+//! application-services' `open_database`: a new database is created whole
+//! at the latest version (`schema.sql`); an old one is upgraded one version
+//! at a time (`upgrade_v2.sql`, `upgrade_v3.sql`, ...). All schema text lives
+//! in those files.
 //!
-//! All pending steps run in one IMMEDIATE transaction, so a killed process
-//! leaves either the old schema or the new one. A migration must carry
-//! unsent outbox rows forward: steps alter or copy tables, never drop
+//! Creating or upgrading runs in one IMMEDIATE transaction, so a killed
+//! process leaves either the old schema or the new one. An upgrade must
+//! carry unsent outbox rows forward: steps alter or copy tables, never drop
 //! outbox data.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::error::{Error, Result};
 use crate::model::category;
 
-/// Each entry upgrades from version `index` to `index + 1`.
-const STEPS: &[fn(&rusqlite::Transaction) -> Result<()>] = &[to_v1, to_v2, to_v3];
+/// The latest schema, whole: what a new database is created with.
+const LATEST_SCHEMA: &str = include_str!("schema.sql");
+
+/// Entry `i` upgrades a database from version `i + 1` to `i + 2`.
+const UPGRADES: &[&str] = &[include_str!("upgrade_v2.sql"), include_str!("upgrade_v3.sql")];
 
 /// The schema version this build writes.
-pub const LATEST_VERSION: i64 = STEPS.len() as i64;
+pub const LATEST_VERSION: i64 = UPGRADES.len() as i64 + 1;
 
 pub fn read_version(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
 }
 
-/// Bring the database to [`LATEST_VERSION`]; returns the version found.
-pub fn migrate(conn: &mut Connection) -> Result<i64> {
-    let found = read_version(conn)?;
+fn refuse_future(found: i64) -> Result<()> {
     if found > LATEST_VERSION {
         return Err(Error::DatabaseFromFuture { found, supported: LATEST_VERSION });
     }
+    Ok(())
+}
+
+/// Bring the database to [`LATEST_VERSION`]: create it if new (version 0),
+/// upgrade it if old. Returns the version found.
+pub fn migrate(conn: &mut Connection) -> Result<i64> {
+    let found = read_version(conn)?;
+    refuse_future(found)?;
     if found == LATEST_VERSION {
         return Ok(found);
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Re-read inside the write lock: another connection may have migrated.
     let found_locked = read_version(&tx)?;
-    for step in &STEPS[found_locked.max(0) as usize..] {
-        step(&tx)?;
+    refuse_future(found_locked)?;
+    if found_locked == 0 {
+        create_latest(&tx)?;
+    } else {
+        for version in found_locked..LATEST_VERSION {
+            upgrade_from(&tx, version)?;
+        }
     }
     tx.pragma_update(None, "user_version", LATEST_VERSION)?;
     tx.commit()?;
     Ok(found)
 }
 
-fn to_v2(tx: &rusqlite::Transaction) -> Result<()> {
-    tx.execute_batch(include_str!("schema_v2.sql"))?;
+fn create_latest(tx: &Transaction) -> Result<()> {
+    log::info!("store: creating schema v{LATEST_VERSION}");
+    tx.execute_batch(LATEST_SCHEMA)?;
+    category::seed_default_table(tx)?;
     Ok(())
 }
 
-fn to_v3(tx: &rusqlite::Transaction) -> Result<()> {
-    // Previews (thumbnails or renditions) sent ahead of originals on metered links.
-    tx.execute_batch(
-        "CREATE TABLE sync_previews (
-             sha256         TEXT PRIMARY KEY,
-             preview_sha256 TEXT NOT NULL,
-             long_edge      INTEGER NOT NULL
-         ) STRICT;",
-    )?;
+/// One step: `version` to `version + 1`.
+fn upgrade_from(tx: &Transaction, version: i64) -> Result<()> {
+    log::info!("store: upgrading schema v{version} to v{}", version + 1);
+    tx.execute_batch(UPGRADES[(version - 1) as usize])?;
     Ok(())
 }
 
-/// Migrate only up to `target` (tests of later migrations start here).
-pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
+/// A database at an older version, for tests of the upgrades: version 1
+/// as it shipped, then upgraded up to `target`.
+#[cfg(test)]
+pub(crate) fn create_at(conn: &mut Connection, target: i64) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let found = read_version(&tx)?;
-    for step in &STEPS[found.max(0) as usize..target as usize] {
-        step(&tx)?;
+    assert_eq!(read_version(&tx)?, 0, "starts from an empty database");
+    tx.execute_batch(include_str!("schema_v1.sql"))?;
+    category::seed_default_table(&tx)?;
+    for version in 1..target {
+        upgrade_from(&tx, version)?;
     }
     tx.pragma_update(None, "user_version", target)?;
     tx.commit()?;
-    Ok(())
-}
-
-fn to_v1(tx: &rusqlite::Transaction) -> Result<()> {
-    tx.execute_batch(include_str!("schema_v1.sql"))?;
-    category::seed_default_table(tx)?;
     Ok(())
 }
 
@@ -87,7 +100,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         let mut conn = Connection::open(&path).unwrap();
-        migrate_to(&mut conn, 1).unwrap();
+        create_at(&mut conn, 1).unwrap();
         assert_eq!(read_version(&conn).unwrap(), 1);
         let now = Timestamp { device_ms: 1, corrected_ms: 1 };
         let op = NewOperation {
@@ -110,5 +123,54 @@ mod tests {
         conn.pragma_update(None, "user_version", LATEST_VERSION + 1).unwrap();
         assert_eq!(migrate(&mut conn).unwrap_err().code(), "database_from_future");
         assert_eq!(read_version(&conn).unwrap(), LATEST_VERSION + 1);
+    }
+
+    /// Every table's columns, every index's columns and every trigger, in a
+    /// form that does not depend on how the schema was reached (an ALTER
+    /// TABLE leaves different CREATE text than a CREATE with the column).
+    fn shape(conn: &Connection) -> Vec<String> {
+        let mut shape = Vec::new();
+        let mut objects = conn.prepare("SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").unwrap();
+        let objects: Vec<(String, String, String)> =
+            objects.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().collect::<rusqlite::Result<_>>().unwrap();
+        for (kind, name, table) in objects {
+            let pragma = match kind.as_str() {
+                "table" => "table_xinfo",
+                "index" => "index_xinfo",
+                _ => {
+                    shape.push(format!("{kind} {name} on {table}"));
+                    continue;
+                }
+            };
+            let mut columns = conn.prepare(&format!("SELECT * FROM pragma_{pragma}(?1)")).unwrap();
+            let count = columns.column_count();
+            let rows = columns
+                .query_map([&name], |r| (0..count).map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}"))).collect::<rusqlite::Result<Vec<_>>>())
+                .unwrap();
+            for row in rows {
+                shape.push(format!("{kind} {name} on {table}: {}", row.unwrap().join(" ")));
+            }
+        }
+        shape
+    }
+
+    #[test]
+    fn a_created_database_and_an_upgraded_one_have_the_same_schema() {
+        let mut created = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut created).unwrap(), 0, "new database");
+        let mut upgraded = Connection::open_in_memory().unwrap();
+        create_at(&mut upgraded, 1).unwrap();
+        assert_eq!(migrate(&mut upgraded).unwrap(), 1);
+        assert_eq!(read_version(&created).unwrap(), read_version(&upgraded).unwrap());
+        assert_eq!(shape(&created), shape(&upgraded));
+        let categories = "SELECT code, parent_code, name_zh, name_en, sort_order, active FROM categories ORDER BY code";
+        let rows = |conn: &Connection| -> Vec<String> {
+            let mut stmt = conn.prepare(categories).unwrap();
+            stmt.query_map([], |r| Ok(format!("{:?}", (r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(4)?, r.get::<_, i64>(5)?))))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        assert_eq!(rows(&created), rows(&upgraded), "the same seeded category table");
     }
 }

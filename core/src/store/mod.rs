@@ -89,13 +89,22 @@ pub struct OpenReport {
 }
 
 pub struct OpenedStore {
+    /// The one writer.
     pub connection: Connection,
+    /// A second connection to the same database that can only read (UI
+    /// lists and details). In WAL mode it reads the last commit while the
+    /// writer applies a sync page, so a list never waits behind a sync.
+    pub reader: Connection,
     pub paths: AccountPaths,
     pub report: OpenReport,
 }
 
-/// Open (creating if needed) the database of one account.
-pub fn open(data_dir: &Path, account_id: &str, key: &[u8], durability: Durability) -> Result<OpenedStore> {
+/// Open (creating if needed) the database of one account, in steps:
+/// connect (key, first read: wrong key or corrupt page 1), prepare
+/// (pragmas), create the latest schema or upgrade one version at a time
+/// ([`migrations`]), finish (key verifier, reader connection). `now_ms`
+/// (from the injected clock) names a corrupt database moved aside.
+pub fn open(data_dir: &Path, account_id: &str, key: &[u8], durability: Durability, now_ms: i64) -> Result<OpenedStore> {
     let started = Instant::now();
     if key.is_empty() {
         return Err(Error::DatabaseKeyMissing);
@@ -109,42 +118,68 @@ pub fn open(data_dir: &Path, account_id: &str, key: &[u8], durability: Durabilit
     let existed = fs::metadata(&paths.database).map(|m| m.len() > 0).unwrap_or(false);
     let key_check = if existed { keycheck::check(&paths.keycheck, key)? } else { KeyCheck::Absent };
     if key_check == KeyCheck::Mismatch {
+        log::warn!("store: wrong database key (verifier mismatch), database left untouched");
         return Err(Error::DatabaseWrongKey);
     }
 
     let mut report = OpenReport { created: !existed, ..OpenReport::default() };
-    let (connection, found) = match open_connection(&paths.database, key, durability) {
+    let (connection, found) = match open_writer(&paths.database, key, durability) {
         Ok(opened) => opened,
         Err(Error::DatabaseCorrupt) => {
-            report.corrupt_database_moved_to = Some(move_aside(&paths)?);
+            report.corrupt_database_moved_to = Some(move_aside(&paths, now_ms)?);
             report.created = true;
-            open_connection(&paths.database, key, durability)?
+            open_writer(&paths.database, key, durability)?
         }
         // Without a verifier we cannot tell a wrong key from a corrupt
         // first page; a wrong key is the answer that risks nothing.
         Err(Error::DatabaseWrongKey) if key_check == KeyCheck::Matches => {
-            report.corrupt_database_moved_to = Some(move_aside(&paths)?);
+            report.corrupt_database_moved_to = Some(move_aside(&paths, now_ms)?);
             report.created = true;
-            open_connection(&paths.database, key, durability)?
+            open_writer(&paths.database, key, durability)?
+        }
+        Err(Error::DatabaseWrongKey) => {
+            log::warn!("store: database unreadable with this key and no verifier to tell a corrupt file, left untouched");
+            return Err(Error::DatabaseWrongKey);
         }
         Err(other) => return Err(other),
     };
-    if key_check != KeyCheck::Matches || report.created {
-        keycheck::write(&paths.keycheck, key)?;
-    }
+    let reader = finish(&paths, key, key_check, report.created)?;
     report.schema_version_found = found;
     report.schema_version = migrations::LATEST_VERSION;
     report.open_duration = started.elapsed();
-    Ok(OpenedStore { connection, paths, report })
+    Ok(OpenedStore { connection, reader, paths, report })
 }
 
-fn open_connection(path: &Path, key: &[u8], durability: Durability) -> Result<(Connection, i64)> {
+impl OpenReport {
+    /// One line for field diagnostics: counts, versions and time only, no
+    /// path (it names the account) and no content.
+    pub fn log(&self) {
+        log::info!(
+            "store: opened schema v{} (found v{}{}{}), {} in-flight operations recovered, {} orphan photo files removed, {} ms",
+            self.schema_version,
+            self.schema_version_found,
+            if self.created { ", created" } else { "" },
+            if self.corrupt_database_moved_to.is_some() { ", corrupt database moved aside" } else { "" },
+            self.in_flight_recovered,
+            self.orphan_files_removed,
+            self.open_duration.as_millis()
+        );
+    }
+}
+
+/// Connect with the key and read page 1: a wrong key or a corrupt header
+/// fails here, before anything is written.
+fn connect(path: &Path, key: &[u8]) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let mut conn = Connection::open_with_flags(path, flags).map_err(classify)?;
+    let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
     conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex::encode(key))).map_err(classify)?;
-    // The first read decrypts page 1: a wrong key or a corrupt header fails here.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())).map_err(classify)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(classify)?;
+    Ok(conn)
+}
+
+/// The writer's pragmas.
+fn prepare(conn: &Connection, durability: Durability) -> Result<()> {
     let synchronous = match durability {
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
@@ -155,9 +190,26 @@ fn open_connection(path: &Path, key: &[u8], durability: Durability) -> Result<(C
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;"
     ))
-    .map_err(classify)?;
+    .map_err(classify)
+}
+
+/// The writer, with its schema current. Returns the version found.
+fn open_writer(path: &Path, key: &[u8], durability: Durability) -> Result<(Connection, i64)> {
+    let mut conn = connect(path, key)?;
+    prepare(&conn, durability)?;
     let found = migrations::migrate(&mut conn)?;
     Ok((conn, found))
+}
+
+/// Once the schema is current: keep the key verifier in step with the
+/// database and open the reader (it only reads, so it comes last).
+fn finish(paths: &AccountPaths, key: &[u8], key_check: KeyCheck, created: bool) -> Result<Connection> {
+    if key_check != KeyCheck::Matches || created {
+        keycheck::write(&paths.keycheck, key)?;
+    }
+    let reader = connect(&paths.database, key)?;
+    reader.execute_batch("PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;").map_err(classify)?;
+    Ok(reader)
 }
 
 fn classify(error: rusqlite::Error) -> Error {
@@ -169,13 +221,10 @@ fn classify(error: rusqlite::Error) -> Error {
 }
 
 /// Rename the database and its WAL/SHM files into `corrupt/`, never delete.
-fn move_aside(paths: &AccountPaths) -> Result<PathBuf> {
+fn move_aside(paths: &AccountPaths, now_ms: i64) -> Result<PathBuf> {
+    log::warn!("store: database corrupt, moving it and its photos aside and starting a fresh one");
     fs::create_dir_all(&paths.corrupt)?;
-    let stamp = format!(
-        "{}-{}",
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
-        hex::encode(rand::random::<[u8; 4]>())
-    );
+    let stamp = format!("{now_ms}-{}", hex::encode(rand::random::<[u8; 4]>()));
     let target = paths.corrupt.join(format!("gridwork-{stamp}.db"));
     fs::rename(&paths.database, &target)?;
     for suffix in ["-wal", "-shm"] {

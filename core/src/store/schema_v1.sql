@@ -1,4 +1,5 @@
--- Schema version 1 of the on-device database.
+-- Schema version 1 as it shipped. Kept only so tests can build an old database
+-- and upgrade it; new databases are created from schema.sql.
 
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,

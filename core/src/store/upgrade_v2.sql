@@ -1,4 +1,4 @@
--- Schema version 2: sync state.
+-- Schema version 2: sync state, upgrading a version 1 database.
 
 -- The case as the server last described it (an IncidentView), and its version.
 ALTER TABLE incidents ADD COLUMN server_version INTEGER;
