@@ -167,7 +167,7 @@ impl Database {
         loop {
             let result = match self {
                 Database::Sqlite(db) => db.write(&mut f),
-                Database::Postgres(db) => db.transaction(&mut f),
+                Database::Postgres(db) => db.write(&mut f),
             };
             match result {
                 Err(e) if is_conflict(&e) && attempts < 5 => attempts += 1,
@@ -180,7 +180,7 @@ impl Database {
     pub fn read<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
         match self {
             Database::Sqlite(db) => db.read(&mut f),
-            Database::Postgres(db) => db.transaction(&mut f),
+            Database::Postgres(db) => db.read(&mut f),
         }
     }
 

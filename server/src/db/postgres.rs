@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, Config, NoTls, Statement};
+use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
 
 use super::{Dialect, Row, Tx, Value};
 use crate::error::{Result, ServerError};
@@ -68,15 +68,38 @@ impl PostgresDatabase {
         Ok(PostgresDatabase { pool })
     }
 
-    pub(super) fn transaction<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+    pub(super) fn write<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        self.transaction(Access::Write, f)
+    }
+
+    pub(super) fn read<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        self.transaction(Access::Read, f)
+    }
+
+    fn transaction<T>(&self, access: Access, f: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
         let mut pooled = self.pool.get().map_err(|e| ServerError::storage(format!("cannot connect to PostgreSQL: {e}")))?;
         let PooledClient { client, statements } = &mut *pooled;
-        let tx = client.transaction().map_err(map_error)?;
+        let tx = match access {
+            Access::Write => client.transaction(),
+            // PostgreSQL's default (read committed) takes a new snapshot per
+            // statement: a pull would read the change log, then find a case
+            // already moved by a later commit whose change it did not read.
+            // Repeatable read keeps one snapshot for the whole read, as a
+            // SQLite read transaction does.
+            Access::Read => client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start(),
+        }
+        .map_err(map_error)?;
         let mut wrapper = PgTx { tx, statements };
         let value = f(&mut wrapper)?;
         wrapper.tx.commit().map_err(map_error)?;
         Ok(value)
     }
+}
+
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    Write,
 }
 
 /// How long a transaction waits for a free connection before the request
