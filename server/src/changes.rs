@@ -1,13 +1,14 @@
-//! The change log behind incremental pull. Sequence numbers are commit
-//! order: SQLite has one writer, and on PostgreSQL appends take a
-//! transaction-scoped advisory lock held to commit.
+//! The change log behind incremental pull: which entity changed, in what
+//! order, and which audience keys see it (or saw it and lose it). Sequence
+//! numbers are commit order: SQLite has one writer, and on PostgreSQL
+//! appends take a transaction-scoped advisory lock held to commit.
+//!
+//! The bottom layer: it knows entity kinds and ids only, never what an
+//! entity looks like. Assembling a page of views is `pull`'s job.
 
-use gridwork_protocol::api::{Change, ChangeBody, PullResponse};
-
-use crate::auth::Caller;
 use crate::db::{Tx, Value};
 use crate::error::Result;
-use crate::{cases, params, reference, scope};
+use crate::params;
 
 /// Record that an entity changed: `now_visible` keys see the new state,
 /// keys only in `was_visible` get a removal.
@@ -33,8 +34,19 @@ pub fn record(tx: &mut dyn Tx, kind: &str, id: &str, now_visible: &[String], was
     Ok(seq)
 }
 
-pub fn pull(tx: &mut dyn Tx, caller: &Caller, since: i64, limit: u32, now_ms: i64) -> Result<PullResponse> {
-    let keys = scope::caller_keys(caller);
+/// One change as an audience sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: i64,
+    pub entity_kind: String,
+    pub entity_id: String,
+    /// Every one of the audience's keys for this change was a removal.
+    pub removal: bool,
+}
+
+/// Up to `limit` changes after `since` seen by any of `keys`, in sequence
+/// order, and whether more follow.
+pub fn read(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32) -> Result<(Vec<Entry>, bool)> {
     let marks: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 3)).collect();
     let sql = format!(
         "SELECT c.seq, c.entity_kind, c.entity_id, MIN(a.removal)
@@ -49,28 +61,6 @@ pub fn pull(tx: &mut dyn Tx, caller: &Caller, since: i64, limit: u32, now_ms: i6
     let mut rows = tx.query(&sql, &args)?;
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next_cursor = rows.last().map(|r| r.int(0)).unwrap_or(since);
-
-    // Within a page only an entity's last change matters.
-    let mut changes = Vec::new();
-    for (index, row) in rows.iter().enumerate() {
-        let (seq, kind, id, removal) = (row.int(0), row.text(1), row.text(2), row.int(3) != 0);
-        if rows[index + 1..].iter().any(|later| later.text(1) == kind && later.text(2) == id) {
-            continue;
-        }
-        let body = if removal {
-            Some(ChangeBody::Remove)
-        } else {
-            match kind.as_str() {
-                "incident" => cases::load_view_for(tx, caller, &id)?.map(|view| ChangeBody::Upsert { data: serde_json::to_value(view).expect("serializes") }),
-                other => reference::load(tx, other, &id)?.map(|data| ChangeBody::Upsert { data }),
-            }
-        };
-        // No body: the entity has since left the caller's view; the change
-        // that took it away follows.
-        if let Some(body) = body {
-            changes.push(Change { cursor: seq, entity_kind: kind, entity_id: id, body });
-        }
-    }
-    Ok(PullResponse { changes, next_cursor, has_more, server_time_ms: now_ms })
+    let entries = rows.iter().map(|r| Entry { seq: r.int(0), entity_kind: r.text(1), entity_id: r.text(2), removal: r.int(3) != 0 }).collect();
+    Ok((entries, has_more))
 }

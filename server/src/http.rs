@@ -23,7 +23,7 @@ use crate::cases::{self, Rejection};
 use crate::db::Database;
 use crate::error::{Result, ServerError};
 use crate::renditions::{self, Rendition};
-use crate::{admin, changes, push, reference};
+use crate::{admin, pull, push, reference};
 
 pub struct AppState {
     pub db: Database,
@@ -46,7 +46,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/auth/logout", post(logout))
         .route("/v1/me", get(me))
         .route("/v1/push", post(push_handler))
-        .route("/v1/pull", get(pull))
+        .route("/v1/pull", get(pull_handler))
         .route("/v1/blobs", post(create_blob))
         .route("/v1/blobs/{sha256}", get(download_blob))
         .route("/v1/blobs/{sha256}/status", get(blob_status))
@@ -197,10 +197,10 @@ struct PullParams {
     limit: Option<u32>,
 }
 
-async fn pull(State(app): State<App>, headers: HeaderMap, query: std::result::Result<Query<PullParams>, axum::extract::rejection::QueryRejection>) -> Result<Json<api::PullResponse>> {
+async fn pull_handler(State(app): State<App>, headers: HeaderMap, query: std::result::Result<Query<PullParams>, axum::extract::rejection::QueryRejection>) -> Result<Json<api::PullResponse>> {
     let Query(params) = query.map_err(|_| ServerError::bad_request("invalid_query", "since and limit must be integers"))?;
     let limit = params.limit.unwrap_or(500).clamp(1, api::MAX_PULL_LIMIT);
-    as_caller(&app, &headers, move |app, caller| app.db.read(|tx| changes::pull(tx, &caller, params.since, limit, now_ms()))).await.map(Json)
+    as_caller(&app, &headers, move |app, caller| app.db.read(|tx| pull::pull(tx, &caller, params.since, limit, now_ms()))).await.map(Json)
 }
 
 async fn create_blob(State(app): State<App>, headers: HeaderMap, JsonBody(body): JsonBody<CreateBlobRequest>) -> Result<(StatusCode, Json<BlobStatus>)> {

@@ -12,6 +12,7 @@ pub mod changes;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod renditions;

@@ -121,6 +121,8 @@ pub trait Tx {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64>;
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>>;
     fn dialect(&self) -> Dialect;
+    /// Run several `;`-separated statements without parameters (the schema).
+    fn execute_batch(&mut self, sql: &str) -> Result<()>;
 
     fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>> {
         Ok(self.query(sql, params)?.into_iter().next())
@@ -165,7 +167,7 @@ impl Database {
         loop {
             let result = match self {
                 Database::Sqlite(db) => db.write(&mut f),
-                Database::Postgres(db) => db.transaction(&mut f),
+                Database::Postgres(db) => db.write(&mut f),
             };
             match result {
                 Err(e) if is_conflict(&e) && attempts < 5 => attempts += 1,
@@ -178,20 +180,19 @@ impl Database {
     pub fn read<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
         match self {
             Database::Sqlite(db) => db.read(&mut f),
-            Database::Postgres(db) => db.transaction(&mut f),
+            Database::Postgres(db) => db.read(&mut f),
         }
     }
 
+    /// Create what is missing of the schema and refuse a database written
+    /// by a newer server.
     pub fn migrate(&self) -> Result<()> {
         self.write(|tx| {
-            let dialect = tx.dialect();
-            let schema = SCHEMA
-                .replace("{SERIAL}", if dialect == Dialect::Sqlite { "INTEGER PRIMARY KEY AUTOINCREMENT" } else { "BIGSERIAL PRIMARY KEY" })
-                .replace("{BYTES}", if dialect == Dialect::Sqlite { "BLOB" } else { "BYTEA" })
-                .replace("{REAL}", if dialect == Dialect::Sqlite { "REAL" } else { "DOUBLE PRECISION" });
-            for statement in schema.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                tx.execute(statement, &[])?;
-            }
+            let schema = match tx.dialect() {
+                Dialect::Sqlite => SQLITE_SCHEMA,
+                Dialect::Postgres => POSTGRES_SCHEMA,
+            };
+            tx.execute_batch(schema)?;
             let found = tx.query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])?.map(|r| r.text(0));
             match found.as_deref() {
                 None => {
@@ -208,7 +209,10 @@ impl Database {
 }
 
 const SCHEMA_VERSION: i64 = 1;
-const SCHEMA: &str = include_str!("schema.sql");
+/// One schema file per dialect, each in its own types and run by the
+/// driver as a batch.
+const SQLITE_SCHEMA: &str = include_str!("schema/sqlite.sql");
+const POSTGRES_SCHEMA: &str = include_str!("schema/postgres.sql");
 
 /// `$1` → `?1` for SQLite (whose `$1` is a named parameter numbered by
 /// first appearance, not by its digits).
@@ -236,5 +240,17 @@ mod tests {
     #[test]
     fn placeholders_are_rewritten_outside_strings() {
         assert_eq!(to_sqlite_placeholders("SELECT $2, '$1', $10"), "SELECT ?2, '$1', ?10");
+    }
+
+    /// The two schema files declare the same tables, columns and indexes;
+    /// only the types that have different names differ.
+    #[test]
+    fn dialect_schemas_differ_only_in_type_names() {
+        let statements = |schema: &str| schema.lines().filter(|line| !line.starts_with("--")).collect::<Vec<_>>().join("\n");
+        let postgres_in_sqlite_types = statements(POSTGRES_SCHEMA)
+            .replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")
+            .replace("DOUBLE PRECISION", "REAL")
+            .replace("BYTEA", "BLOB");
+        assert_eq!(postgres_in_sqlite_types, statements(SQLITE_SCHEMA));
     }
 }

@@ -1,26 +1,20 @@
-//! PostgreSQL: a pool of synchronous clients used from tokio's blocking
-//! pool. The server keeps no state of its own besides this database (blobs
-//! live in it too), so several instances can run behind a load balancer.
+//! PostgreSQL: an r2d2 pool of synchronous clients used from tokio's
+//! blocking pool. The server keeps no state of its own besides this database
+//! (blobs live in it too), so several instances can run behind a load
+//! balancer.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
 
 use super::{Dialect, Row, Tx, Value};
 use crate::error::{Result, ServerError};
 
 #[derive(Clone)]
 pub struct PostgresDatabase {
-    url: Arc<String>,
-    pool: Arc<(Mutex<PoolState>, Condvar)>,
-    max: usize,
-}
-
-struct PoolState {
-    idle: Vec<PooledClient>,
-    open: usize,
+    pool: r2d2::Pool<Connections>,
 }
 
 /// A connection and its prepared statements: preparing once per connection
@@ -30,76 +24,90 @@ struct PooledClient {
     statements: HashMap<String, Statement>,
 }
 
+/// Opens the pool's connections.
+struct Connections {
+    config: Config,
+}
+
+impl r2d2::ManageConnection for Connections {
+    type Connection = PooledClient;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<PooledClient, postgres::Error> {
+        Ok(PooledClient { client: self.config.connect(NoTls)?, statements: HashMap::new() })
+    }
+
+    fn is_valid(&self, connection: &mut PooledClient) -> std::result::Result<(), postgres::Error> {
+        connection.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, connection: &mut PooledClient) -> bool {
+        connection.client.is_closed()
+    }
+}
+
 impl PostgresDatabase {
     pub fn connect(url: &str, max_connections: usize) -> Result<PostgresDatabase> {
-        let db = PostgresDatabase {
-            url: Arc::new(url.to_owned()),
-            pool: Arc::new((Mutex::new(PoolState { idle: Vec::new(), open: 0 }), Condvar::new())),
-            max: max_connections.max(1),
-        };
-        // Fail at start, not at the first request, when the URL is wrong.
-        let client = db.new_client()?;
-        {
-            let mut state = db.pool.0.lock().unwrap_or_else(|e| e.into_inner());
-            state.idle.push(PooledClient { client, statements: HashMap::new() });
-            state.open = 1;
+        let config: Config = url.parse().map_err(|e| connect_error(&e))?;
+        let connections = Connections { config };
+        // Fail at start, not at the first request, when the URL is wrong
+        // (the pool itself would keep retrying until its timeout).
+        drop(r2d2::ManageConnection::connect(&connections).map_err(|e| connect_error(&e))?);
+        let pool = r2d2::Pool::builder()
+            .max_size(u32::try_from(max_connections.max(1)).unwrap_or(u32::MAX))
+            // Connections open as requests need them, and stay open.
+            .min_idle(Some(0))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            // A closed connection is dropped when it is returned
+            // (`has_broken`); checking every checkout would cost a round
+            // trip per transaction.
+            .test_on_check_out(false)
+            .connection_timeout(CHECKOUT_TIMEOUT)
+            .build_unchecked(connections);
+        Ok(PostgresDatabase { pool })
+    }
+
+    pub(super) fn write<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        self.transaction(Access::Write, f)
+    }
+
+    pub(super) fn read<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        self.transaction(Access::Read, f)
+    }
+
+    fn transaction<T>(&self, access: Access, f: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        let mut pooled = self.pool.get().map_err(|e| ServerError::storage(format!("cannot connect to PostgreSQL: {e}")))?;
+        let PooledClient { client, statements } = &mut *pooled;
+        let tx = match access {
+            Access::Write => client.transaction(),
+            // PostgreSQL's default (read committed) takes a new snapshot per
+            // statement: a pull would read the change log, then find a case
+            // already moved by a later commit whose change it did not read.
+            // Repeatable read keeps one snapshot for the whole read, as a
+            // SQLite read transaction does.
+            Access::Read => client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start(),
         }
-        Ok(db)
+        .map_err(map_error)?;
+        let mut wrapper = PgTx { tx, statements };
+        let value = f(&mut wrapper)?;
+        wrapper.tx.commit().map_err(map_error)?;
+        Ok(value)
     }
+}
 
-    fn new_client(&self) -> Result<Client> {
-        Client::connect(&self.url, NoTls).map_err(|e| ServerError::storage(format!("cannot connect to PostgreSQL: {}", e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string()))))
-    }
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    Write,
+}
 
-    fn checkout(&self) -> Result<PooledClient> {
-        let (state, available) = &*self.pool;
-        let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(client) = guard.idle.pop() {
-                if client.client.is_closed() {
-                    guard.open -= 1;
-                    continue;
-                }
-                return Ok(client);
-            }
-            if guard.open < self.max {
-                guard.open += 1;
-                drop(guard);
-                return self
-                    .new_client()
-                    .map(|client| PooledClient { client, statements: HashMap::new() })
-                    .inspect_err(|_| {
-                        state.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
-                    });
-            }
-            guard = available.wait(guard).unwrap_or_else(|e| e.into_inner());
-        }
-    }
+/// How long a transaction waits for a free connection before the request
+/// fails as storage-unavailable.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
 
-    fn checkin(&self, client: PooledClient) {
-        let (state, available) = &*self.pool;
-        let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
-        if client.client.is_closed() {
-            guard.open -= 1;
-        } else {
-            guard.idle.push(client);
-        }
-        available.notify_one();
-    }
-
-    pub(super) fn transaction<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
-        let mut pooled = self.checkout()?;
-        let result = (|| {
-            let PooledClient { client, statements } = &mut pooled;
-            let tx = client.transaction().map_err(map_error)?;
-            let mut wrapper = PgTx { tx, statements };
-            let value = f(&mut wrapper)?;
-            wrapper.tx.commit().map_err(map_error)?;
-            Ok(value)
-        })();
-        self.checkin(pooled);
-        result
-    }
+fn connect_error(e: &postgres::Error) -> ServerError {
+    ServerError::storage(format!("cannot connect to PostgreSQL: {}", e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string())))
 }
 
 struct PgTx<'a> {
@@ -181,6 +189,10 @@ impl Tx for PgTx<'_> {
 
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
+    }
+
+    fn execute_batch(&mut self, sql: &str) -> Result<()> {
+        self.tx.batch_execute(sql).map_err(map_error)
     }
 }
 

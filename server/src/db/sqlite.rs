@@ -118,6 +118,10 @@ impl Tx for SqliteTx<'_> {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }
+
+    fn execute_batch(&mut self, sql: &str) -> Result<()> {
+        self.tx.execute_batch(sql).map_err(map_error)
+    }
 }
 
 fn map_error(error: rusqlite::Error) -> ServerError {

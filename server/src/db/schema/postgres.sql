@@ -1,3 +1,8 @@
+-- The server's schema on PostgreSQL (meta.schema_version 1). It declares the same
+-- tables, columns and indexes as sqlite.sql in that dialect's types; a unit
+-- test in db/mod.rs compares the two. Every statement is idempotent: it runs
+-- at each start.
+
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 CREATE TABLE IF NOT EXISTS users (
@@ -52,9 +57,9 @@ CREATE TABLE IF NOT EXISTS incidents (
     category_code TEXT NOT NULL,
     description TEXT NOT NULL,
     address TEXT,
-    lat {REAL},
-    lon {REAL},
-    accuracy_m {REAL},
+    lat DOUBLE PRECISION,
+    lon DOUBLE PRECISION,
+    accuracy_m DOUBLE PRECISION,
     grid_code TEXT,
     reporter_id TEXT NOT NULL,
     reporter_role TEXT NOT NULL,
@@ -82,7 +87,7 @@ CREATE TABLE IF NOT EXISTS incident_photos (
 CREATE INDEX IF NOT EXISTS incident_photos_incident ON incident_photos (incident_id, position);
 CREATE INDEX IF NOT EXISTS incident_photos_sha ON incident_photos (sha256);
 CREATE TABLE IF NOT EXISTS timeline (
-    seq {SERIAL},
+    seq BIGSERIAL PRIMARY KEY,
     incident_id TEXT NOT NULL,
     action TEXT NOT NULL,
     actor TEXT NOT NULL,
@@ -103,7 +108,7 @@ CREATE TABLE IF NOT EXISTS applied_ops (
 );
 
 CREATE TABLE IF NOT EXISTS changes (
-    seq {SERIAL},
+    seq BIGSERIAL PRIMARY KEY,
     entity_kind TEXT NOT NULL,
     entity_id TEXT NOT NULL,
     at_ms BIGINT NOT NULL
@@ -131,6 +136,6 @@ CREATE INDEX IF NOT EXISTS blob_previews_original ON blob_previews (original_sha
 CREATE TABLE IF NOT EXISTS blob_chunks (
     sha256 TEXT NOT NULL,
     start_at BIGINT NOT NULL,
-    data {BYTES} NOT NULL,
+    data BYTEA NOT NULL,
     PRIMARY KEY (sha256, start_at)
-)
+);

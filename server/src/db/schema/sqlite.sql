@@ -1,0 +1,141 @@
+-- The server's schema on SQLite (meta.schema_version 1). It declares the same
+-- tables, columns and indexes as postgres.sql in that dialect's types; a unit
+-- test in db/mod.rs compares the two. Every statement is idempotent: it runs
+-- at each start.
+
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    disabled BIGINT NOT NULL DEFAULT 0,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS user_grids (
+    user_id TEXT NOT NULL,
+    grid_code TEXT NOT NULL,
+    PRIMARY KEY (user_id, grid_code)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    revoked BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_hash TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    expires_at_ms BIGINT NOT NULL,
+    revoked BIGINT NOT NULL DEFAULT 0,
+    spent_at_ms BIGINT
+);
+
+CREATE TABLE IF NOT EXISTS grids (
+    code TEXT PRIMARY KEY,
+    tier TEXT NOT NULL,
+    name TEXT NOT NULL,
+    parent_code TEXT,
+    level TEXT,
+    boundary TEXT
+);
+CREATE TABLE IF NOT EXISTS categories (
+    code TEXT PRIMARY KEY,
+    parent_code TEXT,
+    name_zh TEXT NOT NULL,
+    name_en TEXT NOT NULL,
+    sort_order BIGINT NOT NULL,
+    active BIGINT NOT NULL DEFAULT 1
+);
+
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    category_code TEXT NOT NULL,
+    description TEXT NOT NULL,
+    address TEXT,
+    lat REAL,
+    lon REAL,
+    accuracy_m REAL,
+    grid_code TEXT,
+    reporter_id TEXT NOT NULL,
+    reporter_role TEXT NOT NULL,
+    assignee_id TEXT,
+    department TEXT,
+    deadline_ms BIGINT,
+    merged_into TEXT,
+    version BIGINT NOT NULL,
+    captured_device_ms BIGINT NOT NULL,
+    captured_corrected_ms BIGINT NOT NULL,
+    reported_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_state ON incidents (state, reported_at_ms);
+CREATE INDEX IF NOT EXISTS incidents_grid ON incidents (grid_code);
+CREATE TABLE IF NOT EXISTS incident_photos (
+    photo_id TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    byte_size BIGINT NOT NULL,
+    mime_type TEXT NOT NULL,
+    role TEXT NOT NULL,
+    position BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incident_photos_incident ON incident_photos (incident_id, position);
+CREATE INDEX IF NOT EXISTS incident_photos_sha ON incident_photos (sha256);
+CREATE TABLE IF NOT EXISTS timeline (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    note TEXT,
+    at_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS timeline_incident ON timeline (incident_id, seq);
+
+CREATE TABLE IF NOT EXISTS applied_ops (
+    device_id TEXT NOT NULL,
+    op_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    result TEXT NOT NULL,
+    applied_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (device_id, op_id)
+);
+
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    entity_kind TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    at_ms BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS change_audience (
+    audience TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    removal BIGINT NOT NULL,
+    PRIMARY KEY (audience, seq)
+);
+
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY,
+    size BIGINT NOT NULL,
+    received BIGINT NOT NULL,
+    complete BIGINT NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
+-- Previews (smaller JPEGs) of announced photos, sent ahead on metered links.
+CREATE TABLE IF NOT EXISTS blob_previews (
+    preview_sha256 TEXT PRIMARY KEY,
+    original_sha256 TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blob_previews_original ON blob_previews (original_sha256);
+CREATE TABLE IF NOT EXISTS blob_chunks (
+    sha256 TEXT NOT NULL,
+    start_at BIGINT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (sha256, start_at)
+);

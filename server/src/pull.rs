@@ -1,0 +1,37 @@
+//! Incremental pull: a page of the change log as one caller sees it, each
+//! change carrying the entity's current view. The top layer over the change
+//! log, cases and reference data; none of them imports it.
+
+use gridwork_protocol::api::{Change, ChangeBody, PullResponse};
+
+use crate::auth::Caller;
+use crate::db::Tx;
+use crate::error::Result;
+use crate::{cases, changes, reference, scope};
+
+pub fn pull(tx: &mut dyn Tx, caller: &Caller, since: i64, limit: u32, now_ms: i64) -> Result<PullResponse> {
+    let (entries, has_more) = changes::read(tx, &scope::caller_keys(caller), since, limit)?;
+    let next_cursor = entries.last().map(|e| e.seq).unwrap_or(since);
+
+    // Within a page only an entity's last change matters.
+    let mut page = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        if entries[index + 1..].iter().any(|later| later.entity_kind == entry.entity_kind && later.entity_id == entry.entity_id) {
+            continue;
+        }
+        let body = if entry.removal {
+            Some(ChangeBody::Remove)
+        } else {
+            match entry.entity_kind.as_str() {
+                "incident" => cases::load_view_for(tx, caller, &entry.entity_id)?.map(|view| ChangeBody::Upsert { data: serde_json::to_value(view).expect("serializes") }),
+                other => reference::load(tx, other, &entry.entity_id)?.map(|data| ChangeBody::Upsert { data }),
+            }
+        };
+        // No body: the entity has since left the caller's view; the change
+        // that took it away follows.
+        if let Some(body) = body {
+            page.push(Change { cursor: entry.seq, entity_kind: entry.entity_kind.clone(), entity_id: entry.entity_id.clone(), body });
+        }
+    }
+    Ok(PullResponse { changes: page, next_cursor, has_more, server_time_ms: now_ms })
+}
