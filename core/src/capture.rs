@@ -13,7 +13,7 @@ use crate::model::{Incident, IncidentFilter, IncidentStatus, Photo, SyncState, a
 use crate::outbox::{self, NewOperation, OperationState};
 use crate::photo::{IngestedPhoto, PhotoFormat, PhotoStore};
 use crate::text::{self, ADDRESS_MAX_CHARS, DESCRIPTION_MAX_CHARS};
-use gridwork_protocol::{OperationKind, PhotoRef, SubmitIncident, UploadPhoto};
+use gridwork_protocol::{Named, OperationKind, PhotoRef, SubmitIncident, UploadPhoto};
 
 /// The server accepts at most this many photos with one report.
 pub const MAX_PHOTOS_PER_INCIDENT: usize = 20;

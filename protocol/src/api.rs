@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{GeoPoint, OperationEnvelope};
+use crate::{CaseState, GeoPoint, OperationEnvelope};
 
 /// Header carrying the device id on every request.
 pub const DEVICE_ID_HEADER: &str = "x-gridwork-device";
@@ -176,7 +176,7 @@ pub struct PhotoView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IncidentView {
     pub id: Uuid,
-    pub state: String,
+    pub state: CaseState,
     pub category_code: String,
     pub description: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,10 +206,13 @@ pub struct IncidentView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEntry {
     pub seq: i64,
+    /// A [`crate::CaseAction`] name, or an event that is not a workflow step
+    /// (`report`, `photo_arrived`, `preview_arrived`).
     pub action: String,
     pub actor: String,
-    pub from_state: Option<String>,
-    pub to_state: String,
+    /// `None` for the report that created the case.
+    pub from_state: Option<CaseState>,
+    pub to_state: CaseState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub at_ms: i64,
@@ -219,6 +222,7 @@ pub struct TimelineEntry {
 /// register, reject, merge, dispatch, start, handle, close, reopen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TransitionRequest {
+    /// A [`crate::CaseAction`] name.
     pub action: String,
     #[serde(default)]
     pub note: Option<String>,

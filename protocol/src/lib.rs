@@ -7,7 +7,12 @@
 //! understand instead of misreading it.
 
 pub mod api;
+pub mod case;
+pub mod names;
 pub mod operation;
+
+pub use case::{CaseAction, CaseState};
+pub use names::{IntoEnumIterator, Named};
 
 pub use operation::{
     CapturedAt, GeoPoint, OperationEnvelope, OperationKind, PhotoRef, SubmitIncident, TransitionIncident,

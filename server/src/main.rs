@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use gridwork_protocol::Named;
 use gridwork_protocol::api::{Role, TransitionRequest};
 use gridwork_server::auth::TokenPolicy;
 use gridwork_server::db::Database;
@@ -245,7 +246,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                 println!("{}", serde_json::to_string_pretty(&entries).expect("serializes"));
             } else {
                 for e in entries {
-                    println!("{} {:<12} {:<10} {} -> {} {}", e.at_ms, e.action, e.actor, e.from_state.unwrap_or_default(), e.to_state, e.note.unwrap_or_default());
+                    println!("{} {:<12} {:<10} {} -> {} {}", e.at_ms, e.action, e.actor, e.from_state.map_or("", Named::as_str), e.to_state.as_str(), e.note.unwrap_or_default());
                 }
             }
         }

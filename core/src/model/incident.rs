@@ -1,5 +1,6 @@
 //! Incidents (事件) as the device holds them.
 
+use gridwork_protocol::{CaseState, IntoEnumIterator, Named};
 use uuid::Uuid;
 
 use crate::clock::Timestamp;
@@ -7,8 +8,8 @@ use crate::geo::GeoPoint;
 use crate::model::AuditEntry;
 
 /// Where an incident is in its life. The device owns `Draft`, `Discarded`
-/// and `Submitted`; the rest follow the server's closed loop (GB/T 30428)
-/// and arrive through sync.
+/// and `Submitted`; a case's state on the server ([`CaseState`], the closed
+/// loop of GB/T 30428) arrives through sync. Stored as one name per row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IncidentStatus {
     /// Saved on the device, editable, not sent.
@@ -17,58 +18,42 @@ pub enum IncidentStatus {
     Discarded,
     /// Submitted by the user; queued in the outbox or sent.
     Submitted,
-    /// The server has it (a grid worker's report, or a reviewed one).
-    Reported,
-    PendingReview,
-    Registered,
-    Rejected,
-    Merged,
-    Dispatched,
-    InProgress,
-    Handled,
-    Closed,
-    Reopened,
+    /// The server has it, in this state.
+    Case(CaseState),
 }
 
 impl IncidentStatus {
-    pub const ALL: [IncidentStatus; 13] = [
-        IncidentStatus::Draft,
-        IncidentStatus::Discarded,
-        IncidentStatus::Submitted,
-        IncidentStatus::Reported,
-        IncidentStatus::PendingReview,
-        IncidentStatus::Registered,
-        IncidentStatus::Rejected,
-        IncidentStatus::Merged,
-        IncidentStatus::Dispatched,
-        IncidentStatus::InProgress,
-        IncidentStatus::Handled,
-        IncidentStatus::Closed,
-        IncidentStatus::Reopened,
-    ];
+    /// Every status: the device's own, then the server's.
+    pub fn all() -> Vec<IncidentStatus> {
+        let device = [IncidentStatus::Draft, IncidentStatus::Discarded, IncidentStatus::Submitted];
+        device.into_iter().chain(CaseState::iter().map(IncidentStatus::Case)).collect()
+    }
+}
 
-    pub fn as_str(self) -> &'static str {
-        match self {
+impl From<IncidentStatus> for &'static str {
+    fn from(status: IncidentStatus) -> &'static str {
+        match status {
             IncidentStatus::Draft => "draft",
             IncidentStatus::Discarded => "discarded",
             IncidentStatus::Submitted => "submitted",
-            IncidentStatus::Reported => "reported",
-            IncidentStatus::PendingReview => "pending_review",
-            IncidentStatus::Registered => "registered",
-            IncidentStatus::Rejected => "rejected",
-            IncidentStatus::Merged => "merged",
-            IncidentStatus::Dispatched => "dispatched",
-            IncidentStatus::InProgress => "in_progress",
-            IncidentStatus::Handled => "handled",
-            IncidentStatus::Closed => "closed",
-            IncidentStatus::Reopened => "reopened",
+            IncidentStatus::Case(state) => state.as_str(),
         }
     }
+}
 
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
+impl std::str::FromStr for IncidentStatus {
+    type Err = ();
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text {
+            "draft" => Ok(IncidentStatus::Draft),
+            "discarded" => Ok(IncidentStatus::Discarded),
+            "submitted" => Ok(IncidentStatus::Submitted),
+            _ => CaseState::parse(text).map(IncidentStatus::Case).ok_or(()),
+        }
     }
 }
+
+impl Named for IncidentStatus {}
 
 /// Whether the device still owes the server something for this incident.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,4 +130,20 @@ pub struct IncidentFilter {
     pub created_before_ms: Option<i64>,
     /// At most this many, newest first; `None` for all.
     pub limit: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_round_trip() {
+        let names: Vec<&str> = IncidentStatus::all().into_iter().map(IncidentStatus::as_str).collect();
+        assert_eq!(names.len(), 13);
+        assert_eq!(&names[..4], ["draft", "discarded", "submitted", "reported"]);
+        for status in IncidentStatus::all() {
+            assert_eq!(IncidentStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(IncidentStatus::parse("Draft"), None);
+    }
 }

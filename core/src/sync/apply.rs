@@ -3,6 +3,7 @@
 //! `remote_pending` and is applied once they are acknowledged.
 
 use gridwork_protocol::api::{Change, ChangeBody, IncidentView};
+use gridwork_protocol::{CaseState, Named};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
@@ -87,10 +88,6 @@ pub fn apply_deferred(conn: &Connection) -> Result<u32> {
     Ok(count)
 }
 
-fn local_status(state: &str) -> IncidentStatus {
-    IncidentStatus::parse(state).unwrap_or(IncidentStatus::Reported)
-}
-
 fn apply_incident(conn: &Connection, id: &str, body: &ChangeBody) -> Result<()> {
     let data = match body {
         ChangeBody::Remove => {
@@ -101,13 +98,18 @@ fn apply_incident(conn: &Connection, id: &str, body: &ChangeBody) -> Result<()> 
         }
         ChangeBody::Upsert { data } => data,
     };
-    let Ok(view) = serde_json::from_value::<IncidentView>(data.clone()) else {
+    // A state a newer server added shows as reported instead of hiding the case.
+    let mut readable = data.clone();
+    if readable.get("state").and_then(Value::as_str).is_some_and(|state| CaseState::parse(state).is_none()) {
+        readable["state"] = CaseState::Reported.as_str().into();
+    }
+    let Ok(view) = serde_json::from_value::<IncidentView>(readable) else {
         return Ok(()); // a shape this build cannot read; the next version of it may be
     };
     let known: Option<Option<i64>> = conn.query_row("SELECT server_version FROM incidents WHERE id = ?1", [id], |r| r.get(0)).optional()?;
     let category: Option<String> =
         conn.query_row("SELECT code FROM categories WHERE code = ?1", [&view.category_code], |r| r.get(0)).optional()?;
-    let status = local_status(&view.state).as_str();
+    let status = IncidentStatus::Case(view.state).as_str();
     match known {
         Some(version) if version.is_some_and(|v| v >= view.version) => {}
         Some(_) => {
