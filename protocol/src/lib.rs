@@ -10,6 +10,7 @@ pub mod api;
 pub mod case;
 pub mod names;
 pub mod operation;
+pub mod text;
 
 pub use case::{CaseAction, CaseState};
 pub use names::{IntoEnumIterator, Named};
