@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod case;
+pub mod geo;
 pub mod names;
 pub mod operation;
 pub mod text;
@@ -15,9 +16,9 @@ pub mod text;
 pub use case::{CaseAction, CaseState};
 pub use names::{IntoEnumIterator, Named};
 
+pub use geo::GeoPoint;
 pub use operation::{
-    CapturedAt, GeoPoint, OperationEnvelope, OperationKind, PhotoRef, SubmitIncident, TransitionIncident,
-    UploadPhoto,
+    CapturedAt, OperationEnvelope, OperationKind, PhotoRef, SubmitIncident, TransitionIncident, UploadPhoto,
 };
 
 /// Version of the protocol as a whole (the `/v1` path prefix).

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::geo::GeoPoint;
+
 /// What an operation asks the server to do. The string form is stable: it is
 /// stored in device outboxes and sent on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -61,15 +63,6 @@ pub struct OperationEnvelope {
 pub struct CapturedAt {
     pub device_ms: i64,
     pub corrected_ms: i64,
-}
-
-/// WGS84 position.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GeoPoint {
-    pub lat: f64,
-    pub lon: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accuracy_m: Option<f64>,
 }
 
 /// A photo announced with an incident; its bytes follow as a blob upload.

@@ -268,11 +268,8 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
         Ok(a) => a,
         Err(e) => return Ok(Err(e.into())),
     };
-    if let Some(l) = report.location {
-        let ok = l.lat.is_finite() && l.lon.is_finite() && (-90.0..=90.0).contains(&l.lat) && (-180.0..=180.0).contains(&l.lon);
-        if !ok {
-            return Ok(Err(Rejection::new("invalid_location", "location is not a WGS84 coordinate")));
-        }
+    if report.location.is_some_and(|l| !l.is_valid()) {
+        return Ok(Err(Rejection::new("invalid_location", "location is not a WGS84 coordinate")));
     }
     if description.is_empty() && report.photos.is_empty() {
         return Ok(Err(Rejection::new("incomplete", "a report needs a description or a photo")));

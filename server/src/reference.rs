@@ -1,6 +1,7 @@
 //! Reference data every device pulls: the category table and the grids
 //! (street → community → grid, with management levels and boundaries).
 
+use gridwork_protocol::geo::Boundary;
 use serde_json::{Value as Json, json};
 
 use crate::db::Tx;
@@ -129,28 +130,5 @@ fn ensure_parent(tx: &mut dyn Tx, code: &str, tier: &str, parent: Option<&str>, 
 
 /// Polygon or MultiPolygon with WGS84 [lon, lat] positions, rings of 3+.
 fn validate_geometry(geometry: &Json) -> Result<()> {
-    let bad = |why: &str| ServerError::bad_request("invalid_geojson", why.to_owned());
-    let polygon = |value: &Json| -> Result<()> {
-        let rings = value.as_array().filter(|r| !r.is_empty()).ok_or_else(|| bad("polygon has no rings"))?;
-        for ring in rings {
-            let positions = ring.as_array().filter(|p| p.len() >= 3).ok_or_else(|| bad("ring has fewer than 3 positions"))?;
-            for position in positions {
-                let pair = position.as_array().filter(|p| p.len() >= 2).ok_or_else(|| bad("position is not [lon, lat]"))?;
-                let (Some(lon), Some(lat)) = (pair[0].as_f64(), pair[1].as_f64()) else { return Err(bad("position is not numeric")) };
-                if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
-                    return Err(bad("position out of WGS84 range"));
-                }
-            }
-        }
-        Ok(())
-    };
-    let coordinates = geometry.get("coordinates").ok_or_else(|| bad("geometry has no coordinates"))?;
-    match geometry.get("type").and_then(Json::as_str) {
-        Some("Polygon") => polygon(coordinates),
-        Some("MultiPolygon") => {
-            let polygons = coordinates.as_array().filter(|p| !p.is_empty()).ok_or_else(|| bad("empty MultiPolygon"))?;
-            polygons.iter().try_for_each(polygon)
-        }
-        _ => Err(bad("geometry must be a Polygon or MultiPolygon")),
-    }
+    Boundary::from_json(geometry).map(|_| ()).map_err(|refusal| ServerError::bad_request("invalid_geojson", refusal.to_string()))
 }

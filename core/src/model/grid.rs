@@ -5,7 +5,7 @@ use rusqlite::{Connection, Transaction, params};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::geo::{Boundary, GeoPoint};
+use crate::geo::{self, Boundary, GeoPoint};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GridTier {
@@ -79,7 +79,7 @@ fn upsert(tx: &Transaction, grid: &Grid) -> Result<()> {
     let bbox = match &grid.boundary_geojson {
         Some(text) => {
             let value: Value = serde_json::from_str(text).map_err(|_| Error::InvalidGeoJson("boundary is not JSON".into()))?;
-            Some(Boundary::from_geojson(&value)?.bounding_box())
+            Some(geo::boundary(&value)?.bounding_box())
         }
         None => None,
     };
@@ -139,7 +139,7 @@ pub fn import_geojson(tx: &Transaction, text: &str) -> Result<usize> {
         }
         let geometry = feature.get("geometry").filter(|g| !g.is_null());
         if let Some(geometry) = geometry {
-            Boundary::from_geojson(geometry)?;
+            geo::boundary(geometry)?;
         }
         upsert(
             tx,
@@ -198,7 +198,7 @@ pub fn locate(conn: &Connection, point: GeoPoint) -> Result<Option<String>> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     for (code, geojson) in candidates {
         let Ok(value) = serde_json::from_str::<Value>(&geojson) else { continue };
-        if Boundary::from_geojson(&value).is_ok_and(|b| b.contains(point)) {
+        if Boundary::from_json(&value).is_ok_and(|b| b.contains(point)) {
             return Ok(Some(code));
         }
     }

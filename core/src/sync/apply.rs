@@ -175,7 +175,7 @@ fn upsert_grid(conn: &Connection, data: &Value) -> Result<()> {
     let tier = text(data, "tier").filter(|t| ["street", "community", "grid"].contains(&t.as_str())).unwrap_or_else(|| "grid".into());
     let level = text(data, "level").filter(|l| crate::model::ManagementLevel::parse(l).is_some());
     let boundary = data.get("boundary").filter(|b| !b.is_null());
-    let bbox = boundary.and_then(|b| crate::geo::Boundary::from_geojson(b).ok()).map(|b| b.bounding_box());
+    let bbox = boundary.and_then(|b| crate::geo::Boundary::from_json(b).ok()).map(|b| b.bounding_box());
     let parent = text(data, "parent_code");
     if let Some(parent) = &parent {
         conn.execute("INSERT INTO grids (code, tier, name) VALUES (?1, 'community', ?1) ON CONFLICT DO NOTHING", [parent])?;
