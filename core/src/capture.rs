@@ -12,11 +12,9 @@ use crate::geo::{GeoPoint, validate_point};
 use crate::model::{Incident, IncidentFilter, IncidentStatus, Photo, SyncState, audit, category, grid};
 use crate::outbox::{self, NewOperation, OperationState};
 use crate::photo::{IngestedPhoto, PhotoFormat, PhotoStore};
-use crate::text::{self, ADDRESS_MAX_CHARS, DESCRIPTION_MAX_CHARS};
+use crate::text;
+use gridwork_protocol::limits::{ADDRESS_MAX_CHARS, CATEGORY_CODE_MAX_CHARS, DESCRIPTION_MAX_CHARS, MAX_PHOTOS_PER_STEP};
 use gridwork_protocol::{Named, OperationKind, PhotoRef, SubmitIncident, UploadPhoto};
-
-/// The server accepts at most this many photos with one report.
-pub const MAX_PHOTOS_PER_INCIDENT: usize = 20;
 
 /// The editable fields of a draft. A draft may be incomplete (no category
 /// yet, empty description): it is saved at once so nothing is lost.
@@ -47,7 +45,7 @@ fn clean(conn: &Connection, fields: &DraftFields) -> Result<CleanFields> {
         .filter(|a| !a.is_empty());
     let category_code = match fields.category_code.as_deref() {
         Some(code) => {
-            let code = text::validate("category_code", code, 32)?;
+            let code = text::validate("category_code", code, CATEGORY_CODE_MAX_CHARS)?;
             category::require_active(conn, &code)?;
             Some(code)
         }
@@ -140,8 +138,8 @@ pub fn insert_photo(conn: &Connection, incident_id: Uuid, photo: &IngestedPhoto,
         .query_row("SELECT 1 FROM photos WHERE incident_id = ?1 AND sha256 = ?2", params![incident_id.to_string(), photo.sha256], |_| Ok(()))
         .optional()?
         .is_some();
-    if count as usize >= MAX_PHOTOS_PER_INCIDENT && !same {
-        return Err(Error::TooManyPhotos { max: MAX_PHOTOS_PER_INCIDENT });
+    if count as usize >= MAX_PHOTOS_PER_STEP && !same {
+        return Err(Error::TooManyPhotos { max: MAX_PHOTOS_PER_STEP });
     }
     let existing: Option<String> = conn
         .query_row(
@@ -220,8 +218,8 @@ pub fn submit(conn: &Connection, id: Uuid, actor: &str, now: Timestamp, actor_at
     // would only be refused by the server, after the user walked away.
     category::require_active(conn, &category_code)?;
     let photos = photos(conn, id, None)?;
-    if photos.len() > MAX_PHOTOS_PER_INCIDENT {
-        return Err(Error::TooManyPhotos { max: MAX_PHOTOS_PER_INCIDENT });
+    if photos.len() > MAX_PHOTOS_PER_STEP {
+        return Err(Error::TooManyPhotos { max: MAX_PHOTOS_PER_STEP });
     }
     if incident.description.is_empty() && photos.is_empty() {
         return Err(Error::Incomplete("add a description or a photo before submitting"));

@@ -7,9 +7,6 @@ use gridwork_protocol::text::TextError;
 
 use crate::error::{Error, Result};
 
-pub const DESCRIPTION_MAX_CHARS: usize = 4_000;
-pub const ADDRESS_MAX_CHARS: usize = 500;
-
 /// Decode bytes from a caller that may hand over anything (a CLI argument, a
 /// shell's buffer) into text, refusing invalid UTF-8.
 pub fn text_from_bytes(field: &'static str, bytes: Vec<u8>) -> Result<String> {

@@ -13,7 +13,8 @@ pub const MAX_PUSH_OPERATIONS: usize = 500;
 pub const MAX_PUSH_BYTES: usize = 4 << 20;
 pub const MAX_JSON_BODY_BYTES: usize = 4 << 20;
 pub const MAX_BLOB_CHUNK_BYTES: usize = 4 << 20;
-pub const MAX_BLOB_BYTES: u64 = 64 << 20;
+/// Every blob is a photo or a smaller preview of one.
+pub const MAX_BLOB_BYTES: u64 = crate::limits::PHOTO_MAX_BYTES;
 pub const MAX_PULL_LIMIT: u32 = 1000;
 
 /// Every error reply: a stable machine code and a human message.

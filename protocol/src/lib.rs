@@ -9,6 +9,7 @@
 pub mod api;
 pub mod case;
 pub mod geo;
+pub mod limits;
 pub mod names;
 pub mod operation;
 pub mod text;

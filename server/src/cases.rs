@@ -2,6 +2,7 @@
 //! steps taken on them, their timeline (归档留痕) and their photos' arrival.
 
 use gridwork_protocol::api::{IncidentView, PhotoView, Role, TimelineEntry, TransitionRequest};
+use gridwork_protocol::limits::{ADDRESS_MAX_CHARS, DEPARTMENT_MAX_CHARS, DESCRIPTION_MAX_CHARS, MAX_PHOTOS_PER_STEP, PHOTO_MAX_BYTES, PHOTO_MIME_TYPES};
 use gridwork_protocol::{CaseAction, CaseState, GeoPoint, Named, PhotoRef, SubmitIncident};
 use uuid::Uuid;
 
@@ -11,10 +12,6 @@ use crate::error::{Result, ServerError};
 use crate::scope::{CaseScope, can_see, case_audience};
 use crate::workflow::{self, Relation};
 use crate::{changes, params, reference, text};
-
-pub const DESCRIPTION_MAX_CHARS: usize = 4000;
-pub const MAX_PHOTOS_PER_STEP: usize = 20;
-const ALLOWED_MIME: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
 
 /// Why an operation was refused: stable code, human message. Returned as a
 /// value (not an error) so it is recorded and replayed like any outcome.
@@ -219,10 +216,10 @@ fn validate_photos(tx: &mut dyn Tx, incident_id: &str, photos: &[PhotoRef]) -> s
         if !hex_ok {
             return Err(Rejection::new("invalid_payload", "photo sha256 must be 64 lowercase hex digits"));
         }
-        if photo.byte_size == 0 || photo.byte_size > gridwork_protocol::api::MAX_BLOB_BYTES {
+        if photo.byte_size == 0 || photo.byte_size > PHOTO_MAX_BYTES {
             return Err(Rejection::new("invalid_payload", "photo byte_size out of range"));
         }
-        if !ALLOWED_MIME.contains(&photo.mime_type.as_str()) {
+        if !PHOTO_MIME_TYPES.contains(&photo.mime_type.as_str()) {
             return Err(Rejection::new("invalid_payload", "photo mime_type must be image/jpeg, image/png or image/webp"));
         }
         let existing = tx.query_opt("SELECT incident_id FROM incident_photos WHERE photo_id = $1", params![photo.photo_id.to_string()]).map_err(Rejection::from)?;
@@ -264,7 +261,7 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
         Ok(d) => d,
         Err(e) => return Ok(Err(e.into())),
     };
-    let address = match report.address.as_deref().map(|a| text::clean("address", a, 500)).transpose() {
+    let address = match report.address.as_deref().map(|a| text::clean("address", a, ADDRESS_MAX_CHARS)).transpose() {
         Ok(a) => a,
         Err(e) => return Ok(Err(e.into())),
     };
@@ -379,7 +376,7 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
                 },
                 None => None,
             };
-            let department = match request.department.as_deref().map(|d| text::clean("department", d, 200)).transpose() {
+            let department = match request.department.as_deref().map(|d| text::clean("department", d, DEPARTMENT_MAX_CHARS)).transpose() {
                 Ok(d) => d.filter(|d| !d.is_empty()),
                 Err(e) => return Ok(Err(e.into())),
             };

@@ -2,6 +2,7 @@
 //! (street → community → grid, with management levels and boundaries).
 
 use gridwork_protocol::geo::Boundary;
+use gridwork_protocol::limits::{CATEGORY_CODE_MAX_CHARS, CATEGORY_NAME_MAX_CHARS, GRID_PROPERTY_MAX_CHARS};
 use serde_json::{Value as Json, json};
 
 use crate::db::Tx;
@@ -43,10 +44,10 @@ pub fn import_categories(tx: &mut dyn Tx, table: &Json, now_ms: i64) -> Result<u
                 Some(_) => Err(bad("category field is not a string")),
             }
         };
-        let code = field("code", 32)?.filter(|c| !c.is_empty()).ok_or_else(|| bad("category without code"))?;
-        let parent = field("parent", 32)?;
-        let name_zh = field("name_zh", 100)?.ok_or_else(|| bad("category without name_zh"))?;
-        let name_en = field("name_en", 100)?.unwrap_or_else(|| name_zh.clone());
+        let code = field("code", CATEGORY_CODE_MAX_CHARS)?.filter(|c| !c.is_empty()).ok_or_else(|| bad("category without code"))?;
+        let parent = field("parent", CATEGORY_CODE_MAX_CHARS)?;
+        let name_zh = field("name_zh", CATEGORY_NAME_MAX_CHARS)?.ok_or_else(|| bad("category without name_zh"))?;
+        let name_en = field("name_en", CATEGORY_NAME_MAX_CHARS)?.unwrap_or_else(|| name_zh.clone());
         tx.execute(
             "INSERT INTO categories (code, parent_code, name_zh, name_en, sort_order, active) VALUES ($1, $2, $3, $4, $5, 1)
              ON CONFLICT (code) DO UPDATE SET parent_code = $2, name_zh = $3, name_en = $4, sort_order = $5, active = 1",
@@ -86,7 +87,7 @@ pub fn import_grids(tx: &mut dyn Tx, collection: &Json, now_ms: i64) -> Result<u
         let prop = |name: &str| -> Result<Option<String>> {
             match props.get(name) {
                 None | Some(Json::Null) => Ok(None),
-                Some(Json::String(s)) => Ok(Some(text::clean(name, s, 200)?)),
+                Some(Json::String(s)) => Ok(Some(text::clean(name, s, GRID_PROPERTY_MAX_CHARS)?)),
                 Some(_) => Err(bad("grid property is not a string")),
             }
         };

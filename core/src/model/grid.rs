@@ -1,6 +1,7 @@
 //! Grids: street (街道) → community (社区) → grid (网格), each grid with one of
 //! the four management levels and an optional GeoJSON boundary.
 
+use gridwork_protocol::limits::GRID_PROPERTY_MAX_CHARS;
 use rusqlite::{Connection, Transaction, params};
 use serde_json::Value;
 
@@ -120,7 +121,7 @@ pub fn import_geojson(tx: &Transaction, text: &str) -> Result<usize> {
         let text_prop = |name: &str| -> Result<Option<String>> {
             match props.get(name) {
                 None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(crate::text::validate("grid property", s, 200)?)),
+                Some(Value::String(s)) => Ok(Some(crate::text::validate("grid property", s, GRID_PROPERTY_MAX_CHARS)?)),
                 Some(_) => Err(bad("grid property is not a string")),
             }
         };
