@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use gridwork_core::{Category, Grid, Incident, Operation, OutboxSummary, Photo, SyncReport, SyncState};
+use gridwork_core::{Category, Grid, Incident, Named, Operation, OutboxSummary, Photo, SyncReport, SyncState};
 use gridwork_protocol::api::UserInfo;
 use serde_json::{Value, json};
 

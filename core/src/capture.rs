@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::geo::{GeoPoint, validate_point};
-use crate::model::{Incident, IncidentFilter, IncidentStatus, Photo, SyncState, audit, category, grid};
+use crate::model::{Incident, IncidentFilter, IncidentStatus, Photo, SyncState, audit, category, grid, read_name};
 use crate::outbox::{self, NewOperation, OperationState};
 use crate::photo::{IngestedPhoto, PhotoFormat, PhotoStore};
 use crate::text;
@@ -113,12 +113,12 @@ pub fn update_draft(conn: &Connection, id: Uuid, fields: &DraftFields, actor: &s
 
 /// Returns the current status, or `NotFound`.
 pub fn status_of(conn: &Connection, id: Uuid) -> Result<IncidentStatus> {
-    let status: Option<String> = conn
+    let status: Option<Option<IncidentStatus>> = conn
         .prepare_cached("SELECT status FROM incidents WHERE id = ?1")?
-        .query_row([id.to_string()], |r| r.get(0))
+        .query_row([id.to_string()], |r| read_name(r, 0))
         .optional()?;
     let status = status.ok_or(Error::NotFound { what: "incident" })?;
-    IncidentStatus::parse(&status).ok_or_else(|| Error::Database("unknown incident status in database".into()))
+    status.ok_or_else(|| Error::Database("unknown incident status in database".into()))
 }
 
 pub fn require_status(conn: &Connection, id: Uuid, wanted: IncidentStatus, action: &'static str) -> Result<()> {
@@ -306,14 +306,13 @@ const INCIDENT_COLUMNS: &str = "i.id, i.status, i.category_code, i.description, 
 
 fn read_incident(row: &Row) -> rusqlite::Result<Incident> {
     let id: String = row.get(0)?;
-    let status: String = row.get(1)?;
     let lat: Option<f64> = row.get(5)?;
     let lon: Option<f64> = row.get(6)?;
     let submitted_device: Option<i64> = row.get(14)?;
     let submitted_corrected: Option<i64> = row.get(15)?;
     Ok(Incident {
         id: Uuid::parse_str(&id).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))?,
-        status: IncidentStatus::parse(&status).unwrap_or(IncidentStatus::Submitted),
+        status: read_name(row, 1)?.unwrap_or(IncidentStatus::Submitted),
         category_code: row.get(2)?,
         description: row.get(3)?,
         address: row.get(4)?,

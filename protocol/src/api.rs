@@ -1,9 +1,10 @@
 //! Request and response bodies of the `/v1` HTTP API (docs/protocol.md).
 
 use serde::{Deserialize, Serialize};
+use strum::{EnumIter, EnumString, IntoStaticStr};
 use uuid::Uuid;
 
-use crate::{CaseState, GeoPoint, OperationEnvelope};
+use crate::{CaseState, GeoPoint, Named, OperationEnvelope};
 
 /// Header carrying the device id on every request.
 pub const DEVICE_ID_HEADER: &str = "x-gridwork-device";
@@ -24,8 +25,9 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumString, EnumIter)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Role {
     GridWorker,
     Volunteer,
@@ -34,21 +36,7 @@ pub enum Role {
     Admin,
 }
 
-impl Role {
-    pub const ALL: [Role; 5] = [Role::GridWorker, Role::Volunteer, Role::Supervisor, Role::Dispatcher, Role::Admin];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::GridWorker => "grid_worker",
-            Role::Volunteer => "volunteer",
-            Role::Supervisor => "supervisor",
-            Role::Dispatcher => "dispatcher",
-            Role::Admin => "admin",
-        }
-    }
-    pub fn parse(text: &str) -> Option<Role> {
-        Self::ALL.into_iter().find(|r| r.as_str() == text)
-    }
-}
+impl Named for Role {}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LoginRequest {
@@ -238,4 +226,15 @@ pub struct TransitionRequest {
     /// After-photos with a `handle` (处置反馈); their bytes follow as blobs.
     #[serde(default)]
     pub photos: Vec<crate::PhotoRef>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_are_stable() {
+        crate::names::assert_names_match_serde::<Role>();
+        assert_eq!(Role::GridWorker.as_str(), "grid_worker");
+    }
 }

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod case;
 pub mod geo;
+pub mod grid;
 pub mod limits;
 pub mod names;
 pub mod operation;
@@ -18,6 +19,7 @@ pub use case::{CaseAction, CaseState};
 pub use names::{IntoEnumIterator, Named};
 
 pub use geo::GeoPoint;
+pub use grid::{GridTier, ManagementLevel};
 pub use operation::{
     CapturedAt, OperationEnvelope, OperationKind, PhotoRef, SubmitIncident, TransitionIncident, UploadPhoto,
 };

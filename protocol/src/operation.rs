@@ -1,14 +1,17 @@
 //! Operations a device queues in its outbox and pushes to the server.
 
 use serde::{Deserialize, Serialize};
+use strum::{EnumIter, EnumString, IntoStaticStr};
 use uuid::Uuid;
 
 use crate::geo::GeoPoint;
+use crate::names::Named;
 
-/// What an operation asks the server to do. The string form is stable: it is
+/// What an operation asks the server to do. The name is stable: it is
 /// stored in device outboxes and sent on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumString, EnumIter)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum OperationKind {
     /// Report a new incident (信息采集). Text first; photos follow as blobs.
     SubmitIncident,
@@ -20,22 +23,9 @@ pub enum OperationKind {
     TransitionIncident,
 }
 
+impl Named for OperationKind {}
+
 impl OperationKind {
-    pub const ALL: [OperationKind; 3] =
-        [OperationKind::SubmitIncident, OperationKind::UploadPhoto, OperationKind::TransitionIncident];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperationKind::SubmitIncident => "submit_incident",
-            OperationKind::UploadPhoto => "upload_photo",
-            OperationKind::TransitionIncident => "transition_incident",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
-    }
-
     /// The newest payload schema version this code writes for the kind.
     pub fn current_schema(self) -> u32 {
         match self {
@@ -136,11 +126,7 @@ mod tests {
     fn kind_strings_round_trip_and_are_stable() {
         assert_eq!(OperationKind::SubmitIncident.as_str(), "submit_incident");
         assert_eq!(OperationKind::UploadPhoto.as_str(), "upload_photo");
-        for kind in OperationKind::ALL {
-            assert_eq!(OperationKind::parse(kind.as_str()), Some(kind));
-            let json = serde_json::to_string(&kind).unwrap();
-            assert_eq!(json, format!("\"{}\"", kind.as_str()));
-        }
+        crate::names::assert_names_match_serde::<OperationKind>();
         assert_eq!(OperationKind::parse("drop_table"), None);
     }
 

@@ -159,7 +159,7 @@ fn step(db: &Database, id: &str, request: TransitionRequest) -> Result<(), Serve
         Err(rejection) => Err(rejection_error(rejection)),
     })?;
     if let Some(view) = view {
-        println!("{} {}", view.id, view.state);
+        println!("{} {}", view.id, view.state.as_str());
     }
     Ok(())
 }
@@ -235,7 +235,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             } else {
                 for v in views {
                     let arrived = v.photos.iter().filter(|p| p.arrived).count();
-                    println!("{} {:<14} {:<6} {:<12} photos {}/{}", v.id, v.state, v.category_code, v.reporter, arrived, v.photos.len());
+                    println!("{} {:<14} {:<6} {:<12} photos {}/{}", v.id, v.state.as_str(), v.category_code, v.reporter, arrived, v.photos.len());
                 }
             }
         }

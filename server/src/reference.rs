@@ -2,14 +2,13 @@
 //! (street → community → grid, with management levels and boundaries).
 
 use gridwork_protocol::geo::Boundary;
+use gridwork_protocol::{GridTier, ManagementLevel, Named};
 use gridwork_protocol::limits::{CATEGORY_CODE_MAX_CHARS, CATEGORY_NAME_MAX_CHARS, GRID_PROPERTY_MAX_CHARS};
 use serde_json::{Value as Json, json};
 
 use crate::db::Tx;
 use crate::error::{Result, ServerError};
 use crate::{changes, params, scope, text};
-
-const LEVELS: [&str; 4] = ["routine", "general_prevention", "key_attention", "comprehensive_remediation"];
 
 pub fn load(tx: &mut dyn Tx, kind: &str, id: &str) -> Result<Option<Json>> {
     match kind {
@@ -93,16 +92,16 @@ pub fn import_grids(tx: &mut dyn Tx, collection: &Json, now_ms: i64) -> Result<u
         };
         let code = prop("code")?.filter(|c| !c.is_empty()).ok_or_else(|| bad("feature without code"))?;
         let level = prop("level")?;
-        if level.as_deref().is_some_and(|l| !LEVELS.contains(&l)) {
+        if level.as_deref().is_some_and(|l| ManagementLevel::parse(l).is_none()) {
             return Err(bad("unknown management level"));
         }
         let street = prop("street")?;
         let community = prop("community")?;
         if let Some(street) = &street {
-            ensure_parent(tx, street, "street", None, now_ms)?;
+            ensure_parent(tx, street, GridTier::Street, None, now_ms)?;
         }
         if let Some(community) = &community {
-            ensure_parent(tx, community, "community", street.as_deref(), now_ms)?;
+            ensure_parent(tx, community, GridTier::Community, street.as_deref(), now_ms)?;
         }
         let geometry = feature.get("geometry").filter(|g| !g.is_null());
         if let Some(geometry) = geometry {
@@ -118,10 +117,10 @@ pub fn import_grids(tx: &mut dyn Tx, collection: &Json, now_ms: i64) -> Result<u
     Ok(features.len())
 }
 
-fn ensure_parent(tx: &mut dyn Tx, code: &str, tier: &str, parent: Option<&str>, now_ms: i64) -> Result<()> {
+fn ensure_parent(tx: &mut dyn Tx, code: &str, tier: GridTier, parent: Option<&str>, now_ms: i64) -> Result<()> {
     let inserted = tx.execute(
         "INSERT INTO grids (code, tier, name, parent_code) VALUES ($1, $2, $1, $3) ON CONFLICT (code) DO NOTHING",
-        params![code, tier, parent],
+        params![code, tier.as_str(), parent],
     )?;
     if inserted > 0 {
         changes::record(tx, "grid", code, &public(), &[], now_ms)?;

@@ -62,7 +62,7 @@ use gridwork_protocol::api::{BlobStatus, OperationOutcome, PullResponse, PushRes
 use gridwork_server::auth::{self, Caller, TokenPolicy};
 use gridwork_server::blobs::BlobStore;
 use gridwork_server::db::Database;
-use gridwork_server::{ServerError, StorageConfig, admin, cases, changes, params, push};
+use gridwork_server::{ServerError, StorageConfig, admin, cases, params, pull, push};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
@@ -561,7 +561,7 @@ impl Transport for SimTransport {
             |server, now, _| {
                 let caller = self.caller(server, access_token, now)?;
                 let limit = limit.clamp(1, gridwork_protocol::api::MAX_PULL_LIMIT).min(self.world.pull_page_cap);
-                Ok(json(&server.db.read(|tx| changes::pull(tx, &caller, since, limit, now))?))
+                Ok(json(&server.db.read(|tx| pull::pull(tx, &caller, since, limit, now))?))
             },
             |b| serde_json::from_slice(b).ok(),
         )

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gridwork_core::{DraftFields, GeoPoint, Gridwork, GridworkConfig, IncidentFilter, PhotoLimits};
+use gridwork_core::{DraftFields, GeoPoint, Gridwork, GridworkConfig, IncidentFilter, Named, PhotoLimits};
 use gridwork_tests::*;
 
 /// Everything a failed action could have written.

@@ -1,69 +1,16 @@
 //! Grids: street (街道) → community (社区) → grid (网格), each grid with one of
 //! the four management levels and an optional GeoJSON boundary.
 
+use gridwork_protocol::Named;
 use gridwork_protocol::limits::GRID_PROPERTY_MAX_CHARS;
 use rusqlite::{Connection, Transaction, params};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::geo::{self, Boundary, GeoPoint};
+use crate::model::read_name;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GridTier {
-    Street,
-    Community,
-    Grid,
-}
-
-impl GridTier {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GridTier::Street => "street",
-            GridTier::Community => "community",
-            GridTier::Grid => "grid",
-        }
-    }
-    fn parse(text: &str) -> Option<Self> {
-        [GridTier::Street, GridTier::Community, GridTier::Grid].into_iter().find(|t| t.as_str() == text)
-    }
-}
-
-/// 日常管理型 / 一般防范型 / 重点关注型 / 综合整治型.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ManagementLevel {
-    Routine,
-    GeneralPrevention,
-    KeyAttention,
-    ComprehensiveRemediation,
-}
-
-impl ManagementLevel {
-    pub const ALL: [ManagementLevel; 4] = [
-        ManagementLevel::Routine,
-        ManagementLevel::GeneralPrevention,
-        ManagementLevel::KeyAttention,
-        ManagementLevel::ComprehensiveRemediation,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ManagementLevel::Routine => "routine",
-            ManagementLevel::GeneralPrevention => "general_prevention",
-            ManagementLevel::KeyAttention => "key_attention",
-            ManagementLevel::ComprehensiveRemediation => "comprehensive_remediation",
-        }
-    }
-    pub fn name_zh(self) -> &'static str {
-        match self {
-            ManagementLevel::Routine => "日常管理型",
-            ManagementLevel::GeneralPrevention => "一般防范型",
-            ManagementLevel::KeyAttention => "重点关注型",
-            ManagementLevel::ComprehensiveRemediation => "综合整治型",
-        }
-    }
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|l| l.as_str() == text)
-    }
-}
+pub use gridwork_protocol::{GridTier, ManagementLevel};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Grid {
@@ -170,14 +117,12 @@ pub fn list(conn: &Connection) -> Result<Vec<Grid>> {
         "SELECT code, tier, name, parent_code, management_level, boundary_geojson FROM grids ORDER BY tier, code",
     )?;
     let rows = stmt.query_map([], |r| {
-        let tier: String = r.get(1)?;
-        let level: Option<String> = r.get(4)?;
         Ok(Grid {
             code: r.get(0)?,
-            tier: GridTier::parse(&tier).unwrap_or(GridTier::Grid),
+            tier: read_name(r, 1)?.unwrap_or(GridTier::Grid),
             name: r.get(2)?,
             parent_code: r.get(3)?,
-            management_level: level.as_deref().and_then(ManagementLevel::parse),
+            management_level: read_name(r, 4)?,
             boundary_geojson: r.get(5)?,
         })
     })?;

@@ -3,7 +3,7 @@
 //! `remote_pending` and is applied once they are acknowledged.
 
 use gridwork_protocol::api::{Change, ChangeBody, IncidentView};
-use gridwork_protocol::{CaseState, Named};
+use gridwork_protocol::{CaseState, GridTier, ManagementLevel, Named};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
@@ -172,8 +172,8 @@ fn upsert_category(conn: &Connection, data: &Value) -> Result<()> {
 
 fn upsert_grid(conn: &Connection, data: &Value) -> Result<()> {
     let Some(code) = text(data, "code") else { return Ok(()) };
-    let tier = text(data, "tier").filter(|t| ["street", "community", "grid"].contains(&t.as_str())).unwrap_or_else(|| "grid".into());
-    let level = text(data, "level").filter(|l| crate::model::ManagementLevel::parse(l).is_some());
+    let tier = text(data, "tier").as_deref().and_then(GridTier::parse).unwrap_or(GridTier::Grid).as_str();
+    let level = text(data, "level").as_deref().and_then(ManagementLevel::parse).map(ManagementLevel::as_str);
     let boundary = data.get("boundary").filter(|b| !b.is_null());
     let bbox = boundary.and_then(|b| crate::geo::Boundary::from_json(b).ok()).map(|b| b.bounding_box());
     let parent = text(data, "parent_code");
