@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::geo::{GeoPoint, validate_point};
-use crate::model::{Incident, IncidentFilter, IncidentStatus, Photo, SyncState, audit, category, grid, read_name};
+use crate::model::{Incident, IncidentFilter, IncidentStatus, Photo, SyncState, audit, category, grid, incident, read_name};
 use crate::outbox::{self, NewOperation, OperationState};
 use crate::photo::{IngestedPhoto, PhotoFormat, PhotoStore};
 use crate::text;
@@ -62,24 +62,21 @@ fn clean(conn: &Connection, fields: &DraftFields) -> Result<CleanFields> {
 pub fn create_draft(conn: &Connection, fields: &DraftFields, actor: &str, now: Timestamp, actor_at: Option<GeoPoint>) -> Result<Uuid> {
     let clean = clean(conn, fields)?;
     let id = Uuid::now_v7();
-    conn.prepare_cached(
-        "INSERT INTO incidents (id, status, category_code, description, address, lat, lon, accuracy_m, grid_code, reporter,
-             created_device_ms, created_corrected_ms, updated_device_ms, updated_corrected_ms)
-         VALUES (?1, 'draft', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, ?11)",
-    )?
-    .execute(params![
-        id.to_string(),
-        clean.category_code,
-        clean.description,
-        clean.address,
-        clean.location.map(|l| l.lat),
-        clean.location.map(|l| l.lon),
-        clean.location.and_then(|l| l.accuracy_m),
-        clean.grid_code,
-        actor,
-        now.device_ms,
-        now.corrected_ms,
-    ])?;
+    let draft = Incident {
+        id,
+        status: IncidentStatus::Draft,
+        category_code: clean.category_code.clone(),
+        description: clean.description,
+        address: clean.address,
+        location: clean.location,
+        grid_code: clean.grid_code.clone(),
+        reporter: actor.to_owned(),
+        created_at: now,
+        updated_at: now,
+        submitted_at: None,
+        photo_count: 0,
+    };
+    incident::insert(conn, &draft, None)?;
     audit::append(conn, id, "created", actor, now, actor_at.or(clean.location), Some(serde_json::json!({
         "category_code": clean.category_code, "grid_code": clean.grid_code,
     })))?;

@@ -147,6 +147,18 @@ pub struct BlobStatus {
     pub complete: bool,
 }
 
+/// A category as devices pull it (entity kind `category`). Codes that left
+/// the table stay, inactive: old cases still name them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryView {
+    pub code: String,
+    pub parent_code: Option<String>,
+    pub name_zh: String,
+    pub name_en: String,
+    pub sort_order: i64,
+    pub active: bool,
+}
+
 /// A photo of a case as the server knows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PhotoView {

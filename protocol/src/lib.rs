@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod case;
+pub mod category;
 pub mod geo;
 pub mod grid;
 pub mod limits;
@@ -19,7 +20,7 @@ pub use case::{CaseAction, CaseState};
 pub use names::{IntoEnumIterator, Named};
 
 pub use geo::GeoPoint;
-pub use grid::{GridTier, ManagementLevel};
+pub use grid::{GridTier, GridView, ManagementLevel};
 pub use operation::{
     CapturedAt, OperationEnvelope, OperationKind, PhotoRef, SubmitIncident, TransitionIncident, UploadPhoto,
 };
@@ -29,5 +30,5 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The default incident category table (大类/小类, Chinese and English),
 /// modelled on the event classes of GB/T 30428.2, shared by devices and the
-/// server. JSON: `{"version": N, "categories": [{"code", "parent"?, "name_zh", "name_en"}]}`.
+/// server; a [`category::CategoryTable`] in JSON.
 pub const DEFAULT_CATEGORY_TABLE: &str = include_str!("default_categories.json");

@@ -1,9 +1,11 @@
 //! Incidents (事件) as the device holds them.
 
 use gridwork_protocol::{CaseState, IntoEnumIterator, Named};
+use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use crate::clock::Timestamp;
+use crate::error::Result;
 use crate::geo::GeoPoint;
 use crate::model::AuditEntry;
 
@@ -82,6 +84,56 @@ pub struct Incident {
     pub updated_at: Timestamp,
     pub submitted_at: Option<Timestamp>,
     pub photo_count: u32,
+}
+
+/// What the server last sent about an incident: its version, and its view
+/// as pulled (JSON), kept for the screens that show the case's progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerCopy<'a> {
+    pub version: i64,
+    pub view_json: &'a str,
+}
+
+/// The one insert of an incident row: a draft made on this device, or a
+/// case first pulled from the server (with its `server` copy).
+pub fn insert(conn: &Connection, incident: &Incident, server: Option<ServerCopy>) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO incidents (id, status, category_code, description, address, lat, lon, accuracy_m, grid_code, reporter,
+             created_device_ms, created_corrected_ms, updated_device_ms, updated_corrected_ms,
+             submitted_device_ms, submitted_corrected_ms, server_version, server_view)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?
+    .execute(params![
+        incident.id.to_string(),
+        incident.status.as_str(),
+        incident.category_code,
+        incident.description,
+        incident.address,
+        incident.location.map(|l| l.lat),
+        incident.location.map(|l| l.lon),
+        incident.location.and_then(|l| l.accuracy_m),
+        incident.grid_code,
+        incident.reporter,
+        incident.created_at.device_ms,
+        incident.created_at.corrected_ms,
+        incident.updated_at.device_ms,
+        incident.updated_at.corrected_ms,
+        incident.submitted_at.map(|t| t.device_ms),
+        incident.submitted_at.map(|t| t.corrected_ms),
+        server.map(|s| s.version),
+        server.map(|s| s.view_json),
+    ])?;
+    Ok(())
+}
+
+/// A newer server state of an incident the device already holds. The grid
+/// the server knows wins; without one the device's own pick stays.
+pub fn record_server_state(conn: &Connection, id: Uuid, state: CaseState, server: ServerCopy, grid_code: Option<&str>) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE incidents SET status = ?2, server_version = ?3, server_view = ?4, grid_code = coalesce(?5, grid_code) WHERE id = ?1",
+    )?
+    .execute(params![id.to_string(), IncidentStatus::Case(state).as_str(), server.version, server.view_json, grid_code])?;
+    Ok(())
 }
 
 /// Photo evidence metadata, as stored in columns.
