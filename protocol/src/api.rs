@@ -1,5 +1,7 @@
 //! Request and response bodies of the `/v1` HTTP API (docs/protocol.md).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use strum::{EnumIter, EnumString, IntoStaticStr};
 use uuid::Uuid;
@@ -68,9 +70,10 @@ pub struct TokenResponse {
     pub server_time_ms: i64,
 }
 
+/// Borrowed when a device sends it, so a batch is not copied to be sent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PushRequest {
-    pub operations: Vec<OperationEnvelope>,
+pub struct PushRequest<'a> {
+    pub operations: Cow<'a, [OperationEnvelope]>,
 }
 
 /// What became of one pushed operation.
