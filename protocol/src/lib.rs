@@ -1,4 +1,6 @@
-//! Wire types shared by the Gridwork device core and the sync server.
+//! Wire types shared by the Gridwork device core and the sync server, and
+//! the domain facts both apply, each defined once: case states and actions,
+//! grid tiers and levels, geometry, text validation and limits.
 //!
 //! Operations are intents ("submit this incident"), not row overwrites: the
 //! server validates each against its own state machine. Every operation
@@ -17,10 +19,9 @@ pub mod operation;
 pub mod text;
 
 pub use case::{CaseAction, CaseState};
-pub use names::{IntoEnumIterator, Named};
-
 pub use geo::GeoPoint;
 pub use grid::{GridTier, GridView, ManagementLevel};
+pub use names::{IntoEnumIterator, Named};
 pub use operation::{
     CapturedAt, OperationEnvelope, OperationKind, PhotoRef, SubmitIncident, TransitionIncident, UploadPhoto,
 };
