@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use gridwork_core::clock::Timestamp;
 use gridwork_core::outbox::{self, NewOperation};
 use gridwork_core::{GeoPoint, Gridwork, Uuid};
-use gridwork_protocol::{OperationKind, SubmitIncident};
+use gridwork_protocol::{Named, OperationKind, SubmitIncident};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use crate::report::{self, Table};

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
-use gridwork_core::{DraftFields, GeoPoint, Gridwork, IncidentFilter, IncidentStatus, OutboxSummary, Trigger, Uuid};
+use gridwork_core::{DraftFields, GeoPoint, Gridwork, IncidentFilter, IncidentStatus, Named, OutboxSummary, Trigger, Uuid};
 use serde_json::{Value, json};
 
 use crate::device::{Device, KeySource, LOCAL_ACCOUNT};
@@ -377,7 +377,7 @@ fn incidents(ctx: &Ctx, args: IncidentsArgs) -> CliResult<()> {
     for status in args.status {
         let status = text("status", status)?;
         let parsed = IncidentStatus::parse(status.trim()).ok_or_else(|| {
-            let known: Vec<_> = IncidentStatus::ALL.iter().map(|s| s.as_str()).collect();
+            let known: Vec<_> = IncidentStatus::all().into_iter().map(IncidentStatus::as_str).collect();
             CliError::usage(format!("unknown status; one of: {}", known.join(", ")))
         })?;
         filter.statuses.push(parsed);

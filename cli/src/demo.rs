@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gridwork_core::{DraftFields, GeoPoint, Gridwork, GridworkConfig, IncidentStatus, SyncReport, Trigger, Uuid};
+use gridwork_core::{CaseState, DraftFields, GeoPoint, Gridwork, GridworkConfig, IncidentStatus, Named, SyncReport, Trigger, Uuid};
 use gridwork_protocol::api::{Role, TransitionRequest, UserInfo};
 use gridwork_server::auth::{Caller, TokenPolicy};
 use gridwork_server::db::Database;
@@ -62,7 +62,7 @@ impl DemoServer {
         let id = id.to_string();
         self.db
             .write(|tx| match cases::transition(tx, caller, &id, request, gridwork_server::http::now_ms())? {
-                Ok(_) => Ok(cases::load_view_for(tx, caller, &id)?.map(|v| v.state).unwrap_or_default()),
+                Ok(_) => Ok(cases::load_view_for(tx, caller, &id)?.map(|v| v.state.as_str().to_owned()).unwrap_or_default()),
                 Err(r) => Err(ServerError::bad_request(r.code, r.message)),
             })
             .map_err(server_error)
@@ -337,7 +337,7 @@ pub fn run(json: bool) -> CliResult<()> {
             .collect(),
     );
 
-    let ok = on_server == ids.len() as i64 && arrived == i64::from(photo_count) && end[0] == IncidentStatus::Dispatched;
+    let ok = on_server == ids.len() as i64 && arrived == i64::from(photo_count) && end[0] == IncidentStatus::Case(CaseState::Dispatched);
     let elapsed = started.elapsed();
     story.record("ok", ok.into());
     story.record("elapsed_ms", (elapsed.as_millis() as u64).into());
@@ -363,7 +363,7 @@ fn describe(statuses: &[IncidentStatus]) -> String {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let note = if *s == IncidentStatus::Dispatched { " (a task for the worker now)" } else { "" };
+            let note = if *s == IncidentStatus::Case(CaseState::Dispatched) { " (a task for the worker now)" } else { "" };
             format!("report {} {}{note}", i + 1, s.as_str())
         })
         .collect::<Vec<_>>()

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use chrono::{DateTime, FixedOffset, Offset, SecondsFormat, Utc};
-use gridwork_core::{Category, Grid, Incident, Operation, OutboxSummary, Photo, SyncReport, SyncState};
+use gridwork_core::{Category, Grid, Incident, Named, Operation, OutboxSummary, Photo, SyncReport, SyncState};
 use gridwork_protocol::api::UserInfo;
 use serde_json::{Value, json};
 

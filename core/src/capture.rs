@@ -9,14 +9,12 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::geo::{GeoPoint, validate_point};
-use crate::model::{Incident, IncidentFilter, IncidentStatus, Photo, SyncState, audit, category, grid};
+use crate::model::{Incident, IncidentFilter, IncidentStatus, Photo, SyncState, audit, category, grid, incident, read_name};
 use crate::outbox::{self, NewOperation, OperationState};
 use crate::photo::{IngestedPhoto, PhotoFormat, PhotoStore};
-use crate::text::{self, ADDRESS_MAX_CHARS, DESCRIPTION_MAX_CHARS};
-use gridwork_protocol::{OperationKind, PhotoRef, SubmitIncident, UploadPhoto};
-
-/// The server accepts at most this many photos with one report.
-pub const MAX_PHOTOS_PER_INCIDENT: usize = 20;
+use crate::text;
+use gridwork_protocol::limits::{ADDRESS_MAX_CHARS, CATEGORY_CODE_MAX_CHARS, DESCRIPTION_MAX_CHARS, MAX_PHOTOS_PER_STEP};
+use gridwork_protocol::{Named, OperationKind, PhotoRef, SubmitIncident, UploadPhoto};
 
 /// The editable fields of a draft. A draft may be incomplete (no category
 /// yet, empty description): it is saved at once so nothing is lost.
@@ -47,7 +45,7 @@ fn clean(conn: &Connection, fields: &DraftFields) -> Result<CleanFields> {
         .filter(|a| !a.is_empty());
     let category_code = match fields.category_code.as_deref() {
         Some(code) => {
-            let code = text::validate("category_code", code, 32)?;
+            let code = text::validate("category_code", code, CATEGORY_CODE_MAX_CHARS)?;
             category::require_active(conn, &code)?;
             Some(code)
         }
@@ -64,24 +62,21 @@ fn clean(conn: &Connection, fields: &DraftFields) -> Result<CleanFields> {
 pub fn create_draft(conn: &Connection, fields: &DraftFields, actor: &str, now: Timestamp, actor_at: Option<GeoPoint>) -> Result<Uuid> {
     let clean = clean(conn, fields)?;
     let id = Uuid::now_v7();
-    conn.prepare_cached(
-        "INSERT INTO incidents (id, status, category_code, description, address, lat, lon, accuracy_m, grid_code, reporter,
-             created_device_ms, created_corrected_ms, updated_device_ms, updated_corrected_ms)
-         VALUES (?1, 'draft', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, ?11)",
-    )?
-    .execute(params![
-        id.to_string(),
-        clean.category_code,
-        clean.description,
-        clean.address,
-        clean.location.map(|l| l.lat),
-        clean.location.map(|l| l.lon),
-        clean.location.and_then(|l| l.accuracy_m),
-        clean.grid_code,
-        actor,
-        now.device_ms,
-        now.corrected_ms,
-    ])?;
+    let draft = Incident {
+        id,
+        status: IncidentStatus::Draft,
+        category_code: clean.category_code.clone(),
+        description: clean.description,
+        address: clean.address,
+        location: clean.location,
+        grid_code: clean.grid_code.clone(),
+        reporter: actor.to_owned(),
+        created_at: now,
+        updated_at: now,
+        submitted_at: None,
+        photo_count: 0,
+    };
+    incident::insert(conn, &draft, None)?;
     audit::append(conn, id, "created", actor, now, actor_at.or(clean.location), Some(serde_json::json!({
         "category_code": clean.category_code, "grid_code": clean.grid_code,
     })))?;
@@ -115,12 +110,12 @@ pub fn update_draft(conn: &Connection, id: Uuid, fields: &DraftFields, actor: &s
 
 /// Returns the current status, or `NotFound`.
 pub fn status_of(conn: &Connection, id: Uuid) -> Result<IncidentStatus> {
-    let status: Option<String> = conn
+    let status: Option<Option<IncidentStatus>> = conn
         .prepare_cached("SELECT status FROM incidents WHERE id = ?1")?
-        .query_row([id.to_string()], |r| r.get(0))
+        .query_row([id.to_string()], |r| read_name(r, 0))
         .optional()?;
     let status = status.ok_or(Error::NotFound { what: "incident" })?;
-    IncidentStatus::parse(&status).ok_or_else(|| Error::Database("unknown incident status in database".into()))
+    status.ok_or_else(|| Error::Database("unknown incident status in database".into()))
 }
 
 pub fn require_status(conn: &Connection, id: Uuid, wanted: IncidentStatus, action: &'static str) -> Result<()> {
@@ -140,8 +135,8 @@ pub fn insert_photo(conn: &Connection, incident_id: Uuid, photo: &IngestedPhoto,
         .query_row("SELECT 1 FROM photos WHERE incident_id = ?1 AND sha256 = ?2", params![incident_id.to_string(), photo.sha256], |_| Ok(()))
         .optional()?
         .is_some();
-    if count as usize >= MAX_PHOTOS_PER_INCIDENT && !same {
-        return Err(Error::TooManyPhotos { max: MAX_PHOTOS_PER_INCIDENT });
+    if count as usize >= MAX_PHOTOS_PER_STEP && !same {
+        return Err(Error::TooManyPhotos { max: MAX_PHOTOS_PER_STEP });
     }
     let existing: Option<String> = conn
         .query_row(
@@ -220,8 +215,8 @@ pub fn submit(conn: &Connection, id: Uuid, actor: &str, now: Timestamp, actor_at
     // would only be refused by the server, after the user walked away.
     category::require_active(conn, &category_code)?;
     let photos = photos(conn, id, None)?;
-    if photos.len() > MAX_PHOTOS_PER_INCIDENT {
-        return Err(Error::TooManyPhotos { max: MAX_PHOTOS_PER_INCIDENT });
+    if photos.len() > MAX_PHOTOS_PER_STEP {
+        return Err(Error::TooManyPhotos { max: MAX_PHOTOS_PER_STEP });
     }
     if incident.description.is_empty() && photos.is_empty() {
         return Err(Error::Incomplete("add a description or a photo before submitting"));
@@ -308,14 +303,13 @@ const INCIDENT_COLUMNS: &str = "i.id, i.status, i.category_code, i.description, 
 
 fn read_incident(row: &Row) -> rusqlite::Result<Incident> {
     let id: String = row.get(0)?;
-    let status: String = row.get(1)?;
     let lat: Option<f64> = row.get(5)?;
     let lon: Option<f64> = row.get(6)?;
     let submitted_device: Option<i64> = row.get(14)?;
     let submitted_corrected: Option<i64> = row.get(15)?;
     Ok(Incident {
         id: Uuid::parse_str(&id).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))?,
-        status: IncidentStatus::parse(&status).unwrap_or(IncidentStatus::Submitted),
+        status: read_name(row, 1)?.unwrap_or(IncidentStatus::Submitted),
         category_code: row.get(2)?,
         description: row.get(3)?,
         address: row.get(4)?,

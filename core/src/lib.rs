@@ -29,5 +29,5 @@ pub use model::{Category, Grid, Incident, IncidentDetail, IncidentFilter, Incide
 pub use outbox::{Operation, OperationState, OutboxSummary, ParkReason};
 pub use photo::{PhotoLimits, Rendition};
 pub use store::{Durability, OpenReport};
-pub use gridwork_protocol::OperationKind;
+pub use gridwork_protocol::{CaseState, Named, OperationKind};
 pub use uuid::Uuid;

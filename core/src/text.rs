@@ -3,10 +3,9 @@
 //! invalid UTF-8 from a shell) is refused with a stable code before anything
 //! is written.
 
-use crate::error::{Error, Result};
+use gridwork_protocol::text::TextError;
 
-pub const DESCRIPTION_MAX_CHARS: usize = 4_000;
-pub const ADDRESS_MAX_CHARS: usize = 500;
+use crate::error::{Error, Result};
 
 /// Decode bytes from a caller that may hand over anything (a CLI argument, a
 /// shell's buffer) into text, refusing invalid UTF-8.
@@ -14,23 +13,15 @@ pub fn text_from_bytes(field: &'static str, bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|_| Error::TextInvalidUtf8 { field })
 }
 
-/// Check one text field: no NUL or control characters except line breaks and
-/// tabs, at most `max_chars` characters. Returns the text trimmed of
-/// surrounding whitespace.
+/// Check one text field by the rule the server applies too
+/// ([`gridwork_protocol::text::clean`]): no NUL or control characters except
+/// line breaks and tabs, at most `max_chars` characters. Returns the text
+/// trimmed of surrounding whitespace.
 pub fn validate(field: &'static str, text: &str, max_chars: usize) -> Result<String> {
-    // Count first with a cheap bound so a megabyte of text is refused
-    // without walking every character twice.
-    if text.len() > max_chars * 4 {
-        return Err(Error::TextTooLong { field, length: text.chars().count(), max: max_chars });
-    }
-    let length = text.chars().count();
-    if length > max_chars {
-        return Err(Error::TextTooLong { field, length, max: max_chars });
-    }
-    if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
-        return Err(Error::TextControlCharacter { field });
-    }
-    Ok(text.trim().to_owned())
+    gridwork_protocol::text::clean(text, max_chars).map_err(|error| match error {
+        TextError::TooLong { length, max } => Error::TextTooLong { field, length, max },
+        TextError::ControlCharacter => Error::TextControlCharacter { field },
+    })
 }
 
 #[cfg(test)]

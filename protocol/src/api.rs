@@ -1,9 +1,16 @@
 //! Request and response bodies of the `/v1` HTTP API (docs/protocol.md).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+use strum::{EnumIter, EnumString, IntoStaticStr};
 use uuid::Uuid;
 
-use crate::{GeoPoint, OperationEnvelope};
+use crate::{CaseState, GeoPoint, Named, OperationEnvelope};
+
+/// The body of a workflow step over HTTP; the same step also travels as a
+/// `transition_incident` operation, whose payload carries it.
+pub use crate::operation::TransitionRequest;
 
 /// Header carrying the device id on every request.
 pub const DEVICE_ID_HEADER: &str = "x-gridwork-device";
@@ -13,7 +20,8 @@ pub const MAX_PUSH_OPERATIONS: usize = 500;
 pub const MAX_PUSH_BYTES: usize = 4 << 20;
 pub const MAX_JSON_BODY_BYTES: usize = 4 << 20;
 pub const MAX_BLOB_CHUNK_BYTES: usize = 4 << 20;
-pub const MAX_BLOB_BYTES: u64 = 64 << 20;
+/// Every blob is a photo or a smaller preview of one.
+pub const MAX_BLOB_BYTES: u64 = crate::limits::PHOTO_MAX_BYTES;
 pub const MAX_PULL_LIMIT: u32 = 1000;
 
 /// Every error reply: a stable machine code and a human message.
@@ -23,8 +31,9 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumString, EnumIter)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Role {
     GridWorker,
     Volunteer,
@@ -33,21 +42,7 @@ pub enum Role {
     Admin,
 }
 
-impl Role {
-    pub const ALL: [Role; 5] = [Role::GridWorker, Role::Volunteer, Role::Supervisor, Role::Dispatcher, Role::Admin];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::GridWorker => "grid_worker",
-            Role::Volunteer => "volunteer",
-            Role::Supervisor => "supervisor",
-            Role::Dispatcher => "dispatcher",
-            Role::Admin => "admin",
-        }
-    }
-    pub fn parse(text: &str) -> Option<Role> {
-        Self::ALL.into_iter().find(|r| r.as_str() == text)
-    }
-}
+impl Named for Role {}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LoginRequest {
@@ -79,9 +74,10 @@ pub struct TokenResponse {
     pub server_time_ms: i64,
 }
 
+/// Borrowed when a device sends it, so a batch is not copied to be sent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PushRequest {
-    pub operations: Vec<OperationEnvelope>,
+pub struct PushRequest<'a> {
+    pub operations: Cow<'a, [OperationEnvelope]>,
 }
 
 /// What became of one pushed operation.
@@ -158,6 +154,18 @@ pub struct BlobStatus {
     pub complete: bool,
 }
 
+/// A category as devices pull it (entity kind `category`). Codes that left
+/// the table stay, inactive: old cases still name them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryView {
+    pub code: String,
+    pub parent_code: Option<String>,
+    pub name_zh: String,
+    pub name_en: String,
+    pub sort_order: i64,
+    pub active: bool,
+}
+
 /// A photo of a case as the server knows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PhotoView {
@@ -176,7 +184,7 @@ pub struct PhotoView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IncidentView {
     pub id: Uuid,
-    pub state: String,
+    pub state: CaseState,
     pub category_code: String,
     pub description: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,31 +214,25 @@ pub struct IncidentView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEntry {
     pub seq: i64,
+    /// A [`crate::CaseAction`] name, or an event that is not a workflow step
+    /// (`report`, `photo_arrived`, `preview_arrived`).
     pub action: String,
     pub actor: String,
-    pub from_state: Option<String>,
-    pub to_state: String,
+    /// `None` for the report that created the case.
+    pub from_state: Option<CaseState>,
+    pub to_state: CaseState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub at_ms: i64,
 }
 
-/// A workflow step taken by a person through the API (not the outbox):
-/// register, reject, merge, dispatch, start, handle, close, reopen.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TransitionRequest {
-    pub action: String,
-    #[serde(default)]
-    pub note: Option<String>,
-    #[serde(default)]
-    pub assignee: Option<String>,
-    #[serde(default)]
-    pub department: Option<String>,
-    #[serde(default)]
-    pub deadline_ms: Option<i64>,
-    #[serde(default)]
-    pub merge_into: Option<Uuid>,
-    /// After-photos with a `handle` (处置反馈); their bytes follow as blobs.
-    #[serde(default)]
-    pub photos: Vec<crate::PhotoRef>,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_are_stable() {
+        crate::names::assert_names_match_serde::<Role>();
+        assert_eq!(Role::GridWorker.as_str(), "grid_worker");
+    }
 }

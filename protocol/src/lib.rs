@@ -1,4 +1,6 @@
-//! Wire types shared by the Gridwork device core and the sync server.
+//! Wire types shared by the Gridwork device core and the sync server, and
+//! the domain facts both apply, each defined once: case states and actions,
+//! grid tiers and levels, geometry, text validation and limits.
 //!
 //! Operations are intents ("submit this incident"), not row overwrites: the
 //! server validates each against its own state machine. Every operation
@@ -7,11 +9,21 @@
 //! understand instead of misreading it.
 
 pub mod api;
+pub mod case;
+pub mod category;
+pub mod geo;
+pub mod grid;
+pub mod limits;
+pub mod names;
 pub mod operation;
+pub mod text;
 
+pub use case::{CaseAction, CaseState};
+pub use geo::GeoPoint;
+pub use grid::{GridTier, GridView, ManagementLevel};
+pub use names::{IntoEnumIterator, Named};
 pub use operation::{
-    CapturedAt, GeoPoint, OperationEnvelope, OperationKind, PhotoRef, SubmitIncident, TransitionIncident,
-    UploadPhoto,
+    CapturedAt, OperationEnvelope, OperationKind, PhotoRef, SubmitIncident, TransitionIncident, UploadPhoto,
 };
 
 /// Version of the protocol as a whole (the `/v1` path prefix).
@@ -19,5 +31,5 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The default incident category table (大类/小类, Chinese and English),
 /// modelled on the event classes of GB/T 30428.2, shared by devices and the
-/// server. JSON: `{"version": N, "categories": [{"code", "parent"?, "name_zh", "name_en"}]}`.
+/// server; a [`category::CategoryTable`] in JSON.
 pub const DEFAULT_CATEGORY_TABLE: &str = include_str!("default_categories.json");

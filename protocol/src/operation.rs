@@ -1,12 +1,17 @@
 //! Operations a device queues in its outbox and pushes to the server.
 
 use serde::{Deserialize, Serialize};
+use strum::{EnumIter, EnumString, IntoStaticStr};
 use uuid::Uuid;
 
-/// What an operation asks the server to do. The string form is stable: it is
+use crate::geo::GeoPoint;
+use crate::names::Named;
+
+/// What an operation asks the server to do. The name is stable: it is
 /// stored in device outboxes and sent on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumString, EnumIter)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum OperationKind {
     /// Report a new incident (信息采集). Text first; photos follow as blobs.
     SubmitIncident,
@@ -18,22 +23,9 @@ pub enum OperationKind {
     TransitionIncident,
 }
 
+impl Named for OperationKind {}
+
 impl OperationKind {
-    pub const ALL: [OperationKind; 3] =
-        [OperationKind::SubmitIncident, OperationKind::UploadPhoto, OperationKind::TransitionIncident];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperationKind::SubmitIncident => "submit_incident",
-            OperationKind::UploadPhoto => "upload_photo",
-            OperationKind::TransitionIncident => "transition_incident",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
-    }
-
     /// The newest payload schema version this code writes for the kind.
     pub fn current_schema(self) -> u32 {
         match self {
@@ -61,15 +53,6 @@ pub struct OperationEnvelope {
 pub struct CapturedAt {
     pub device_ms: i64,
     pub corrected_ms: i64,
-}
-
-/// WGS84 position.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GeoPoint {
-    pub lat: f64,
-    pub lon: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accuracy_m: Option<f64>,
 }
 
 /// A photo announced with an incident; its bytes follow as a blob upload.
@@ -128,11 +111,32 @@ impl UploadPhoto {
 pub struct TransitionIncident {
     pub incident_id: Uuid,
     #[serde(flatten)]
-    pub request: crate::api::TransitionRequest,
+    pub request: TransitionRequest,
 }
 
 impl TransitionIncident {
     pub const SCHEMA_VERSION: u32 = 1;
+}
+
+/// A workflow step taken by a person through the API (not the outbox):
+/// register, reject, merge, dispatch, start, handle, close, reopen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransitionRequest {
+    /// A [`crate::CaseAction`] name.
+    pub action: String,
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(default)]
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub department: Option<String>,
+    #[serde(default)]
+    pub deadline_ms: Option<i64>,
+    #[serde(default)]
+    pub merge_into: Option<Uuid>,
+    /// After-photos with a `handle` (处置反馈); their bytes follow as blobs.
+    #[serde(default)]
+    pub photos: Vec<PhotoRef>,
 }
 
 #[cfg(test)]
@@ -143,11 +147,7 @@ mod tests {
     fn kind_strings_round_trip_and_are_stable() {
         assert_eq!(OperationKind::SubmitIncident.as_str(), "submit_incident");
         assert_eq!(OperationKind::UploadPhoto.as_str(), "upload_photo");
-        for kind in OperationKind::ALL {
-            assert_eq!(OperationKind::parse(kind.as_str()), Some(kind));
-            let json = serde_json::to_string(&kind).unwrap();
-            assert_eq!(json, format!("\"{}\"", kind.as_str()));
-        }
+        crate::names::assert_names_match_serde::<OperationKind>();
         assert_eq!(OperationKind::parse("drop_table"), None);
     }
 

@@ -1,6 +1,7 @@
 //! Administration shared by the command line and the admin API: users and
 //! their grids, and a system caller for command-line workflow steps.
 
+use gridwork_protocol::Named;
 use gridwork_protocol::api::{Role, UserInfo};
 use uuid::Uuid;
 

@@ -5,6 +5,7 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use base64::Engine;
+use gridwork_protocol::Named;
 use gridwork_protocol::api::{Role, TokenResponse, UserInfo};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;

@@ -2,19 +2,16 @@
 //! steps taken on them, their timeline (归档留痕) and their photos' arrival.
 
 use gridwork_protocol::api::{IncidentView, PhotoView, Role, TimelineEntry, TransitionRequest};
-use gridwork_protocol::{GeoPoint, PhotoRef, SubmitIncident};
+use gridwork_protocol::limits::{ADDRESS_MAX_CHARS, DEPARTMENT_MAX_CHARS, DESCRIPTION_MAX_CHARS, MAX_PHOTOS_PER_STEP, PHOTO_MAX_BYTES, PHOTO_MIME_TYPES};
+use gridwork_protocol::{CaseAction, CaseState, GeoPoint, Named, PhotoRef, SubmitIncident};
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::db::{Dialect, Row, Tx};
 use crate::error::{Result, ServerError};
 use crate::scope::{CaseScope, can_see, case_audience};
-use crate::workflow::{self, Action, Relation, State};
+use crate::workflow::{self, Relation};
 use crate::{changes, params, reference, text};
-
-pub const DESCRIPTION_MAX_CHARS: usize = 4000;
-pub const MAX_PHOTOS_PER_STEP: usize = 20;
-const ALLOWED_MIME: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
 
 /// Why an operation was refused: stable code, human message. Returned as a
 /// value (not an error) so it is recorded and replayed like any outcome.
@@ -41,7 +38,7 @@ pub type Outcome = std::result::Result<i64, Rejection>;
 #[derive(Clone, Debug)]
 struct CaseRow {
     id: String,
-    state: State,
+    state: CaseState,
     category_code: String,
     description: String,
     address: Option<String>,
@@ -75,7 +72,7 @@ const CASE_COLUMNS: &str = "id, state, category_code, description, address, lat,
 fn read_case(r: &Row) -> Result<CaseRow> {
     Ok(CaseRow {
         id: r.text(0),
-        state: State::parse(&r.text(1)).ok_or_else(|| ServerError::internal("unknown case state"))?,
+        state: CaseState::parse(&r.text(1)).ok_or_else(|| ServerError::internal("unknown case state"))?,
         category_code: r.text(2),
         description: r.text(3),
         address: r.opt_text(4),
@@ -126,7 +123,7 @@ fn view(tx: &mut dyn Tx, case: &CaseRow) -> Result<IncidentView> {
         .collect();
     Ok(IncidentView {
         id: Uuid::parse_str(&case.id).map_err(|_| ServerError::internal("bad case id"))?,
-        state: case.state.as_str().to_owned(),
+        state: case.state,
         category_code: case.category_code.clone(),
         description: case.description.clone(),
         address: case.address.clone(),
@@ -184,26 +181,28 @@ pub fn timeline(tx: &mut dyn Tx, caller: &Caller, id: &str) -> Result<Vec<Timeli
     if load_view_for(tx, caller, id)?.is_none() {
         return Err(ServerError::not_found("incident"));
     }
-    Ok(tx
-        .query("SELECT seq, action, actor, from_state, to_state, note, at_ms FROM timeline WHERE incident_id = $1 ORDER BY seq", params![id])?
+    let state = |text: String| CaseState::parse(&text).ok_or_else(|| ServerError::internal("unknown case state"));
+    tx.query("SELECT seq, action, actor, from_state, to_state, note, at_ms FROM timeline WHERE incident_id = $1 ORDER BY seq", params![id])?
         .iter()
-        .map(|r| TimelineEntry {
-            seq: r.int(0),
-            action: r.text(1),
-            actor: r.text(2),
-            from_state: r.opt_text(3),
-            to_state: r.text(4),
-            note: r.opt_text(5),
-            at_ms: r.int(6),
+        .map(|r| {
+            Ok(TimelineEntry {
+                seq: r.int(0),
+                action: r.text(1),
+                actor: r.text(2),
+                from_state: r.opt_text(3).map(state).transpose()?,
+                to_state: state(r.text(4))?,
+                note: r.opt_text(5),
+                at_ms: r.int(6),
+            })
         })
-        .collect())
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)] // one column each
-fn append_timeline(tx: &mut dyn Tx, id: &str, action: &str, actor: &str, from: Option<State>, to: State, note: Option<&str>, now_ms: i64) -> Result<()> {
+fn append_timeline(tx: &mut dyn Tx, id: &str, action: &str, actor: &str, from: Option<CaseState>, to: CaseState, note: Option<&str>, now_ms: i64) -> Result<()> {
     tx.execute(
         "INSERT INTO timeline (incident_id, action, actor, from_state, to_state, note, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        params![id, action, actor, from.map(State::as_str), to.as_str(), note, now_ms],
+        params![id, action, actor, from.map(CaseState::as_str), to.as_str(), note, now_ms],
     )?;
     Ok(())
 }
@@ -217,10 +216,10 @@ fn validate_photos(tx: &mut dyn Tx, incident_id: &str, photos: &[PhotoRef]) -> s
         if !hex_ok {
             return Err(Rejection::new("invalid_payload", "photo sha256 must be 64 lowercase hex digits"));
         }
-        if photo.byte_size == 0 || photo.byte_size > gridwork_protocol::api::MAX_BLOB_BYTES {
+        if photo.byte_size == 0 || photo.byte_size > PHOTO_MAX_BYTES {
             return Err(Rejection::new("invalid_payload", "photo byte_size out of range"));
         }
-        if !ALLOWED_MIME.contains(&photo.mime_type.as_str()) {
+        if !PHOTO_MIME_TYPES.contains(&photo.mime_type.as_str()) {
             return Err(Rejection::new("invalid_payload", "photo mime_type must be image/jpeg, image/png or image/webp"));
         }
         let existing = tx.query_opt("SELECT incident_id FROM incident_photos WHERE photo_id = $1", params![photo.photo_id.to_string()]).map_err(Rejection::from)?;
@@ -262,15 +261,12 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
         Ok(d) => d,
         Err(e) => return Ok(Err(e.into())),
     };
-    let address = match report.address.as_deref().map(|a| text::clean("address", a, 500)).transpose() {
+    let address = match report.address.as_deref().map(|a| text::clean("address", a, ADDRESS_MAX_CHARS)).transpose() {
         Ok(a) => a,
         Err(e) => return Ok(Err(e.into())),
     };
-    if let Some(l) = report.location {
-        let ok = l.lat.is_finite() && l.lon.is_finite() && (-90.0..=90.0).contains(&l.lat) && (-180.0..=180.0).contains(&l.lon);
-        if !ok {
-            return Ok(Err(Rejection::new("invalid_location", "location is not a WGS84 coordinate")));
-        }
+    if report.location.is_some_and(|l| !l.is_valid()) {
+        return Ok(Err(Rejection::new("invalid_location", "location is not a WGS84 coordinate")));
     }
     if description.is_empty() && report.photos.is_empty() {
         return Ok(Err(Rejection::new("incomplete", "a report needs a description or a photo")));
@@ -335,7 +331,7 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
 
 /// A workflow step on a case, validated against the caller and the state.
 pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &TransitionRequest, now_ms: i64) -> Result<Outcome> {
-    let Some(action) = Action::parse(&request.action) else {
+    let Some(action) = CaseAction::parse(&request.action) else {
         return Ok(Err(Rejection::new("unknown_action", "unknown workflow action")));
     };
     let Some(mut case) = load(tx, id, true)? else {
@@ -365,14 +361,14 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
         Ok(n) => n.filter(|n| !n.is_empty()),
         Err(e) => return Ok(Err(e.into())),
     };
-    if matches!(action, Action::Reject | Action::Handle) && note.is_none() {
+    if matches!(action, CaseAction::Reject | CaseAction::Handle) && note.is_none() {
         return Ok(Err(Rejection::new("note_required", format!("{} needs a note", action.as_str()))));
     }
-    if !request.photos.is_empty() && action != Action::Handle {
+    if !request.photos.is_empty() && action != CaseAction::Handle {
         return Ok(Err(Rejection::new("invalid_payload", "only handle carries photos")));
     }
     match action {
-        Action::Dispatch => {
+        CaseAction::Dispatch => {
             let assignee = match &request.assignee {
                 Some(name) => match tx.query_opt("SELECT id, role FROM users WHERE username = $1 AND disabled = 0", params![name.clone()])? {
                     Some(r) if matches!(Role::parse(&r.text(1)), Some(Role::GridWorker | Role::Supervisor)) => Some(r.text(0)),
@@ -380,7 +376,7 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
                 },
                 None => None,
             };
-            let department = match request.department.as_deref().map(|d| text::clean("department", d, 200)).transpose() {
+            let department = match request.department.as_deref().map(|d| text::clean("department", d, DEPARTMENT_MAX_CHARS)).transpose() {
                 Ok(d) => d.filter(|d| !d.is_empty()),
                 Err(e) => return Ok(Err(e.into())),
             };
@@ -391,20 +387,20 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
             case.department = department;
             case.deadline_ms = request.deadline_ms;
         }
-        Action::Merge => {
+        CaseAction::Merge => {
             let Some(into) = request.merge_into else {
                 return Ok(Err(Rejection::new("merge_target_required", "merge needs merge_into")));
             };
             let into = into.to_string();
             // A target the caller cannot see is treated like no target at all.
             match load(tx, &into, false)? {
-                Some(target) if target.id != case.id && target.state != State::Merged && can_see(caller, &target.scope()) => {
+                Some(target) if target.id != case.id && target.state != CaseState::Merged && can_see(caller, &target.scope()) => {
                     case.merged_into = Some(into)
                 }
                 _ => return Ok(Err(Rejection::new("invalid_merge_target", "merge target must be another, unmerged case"))),
             }
         }
-        Action::Handle => {
+        CaseAction::Handle => {
             if let Err(rejection) = validate_photos(tx, id, &request.photos) {
                 return Ok(Err(rejection));
             }

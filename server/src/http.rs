@@ -13,6 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use gridwork_protocol::Named;
 use gridwork_protocol::api::{self, BlobStatus, CreateBlobRequest, LoginRequest, RefreshRequest, Role, TransitionRequest};
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use gridwork_protocol::Named;
 use gridwork_protocol::api::{Role, TransitionRequest};
 use gridwork_server::auth::TokenPolicy;
 use gridwork_server::db::Database;
@@ -158,7 +159,7 @@ fn step(db: &Database, id: &str, request: TransitionRequest) -> Result<(), Serve
         Err(rejection) => Err(rejection_error(rejection)),
     })?;
     if let Some(view) = view {
-        println!("{} {}", view.id, view.state);
+        println!("{} {}", view.id, view.state.as_str());
     }
     Ok(())
 }
@@ -234,7 +235,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             } else {
                 for v in views {
                     let arrived = v.photos.iter().filter(|p| p.arrived).count();
-                    println!("{} {:<14} {:<6} {:<12} photos {}/{}", v.id, v.state, v.category_code, v.reporter, arrived, v.photos.len());
+                    println!("{} {:<14} {:<6} {:<12} photos {}/{}", v.id, v.state.as_str(), v.category_code, v.reporter, arrived, v.photos.len());
                 }
             }
         }
@@ -245,7 +246,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                 println!("{}", serde_json::to_string_pretty(&entries).expect("serializes"));
             } else {
                 for e in entries {
-                    println!("{} {:<12} {:<10} {} -> {} {}", e.at_ms, e.action, e.actor, e.from_state.unwrap_or_default(), e.to_state, e.note.unwrap_or_default());
+                    println!("{} {:<12} {:<10} {} -> {} {}", e.at_ms, e.action, e.actor, e.from_state.map_or("", Named::as_str), e.to_state.as_str(), e.note.unwrap_or_default());
                 }
             }
         }

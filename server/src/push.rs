@@ -4,7 +4,7 @@
 //! at-least-once delivery).
 
 use gridwork_protocol::api::{OperationOutcome, OperationResult, PushResponse};
-use gridwork_protocol::{OperationEnvelope, OperationKind, SubmitIncident, TransitionIncident};
+use gridwork_protocol::{Named, OperationEnvelope, OperationKind, SubmitIncident, TransitionIncident};
 use serde_json::Value as Json;
 use uuid::Uuid;
 

@@ -1,51 +1,64 @@
 //! Reference data every device pulls: the category table and the grids
 //! (street → community → grid, with management levels and boundaries).
 
-use serde_json::{Value as Json, json};
+use gridwork_protocol::api::CategoryView;
+use gridwork_protocol::category::{CategoryTable, NOT_A_CATEGORY_TABLE};
+use gridwork_protocol::geo::{Boundary, Geometry};
+use gridwork_protocol::grid::{GridImport, NOT_A_GRID_COLLECTION};
+use gridwork_protocol::limits::{CATEGORY_CODE_MAX_CHARS, CATEGORY_NAME_MAX_CHARS, GRID_PROPERTY_MAX_CHARS};
+use gridwork_protocol::{GridTier, GridView, ManagementLevel, Named};
+use serde::Deserialize;
+use serde_json::Value as Json;
 
 use crate::db::Tx;
 use crate::error::{Result, ServerError};
 use crate::{changes, params, scope, text};
 
-const LEVELS: [&str; 4] = ["routine", "general_prevention", "key_attention", "comprehensive_remediation"];
-
 pub fn load(tx: &mut dyn Tx, kind: &str, id: &str) -> Result<Option<Json>> {
-    match kind {
-        "category" => Ok(tx
+    let view = match kind {
+        "category" => tx
             .query_opt("SELECT code, parent_code, name_zh, name_en, sort_order, active FROM categories WHERE code = $1", params![id])?
-            .map(|r| json!({"code": r.text(0), "parent_code": r.opt_text(1), "name_zh": r.text(2), "name_en": r.text(3), "sort_order": r.int(4), "active": r.int(5) != 0}))),
-        "grid" => Ok(tx
-            .query_opt("SELECT code, tier, name, parent_code, level, boundary FROM grids WHERE code = $1", params![id])?
             .map(|r| {
-                json!({"code": r.text(0), "tier": r.text(1), "name": r.text(2), "parent_code": r.opt_text(3), "level": r.opt_text(4),
-                       "boundary": r.opt_text(5).and_then(|b| serde_json::from_str::<Json>(&b).ok())})
-            })),
-        _ => Ok(None),
-    }
+                let view = CategoryView { code: r.text(0), parent_code: r.opt_text(1), name_zh: r.text(2), name_en: r.text(3), sort_order: r.int(4), active: r.int(5) != 0 };
+                serde_json::to_value(view)
+            }),
+        "grid" => tx.query_opt("SELECT code, tier, name, parent_code, level, boundary FROM grids WHERE code = $1", params![id])?.map(|r| {
+            let view = GridView {
+                code: r.text(0),
+                tier: GridTier::parse(&r.text(1)).unwrap_or(GridTier::Grid),
+                name: r.text(2),
+                parent_code: r.opt_text(3),
+                level: r.opt_text(4).as_deref().and_then(ManagementLevel::parse),
+                boundary: r.opt_text(5).and_then(|b| serde_json::from_str::<Geometry>(&b).ok()),
+            };
+            serde_json::to_value(view)
+        }),
+        _ => None,
+    };
+    view.transpose().map_err(|_| ServerError::internal("reference view does not serialize"))
 }
 
 fn public() -> Vec<String> {
     vec![scope::PUBLIC.to_owned()]
 }
 
-/// Import a category table `{"version": N, "categories": [{code, parent?, name_zh, name_en}]}`.
+/// Import a category table (`gridwork_protocol::category::CategoryTable`).
 /// Codes missing from the new table become inactive.
 pub fn import_categories(tx: &mut dyn Tx, table: &Json, now_ms: i64) -> Result<usize> {
     let bad = |why: &str| ServerError::bad_request("invalid_category_table", why.to_owned());
-    let entries = table.get("categories").and_then(Json::as_array).ok_or_else(|| bad("no categories array"))?;
+    let table = CategoryTable::deserialize(table).map_err(|_| bad(NOT_A_CATEGORY_TABLE))?;
     let mut seen = Vec::new();
-    for (sort, entry) in entries.iter().enumerate() {
-        let field = |name: &str, max: usize| -> Result<Option<String>> {
-            match entry.get(name) {
-                None | Some(Json::Null) => Ok(None),
-                Some(Json::String(s)) => Ok(Some(text::clean(name, s, max)?)),
-                Some(_) => Err(bad("category field is not a string")),
-            }
+    for (sort, entry) in table.categories.into_iter().enumerate() {
+        let code = text::clean("code", &entry.code, CATEGORY_CODE_MAX_CHARS)?;
+        if code.is_empty() {
+            return Err(bad("category without code"));
+        }
+        let parent = entry.parent.map(|p| text::clean("parent", &p, CATEGORY_CODE_MAX_CHARS)).transpose()?;
+        let name_zh = text::clean("name_zh", &entry.name_zh, CATEGORY_NAME_MAX_CHARS)?;
+        let name_en = match entry.name_en {
+            Some(name) => text::clean("name_en", &name, CATEGORY_NAME_MAX_CHARS)?,
+            None => name_zh.clone(),
         };
-        let code = field("code", 32)?.filter(|c| !c.is_empty()).ok_or_else(|| bad("category without code"))?;
-        let parent = field("parent", 32)?;
-        let name_zh = field("name_zh", 100)?.ok_or_else(|| bad("category without name_zh"))?;
-        let name_en = field("name_en", 100)?.unwrap_or_else(|| name_zh.clone());
         tx.execute(
             "INSERT INTO categories (code, parent_code, name_zh, name_en, sort_order, active) VALUES ($1, $2, $3, $4, $5, 1)
              ON CONFLICT (code) DO UPDATE SET parent_code = $2, name_zh = $3, name_en = $4, sort_order = $5, active = 1",
@@ -76,50 +89,38 @@ pub fn grid_exists(tx: &mut dyn Tx, code: &str) -> Result<bool> {
 /// `street`) are created when absent. All or nothing.
 pub fn import_grids(tx: &mut dyn Tx, collection: &Json, now_ms: i64) -> Result<usize> {
     let bad = |why: &str| ServerError::bad_request("invalid_geojson", why.to_owned());
-    if collection.get("type").and_then(Json::as_str) != Some("FeatureCollection") {
-        return Err(bad("expected a FeatureCollection"));
-    }
-    let features = collection.get("features").and_then(Json::as_array).ok_or_else(|| bad("no features array"))?;
-    for feature in features {
-        let props = feature.get("properties").cloned().unwrap_or(Json::Null);
-        let prop = |name: &str| -> Result<Option<String>> {
-            match props.get(name) {
-                None | Some(Json::Null) => Ok(None),
-                Some(Json::String(s)) => Ok(Some(text::clean(name, s, 200)?)),
-                Some(_) => Err(bad("grid property is not a string")),
-            }
-        };
-        let code = prop("code")?.filter(|c| !c.is_empty()).ok_or_else(|| bad("feature without code"))?;
-        let level = prop("level")?;
-        if level.as_deref().is_some_and(|l| !LEVELS.contains(&l)) {
-            return Err(bad("unknown management level"));
-        }
-        let street = prop("street")?;
-        let community = prop("community")?;
+    let import = GridImport::deserialize(collection).map_err(|_| bad(NOT_A_GRID_COLLECTION))?;
+    for feature in import.features() {
+        let props = feature.properties.clone().unwrap_or_default();
+        let clean = |name: &str, value: Option<String>| value.map(|v| text::clean(name, &v, GRID_PROPERTY_MAX_CHARS)).transpose();
+        let code = clean("code", props.code)?.filter(|c| !c.is_empty()).ok_or_else(|| bad("feature without code"))?;
+        let street = clean("street", props.street)?;
+        let community = clean("community", props.community)?;
         if let Some(street) = &street {
-            ensure_parent(tx, street, "street", None, now_ms)?;
+            ensure_parent(tx, street, GridTier::Street, None, now_ms)?;
         }
         if let Some(community) = &community {
-            ensure_parent(tx, community, "community", street.as_deref(), now_ms)?;
+            ensure_parent(tx, community, GridTier::Community, street.as_deref(), now_ms)?;
         }
-        let geometry = feature.get("geometry").filter(|g| !g.is_null());
-        if let Some(geometry) = geometry {
-            validate_geometry(geometry)?;
+        if let Some(geometry) = &feature.geometry {
+            Boundary::new(geometry).map_err(|refusal| bad(refusal.0))?;
         }
+        let boundary = feature.geometry.as_ref().map(|g| serde_json::to_string(g).expect("geometry serializes"));
+        let name = clean("name", props.name)?.unwrap_or_else(|| code.clone());
         tx.execute(
             "INSERT INTO grids (code, tier, name, parent_code, level, boundary) VALUES ($1, 'grid', $2, $3, $4, $5)
              ON CONFLICT (code) DO UPDATE SET tier = 'grid', name = $2, parent_code = $3, level = $4, boundary = $5",
-            params![code.clone(), prop("name")?.unwrap_or_else(|| code.clone()), community.or(street), level, geometry.map(Json::to_string)],
+            params![code.clone(), name, community.or(street), props.level.map(ManagementLevel::as_str), boundary],
         )?;
         changes::record(tx, "grid", &code, &public(), &[], now_ms)?;
     }
-    Ok(features.len())
+    Ok(import.features().len())
 }
 
-fn ensure_parent(tx: &mut dyn Tx, code: &str, tier: &str, parent: Option<&str>, now_ms: i64) -> Result<()> {
+fn ensure_parent(tx: &mut dyn Tx, code: &str, tier: GridTier, parent: Option<&str>, now_ms: i64) -> Result<()> {
     let inserted = tx.execute(
         "INSERT INTO grids (code, tier, name, parent_code) VALUES ($1, $2, $1, $3) ON CONFLICT (code) DO NOTHING",
-        params![code, tier, parent],
+        params![code, tier.as_str(), parent],
     )?;
     if inserted > 0 {
         changes::record(tx, "grid", code, &public(), &[], now_ms)?;
@@ -127,30 +128,3 @@ fn ensure_parent(tx: &mut dyn Tx, code: &str, tier: &str, parent: Option<&str>, 
     Ok(())
 }
 
-/// Polygon or MultiPolygon with WGS84 [lon, lat] positions, rings of 3+.
-fn validate_geometry(geometry: &Json) -> Result<()> {
-    let bad = |why: &str| ServerError::bad_request("invalid_geojson", why.to_owned());
-    let polygon = |value: &Json| -> Result<()> {
-        let rings = value.as_array().filter(|r| !r.is_empty()).ok_or_else(|| bad("polygon has no rings"))?;
-        for ring in rings {
-            let positions = ring.as_array().filter(|p| p.len() >= 3).ok_or_else(|| bad("ring has fewer than 3 positions"))?;
-            for position in positions {
-                let pair = position.as_array().filter(|p| p.len() >= 2).ok_or_else(|| bad("position is not [lon, lat]"))?;
-                let (Some(lon), Some(lat)) = (pair[0].as_f64(), pair[1].as_f64()) else { return Err(bad("position is not numeric")) };
-                if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
-                    return Err(bad("position out of WGS84 range"));
-                }
-            }
-        }
-        Ok(())
-    };
-    let coordinates = geometry.get("coordinates").ok_or_else(|| bad("geometry has no coordinates"))?;
-    match geometry.get("type").and_then(Json::as_str) {
-        Some("Polygon") => polygon(coordinates),
-        Some("MultiPolygon") => {
-            let polygons = coordinates.as_array().filter(|p| !p.is_empty()).ok_or_else(|| bad("empty MultiPolygon"))?;
-            polygons.iter().try_for_each(polygon)
-        }
-        _ => Err(bad("geometry must be a Polygon or MultiPolygon")),
-    }
-}

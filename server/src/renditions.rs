@@ -27,7 +27,7 @@ impl Rendition {
     }
 }
 
-const MAX_PIXELS: u64 = 64_000_000;
+const MAX_PIXELS: u64 = gridwork_protocol::limits::PHOTO_MAX_PIXELS;
 
 pub fn render(bytes: &[u8], long_edge: u32) -> Result<Vec<u8>> {
     let undecodable = || ServerError::new(422, "photo_undecodable", "the photo cannot be decoded into a rendition");

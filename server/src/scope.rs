@@ -16,7 +16,7 @@
 use gridwork_protocol::api::Role;
 
 use crate::auth::Caller;
-use crate::workflow::State;
+use gridwork_protocol::CaseState;
 
 pub const PUBLIC: &str = "public";
 
@@ -34,7 +34,7 @@ pub fn caller_keys(caller: &Caller) -> Vec<String> {
 /// The facts about a case that decide who sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CaseScope {
-    pub state: State,
+    pub state: CaseState,
     pub grid_code: Option<String>,
     pub reporter_id: String,
     pub assignee_id: Option<String>,

@@ -1,14 +1,16 @@
-//! Validation of text from clients: no NUL or control characters (line
-//! breaks and tabs allowed), a length limit in characters.
+//! Text from clients, checked by the rule devices apply too
+//! ([`gridwork_protocol::text::clean`]); its refusal becomes a 400 here.
+
+use gridwork_protocol::text::TextError;
 
 use crate::error::{Result, ServerError};
 
 pub fn clean(field: &str, text: &str, max_chars: usize) -> Result<String> {
-    if text.len() > max_chars * 4 || text.chars().count() > max_chars {
-        return Err(ServerError::bad_request("text_too_long", format!("`{field}` is longer than {max_chars} characters")));
-    }
-    if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
-        return Err(ServerError::bad_request("text_control_character", format!("`{field}` contains a control character")));
-    }
-    Ok(text.trim().to_owned())
+    gridwork_protocol::text::clean(text, max_chars).map_err(|error| {
+        let message = match error {
+            TextError::TooLong { max, .. } => format!("`{field}` is longer than {max} characters"),
+            TextError::ControlCharacter => format!("`{field}` contains a control character"),
+        };
+        ServerError::bad_request(error.code(), message)
+    })
 }

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use gridwork_protocol::Named;
 use gridwork_protocol::api::Role;
 use gridwork_server::auth::TokenPolicy;
 use gridwork_server::db::Database;
@@ -57,7 +58,7 @@ impl LocalServer {
         let caller = admin::system_caller();
         self.db
             .write(|tx| match gridwork_server::cases::transition(tx, &caller, id, &request, 1)? {
-                Ok(_) => Ok(gridwork_server::cases::load_view_for(tx, &caller, id)?.unwrap().state),
+                Ok(_) => Ok(gridwork_server::cases::load_view_for(tx, &caller, id)?.unwrap().state.as_str().to_owned()),
                 Err(r) => Err(gridwork_server::ServerError::bad_request(r.code, r.message)),
             })
             .unwrap()

@@ -57,7 +57,7 @@ use std::time::{Duration, Instant};
 use gridwork_core::clock::{Clock, ManualClock};
 use gridwork_core::sync::{Transport, TransportError};
 use gridwork_core::{DraftFields, Durability, GeoPoint, Gridwork, IncidentFilter, MeteredPolicy, OperationKind, OperationState, SyncReport, Trigger, Uuid};
-use gridwork_protocol::OperationEnvelope;
+use gridwork_protocol::{Named, OperationEnvelope};
 use gridwork_protocol::api::{BlobStatus, OperationOutcome, PullResponse, PushResponse, Role, TokenResponse, TransitionRequest};
 use gridwork_server::auth::{self, Caller, TokenPolicy};
 use gridwork_server::blobs::BlobStore;
@@ -1389,7 +1389,7 @@ impl Sim {
                 device_id: device.transport.device_id.clone(),
             };
             let visible: BTreeMap<String, String> =
-                db.read(|tx| cases::list_for(tx, &caller, None, None, 100_000)).unwrap().into_iter().map(|c| (c.id.to_string(), c.state)).collect();
+                db.read(|tx| cases::list_for(tx, &caller, None, None, 100_000)).unwrap().into_iter().map(|c| (c.id.to_string(), c.state.as_str().to_owned())).collect();
             let held: BTreeMap<String, String> =
                 gw.list_incidents(IncidentFilter::default()).unwrap().into_iter().map(|i| (i.id.to_string(), i.status.as_str().to_owned())).collect();
             let label = |id: &str| -> String {

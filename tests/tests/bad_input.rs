@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gridwork_core::{DraftFields, GeoPoint, Gridwork, GridworkConfig, IncidentFilter, PhotoLimits};
+use gridwork_core::{DraftFields, GeoPoint, Gridwork, GridworkConfig, IncidentFilter, Named, PhotoLimits};
 use gridwork_tests::*;
 
 /// Everything a failed action could have written.
@@ -31,7 +31,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 fn footprint(gw: &Gridwork, photos_dir: &Path) -> Footprint {
     let incidents = gw
-        .list_incidents(IncidentFilter { statuses: gridwork_core::IncidentStatus::ALL.to_vec(), ..Default::default() })
+        .list_incidents(IncidentFilter { statuses: gridwork_core::IncidentStatus::all(), ..Default::default() })
         .unwrap()
         .into_iter()
         .map(|i| (i.id, i.status.as_str().to_owned(), i.description, i.photo_count))

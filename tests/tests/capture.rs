@@ -1,7 +1,7 @@
 //! Round trips of the capture API against real encrypted database files and
 //! real generated photos.
 
-use gridwork_core::{DraftFields, GeoPoint, IncidentFilter, IncidentStatus, OperationState, SyncState};
+use gridwork_core::{DraftFields, GeoPoint, IncidentFilter, IncidentStatus, Named, OperationState, SyncState};
 use gridwork_tests::*;
 
 fn kinds(items: &[gridwork_core::Operation]) -> Vec<String> {

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use gridwork_core::{DraftFields, GeoPoint, Gridwork, IncidentFilter, IncidentStatus, SyncReport, SyncState, Trigger, Uuid};
+use gridwork_core::{CaseState, DraftFields, GeoPoint, Gridwork, IncidentFilter, IncidentStatus, Named, SyncReport, SyncState, Trigger, Uuid};
 use gridwork_tests::proxy::{ChunkRecord, Fault, FaultConfig, Proxy};
 use gridwork_tests::server::{LocalServer, PASSWORD, default_policy};
 use gridwork_tests::*;
@@ -359,7 +359,7 @@ fn devices_converge_once_a_flaky_link_heals() {
     }
     for id in &dispatched {
         for device in &devices[..2] {
-            assert_eq!(device.gw.get_incident(*id).unwrap().incident.status, IncidentStatus::Dispatched, "{}", device.name);
+            assert_eq!(device.gw.get_incident(*id).unwrap().incident.status, IncidentStatus::Case(CaseState::Dispatched), "{}", device.name);
         }
     }
     let photos: usize = devices.iter().map(|d| d.photos).sum();
@@ -460,7 +460,7 @@ fn replies_lost_after_the_server_acted_cause_no_second_effect_and_no_second_uplo
     let r = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(20)).unwrap();
     assert!(r.completed && r.pulled > 0, "{r:?}");
     let local = gw.get_incident(id).unwrap();
-    assert_eq!((local.incident.status, local.sync_state), (IncidentStatus::Reported, SyncState::Synced));
+    assert_eq!((local.incident.status, local.sync_state), (IncidentStatus::Case(CaseState::Reported), SyncState::Synced));
 
     // The photo crossed once, plus the half chunk that was cut.
     let log = proxy.chunk_log();
@@ -477,10 +477,10 @@ fn replies_lost_after_the_server_acted_cause_no_second_effect_and_no_second_uplo
     proxy.inject("GET", "/v1/pull", Fault::DropResponse { fraction: 0.9 });
     let r = gw.sync_now(Trigger::AppForegrounded, Duration::from_secs(20)).unwrap();
     assert_eq!(r.errors.network, 1, "{r:?}");
-    assert_eq!(gw.get_incident(id).unwrap().incident.status, IncidentStatus::Reported);
+    assert_eq!(gw.get_incident(id).unwrap().incident.status, IncidentStatus::Case(CaseState::Reported));
     let r = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(20)).unwrap();
     assert!(r.completed, "{r:?}");
-    assert_eq!(gw.get_incident(id).unwrap().incident.status, IncidentStatus::Dispatched);
+    assert_eq!(gw.get_incident(id).unwrap().incident.status, IncidentStatus::Case(CaseState::Dispatched));
     assert_eq!(server_state(&server, id), "dispatched");
     assert_eq!(proxy.pending_injections(), 0);
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gridwork_core::{DraftFields, GeoPoint, IncidentFilter, IncidentStatus, SyncState, Trigger};
+use gridwork_core::{CaseState, DraftFields, GeoPoint, IncidentFilter, IncidentStatus, SyncState, Trigger};
 use gridwork_tests::server::{LocalServer, PASSWORD, default_policy};
 use gridwork_tests::*;
 
@@ -62,7 +62,7 @@ fn offline_captures_arrive_once_with_identical_photos_and_server_steps_come_back
     for id in &ids {
         let local = gw.get_incident(*id).unwrap();
         assert_eq!(local.sync_state, SyncState::Synced);
-        assert_eq!(local.incident.status, IncidentStatus::Reported, "pulled back from the server");
+        assert_eq!(local.incident.status, IncidentStatus::Case(CaseState::Reported), "pulled back from the server");
         let remote = server.photos(&id.to_string());
         assert_eq!(remote.len(), 2);
         for (photo, (sha, arrived)) in local.photos.iter().zip(&remote) {
@@ -87,9 +87,9 @@ fn offline_captures_arrive_once_with_identical_photos_and_server_steps_come_back
     server.step(&ids[1].to_string(), "close", None);
     let pulled = gw.sync_now(Trigger::AppForegrounded, Duration::from_secs(10)).unwrap();
     assert!(pulled.pulled >= 2);
-    assert_eq!(gw.get_incident(ids[0]).unwrap().incident.status, IncidentStatus::Dispatched);
-    assert_eq!(gw.get_incident(ids[1]).unwrap().incident.status, IncidentStatus::Closed);
-    assert_eq!(gw.get_incident(ids[2]).unwrap().incident.status, IncidentStatus::Reported);
+    assert_eq!(gw.get_incident(ids[0]).unwrap().incident.status, IncidentStatus::Case(CaseState::Dispatched));
+    assert_eq!(gw.get_incident(ids[1]).unwrap().incident.status, IncidentStatus::Case(CaseState::Closed));
+    assert_eq!(gw.get_incident(ids[2]).unwrap().incident.status, IncidentStatus::Case(CaseState::Reported));
     assert_eq!(gw.list_incidents(IncidentFilter::default()).unwrap().len(), 3);
     // The device learned the offset to server time.
     assert!(gw.server_time_offset_ms().abs() < 5_000);

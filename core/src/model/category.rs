@@ -1,7 +1,7 @@
 //! Incident categories: a versioned code table of 大类 (top level) and 小类.
 
+use gridwork_protocol::category::CategoryTable;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
@@ -14,20 +14,6 @@ pub struct Category {
     pub name_en: String,
 }
 
-#[derive(Deserialize)]
-struct CategoryTable {
-    version: i64,
-    categories: Vec<CategoryEntry>,
-}
-
-#[derive(Deserialize)]
-struct CategoryEntry {
-    code: String,
-    parent: Option<String>,
-    name_zh: String,
-    name_en: String,
-}
-
 const DEFAULT_TABLE: &str = gridwork_protocol::DEFAULT_CATEGORY_TABLE;
 const VERSION_KEY: &str = "category_table_version";
 
@@ -36,7 +22,7 @@ pub fn seed_default_table(tx: &Transaction) -> Result<()> {
     let categories = table
         .categories
         .into_iter()
-        .map(|e| Category { code: e.code, parent_code: e.parent, name_zh: e.name_zh, name_en: e.name_en })
+        .map(|e| Category { code: e.code, parent_code: e.parent, name_en: e.name_en.unwrap_or_else(|| e.name_zh.clone()), name_zh: e.name_zh })
         .collect::<Vec<_>>();
     replace_table(tx, table.version, &categories)?;
     Ok(())
@@ -50,21 +36,34 @@ pub fn replace_table(tx: &Transaction, version: i64, categories: &[Category]) ->
         return Ok(false);
     }
     tx.execute("UPDATE categories SET active = 0", [])?;
-    let mut upsert = tx.prepare(
-        "INSERT INTO categories (code, parent_code, name_zh, name_en, sort_order, active)
-         VALUES (?1, ?2, ?3, ?4, ?5, 1)
-         ON CONFLICT (code) DO UPDATE SET parent_code = ?2, name_zh = ?3, name_en = ?4, sort_order = ?5, active = 1",
-    )?;
     // Parents first so the foreign key holds whatever order the table came in.
     let (parents, children): (Vec<_>, Vec<_>) = categories.iter().enumerate().partition(|(_, c)| c.parent_code.is_none());
     for (sort, category) in parents.into_iter().chain(children) {
-        upsert.execute(params![category.code, category.parent_code, category.name_zh, category.name_en, sort as i64])?;
+        upsert(tx, category, sort as i64, true)?;
     }
     tx.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
         params![VERSION_KEY, version.to_string()],
     )?;
     Ok(true)
+}
+
+/// The one write of a category row.
+pub fn upsert(conn: &Connection, category: &Category, sort_order: i64, active: bool) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO categories (code, parent_code, name_zh, name_en, sort_order, active)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (code) DO UPDATE SET parent_code = ?2, name_zh = ?3, name_en = ?4, sort_order = ?5, active = ?6",
+    )?
+    .execute(params![category.code, category.parent_code, category.name_zh, category.name_en, sort_order, active])?;
+    Ok(())
+}
+
+/// A parent named by a pulled category before the parent itself arrives:
+/// a placeholder named by its code, so the foreign key holds.
+pub fn ensure_parent(conn: &Connection, code: &str) -> Result<()> {
+    conn.execute("INSERT INTO categories (code, name_zh, name_en, sort_order) VALUES (?1, ?1, ?1, 0) ON CONFLICT DO NOTHING", [code])?;
+    Ok(())
 }
 
 pub fn table_version(conn: &Connection) -> Result<i64> {

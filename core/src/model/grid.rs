@@ -1,68 +1,16 @@
 //! Grids: street (街道) → community (社区) → grid (网格), each grid with one of
 //! the four management levels and an optional GeoJSON boundary.
 
+use gridwork_protocol::grid::{GridImport, NOT_A_GRID_COLLECTION};
+use gridwork_protocol::limits::GRID_PROPERTY_MAX_CHARS;
+use gridwork_protocol::{GridView, Named};
 use rusqlite::{Connection, Transaction, params};
-use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::geo::{Boundary, GeoPoint};
+use crate::geo::{self, GeoPoint};
+use crate::model::read_name;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GridTier {
-    Street,
-    Community,
-    Grid,
-}
-
-impl GridTier {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GridTier::Street => "street",
-            GridTier::Community => "community",
-            GridTier::Grid => "grid",
-        }
-    }
-    fn parse(text: &str) -> Option<Self> {
-        [GridTier::Street, GridTier::Community, GridTier::Grid].into_iter().find(|t| t.as_str() == text)
-    }
-}
-
-/// 日常管理型 / 一般防范型 / 重点关注型 / 综合整治型.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ManagementLevel {
-    Routine,
-    GeneralPrevention,
-    KeyAttention,
-    ComprehensiveRemediation,
-}
-
-impl ManagementLevel {
-    pub const ALL: [ManagementLevel; 4] = [
-        ManagementLevel::Routine,
-        ManagementLevel::GeneralPrevention,
-        ManagementLevel::KeyAttention,
-        ManagementLevel::ComprehensiveRemediation,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ManagementLevel::Routine => "routine",
-            ManagementLevel::GeneralPrevention => "general_prevention",
-            ManagementLevel::KeyAttention => "key_attention",
-            ManagementLevel::ComprehensiveRemediation => "comprehensive_remediation",
-        }
-    }
-    pub fn name_zh(self) -> &'static str {
-        match self {
-            ManagementLevel::Routine => "日常管理型",
-            ManagementLevel::GeneralPrevention => "一般防范型",
-            ManagementLevel::KeyAttention => "重点关注型",
-            ManagementLevel::ComprehensiveRemediation => "综合整治型",
-        }
-    }
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|l| l.as_str() == text)
-    }
-}
+pub use gridwork_protocol::{GridTier, ManagementLevel};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Grid {
@@ -75,15 +23,26 @@ pub struct Grid {
     pub boundary_geojson: Option<String>,
 }
 
-fn upsert(tx: &Transaction, grid: &Grid) -> Result<()> {
-    let bbox = match &grid.boundary_geojson {
-        Some(text) => {
-            let value: Value = serde_json::from_str(text).map_err(|_| Error::InvalidGeoJson("boundary is not JSON".into()))?;
-            Some(Boundary::from_geojson(&value)?.bounding_box())
+impl Grid {
+    /// The grid as the server sent it. A boundary this build cannot check is
+    /// left out rather than refusing the grid.
+    pub fn from_view(view: GridView) -> Grid {
+        let boundary = view.boundary.filter(|g| geo::boundary(g).is_ok());
+        Grid {
+            code: view.code,
+            tier: view.tier,
+            name: view.name,
+            parent_code: view.parent_code,
+            management_level: view.level,
+            boundary_geojson: boundary.map(|g| serde_json::to_string(&g).expect("geometry serializes")),
         }
-        None => None,
-    };
-    tx.execute(
+    }
+}
+
+/// The one write of a grid row, with the bounding box of its boundary.
+pub fn upsert(conn: &Connection, grid: &Grid) -> Result<()> {
+    let bbox = grid.boundary_geojson.as_deref().map(geo::boundary_from_text).transpose()?.map(|b| b.bounding_box());
+    conn.execute(
         "INSERT INTO grids (code, tier, name, parent_code, management_level, boundary_geojson, min_lon, min_lat, max_lon, max_lat)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (code) DO UPDATE SET tier = ?2, name = ?3, parent_code = ?4, management_level = ?5,
@@ -110,54 +69,40 @@ fn upsert(tx: &Transaction, grid: &Grid) -> Result<()> {
 /// number of grids imported. All or nothing.
 pub fn import_geojson(tx: &Transaction, text: &str) -> Result<usize> {
     let bad = |why: &str| Error::InvalidGeoJson(why.to_owned());
-    let collection: Value = serde_json::from_str(text).map_err(|_| bad("not JSON"))?;
-    if collection.get("type").and_then(Value::as_str) != Some("FeatureCollection") {
-        return Err(bad("expected a FeatureCollection"));
-    }
-    let features = collection.get("features").and_then(Value::as_array).ok_or_else(|| bad("no features array"))?;
-    for feature in features {
-        let props = feature.get("properties").cloned().unwrap_or(Value::Null);
-        let text_prop = |name: &str| -> Result<Option<String>> {
-            match props.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(crate::text::validate("grid property", s, 200)?)),
-                Some(_) => Err(bad("grid property is not a string")),
-            }
-        };
-        let code = text_prop("code")?.filter(|c| !c.is_empty()).ok_or_else(|| bad("feature without code"))?;
-        let level = match text_prop("level")? {
-            Some(l) => Some(ManagementLevel::parse(&l).ok_or_else(|| bad("unknown management level"))?),
-            None => None,
-        };
-        let street = text_prop("street")?;
-        let community = text_prop("community")?;
+    let import: GridImport = serde_json::from_str(text).map_err(|_| bad(NOT_A_GRID_COLLECTION))?;
+    for feature in import.features() {
+        let props = feature.properties.clone().unwrap_or_default();
+        let clean = |value: Option<String>| value.map(|v| crate::text::validate("grid property", &v, GRID_PROPERTY_MAX_CHARS)).transpose();
+        let code = clean(props.code)?.filter(|c| !c.is_empty()).ok_or_else(|| bad("feature without code"))?;
+        let street = clean(props.street)?;
+        let community = clean(props.community)?;
         if let Some(street) = &street {
             ensure_parent(tx, street, GridTier::Street, None)?;
         }
         if let Some(community) = &community {
             ensure_parent(tx, community, GridTier::Community, street.as_deref())?;
         }
-        let geometry = feature.get("geometry").filter(|g| !g.is_null());
-        if let Some(geometry) = geometry {
-            Boundary::from_geojson(geometry)?;
+        if let Some(geometry) = &feature.geometry {
+            geo::boundary(geometry)?;
         }
         upsert(
             tx,
             &Grid {
-                name: text_prop("name")?.unwrap_or_else(|| code.clone()),
+                name: clean(props.name)?.unwrap_or_else(|| code.clone()),
                 code,
                 tier: GridTier::Grid,
                 parent_code: community.or(street),
-                management_level: level,
-                boundary_geojson: geometry.map(Value::to_string),
+                management_level: props.level,
+                boundary_geojson: feature.geometry.as_ref().map(|g| serde_json::to_string(g).expect("geometry serializes")),
             },
         )?;
     }
-    Ok(features.len())
+    Ok(import.features().len())
 }
 
-fn ensure_parent(tx: &Transaction, code: &str, tier: GridTier, parent: Option<&str>) -> Result<()> {
-    tx.execute(
+/// A parent (street or community) named by a grid, created when absent.
+pub fn ensure_parent(conn: &Connection, code: &str, tier: GridTier, parent: Option<&str>) -> Result<()> {
+    conn.execute(
         "INSERT INTO grids (code, tier, name, parent_code) VALUES (?1, ?2, ?1, ?3) ON CONFLICT (code) DO NOTHING",
         params![code, tier.as_str(), parent],
     )?;
@@ -169,14 +114,12 @@ pub fn list(conn: &Connection) -> Result<Vec<Grid>> {
         "SELECT code, tier, name, parent_code, management_level, boundary_geojson FROM grids ORDER BY tier, code",
     )?;
     let rows = stmt.query_map([], |r| {
-        let tier: String = r.get(1)?;
-        let level: Option<String> = r.get(4)?;
         Ok(Grid {
             code: r.get(0)?,
-            tier: GridTier::parse(&tier).unwrap_or(GridTier::Grid),
+            tier: read_name(r, 1)?.unwrap_or(GridTier::Grid),
             name: r.get(2)?,
             parent_code: r.get(3)?,
-            management_level: level.as_deref().and_then(ManagementLevel::parse),
+            management_level: read_name(r, 4)?,
             boundary_geojson: r.get(5)?,
         })
     })?;
@@ -197,8 +140,7 @@ pub fn locate(conn: &Connection, point: GeoPoint) -> Result<Option<String>> {
         .query_map(params![point.lon, point.lat], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     for (code, geojson) in candidates {
-        let Ok(value) = serde_json::from_str::<Value>(&geojson) else { continue };
-        if Boundary::from_geojson(&value).is_ok_and(|b| b.contains(point)) {
+        if geo::boundary_from_text(&geojson).is_ok_and(|b| b.contains(point)) {
             return Ok(Some(code));
         }
     }

@@ -1,14 +1,17 @@
 //! Incidents (事件) as the device holds them.
 
+use gridwork_protocol::{CaseState, IntoEnumIterator, Named};
+use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use crate::clock::Timestamp;
+use crate::error::Result;
 use crate::geo::GeoPoint;
 use crate::model::AuditEntry;
 
 /// Where an incident is in its life. The device owns `Draft`, `Discarded`
-/// and `Submitted`; the rest follow the server's closed loop (GB/T 30428)
-/// and arrive through sync.
+/// and `Submitted`; a case's state on the server ([`CaseState`], the closed
+/// loop of GB/T 30428) arrives through sync. Stored as one name per row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IncidentStatus {
     /// Saved on the device, editable, not sent.
@@ -17,58 +20,42 @@ pub enum IncidentStatus {
     Discarded,
     /// Submitted by the user; queued in the outbox or sent.
     Submitted,
-    /// The server has it (a grid worker's report, or a reviewed one).
-    Reported,
-    PendingReview,
-    Registered,
-    Rejected,
-    Merged,
-    Dispatched,
-    InProgress,
-    Handled,
-    Closed,
-    Reopened,
+    /// The server has it, in this state.
+    Case(CaseState),
 }
 
 impl IncidentStatus {
-    pub const ALL: [IncidentStatus; 13] = [
-        IncidentStatus::Draft,
-        IncidentStatus::Discarded,
-        IncidentStatus::Submitted,
-        IncidentStatus::Reported,
-        IncidentStatus::PendingReview,
-        IncidentStatus::Registered,
-        IncidentStatus::Rejected,
-        IncidentStatus::Merged,
-        IncidentStatus::Dispatched,
-        IncidentStatus::InProgress,
-        IncidentStatus::Handled,
-        IncidentStatus::Closed,
-        IncidentStatus::Reopened,
-    ];
+    /// Every status: the device's own, then the server's.
+    pub fn all() -> Vec<IncidentStatus> {
+        let device = [IncidentStatus::Draft, IncidentStatus::Discarded, IncidentStatus::Submitted];
+        device.into_iter().chain(CaseState::iter().map(IncidentStatus::Case)).collect()
+    }
+}
 
-    pub fn as_str(self) -> &'static str {
-        match self {
+impl From<IncidentStatus> for &'static str {
+    fn from(status: IncidentStatus) -> &'static str {
+        match status {
             IncidentStatus::Draft => "draft",
             IncidentStatus::Discarded => "discarded",
             IncidentStatus::Submitted => "submitted",
-            IncidentStatus::Reported => "reported",
-            IncidentStatus::PendingReview => "pending_review",
-            IncidentStatus::Registered => "registered",
-            IncidentStatus::Rejected => "rejected",
-            IncidentStatus::Merged => "merged",
-            IncidentStatus::Dispatched => "dispatched",
-            IncidentStatus::InProgress => "in_progress",
-            IncidentStatus::Handled => "handled",
-            IncidentStatus::Closed => "closed",
-            IncidentStatus::Reopened => "reopened",
+            IncidentStatus::Case(state) => state.as_str(),
         }
     }
+}
 
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
+impl std::str::FromStr for IncidentStatus {
+    type Err = ();
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text {
+            "draft" => Ok(IncidentStatus::Draft),
+            "discarded" => Ok(IncidentStatus::Discarded),
+            "submitted" => Ok(IncidentStatus::Submitted),
+            _ => CaseState::parse(text).map(IncidentStatus::Case).ok_or(()),
+        }
     }
 }
+
+impl Named for IncidentStatus {}
 
 /// Whether the device still owes the server something for this incident.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +84,56 @@ pub struct Incident {
     pub updated_at: Timestamp,
     pub submitted_at: Option<Timestamp>,
     pub photo_count: u32,
+}
+
+/// What the server last sent about an incident: its version, and its view
+/// as pulled (JSON), kept for the screens that show the case's progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerCopy<'a> {
+    pub version: i64,
+    pub view_json: &'a str,
+}
+
+/// The one insert of an incident row: a draft made on this device, or a
+/// case first pulled from the server (with its `server` copy).
+pub fn insert(conn: &Connection, incident: &Incident, server: Option<ServerCopy>) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO incidents (id, status, category_code, description, address, lat, lon, accuracy_m, grid_code, reporter,
+             created_device_ms, created_corrected_ms, updated_device_ms, updated_corrected_ms,
+             submitted_device_ms, submitted_corrected_ms, server_version, server_view)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?
+    .execute(params![
+        incident.id.to_string(),
+        incident.status.as_str(),
+        incident.category_code,
+        incident.description,
+        incident.address,
+        incident.location.map(|l| l.lat),
+        incident.location.map(|l| l.lon),
+        incident.location.and_then(|l| l.accuracy_m),
+        incident.grid_code,
+        incident.reporter,
+        incident.created_at.device_ms,
+        incident.created_at.corrected_ms,
+        incident.updated_at.device_ms,
+        incident.updated_at.corrected_ms,
+        incident.submitted_at.map(|t| t.device_ms),
+        incident.submitted_at.map(|t| t.corrected_ms),
+        server.map(|s| s.version),
+        server.map(|s| s.view_json),
+    ])?;
+    Ok(())
+}
+
+/// A newer server state of an incident the device already holds. The grid
+/// the server knows wins; without one the device's own pick stays.
+pub fn record_server_state(conn: &Connection, id: Uuid, state: CaseState, server: ServerCopy, grid_code: Option<&str>) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE incidents SET status = ?2, server_version = ?3, server_view = ?4, grid_code = coalesce(?5, grid_code) WHERE id = ?1",
+    )?
+    .execute(params![id.to_string(), IncidentStatus::Case(state).as_str(), server.version, server.view_json, grid_code])?;
+    Ok(())
 }
 
 /// Photo evidence metadata, as stored in columns.
@@ -145,4 +182,20 @@ pub struct IncidentFilter {
     pub created_before_ms: Option<i64>,
     /// At most this many, newest first; `None` for all.
     pub limit: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_round_trip() {
+        let names: Vec<&str> = IncidentStatus::all().into_iter().map(IncidentStatus::as_str).collect();
+        assert_eq!(names.len(), 13);
+        assert_eq!(&names[..4], ["draft", "discarded", "submitted", "reported"]);
+        for status in IncidentStatus::all() {
+            assert_eq!(IncidentStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(IncidentStatus::parse("Draft"), None);
+    }
 }

@@ -15,9 +15,15 @@ use uuid::Uuid;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use gridwork_protocol::OperationKind;
+use gridwork_protocol::{Named, OperationKind};
+use strum::{EnumString, IntoStaticStr};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+use crate::model::read_name;
+
+/// Where an operation is in its delivery. The names are stored in the
+/// `outbox.state` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, IntoStaticStr, EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum OperationState {
     Pending,
     InFlight,
@@ -25,24 +31,7 @@ pub enum OperationState {
     Parked,
 }
 
-impl OperationState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperationState::Pending => "pending",
-            OperationState::InFlight => "in_flight",
-            OperationState::Acknowledged => "acknowledged",
-            OperationState::Parked => "parked",
-        }
-    }
-    fn parse(text: &str) -> Self {
-        match text {
-            "in_flight" => OperationState::InFlight,
-            "acknowledged" => OperationState::Acknowledged,
-            "parked" => OperationState::Parked,
-            _ => OperationState::Pending,
-        }
-    }
-}
+impl Named for OperationState {}
 
 /// Why the server refused an operation, in terms the user can act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,7 +111,7 @@ fn read_operation(row: &Row) -> rusqlite::Result<Operation> {
         kind_name,
         payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
         payload_schema: row.get(6)?,
-        state: OperationState::parse(&row.get::<_, String>(7)?),
+        state: read_name(row, 7)?.unwrap_or(OperationState::Pending),
         attempts: row.get(8)?,
         next_attempt_ms: row.get(9)?,
         depends_on: row.get::<_, Option<String>>(10)?.map(parse_uuid).transpose()?,
@@ -291,7 +280,7 @@ pub fn summary(conn: &Connection, now_ms: i64) -> Result<OutboxSummary> {
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let count = row.get::<_, i64>(1)? as u64;
-        match OperationState::parse(&row.get::<_, String>(0)?) {
+        match read_name(row, 0)?.unwrap_or(OperationState::Pending) {
             OperationState::Pending => summary.pending = count,
             OperationState::InFlight => summary.in_flight = count,
             OperationState::Parked => summary.parked = count,

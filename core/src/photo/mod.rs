@@ -20,6 +20,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use gridwork_protocol::limits;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -42,7 +43,7 @@ pub struct PhotoLimits {
 
 impl Default for PhotoLimits {
     fn default() -> Self {
-        PhotoLimits { max_bytes: 64 << 20, max_pixels: 64_000_000, max_side: 16_384 }
+        PhotoLimits { max_bytes: limits::PHOTO_MAX_BYTES, max_pixels: limits::PHOTO_MAX_PIXELS, max_side: limits::PHOTO_MAX_SIDE }
     }
 }
 

@@ -2,12 +2,17 @@
 //! on an entity that still has unacknowledged local operations: it waits in
 //! `remote_pending` and is applied once they are acknowledged.
 
-use gridwork_protocol::api::{Change, ChangeBody, IncidentView};
+use gridwork_protocol::api::{CategoryView, Change, ChangeBody, IncidentView};
+use gridwork_protocol::{CaseState, GridTier, GridView, Named};
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::Deserialize;
 use serde_json::Value;
+use uuid::Uuid;
 
+use crate::clock::Timestamp;
 use crate::error::Result;
-use crate::model::IncidentStatus;
+use crate::model::incident::{self, ServerCopy};
+use crate::model::{Category, Grid, Incident, IncidentStatus, category, grid};
 
 /// What a page changed, for observers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,12 +40,17 @@ pub fn apply_page(conn: &Connection, changes: &[Change]) -> Result<Applied> {
     let mut applied = Applied::default();
     for change in changes {
         match (change.entity_kind.as_str(), &change.body) {
+            // A view this build cannot read is skipped; the next version of it may be.
             ("category", ChangeBody::Upsert { data }) => {
-                upsert_category(conn, data)?;
+                if let Ok(view) = CategoryView::deserialize(data) {
+                    upsert_category(conn, view)?;
+                }
                 applied.categories += 1;
             }
             ("grid", ChangeBody::Upsert { data }) => {
-                upsert_grid(conn, data)?;
+                if let Ok(view) = GridView::deserialize(data) {
+                    upsert_grid(conn, view)?;
+                }
                 applied.grids += 1;
             }
             ("incident", body) => {
@@ -87,10 +97,6 @@ pub fn apply_deferred(conn: &Connection) -> Result<u32> {
     Ok(count)
 }
 
-fn local_status(state: &str) -> IncidentStatus {
-    IncidentStatus::parse(state).unwrap_or(IncidentStatus::Reported)
-}
-
 fn apply_incident(conn: &Connection, id: &str, body: &ChangeBody) -> Result<()> {
     let data = match body {
         ChangeBody::Remove => {
@@ -101,100 +107,57 @@ fn apply_incident(conn: &Connection, id: &str, body: &ChangeBody) -> Result<()> 
         }
         ChangeBody::Upsert { data } => data,
     };
-    let Ok(view) = serde_json::from_value::<IncidentView>(data.clone()) else {
+    // A state a newer server added shows as reported instead of hiding the case.
+    let mut readable = data.clone();
+    if readable.get("state").and_then(Value::as_str).is_some_and(|state| CaseState::parse(state).is_none()) {
+        readable["state"] = CaseState::Reported.as_str().into();
+    }
+    let Ok(view) = serde_json::from_value::<IncidentView>(readable) else {
         return Ok(()); // a shape this build cannot read; the next version of it may be
     };
-    let known: Option<Option<i64>> = conn.query_row("SELECT server_version FROM incidents WHERE id = ?1", [id], |r| r.get(0)).optional()?;
-    let category: Option<String> =
-        conn.query_row("SELECT code FROM categories WHERE code = ?1", [&view.category_code], |r| r.get(0)).optional()?;
-    let status = local_status(&view.state).as_str();
+    let Ok(id) = Uuid::parse_str(id) else { return Ok(()) };
+    let known: Option<Option<i64>> =
+        conn.query_row("SELECT server_version FROM incidents WHERE id = ?1", [id.to_string()], |r| r.get(0)).optional()?;
+    let view_json = data.to_string();
+    let server = ServerCopy { version: view.version, view_json: &view_json };
     match known {
         Some(version) if version.is_some_and(|v| v >= view.version) => {}
-        Some(_) => {
-            conn.execute(
-                "UPDATE incidents SET status = ?2, server_version = ?3, server_view = ?4, grid_code = coalesce(?5, grid_code) WHERE id = ?1",
-                params![id, status, view.version, data.to_string(), view.grid_code],
-            )?;
-        }
+        Some(_) => incident::record_server_state(conn, id, view.state, server, view.grid_code.as_deref())?,
         None => {
-            conn.execute(
-                "INSERT INTO incidents (id, status, category_code, description, address, lat, lon, accuracy_m, grid_code, reporter,
-                     created_device_ms, created_corrected_ms, updated_device_ms, updated_corrected_ms, server_version, server_view)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?12, ?13, ?14)",
-                params![
-                    id,
-                    status,
-                    category,
-                    view.description,
-                    view.address,
-                    view.location.map(|l| l.lat),
-                    view.location.map(|l| l.lon),
-                    view.location.and_then(|l| l.accuracy_m),
-                    view.grid_code,
-                    view.reporter,
-                    view.reported_at_ms,
-                    view.updated_at_ms,
-                    view.version,
-                    data.to_string(),
-                ],
-            )?;
+            // A category this device's table does not have is left out.
+            let category: Option<String> =
+                conn.query_row("SELECT code FROM categories WHERE code = ?1", [&view.category_code], |r| r.get(0)).optional()?;
+            let pulled = Incident {
+                id,
+                status: IncidentStatus::Case(view.state),
+                category_code: category,
+                description: view.description,
+                address: view.address,
+                location: view.location,
+                grid_code: view.grid_code,
+                reporter: view.reporter,
+                created_at: Timestamp { device_ms: view.reported_at_ms, corrected_ms: view.reported_at_ms },
+                updated_at: Timestamp { device_ms: view.updated_at_ms, corrected_ms: view.updated_at_ms },
+                submitted_at: None,
+                photo_count: 0,
+            };
+            incident::insert(conn, &pulled, Some(server))?;
         }
     }
     Ok(())
 }
 
-fn text(data: &Value, key: &str) -> Option<String> {
-    data.get(key).and_then(Value::as_str).map(str::to_owned)
+fn upsert_category(conn: &Connection, view: CategoryView) -> Result<()> {
+    if let Some(parent) = &view.parent_code {
+        category::ensure_parent(conn, parent)?;
+    }
+    let row = Category { code: view.code, parent_code: view.parent_code, name_zh: view.name_zh, name_en: view.name_en };
+    category::upsert(conn, &row, view.sort_order, view.active)
 }
 
-fn upsert_category(conn: &Connection, data: &Value) -> Result<()> {
-    let Some(code) = text(data, "code") else { return Ok(()) };
-    let parent = text(data, "parent_code");
-    if let Some(parent) = &parent {
-        conn.execute("INSERT INTO categories (code, name_zh, name_en, sort_order) VALUES (?1, ?1, ?1, 0) ON CONFLICT DO NOTHING", [parent])?;
+fn upsert_grid(conn: &Connection, view: GridView) -> Result<()> {
+    if let Some(parent) = &view.parent_code {
+        grid::ensure_parent(conn, parent, GridTier::Community, None)?;
     }
-    conn.execute(
-        "INSERT INTO categories (code, parent_code, name_zh, name_en, sort_order, active) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (code) DO UPDATE SET parent_code = ?2, name_zh = ?3, name_en = ?4, sort_order = ?5, active = ?6",
-        params![
-            code,
-            parent,
-            text(data, "name_zh").unwrap_or_default(),
-            text(data, "name_en").unwrap_or_default(),
-            data.get("sort_order").and_then(Value::as_i64).unwrap_or(0),
-            data.get("active").and_then(Value::as_bool).unwrap_or(true) as i64,
-        ],
-    )?;
-    Ok(())
-}
-
-fn upsert_grid(conn: &Connection, data: &Value) -> Result<()> {
-    let Some(code) = text(data, "code") else { return Ok(()) };
-    let tier = text(data, "tier").filter(|t| ["street", "community", "grid"].contains(&t.as_str())).unwrap_or_else(|| "grid".into());
-    let level = text(data, "level").filter(|l| crate::model::ManagementLevel::parse(l).is_some());
-    let boundary = data.get("boundary").filter(|b| !b.is_null());
-    let bbox = boundary.and_then(|b| crate::geo::Boundary::from_geojson(b).ok()).map(|b| b.bounding_box());
-    let parent = text(data, "parent_code");
-    if let Some(parent) = &parent {
-        conn.execute("INSERT INTO grids (code, tier, name) VALUES (?1, 'community', ?1) ON CONFLICT DO NOTHING", [parent])?;
-    }
-    conn.execute(
-        "INSERT INTO grids (code, tier, name, parent_code, management_level, boundary_geojson, min_lon, min_lat, max_lon, max_lat)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (code) DO UPDATE SET tier = ?2, name = ?3, parent_code = ?4, management_level = ?5, boundary_geojson = ?6,
-             min_lon = ?7, min_lat = ?8, max_lon = ?9, max_lat = ?10",
-        params![
-            code,
-            tier,
-            text(data, "name").unwrap_or_else(|| code.clone()),
-            parent,
-            level,
-            boundary.filter(|_| bbox.is_some()).map(Value::to_string),
-            bbox.map(|b| b.min_lon),
-            bbox.map(|b| b.min_lat),
-            bbox.map(|b| b.max_lon),
-            bbox.map(|b| b.max_lat),
-        ],
-    )?;
-    Ok(())
+    grid::upsert(conn, &Grid::from_view(view))
 }

@@ -2,13 +2,15 @@
 //! HTTP is refused except to loopback or with an explicit opt-in, because
 //! tokens and evidence must not cross a network in the clear.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use gridwork_protocol::OperationEnvelope;
-use gridwork_protocol::api::{self, BlobStatus, ErrorBody, PullResponse, PushResponse, TokenResponse};
+use gridwork_protocol::api::{
+    self, BlobStatus, CreateBlobRequest, ErrorBody, LoginRequest, PullResponse, PushRequest, PushResponse, RefreshRequest, TokenResponse,
+};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::transport::{Transport, TransportError};
@@ -92,15 +94,18 @@ fn read<T: DeserializeOwned>(response: Response) -> Result<T, TransportError> {
 
 impl Transport for HttpTransport {
     fn login(&self, username: &str, password: &str) -> Result<TokenResponse, TransportError> {
-        send(self.request(reqwest::Method::POST, "/v1/auth/login").json(&json!({"username": username, "password": password})))
+        let body = LoginRequest { username: username.to_owned(), password: password.to_owned() };
+        send(self.request(reqwest::Method::POST, "/v1/auth/login").json(&body))
     }
 
     fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, TransportError> {
-        send(self.request(reqwest::Method::POST, "/v1/auth/refresh").json(&json!({"refresh_token": refresh_token})))
+        let body = RefreshRequest { refresh_token: refresh_token.to_owned() };
+        send(self.request(reqwest::Method::POST, "/v1/auth/refresh").json(&body))
     }
 
     fn push(&self, token: &str, operations: &[OperationEnvelope]) -> Result<PushResponse, TransportError> {
-        send(self.request(reqwest::Method::POST, "/v1/push").bearer_auth(token).json(&json!({"operations": operations})))
+        let body = PushRequest { operations: Cow::Borrowed(operations) };
+        send(self.request(reqwest::Method::POST, "/v1/push").bearer_auth(token).json(&body))
     }
 
     fn pull(&self, token: &str, since: i64, limit: u32) -> Result<PullResponse, TransportError> {
@@ -108,10 +113,7 @@ impl Transport for HttpTransport {
     }
 
     fn blob_create(&self, token: &str, sha256: &str, size: u64, preview_of: Option<&str>) -> Result<BlobStatus, TransportError> {
-        let body = match preview_of {
-            Some(original) => json!({"sha256": sha256, "size": size, "preview_of": original}),
-            None => json!({"sha256": sha256, "size": size}),
-        };
+        let body = CreateBlobRequest { sha256: sha256.to_owned(), size, preview_of: preview_of.map(str::to_owned) };
         send(self.request(reqwest::Method::POST, "/v1/blobs").bearer_auth(token).json(&body))
     }
 
