@@ -429,12 +429,7 @@ pub fn evidence_arrived(tx: &mut dyn Tx, sha256: &str, now_ms: i64) -> Result<()
         Some(original) => (original.as_str(), "preview_arrived"),
         None => (sha256, "photo_arrived"),
     };
-    let ids: Vec<String> = tx
-        .query("SELECT DISTINCT incident_id FROM incident_photos WHERE sha256 = $1", params![sha256])?
-        .iter()
-        .map(|r| r.text(0))
-        .collect();
-    for id in ids {
+    for id in cases_with_photo(tx, sha256)? {
         let Some(mut case) = load(tx, &id, true)? else { continue };
         case.version += 1;
         case.updated_at_ms = now_ms;
@@ -446,18 +441,18 @@ pub fn evidence_arrived(tx: &mut dyn Tx, sha256: &str, now_ms: i64) -> Result<()
     Ok(())
 }
 
+/// The cases whose reports reference this photo.
+fn cases_with_photo(tx: &mut dyn Tx, sha256: &str) -> Result<Vec<String>> {
+    Ok(tx.query("SELECT DISTINCT incident_id FROM incident_photos WHERE sha256 = $1", params![sha256])?.iter().map(|r| r.text(0)).collect())
+}
+
 /// Whether the caller reported a case announcing this photo (or is the
 /// command center): who may upload and download it.
 pub fn may_access_blob(tx: &mut dyn Tx, caller: &Caller, sha256: &str, upload: bool) -> Result<bool> {
     // A preview is accessible exactly as its original is.
     let original = tx.query_opt("SELECT original_sha256 FROM blob_previews WHERE preview_sha256 = $1", params![sha256])?.map(|r| r.text(0));
     let sha256 = original.as_deref().unwrap_or(sha256);
-    let ids: Vec<String> = tx
-        .query("SELECT DISTINCT incident_id FROM incident_photos WHERE sha256 = $1", params![sha256])?
-        .iter()
-        .map(|r| r.text(0))
-        .collect();
-    for id in ids {
+    for id in cases_with_photo(tx, sha256)? {
         let Some(case) = load(tx, &id, false)? else { continue };
         let allowed = if upload {
             // Uploads come from the reporter (evidence) or the assignee (after-photos).
