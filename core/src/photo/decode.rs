@@ -90,11 +90,21 @@ pub fn fit(width: u32, height: u32, long_edge: u32) -> (u32, u32) {
     (scale(width), scale(height))
 }
 
+/// Baseline JPEG, no chroma subsampling (4:4:4), the standard tables scaled
+/// by `quality` as libjpeg does: what image's own encoder wrote before, from
+/// a small crate, so the phone library carries no second JPEG decoder.
 pub fn encode_jpeg(image: &DynamicImage, quality: u8) -> Result<Vec<u8>> {
+    let rgb = image.to_rgb8();
+    let failed = || Error::PhotoCorrupt("encoding failed".to_owned());
+    // JPEG sides are 16-bit; thumbnails and renditions are far below that.
+    let (width, height) = (u16::try_from(rgb.width()).map_err(|_| failed())?, u16::try_from(rgb.height()).map_err(|_| failed())?);
     let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
-        .encode_image(&image.to_rgb8())
-        .map_err(|e| Error::PhotoCorrupt(error_kind(&e).to_owned()))?;
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_1_1);
+    encoder.set_optimized_huffman_tables(true);
+    encoder
+        .encode(rgb.as_raw(), width, height, jpeg_encoder::ColorType::Rgb)
+        .map_err(|_| failed())?;
     Ok(out)
 }
 
