@@ -13,6 +13,7 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
+use gridwork_protocol::limits;
 use uuid::Uuid;
 
 use crate::capture::{self, DraftFields};
@@ -30,6 +31,9 @@ use crate::sync::transport::{Transport, TransportError};
 use crate::sync::engine::Event;
 use crate::sync::runner::SyncContext;
 use crate::sync::{MeteredPolicy, SyncEngine, SyncReport, Trigger, runner};
+
+/// An account id names the store's folder (hashed); a device-only limit.
+const ACCOUNT_ID_MAX_CHARS: usize = 200;
 
 /// Everything needed to open one account's store.
 #[derive(Clone, Debug)]
@@ -121,7 +125,7 @@ impl Gridwork {
 
     /// Open with an injected clock (tests, simulations).
     pub fn open_with_clock(config: GridworkConfig, clock: Box<dyn Clock>) -> Result<Gridwork> {
-        let text_account = crate::text::validate("account_id", &config.account_id, 200)?;
+        let text_account = crate::text::validate("account_id", &config.account_id, ACCOUNT_ID_MAX_CHARS)?;
         if text_account.is_empty() {
             return Err(Error::Incomplete("an account id is required"));
         }
@@ -238,9 +242,9 @@ impl Gridwork {
     /// Replace the category table when `version` is newer; returns whether it did.
     pub fn replace_categories(&self, version: i64, categories: Vec<Category>) -> Result<bool> {
         for c in &categories {
-            crate::text::validate("category", &c.code, 32)?;
-            crate::text::validate("category", &c.name_zh, 100)?;
-            crate::text::validate("category", &c.name_en, 100)?;
+            crate::text::validate("category", &c.code, limits::CATEGORY_CODE_MAX_CHARS)?;
+            crate::text::validate("category", &c.name_zh, limits::CATEGORY_NAME_MAX_CHARS)?;
+            crate::text::validate("category", &c.name_en, limits::CATEGORY_NAME_MAX_CHARS)?;
         }
         let replaced = self.write(|tx, _, _| category::replace_table(tx, version, &categories))?;
         if replaced {
