@@ -30,7 +30,7 @@ use crate::sync::session::{self, Session};
 use crate::sync::transport::{Transport, TransportError};
 use crate::sync::engine::Event;
 use crate::sync::runner::SyncContext;
-use crate::sync::{MeteredPolicy, SyncEngine, SyncReport, Trigger, runner};
+use crate::sync::{MeteredPolicy, SyncEngine, SyncReport, TlsConfig, Trigger, runner};
 
 /// An account id names the store's folder (hashed); a device-only limit.
 const ACCOUNT_ID_MAX_CHARS: usize = 200;
@@ -48,6 +48,8 @@ pub struct GridworkConfig {
     pub durability: Durability,
     /// UTC offset for EXIF capture times that carry none (China: +480).
     pub default_utc_offset_minutes: i32,
+    /// Trust beyond the platform's certificate store (extra roots, pins).
+    pub tls: TlsConfig,
 }
 
 impl GridworkConfig {
@@ -59,6 +61,7 @@ impl GridworkConfig {
             photo_limits: PhotoLimits::default(),
             durability: Durability::Full,
             default_utc_offset_minutes: 480,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -74,6 +77,7 @@ pub struct Gridwork {
     paths: AccountPaths,
     photo_limits: PhotoLimits,
     default_utc_offset_minutes: i32,
+    tls: TlsConfig,
     device_location: Mutex<Option<GeoPoint>>,
     report: OpenReport,
     notifier: Arc<Notifier>,
@@ -120,11 +124,16 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Gridwork {
     pub fn open(config: GridworkConfig) -> Result<Gridwork> {
-        Self::open_with_clock(config, Box::new(SystemClock))
+        Self::open_on(config, Box::new(SystemClock))
     }
 
     /// Open with an injected clock (tests, simulations).
+    #[cfg(feature = "test-support")]
     pub fn open_with_clock(config: GridworkConfig, clock: Box<dyn Clock>) -> Result<Gridwork> {
+        Self::open_on(config, clock)
+    }
+
+    fn open_on(config: GridworkConfig, clock: Box<dyn Clock>) -> Result<Gridwork> {
         let text_account = crate::text::validate("account_id", &config.account_id, ACCOUNT_ID_MAX_CHARS)?;
         if text_account.is_empty() {
             return Err(Error::Incomplete("an account id is required"));
@@ -148,6 +157,7 @@ impl Gridwork {
             paths: opened.paths,
             photo_limits: config.photo_limits,
             default_utc_offset_minutes: config.default_utc_offset_minutes,
+            tls: config.tls,
             device_location: Mutex::new(None),
             report,
             notifier: Arc::default(),
@@ -193,8 +203,8 @@ impl Gridwork {
         Ok(value)
     }
 
-    /// Direct access to the writer connection, for the sync engine, tests and
-    /// benchmarks. Not part of the FFI surface.
+    /// Direct access to the writer connection, for tests and benchmarks.
+    #[cfg(feature = "test-support")]
     pub fn with_connection<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         f(&mut self.lock())
     }
@@ -393,8 +403,8 @@ impl Gridwork {
     /// store; sync resumes by itself if a pause for a new login was on.
     pub fn login(&self, server_url: &str, username: &str, password: &str, allow_insecure_http: bool) -> Result<gridwork_protocol::api::UserInfo> {
         let device_id = session::device_id(&self.lock())?;
-        let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(server_url, &device_id, allow_insecure_http)?);
-        let user = self.login_with(transport, server_url, username, password)?;
+        let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(server_url, &device_id, allow_insecure_http, &self.tls)?);
+        let user = self.login_through(transport, server_url, username, password)?;
         // Remembered so later runs rebuild the same transport from the session.
         if allow_insecure_http {
             session::set_meta(&self.lock(), "allow_insecure_http", "1")?;
@@ -403,7 +413,12 @@ impl Gridwork {
     }
 
     /// Sign in through a given transport (fault injection, simulation).
+    #[cfg(feature = "test-support")]
     pub fn login_with(&self, transport: Arc<dyn Transport>, server_url: &str, username: &str, password: &str) -> Result<gridwork_protocol::api::UserInfo> {
+        self.login_through(transport, server_url, username, password)
+    }
+
+    fn login_through(&self, transport: Arc<dyn Transport>, server_url: &str, username: &str, password: &str) -> Result<gridwork_protocol::api::UserInfo> {
         let tokens = transport.login(username, password).map_err(|e| match e {
             TransportError::Http { status: 401, .. } => Error::AuthFailed,
             TransportError::Http { code, message, .. } => Error::Server { code, message },
@@ -428,6 +443,7 @@ impl Gridwork {
     }
 
     /// Use this transport for sync from now on (tests, simulation).
+    #[cfg(feature = "test-support")]
     pub fn set_transport(&self, transport: Arc<dyn Transport>) {
         *locked(&self.sync.transport) = Some(transport);
     }
@@ -510,7 +526,7 @@ impl Gridwork {
         let device_id = session::device_id(&conn)?;
         let insecure = session::get_meta(&conn, "allow_insecure_http")?.is_some();
         drop(conn);
-        let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(&session.server_url, &device_id, insecure)?);
+        let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(&session.server_url, &device_id, insecure, &self.tls)?);
         *locked(&self.sync.transport) = Some(transport.clone());
         Ok(Some(transport))
     }
@@ -529,7 +545,9 @@ impl Gridwork {
     /// The user asks to try a parked operation again (after fixing what the
     /// server objected to).
     pub fn retry_parked(&self, op_id: Uuid) -> Result<()> {
-        self.write(|tx, now, _| outbox::unpark(tx, op_id, now.device_ms))
+        self.write(|tx, now, _| outbox::unpark(tx, op_id, now.device_ms))?;
+        self.notifier.notify(Change::Outbox);
+        Ok(())
     }
 }
 

@@ -3,8 +3,7 @@
 //! Everything a grid worker's phone does without a network lives here: an
 //! encrypted on-device store, incident capture with photo evidence, and a
 //! durable outbox for the sync engine. [`Gridwork`] is the one facade: the
-//! CLI and the tests call it today, and the mobile bindings (not written yet)
-//! will wrap it.
+//! CLI, the tests and the mobile bindings (`gridwork-ffi`) call it.
 
 pub mod capture;
 pub mod clock;
@@ -23,7 +22,7 @@ pub use capture::DraftFields;
 pub use error::{Error, Result};
 pub use facade::{Gridwork, GridworkConfig};
 pub use observe::{Change, ChangeKind, ChangeObserver, Subscription};
-pub use sync::{MeteredPolicy, SyncReport, Trigger};
+pub use sync::{MeteredPolicy, SyncReport, TlsConfig, Trigger};
 pub use geo::GeoPoint;
 pub use model::{Category, Grid, Incident, IncidentDetail, IncidentFilter, IncidentStatus, Photo, SyncState};
 pub use outbox::{Operation, OperationState, OutboxSummary, ParkReason};

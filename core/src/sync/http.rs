@@ -13,6 +13,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use super::tls::TlsConfig;
 use super::transport::{Transport, TransportError};
 use crate::error::{Error, Result};
 
@@ -24,7 +25,7 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     /// `allow_insecure_http`: permit `http://` to a non-loopback host.
-    pub fn new(server_url: &str, device_id: &str, allow_insecure_http: bool) -> Result<HttpTransport> {
+    pub fn new(server_url: &str, device_id: &str, allow_insecure_http: bool, tls: &TlsConfig) -> Result<HttpTransport> {
         let base = server_url.trim_end_matches('/').to_owned();
         let url = reqwest::Url::parse(&base).map_err(|_| Error::InvalidServerUrl("not a URL".into()))?;
         match url.scheme() {
@@ -43,6 +44,7 @@ impl HttpTransport {
             _ => return Err(Error::InvalidServerUrl("the scheme must be https".into())),
         }
         let client = Client::builder()
+            .use_preconfigured_tls(tls.client_config()?)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("gridwork-core/", env!("CARGO_PKG_VERSION")))
@@ -62,6 +64,18 @@ fn send<T: DeserializeOwned>(request: RequestBuilder) -> Result<T, TransportErro
 }
 
 fn describe(error: &reqwest::Error) -> String {
+    // A TLS refusal is buried in the source chain; its text names no host.
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if text.contains(super::tls::PIN_MISMATCH) {
+            return super::tls::PIN_MISMATCH.into();
+        }
+        if text.contains("invalid peer certificate") {
+            return "the server's certificate is not trusted".into();
+        }
+        source = cause.source();
+    }
     if error.is_timeout() {
         "timeout".into()
     } else if error.is_connect() {

@@ -14,7 +14,9 @@ pub mod engine;
 pub mod http;
 pub mod runner;
 pub mod session;
+pub mod tls;
 pub mod transport;
 
 pub use engine::{ErrorCounts, MeteredPolicy, SyncEngine, SyncReport, Trigger};
+pub use tls::TlsConfig;
 pub use transport::{Transport, TransportError};

@@ -1,0 +1,674 @@
+//! The values an app shows and passes in, as owned FFI records and enums,
+//! with their conversions from and to the core's types. Identifiers travel
+//! as UUID strings, times as Unix milliseconds, files as path strings.
+
+use gridwork_core as core;
+use gridwork_core::Uuid;
+use gridwork_protocol::api::Role as CoreRole;
+use gridwork_protocol::{CaseState, GridTier as CoreGridTier, ManagementLevel as CoreManagementLevel};
+
+use crate::error::GridworkError;
+
+pub(crate) fn parse_id(field: &str, text: &str) -> Result<Uuid, GridworkError> {
+    Uuid::parse_str(text).map_err(|_| GridworkError::invalid_id(field))
+}
+
+fn path_string(path: &std::path::Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+// ---- opening ----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum Durability {
+    /// A commit that returned survives power loss (the default).
+    Full,
+    /// Survives a killed app, may lose the last commits on power loss.
+    Normal,
+}
+
+/// TLS trust beyond the platform's certificate store.
+#[derive(Clone, Debug, Default, uniffi::Record)]
+pub struct TlsSettings {
+    /// SHA-256 of the server certificate's SubjectPublicKeyInfo, base64
+    /// (as `openssl … | openssl dgst -sha256 -binary | base64` prints it).
+    /// When not empty, the server's key must match one of them as well as
+    /// pass the platform's verification.
+    #[uniffi(default = [])]
+    pub pinned_spki_sha256: Vec<String>,
+    /// Extra trusted root certificates (DER), for a private CA the platform
+    /// store does not hold.
+    #[uniffi(default = [])]
+    pub extra_roots_der: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct StoreConfig {
+    /// The app's private files directory.
+    pub data_dir: String,
+    /// The account this store belongs to; each account has its own database.
+    pub account_id: String,
+    /// 32 random bytes from the Android Keystore / iOS Keychain.
+    pub database_key: Vec<u8>,
+    pub durability: Durability,
+    /// UTC offset for photo capture times that carry none (China: 480).
+    #[uniffi(default = 480)]
+    pub default_utc_offset_minutes: i32,
+    #[uniffi(default = None)]
+    pub tls: Option<TlsSettings>,
+}
+
+/// What happened while opening the store.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct OpenReport {
+    pub created: bool,
+    pub schema_version_found: i64,
+    pub schema_version: i64,
+    /// The database was corrupt and was moved aside (kept: it may hold
+    /// unsent evidence); a fresh one was opened.
+    pub corrupt_database_moved_to: Option<String>,
+    /// Operations a killed sync left in flight, queued again.
+    pub in_flight_recovered: u64,
+    pub orphan_files_removed: u64,
+    pub open_duration_ms: u64,
+}
+
+impl From<core::OpenReport> for OpenReport {
+    fn from(r: core::OpenReport) -> Self {
+        OpenReport {
+            created: r.created,
+            schema_version_found: r.schema_version_found,
+            schema_version: r.schema_version,
+            corrupt_database_moved_to: r.corrupt_database_moved_to.as_deref().map(path_string),
+            in_flight_recovered: r.in_flight_recovered,
+            orphan_files_removed: r.orphan_files_removed,
+            open_duration_ms: r.open_duration.as_millis() as u64,
+        }
+    }
+}
+
+// ---- places ----
+
+#[derive(Clone, Copy, Debug, PartialEq, uniffi::Record)]
+pub struct GeoPoint {
+    pub lat: f64,
+    pub lon: f64,
+    #[uniffi(default = None)]
+    pub accuracy_m: Option<f64>,
+}
+
+impl From<core::GeoPoint> for GeoPoint {
+    fn from(p: core::GeoPoint) -> Self {
+        GeoPoint { lat: p.lat, lon: p.lon, accuracy_m: p.accuracy_m }
+    }
+}
+
+impl From<GeoPoint> for core::GeoPoint {
+    fn from(p: GeoPoint) -> Self {
+        core::GeoPoint { lat: p.lat, lon: p.lon, accuracy_m: p.accuracy_m }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum GridTier {
+    Street,
+    Community,
+    Grid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum ManagementLevel {
+    Routine,
+    GeneralPrevention,
+    KeyAttention,
+    ComprehensiveRemediation,
+}
+
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct Grid {
+    pub code: String,
+    pub tier: GridTier,
+    pub name: String,
+    pub parent_code: Option<String>,
+    pub management_level: Option<ManagementLevel>,
+    /// The boundary as a GeoJSON geometry, for a map layer.
+    pub boundary_geojson: Option<String>,
+}
+
+impl From<core::Grid> for Grid {
+    fn from(g: core::Grid) -> Self {
+        Grid {
+            code: g.code,
+            tier: match g.tier {
+                CoreGridTier::Street => GridTier::Street,
+                CoreGridTier::Community => GridTier::Community,
+                CoreGridTier::Grid => GridTier::Grid,
+            },
+            name: g.name,
+            parent_code: g.parent_code,
+            management_level: g.management_level.map(|level| match level {
+                CoreManagementLevel::Routine => ManagementLevel::Routine,
+                CoreManagementLevel::GeneralPrevention => ManagementLevel::GeneralPrevention,
+                CoreManagementLevel::KeyAttention => ManagementLevel::KeyAttention,
+                CoreManagementLevel::ComprehensiveRemediation => ManagementLevel::ComprehensiveRemediation,
+            }),
+            boundary_geojson: g.boundary_geojson,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct Category {
+    pub code: String,
+    /// `None` for a top-level category (大类).
+    pub parent_code: Option<String>,
+    pub name_zh: String,
+    pub name_en: String,
+}
+
+impl From<core::Category> for Category {
+    fn from(c: core::Category) -> Self {
+        Category { code: c.code, parent_code: c.parent_code, name_zh: c.name_zh, name_en: c.name_en }
+    }
+}
+
+// ---- people ----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum Role {
+    GridWorker,
+    Volunteer,
+    Supervisor,
+    Dispatcher,
+    Admin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct UserInfo {
+    pub id: String,
+    pub username: String,
+    pub role: Role,
+    /// Codes of the grids this user works.
+    pub grids: Vec<String>,
+}
+
+impl From<gridwork_protocol::api::UserInfo> for UserInfo {
+    fn from(u: gridwork_protocol::api::UserInfo) -> Self {
+        UserInfo {
+            id: u.id.to_string(),
+            username: u.username,
+            role: match u.role {
+                CoreRole::GridWorker => Role::GridWorker,
+                CoreRole::Volunteer => Role::Volunteer,
+                CoreRole::Supervisor => Role::Supervisor,
+                CoreRole::Dispatcher => Role::Dispatcher,
+                CoreRole::Admin => Role::Admin,
+            },
+            grids: u.grids,
+        }
+    }
+}
+
+// ---- incidents ----
+
+/// Where an incident is: the device's own states, then the case's on the
+/// server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum IncidentStatus {
+    Draft,
+    Discarded,
+    Submitted,
+    Reported,
+    PendingReview,
+    Registered,
+    Rejected,
+    Merged,
+    Dispatched,
+    InProgress,
+    Handled,
+    Closed,
+    Reopened,
+}
+
+impl From<core::IncidentStatus> for IncidentStatus {
+    fn from(s: core::IncidentStatus) -> Self {
+        use core::IncidentStatus as S;
+        match s {
+            S::Draft => IncidentStatus::Draft,
+            S::Discarded => IncidentStatus::Discarded,
+            S::Submitted => IncidentStatus::Submitted,
+            S::Case(CaseState::Reported) => IncidentStatus::Reported,
+            S::Case(CaseState::PendingReview) => IncidentStatus::PendingReview,
+            S::Case(CaseState::Registered) => IncidentStatus::Registered,
+            S::Case(CaseState::Rejected) => IncidentStatus::Rejected,
+            S::Case(CaseState::Merged) => IncidentStatus::Merged,
+            S::Case(CaseState::Dispatched) => IncidentStatus::Dispatched,
+            S::Case(CaseState::InProgress) => IncidentStatus::InProgress,
+            S::Case(CaseState::Handled) => IncidentStatus::Handled,
+            S::Case(CaseState::Closed) => IncidentStatus::Closed,
+            S::Case(CaseState::Reopened) => IncidentStatus::Reopened,
+        }
+    }
+}
+
+impl From<IncidentStatus> for core::IncidentStatus {
+    fn from(s: IncidentStatus) -> Self {
+        use core::IncidentStatus as S;
+        match s {
+            IncidentStatus::Draft => S::Draft,
+            IncidentStatus::Discarded => S::Discarded,
+            IncidentStatus::Submitted => S::Submitted,
+            IncidentStatus::Reported => S::Case(CaseState::Reported),
+            IncidentStatus::PendingReview => S::Case(CaseState::PendingReview),
+            IncidentStatus::Registered => S::Case(CaseState::Registered),
+            IncidentStatus::Rejected => S::Case(CaseState::Rejected),
+            IncidentStatus::Merged => S::Case(CaseState::Merged),
+            IncidentStatus::Dispatched => S::Case(CaseState::Dispatched),
+            IncidentStatus::InProgress => S::Case(CaseState::InProgress),
+            IncidentStatus::Handled => S::Case(CaseState::Handled),
+            IncidentStatus::Closed => S::Case(CaseState::Closed),
+            IncidentStatus::Reopened => S::Case(CaseState::Reopened),
+        }
+    }
+}
+
+/// The editable fields of a draft.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct DraftFields {
+    #[uniffi(default = None)]
+    pub category_code: Option<String>,
+    pub description: String,
+    #[uniffi(default = None)]
+    pub address: Option<String>,
+    #[uniffi(default = None)]
+    pub location: Option<GeoPoint>,
+}
+
+impl From<DraftFields> for core::DraftFields {
+    fn from(f: DraftFields) -> Self {
+        core::DraftFields {
+            category_code: f.category_code,
+            description: f.description,
+            address: f.address,
+            location: f.location.map(Into::into),
+        }
+    }
+}
+
+/// Times are server-aligned Unix milliseconds (the device clock corrected
+/// by the offset learnt from sync), as every device and the server see them.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct Incident {
+    pub id: String,
+    pub status: IncidentStatus,
+    pub category_code: Option<String>,
+    pub description: String,
+    pub address: Option<String>,
+    pub location: Option<GeoPoint>,
+    pub grid_code: Option<String>,
+    pub reporter: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub submitted_at_ms: Option<i64>,
+    pub photo_count: u32,
+}
+
+impl From<core::Incident> for Incident {
+    fn from(i: core::Incident) -> Self {
+        Incident {
+            id: i.id.to_string(),
+            status: i.status.into(),
+            category_code: i.category_code,
+            description: i.description,
+            address: i.address,
+            location: i.location.map(Into::into),
+            grid_code: i.grid_code,
+            reporter: i.reporter,
+            created_at_ms: i.created_at.corrected_ms,
+            updated_at_ms: i.updated_at.corrected_ms,
+            submitted_at_ms: i.submitted_at.map(|t| t.corrected_ms),
+            photo_count: i.photo_count,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct Photo {
+    pub id: String,
+    pub incident_id: String,
+    /// Order within the report, from 0.
+    pub position: u32,
+    pub sha256: String,
+    pub byte_size: u64,
+    pub mime_type: String,
+    pub width: u32,
+    pub height: u32,
+    /// EXIF orientation (1–8) of the original; thumbnails are already upright.
+    pub orientation: u8,
+    pub taken_at_ms: Option<i64>,
+    pub exif_location: Option<GeoPoint>,
+    pub thumbnail_width: u32,
+    pub thumbnail_height: u32,
+    pub attached_at_ms: i64,
+    /// The original as captured, byte for byte.
+    pub original_path: String,
+    /// A small upright JPEG for lists.
+    pub thumbnail_path: String,
+}
+
+impl From<core::Photo> for Photo {
+    fn from(p: core::Photo) -> Self {
+        Photo {
+            id: p.id.to_string(),
+            incident_id: p.incident_id.to_string(),
+            position: p.position,
+            sha256: p.sha256,
+            byte_size: p.byte_size,
+            mime_type: p.mime_type,
+            width: p.width,
+            height: p.height,
+            orientation: p.orientation,
+            taken_at_ms: p.taken_at_ms,
+            exif_location: p.exif_location.map(Into::into),
+            thumbnail_width: p.thumbnail_width,
+            thumbnail_height: p.thumbnail_height,
+            attached_at_ms: p.attached_at.corrected_ms,
+            original_path: path_string(&p.original_path),
+            thumbnail_path: path_string(&p.thumbnail_path),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct SimilarPhoto {
+    pub photo: Photo,
+    /// Hamming distance of the perceptual hashes (0 = same picture).
+    pub distance: u32,
+}
+
+/// One line of an incident's timeline: who did what, when, where.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct AuditEntry {
+    pub action: String,
+    pub actor: String,
+    pub at_ms: i64,
+    pub location: Option<GeoPoint>,
+    pub detail: Option<String>,
+}
+
+impl From<core::model::AuditEntry> for AuditEntry {
+    fn from(a: core::model::AuditEntry) -> Self {
+        AuditEntry {
+            action: a.action,
+            actor: a.actor,
+            at_ms: a.at.corrected_ms,
+            location: a.location.map(Into::into),
+            detail: a.detail,
+        }
+    }
+}
+
+/// Whether the device still owes the server something for an incident.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum SyncState {
+    Synced,
+    Unsent { pending_operations: u32 },
+    /// The server refused an operation; `code` tells the user why.
+    Parked { code: String, message: String },
+}
+
+impl From<core::SyncState> for SyncState {
+    fn from(s: core::SyncState) -> Self {
+        match s {
+            core::SyncState::Synced => SyncState::Synced,
+            core::SyncState::Unsent { pending_operations } => SyncState::Unsent { pending_operations },
+            core::SyncState::Parked { code, message } => SyncState::Parked { code, message },
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct IncidentDetail {
+    pub incident: Incident,
+    pub photos: Vec<Photo>,
+    pub audit: Vec<AuditEntry>,
+    pub sync_state: SyncState,
+}
+
+impl From<core::IncidentDetail> for IncidentDetail {
+    fn from(d: core::IncidentDetail) -> Self {
+        IncidentDetail {
+            incident: d.incident.into(),
+            photos: d.photos.into_iter().map(Into::into).collect(),
+            audit: d.audit.into_iter().map(Into::into).collect(),
+            sync_state: d.sync_state.into(),
+        }
+    }
+}
+
+/// Which incidents to list; empty fields match everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
+pub struct IncidentFilter {
+    #[uniffi(default = [])]
+    pub statuses: Vec<IncidentStatus>,
+    #[uniffi(default = None)]
+    pub category_code: Option<String>,
+    #[uniffi(default = None)]
+    pub grid_code: Option<String>,
+    #[uniffi(default = None)]
+    pub created_from_ms: Option<i64>,
+    #[uniffi(default = None)]
+    pub created_before_ms: Option<i64>,
+    #[uniffi(default = None)]
+    pub limit: Option<u32>,
+}
+
+impl From<IncidentFilter> for core::IncidentFilter {
+    fn from(f: IncidentFilter) -> Self {
+        core::IncidentFilter {
+            statuses: f.statuses.into_iter().map(Into::into).collect(),
+            category_code: f.category_code,
+            grid_code: f.grid_code,
+            created_from_ms: f.created_from_ms,
+            created_before_ms: f.created_before_ms,
+            limit: f.limit,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum Rendition {
+    Original,
+    LongEdge2048,
+    LongEdge1280,
+}
+
+impl From<Rendition> for core::Rendition {
+    fn from(r: Rendition) -> Self {
+        match r {
+            Rendition::Original => core::Rendition::Original,
+            Rendition::LongEdge2048 => core::Rendition::LongEdge2048,
+            Rendition::LongEdge1280 => core::Rendition::LongEdge1280,
+        }
+    }
+}
+
+// ---- outbox ----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum OperationState {
+    Pending,
+    InFlight,
+    Acknowledged,
+    /// Refused by the server; waits for the user (see `park_reason`).
+    Parked,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct ParkReason {
+    pub code: String,
+    pub message: String,
+}
+
+/// One queued operation, for an outbox screen.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct OutboxItem {
+    pub op_id: String,
+    /// Queue order.
+    pub seq: i64,
+    pub entity_id: String,
+    pub entity_kind: String,
+    /// The operation's kind, e.g. `create_incident`, `upload_photo`.
+    pub kind: String,
+    pub state: OperationState,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub blob_sha256: Option<String>,
+    pub blob_bytes: u64,
+    pub park_reason: Option<ParkReason>,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+}
+
+impl From<core::Operation> for OutboxItem {
+    fn from(o: core::Operation) -> Self {
+        OutboxItem {
+            op_id: o.op_id.to_string(),
+            seq: o.seq,
+            entity_id: o.entity_id.to_string(),
+            entity_kind: o.entity_kind,
+            kind: o.kind_name,
+            state: match o.state {
+                core::OperationState::Pending => OperationState::Pending,
+                core::OperationState::InFlight => OperationState::InFlight,
+                core::OperationState::Acknowledged => OperationState::Acknowledged,
+                core::OperationState::Parked => OperationState::Parked,
+            },
+            attempts: o.attempts,
+            next_attempt_ms: o.next_attempt_ms,
+            blob_sha256: o.blob_sha256,
+            blob_bytes: o.blob_bytes,
+            park_reason: o.park_reason.map(|p| ParkReason { code: p.code, message: p.message }),
+            last_error: o.last_error,
+            created_at_ms: o.created_at.corrected_ms,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
+pub struct OutboxSummary {
+    pub pending: u64,
+    pub in_flight: u64,
+    pub parked: u64,
+    pub acknowledged: u64,
+    pub oldest_unsent_created_ms: Option<i64>,
+    pub oldest_unsent_age_ms: Option<i64>,
+    pub photo_bytes_waiting: u64,
+}
+
+impl From<core::OutboxSummary> for OutboxSummary {
+    fn from(s: core::OutboxSummary) -> Self {
+        OutboxSummary {
+            pending: s.pending,
+            in_flight: s.in_flight,
+            parked: s.parked,
+            acknowledged: s.acknowledged,
+            oldest_unsent_created_ms: s.oldest_unsent_created_ms,
+            oldest_unsent_age_ms: s.oldest_unsent_age_ms,
+            photo_bytes_waiting: s.photo_bytes_waiting,
+        }
+    }
+}
+
+// ---- sync ----
+
+/// Why a sync runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum SyncTrigger {
+    OperationQueued,
+    NetworkUp,
+    AppForegrounded,
+    TimerFired,
+    ManualRetry,
+}
+
+impl From<SyncTrigger> for core::Trigger {
+    fn from(t: SyncTrigger) -> Self {
+        match t {
+            SyncTrigger::OperationQueued => core::Trigger::OperationQueued,
+            SyncTrigger::NetworkUp => core::Trigger::NetworkUp,
+            SyncTrigger::AppForegrounded => core::Trigger::AppForegrounded,
+            SyncTrigger::TimerFired => core::Trigger::TimerFired,
+            SyncTrigger::ManualRetry => core::Trigger::ManualRetry,
+        }
+    }
+}
+
+/// What may travel on a metered (mobile data) link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum MeteredPolicy {
+    TextOnly,
+    Thumbnails,
+    Renditions,
+    Everything,
+}
+
+impl From<MeteredPolicy> for core::MeteredPolicy {
+    fn from(p: MeteredPolicy) -> Self {
+        match p {
+            MeteredPolicy::TextOnly => core::MeteredPolicy::TextOnly,
+            MeteredPolicy::Thumbnails => core::MeteredPolicy::Thumbnails,
+            MeteredPolicy::Renditions => core::MeteredPolicy::Renditions,
+            MeteredPolicy::Everything => core::MeteredPolicy::Everything,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
+pub struct SyncErrorCounts {
+    pub network: u32,
+    pub transient: u32,
+    pub auth: u32,
+    pub rejected: u32,
+}
+
+/// What one sync run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
+pub struct SyncReport {
+    pub pushed: u32,
+    pub parked: u32,
+    pub uploaded_bytes: u64,
+    pub photos_uploaded: u32,
+    pub previews_uploaded: u32,
+    pub pulled: u32,
+    pub errors: SyncErrorCounts,
+    /// When to run again (device time, Unix ms); `None` when only a new
+    /// trigger needs another run.
+    pub next_wake_ms: Option<i64>,
+    /// A person must sign in again; nothing was dropped.
+    pub needs_login: bool,
+    /// The round finished: nothing left that can be done now.
+    pub completed: bool,
+}
+
+impl From<core::SyncReport> for SyncReport {
+    fn from(r: core::SyncReport) -> Self {
+        SyncReport {
+            pushed: r.pushed,
+            parked: r.parked,
+            uploaded_bytes: r.uploaded_bytes,
+            photos_uploaded: r.photos_uploaded,
+            previews_uploaded: r.previews_uploaded,
+            pulled: r.pulled,
+            errors: SyncErrorCounts {
+                network: r.errors.network,
+                transient: r.errors.transient,
+                auth: r.errors.auth,
+                rejected: r.errors.rejected,
+            },
+            next_wake_ms: r.next_wake_ms,
+            needs_login: r.needs_login,
+            completed: r.completed,
+        }
+    }
+}
