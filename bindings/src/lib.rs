@@ -11,6 +11,8 @@
 //! a coroutine or Swift task only suspends. Observers are called on one
 //! dispatch thread per store, never with a core lock held.
 
+#[cfg(target_os = "android")]
+mod android;
 mod error;
 mod logging;
 mod observe;

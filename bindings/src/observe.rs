@@ -59,7 +59,10 @@ pub struct SessionState {
     pub needs_login: bool,
 }
 
-/// Ends a subscription on `close()` or when dropped (garbage-collected).
+/// Ends a subscription on `cancel()` or when released: Kotlin's `close()`
+/// (the generated objects are `AutoCloseable`), Swift's `deinit`, or Rust's
+/// drop. The method is not called `close` because the generated Kotlin
+/// class already has one (it releases the handle, which also cancels).
 #[derive(uniffi::Object)]
 pub struct Subscription {
     subscriber: Arc<Subscriber>,
@@ -69,7 +72,7 @@ pub struct Subscription {
 #[uniffi::export]
 impl Subscription {
     /// Stop the callbacks. At most a delivery already under way finishes.
-    pub fn close(&self) {
+    pub fn cancel(&self) {
         self.subscriber.active.store(false, Ordering::Release);
         if let Some(registry) = self.registry.upgrade() {
             locked(&registry.subscribers).retain(|s| s.id != self.subscriber.id);
@@ -79,7 +82,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.close();
+        self.cancel();
     }
 }
 

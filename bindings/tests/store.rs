@@ -88,7 +88,7 @@ fn capture_submit_and_observe_through_the_exports() {
     assert_eq!(store.outbox_items().unwrap().len() as u64, after.pending);
 
     // Closed: no more callbacks.
-    subscription.close();
+    subscription.cancel();
     while summaries.try_recv().is_ok() {}
     store.submit(store.create_draft(fields("第二条")).unwrap().id).unwrap();
     assert!(summaries.recv_timeout(Duration::from_millis(500)).is_err());
