@@ -1,7 +1,6 @@
 //! `GridworkStore`: one account's store on the phone, over the core facade.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gridwork_core::{Gridwork, GridworkConfig, TlsConfig};
@@ -212,16 +211,14 @@ impl GridworkStore {
     pub async fn sync(&self, trigger: SyncTrigger, budget_ms: u64) -> Result<SyncReport> {
         let core = self.core.clone();
         let dispatcher = self.dispatcher.clone();
-        // Set when the caller gives up before the run even started.
-        let abandoned = Arc::new(AtomicBool::new(false));
-        let seen = abandoned.clone();
+        // Taken now, on the first poll: a `cancel_sync` from here on (Swift's
+        // task cancellation handler, which cannot drop this future) cancels
+        // this run even if it has not reached the engine yet.
+        let ticket = self.core.sync_ticket();
         let cancel_core = self.core.clone();
         offload("sync", move || {
-            if seen.load(Ordering::Acquire) {
-                return Ok(SyncReport::default());
-            }
             dispatcher.sync_started();
-            let result = core.sync_now(trigger.into(), Duration::from_millis(budget_ms));
+            let result = core.sync_requested(ticket, trigger.into(), Duration::from_millis(budget_ms));
             let result = result.map(SyncReport::from).map_err(GridworkError::from);
             match &result {
                 Ok(report) => dispatcher.sync_finished(Some(report.clone()), None, device_now_ms()),
@@ -229,10 +226,8 @@ impl GridworkStore {
             }
             result
         })
-        .on_cancel(move || {
-            abandoned.store(true, Ordering::Release);
-            cancel_core.cancel_sync();
-        })
+        // Kotlin's cancellation drops the future: the same as a cancel_sync.
+        .on_cancel(move || cancel_core.cancel_sync())
         .await
     }
 

@@ -7,7 +7,7 @@
 //! after a change commits, with no lock held.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -97,7 +97,17 @@ struct SyncHandles {
     /// request boundary (or the next run).
     inbox: Mutex<Vec<Event>>,
     cancel: AtomicBool,
+    /// Counts `cancel_sync` calls, so a cancel that arrives while a run is
+    /// requested but not yet running (waiting for the engine, or for its
+    /// worker thread) still stops it: see [`SyncTicket`].
+    cancel_epoch: AtomicU64,
 }
+
+/// Taken when a sync is requested; the run returns at once, doing nothing,
+/// if `cancel_sync` was called since (a Swift task cancelled before its
+/// run started, say).
+#[derive(Clone, Copy, Debug)]
+pub struct SyncTicket(u64);
 
 /// Marks the thread running a sync until dropped (even by a panic).
 struct RunningOn<'a>(&'a Mutex<Option<ThreadId>>);
@@ -167,6 +177,7 @@ impl Gridwork {
                 transport: Mutex::new(None),
                 inbox: Mutex::new(Vec::new()),
                 cancel: AtomicBool::new(false),
+                cancel_epoch: AtomicU64::new(0),
             },
         })
     }
@@ -479,12 +490,20 @@ impl Gridwork {
     }
 
     /// Stop a running sync at its next request boundary: nothing is left
-    /// half-done, and the next `sync_now` picks up the rest. No effect when
-    /// no sync is running.
+    /// half-done, and the next `sync_now` picks up the rest. A run requested
+    /// before this call but not started yet does nothing; later requests are
+    /// not affected.
     pub fn cancel_sync(&self) {
+        self.sync.cancel_epoch.fetch_add(1, Ordering::SeqCst);
         if locked(&self.sync.running_on).is_some() {
-            self.sync.cancel.store(true, Ordering::Relaxed);
+            self.sync.cancel.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// Take before handing a sync request to another thread; pass to
+    /// [`Gridwork::sync_requested`].
+    pub fn sync_ticket(&self) -> SyncTicket {
+        SyncTicket(self.sync.cancel_epoch.load(Ordering::SeqCst))
     }
 
     /// Run sync for at most `budget`: push, upload, pull. Returns what it
@@ -493,6 +512,12 @@ impl Gridwork {
     /// syncing, it only adds its trigger to the running sync and returns an
     /// empty report.
     pub fn sync_now(&self, trigger: Trigger, budget: Duration) -> Result<SyncReport> {
+        self.sync_requested(self.sync_ticket(), trigger, budget)
+    }
+
+    /// `sync_now` for a request made when `ticket` was taken: a `cancel_sync`
+    /// since then cancels this run too.
+    pub fn sync_requested(&self, ticket: SyncTicket, trigger: Trigger, budget: Duration) -> Result<SyncReport> {
         let this_thread = std::thread::current().id();
         if *locked(&self.sync.running_on) == Some(this_thread) {
             self.tell_engine(Event::Wake(trigger));
@@ -503,7 +528,13 @@ impl Gridwork {
             return Ok(SyncReport { needs_login: true, ..SyncReport::default() });
         };
         let _running = RunningOn::mark(&self.sync.running_on, this_thread);
-        self.sync.cancel.store(false, Ordering::Relaxed);
+        // Reset, then look at the epoch: a cancel after the reset sets the
+        // flag the run checks; one before it shows in the epoch.
+        self.sync.cancel.store(false, Ordering::SeqCst);
+        if self.sync.cancel_epoch.load(Ordering::SeqCst) != ticket.0 {
+            log::debug!("sync: cancelled before it started");
+            return Ok(SyncReport::default());
+        }
         let context = SyncContext {
             writer: &self.connection,
             photos: &self.photos,

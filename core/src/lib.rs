@@ -20,7 +20,7 @@ pub mod text;
 
 pub use capture::DraftFields;
 pub use error::{Error, Result};
-pub use facade::{Gridwork, GridworkConfig};
+pub use facade::{Gridwork, GridworkConfig, SyncTicket};
 pub use observe::{Change, ChangeKind, ChangeObserver, Subscription};
 pub use sync::{MeteredPolicy, SyncReport, TlsConfig, Trigger};
 pub use geo::GeoPoint;

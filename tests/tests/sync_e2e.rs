@@ -407,3 +407,28 @@ fn a_cancelled_sync_stops_at_a_request_boundary_and_the_next_one_finishes() {
         assert!(server.photos(&id.to_string()).iter().all(|(_, arrived)| *arrived));
     }
 }
+
+#[test]
+fn a_cancel_between_request_and_start_stops_that_run_only() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device_dir = tempfile::tempdir().unwrap();
+    let gw = open(device_dir.path(), "worker1");
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    let draft = gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "取消".into(), ..Default::default() }).unwrap();
+    gw.submit(draft.id).unwrap();
+
+    // Requested (a Swift task called sync), cancelled before its thread ran it.
+    let ticket = gw.sync_ticket();
+    gw.cancel_sync();
+    let cancelled = gw.sync_requested(ticket, Trigger::OperationQueued, Duration::from_secs(20)).unwrap();
+    assert_eq!((cancelled.pushed, cancelled.completed), (0, false), "{cancelled:?}");
+    assert_eq!(gw.outbox_summary().unwrap().pending, 1);
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents"), 0);
+
+    // A request made after the cancel is not affected by it.
+    let later = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(20)).unwrap();
+    assert!(later.completed && later.pushed == 1, "{later:?}");
+    assert_eq!(gw.get_incident(draft.id).unwrap().sync_state, SyncState::Synced);
+}

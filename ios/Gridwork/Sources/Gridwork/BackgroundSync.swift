@@ -129,10 +129,10 @@ public final class BackgroundSync: Sendable {
             }
         }
         // Expiry cancels the run (it stops at its next request boundary)
-        // and completes the task now rather than when the run returns: a
-        // run that had not yet begun in the core misses the cancel and
-        // would go on to its budget, and iOS ends apps that overrun. A run
-        // that returns later still asks for its own next run.
+        // and completes the task now rather than when the run returns: the
+        // boundary may be one chunk upload away on a slow link, and iOS ends
+        // apps that overrun. A run that returns later still asks for its own
+        // next run.
         task.expirationHandler = {
             work.cancel()
             self.ask(after: TimeInterval(SyncPlan.minDelayMs) / 1000)

@@ -181,9 +181,10 @@ public final class Gridwork: Sendable {
     /// work), and the stopped run still returns its report. The cancel goes
     /// through `cancelSync()`: unlike Kotlin's, the generated Swift async
     /// call does not give up on the Rust future when its task is cancelled,
-    /// it waits for it to finish. A task already cancelled does not start a
-    /// run (a cancel that reaches the core before its run has begun is
-    /// ignored there).
+    /// it waits for it to finish. A cancel that comes after the Rust future
+    /// first ran but before the run reached the engine still stops it (the
+    /// export takes a sync ticket first); a task already cancelled does not
+    /// start a run at all.
     public func sync(trigger: SyncTrigger, budget: TimeInterval) async throws -> SyncReport {
         try Task.checkCancellation()
         let store = store

@@ -3,6 +3,8 @@ package app.gridwork
 import app.gridwork.ffi.Photo
 import java.io.File
 import java.util.UUID
+import kotlinx.coroutines.NonCancellable
+import kotlinx.coroutines.withContext
 
 /**
  * Camera hand-off. The camera app writes into a file the shell allocates
@@ -22,12 +24,21 @@ class CaptureFiles(private val directory: File) {
      * refused it (a refused photo is shown to the user as an error, not kept).
      */
     suspend fun attach(gridwork: Gridwork, incidentId: String, file: File): Photo =
-        try {
-            gridwork.attachPhoto(incidentId, file.path)
-        } finally {
-            file.delete()
+        // Not cancellable: the core copies on its own thread even when the
+        // caller goes away, so the camera's file must outlive that copy.
+        withContext(NonCancellable) {
+            try {
+                gridwork.attachPhoto(incidentId, file.path)
+            } finally {
+                file.delete()
+            }
         }
 
-    /** Deletes camera files left by a capture that never finished (app killed). */
-    fun sweep(): Int = directory.listFiles { f -> f.name.startsWith("capture-") }?.count { it.delete() } ?: 0
+    /**
+     * Deletes camera files left by captures that never finished (app killed),
+     * older than [olderThanMs] so a camera still writing one is left alone.
+     */
+    fun sweep(olderThanMs: Long = 60 * 60 * 1000L, nowMs: Long = System.currentTimeMillis()): Int =
+        directory.listFiles { f -> f.name.startsWith("capture-") && nowMs - f.lastModified() >= olderThanMs }
+            ?.count { it.delete() } ?: 0
 }

@@ -30,13 +30,28 @@ class DatabaseKeyFile(private val file: File, private val wrappingKey: SecretKey
     @Synchronized
     fun getOrCreate(): ByteArray {
         if (file.exists()) return read()
+        // A crash after the partial file was synced but before the rename
+        // reached the disk: that key may already encrypt a database, so it
+        // is promoted, never replaced by a new one.
+        val partial = partialFile()
+        if (partial.exists()) {
+            val key = runCatching { read(partial) }.getOrNull()
+            if (key != null) {
+                if (!partial.renameTo(file)) throw DatabaseKeyUnreadable("cannot store the key file")
+                syncDirectory()
+                return key
+            }
+            partial.delete() // torn before its sync: no database can use it
+        }
         val key = ByteArray(KEY_BYTES).also { SecureRandom().nextBytes(it) }
         write(key)
         return key
     }
 
-    private fun read(): ByteArray {
-        val bytes = file.readBytes()
+    private fun partialFile() = File(file.path + ".partial")
+
+    private fun read(from: File = file): ByteArray {
+        val bytes = from.readBytes()
         if (bytes.size < MAGIC.size + 1 || !bytes.copyOfRange(0, MAGIC.size).contentEquals(MAGIC)) {
             throw DatabaseKeyUnreadable("key file has an unknown format")
         }
@@ -65,11 +80,20 @@ class DatabaseKeyFile(private val file: File, private val wrappingKey: SecretKey
             .put(MAGIC).put(iv.size.toByte()).put(iv).put(sealed).array()
         // Write beside, sync, rename: a crash leaves either no key file or a whole one.
         file.parentFile?.mkdirs()
-        val partial = File(file.path + ".partial")
+        val partial = partialFile()
         FileOutputStream(partial).use { stream ->
             stream.write(out)
             stream.fd.sync()
         }
         if (!partial.renameTo(file)) throw DatabaseKeyUnreadable("cannot store the key file")
+        syncDirectory()
+    }
+
+    /** Makes the rename durable (Linux and Android can fsync a directory). */
+    private fun syncDirectory() {
+        val dir = file.absoluteFile.parentFile ?: return
+        runCatching {
+            java.nio.channels.FileChannel.open(dir.toPath(), java.nio.file.StandardOpenOption.READ).use { it.force(true) }
+        }
     }
 }

@@ -4,6 +4,7 @@ import app.gridwork.ffi.Category
 import app.gridwork.ffi.DraftFields
 import app.gridwork.ffi.GeoPoint
 import app.gridwork.ffi.Grid
+import app.gridwork.ffi.GridworkException
 import app.gridwork.ffi.GridworkStore
 import app.gridwork.ffi.Incident
 import app.gridwork.ffi.IncidentDetail
@@ -37,6 +38,24 @@ import kotlinx.coroutines.flow.buffer
 import kotlinx.coroutines.flow.callbackFlow
 import kotlinx.coroutines.channels.BufferOverflow
 import kotlinx.coroutines.withContext
+
+/** The stable machine code of any Gridwork error (each variant carries it). */
+val GridworkException.code: String
+    get() = when (this) {
+        is GridworkException.WrongKey -> code
+        is GridworkException.StorageFull -> code
+        is GridworkException.InvalidInput -> code
+        is GridworkException.NotFound -> code
+        is GridworkException.InvalidState -> code
+        is GridworkException.AccountMismatch -> code
+        is GridworkException.PhotoRefused -> code
+        is GridworkException.NotSignedIn -> code
+        is GridworkException.AuthFailed -> code
+        is GridworkException.Network -> code
+        is GridworkException.ServerRefused -> code
+        is GridworkException.Storage -> code
+        is GridworkException.Internal -> code
+    }
 
 /** Categories and grids, as the reference-data observer delivers them together. */
 data class ReferenceData(val categories: List<Category>, val grids: List<Grid>)
@@ -147,7 +166,7 @@ class Gridwork private constructor(
         })
     }
 
-    /** Releases the store's native handle; collections of its flows end with it. */
+    /** Releases the store's native handle; flows still collecting get nothing more after it, so cancel them first. */
     override fun close() = store.close()
 }
 

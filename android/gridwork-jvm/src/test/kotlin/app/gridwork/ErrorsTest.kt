@@ -39,7 +39,8 @@ class ErrorsTest {
         val dir = tempDir("gw-device")
         val key = randomKey()
         val id = Gridwork.open(storeConfig(dir, key)).use { gw -> gw.createDraft(report("井盖缺失")).id }
-        assertEquals("database_wrong_key", refused<GridworkException.WrongKey> { Gridwork.open(storeConfig(dir, randomKey())) }.code)
+        val wrong: GridworkException = refused<GridworkException.WrongKey> { Gridwork.open(storeConfig(dir, randomKey())) }
+        assertEquals("database_wrong_key", wrong.code) // the code of any variant, for a UI's `when`
         assertEquals("database_key_invalid", refused<GridworkException.WrongKey> { Gridwork.open(storeConfig(dir, ByteArray(16))) }.code)
         Gridwork.open(storeConfig(dir, key)).use { gw -> assertEquals("井盖缺失", gw.incident(id).incident.description) }
     }

@@ -33,6 +33,21 @@ class SupportTest {
     }
 
     @Test
+    fun aKeyWhoseRenameWasLostIsPromotedNotReplaced() {
+        val dir = tempDir("gw-keys")
+        val wrapping = aesKey()
+        val file = File(dir, "database.key")
+        val key = DatabaseKeyFile(file, wrapping).getOrCreate()
+        assertTrue(file.renameTo(File(dir, "database.key.partial")))
+        assertArrayEquals(key, DatabaseKeyFile(file, wrapping).getOrCreate())
+        assertTrue(file.exists())
+        // A partial file torn before its sync never held a key in use: a new key is made.
+        File(dir, "other.key.partial").writeBytes(ByteArray(5))
+        assertEquals(32, DatabaseKeyFile(File(dir, "other.key"), wrapping).getOrCreate().size)
+        assertFalse(File(dir, "other.key.partial").exists())
+    }
+
+    @Test
     fun anUnreadableKeyFileIsAnErrorNeverANewKey() {
         val dir = tempDir("gw-keys")
         val file = File(dir, "database.key")
@@ -60,8 +75,9 @@ class SupportTest {
             val junk = files.newFile().apply { writeText("not a jpeg") }
             try { files.attach(gw, draft.id, junk); throw AssertionError("junk attached") } catch (_: app.gridwork.ffi.GridworkException.PhotoRefused) {}
             assertFalse(junk.exists())
-            files.newFile().writeBytes(ByteArray(10)) // a capture the app was killed in
-            assertEquals(1, files.sweep())
+            files.newFile().writeBytes(ByteArray(10)) // a capture the app was killed in, or one still being taken
+            assertEquals("a fresh capture is left alone", 0, files.sweep())
+            assertEquals(1, files.sweep(olderThanMs = 0))
         }
     }
 

@@ -102,7 +102,7 @@ private fun SyncLine(vm: SampleViewModel) {
         last == null -> ""
         last.running -> "Syncing…"
         last.lastErrorCode != null -> "Last sync failed: ${last.lastErrorCode}"
-        last.lastFinishedAtMs != null -> "Synced ${time(last.lastFinishedAtMs!!)}"
+        last.lastFinishedAtMs != null -> "Synced ${time(last.lastFinishedAtMs)}"
         else -> "Not synced yet"
     } + if (waiting > 0uL) " · $waiting waiting" else ""
     Text(text, Modifier.fillMaxWidth().padding(16.dp), style = MaterialTheme.typography.bodySmall)
