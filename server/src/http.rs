@@ -2,12 +2,14 @@
 //! token, run the synchronous domain code on the blocking pool, map errors
 //! to `{code, message}` bodies. See docs/protocol.md.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,12 +26,14 @@ use crate::cases::{self, Rejection};
 use crate::db::Database;
 use crate::error::{Result, ServerError};
 use crate::renditions::{self, Rendition};
+use crate::throttle::LoginThrottle;
 use crate::{admin, pull, push, reference};
 
 pub struct AppState {
     pub db: Database,
     pub blobs: BlobStore,
     pub policy: TokenPolicy,
+    pub login_throttle: LoginThrottle,
 }
 
 pub type App = Arc<AppState>;
@@ -52,7 +56,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/blobs/{sha256}", get(download_blob))
         .route("/v1/blobs/{sha256}/status", get(blob_status))
         .route(
-            "/v1/blobs/{sha256}/chunks",
+            CHUNK_ROUTE,
             put(append_chunk).layer(DefaultBodyLimit::max(api::MAX_BLOB_CHUNK_BYTES)),
         )
         .route("/v1/incidents", get(list_incidents))
@@ -65,6 +69,8 @@ pub fn router(app: App) -> Router {
         .fallback(|| async { ServerError::not_found("endpoint") })
         .method_not_allowed_fallback(|| async { ServerError::new(405, "method_not_allowed", "method not allowed on this endpoint") })
         .layer(json_limit)
+        .layer(middleware::from_fn(refuse_declared_oversize))
+        .layer(middleware::from_fn(errors_as_json))
         .layer(middleware::from_fn(log_request))
         .with_state(app)
 }
@@ -78,6 +84,84 @@ async fn log_request(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     tracing::info!(method = %method, route = %route, status = response.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
     response
+}
+
+const CHUNK_ROUTE: &str = "/v1/blobs/{sha256}/chunks";
+
+/// A body declared larger than its route takes is refused at once, before
+/// it arrives: a client announcing 10 GiB and sending two bytes must not
+/// hold a connection and a worker waiting for the rest. An honest client
+/// that is merely over the limit keeps sending while the reply goes out, so
+/// up to twice the limit is read and dropped in the background (bounded in
+/// time) for it to see the 413 rather than a broken pipe. Bodies with no
+/// declared length are cut off by the body limit while reading.
+async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str());
+    let limit = if route == Some(CHUNK_ROUTE) { api::MAX_BLOB_CHUNK_BYTES } else { api::MAX_JSON_BODY_BYTES };
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => {
+            if length <= 2 * limit as u64 {
+                let body = request.into_body();
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(body, 2 * limit)).await;
+                });
+            }
+            ServerError::new(413, "body_too_large", format!("the body is larger than the limit of {limit} bytes")).into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
+/// How long the rest of a refused body is read for.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Every error reply is `{code, message}` JSON: our handlers build them,
+/// and this turns whatever the framework answers by itself (a rejection it
+/// raised before a handler ran) into one, by status. Headers a client acts
+/// on (`Allow`, `Retry-After`) are kept.
+async fn errors_as_json(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status.as_u16() {
+        400 | 422 => "invalid_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        411 => "length_required",
+        413 => "body_too_large",
+        415 => "unsupported_media_type",
+        429 => "too_many_requests",
+        _ if status.is_server_error() => "internal",
+        _ => "invalid_request",
+    };
+    // The framework's own text can quote the request; it is not passed on.
+    let message = format!("the request was refused ({})", status.canonical_reason().unwrap_or("HTTP error"));
+    let mut json = ServerError::new(status.as_u16(), code, message).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(value) = response.headers().get(&name) {
+            json.headers_mut().insert(name, value.clone());
+        }
+    }
+    json
+}
+
+/// One path parameter. A segment that does not decode (`%FF` is not UTF-8)
+/// is `invalid_path`, in JSON like every error.
+pub struct Segment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = ServerError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(segment)) => Ok(Segment(segment)),
+            Err(_) => Err(ServerError::bad_request("invalid_path", "a path segment is not valid percent-encoded UTF-8")),
+        }
+    }
 }
 
 /// JSON body with our error codes for every way it can be wrong.
@@ -149,10 +233,29 @@ async fn health() -> Json<Json_> {
     Json(json!({"status": "ok", "protocol": gridwork_protocol::PROTOCOL_VERSION, "server_time_ms": now_ms()}))
 }
 
-async fn login(State(app): State<App>, headers: HeaderMap, JsonBody(body): JsonBody<LoginRequest>) -> Result<Json<api::TokenResponse>> {
+/// The client's address as the socket saw it (unspecified when served
+/// without connection info).
+pub struct ClientAddress(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = ServerError;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self> {
+        let address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        Ok(ClientAddress(address.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))))
+    }
+}
+
+async fn login(State(app): State<App>, ClientAddress(address): ClientAddress, headers: HeaderMap, JsonBody(body): JsonBody<LoginRequest>) -> Result<Response> {
     let device = device_id(&headers)?;
     if body.username.len() > 256 || body.password.len() > 1024 {
         return Err(ServerError::unauthorized("auth_failed", "wrong user name or password"));
+    }
+    // Refused before any password check, for known and unknown names alike.
+    if let Some(wait_ms) = app.login_throttle.wait_ms(&body.username, address, now_ms()) {
+        let seconds = (wait_ms + 999) / 1000;
+        let mut response = ServerError::new(429, "login_throttled", format!("too many failed sign-ins; try again in {seconds} s")).into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+        return Ok(response);
     }
     blocking(move || {
         let user = app.db.read(|tx| auth::find_user(tx, &body.username))?;
@@ -160,12 +263,18 @@ async fn login(State(app): State<App>, headers: HeaderMap, JsonBody(body): JsonB
         let hash = user.as_ref().map(|u| u.password_hash.as_str()).unwrap_or(auth::dummy_hash());
         let verified = auth::verify_password(&body.password, hash);
         match user {
-            Some(user) if verified && !user.disabled => app.db.write(|tx| auth::start_session(tx, &user, &device, now_ms(), app.policy)),
-            _ => Err(ServerError::unauthorized("auth_failed", "wrong user name or password")),
+            Some(user) if verified && !user.disabled => {
+                app.login_throttle.succeeded(&body.username, address);
+                app.db.write(|tx| auth::start_session(tx, &user, &device, now_ms(), app.policy))
+            }
+            _ => {
+                app.login_throttle.failed(&body.username, address, now_ms());
+                Err(ServerError::unauthorized("auth_failed", "wrong user name or password"))
+            }
         }
     })
     .await
-    .map(Json)
+    .map(|tokens| Json(tokens).into_response())
 }
 
 async fn refresh(State(app): State<App>, headers: HeaderMap, JsonBody(body): JsonBody<RefreshRequest>) -> Result<Json<api::TokenResponse>> {
@@ -209,7 +318,7 @@ async fn create_blob(State(app): State<App>, headers: HeaderMap, JsonBody(body):
     Ok((if status.complete { StatusCode::OK } else { StatusCode::CREATED }, Json(status)))
 }
 
-async fn blob_status(State(app): State<App>, headers: HeaderMap, Path(sha256): Path<String>) -> Result<Json<BlobStatus>> {
+async fn blob_status(State(app): State<App>, headers: HeaderMap, Segment(sha256): Segment) -> Result<Json<BlobStatus>> {
     as_caller(&app, &headers, move |app, caller| app.blobs.status(&app.db, &caller, &sha256)).await.map(Json)
 }
 
@@ -223,7 +332,7 @@ pub const CHUNK_SHA256_HEADER: &str = "x-gridwork-chunk-sha256";
 async fn append_chunk(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(sha256): Path<String>,
+    Segment(sha256): Segment,
     query: std::result::Result<Query<ChunkParams>, axum::extract::rejection::QueryRejection>,
     body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<BlobStatus>> {
@@ -255,7 +364,7 @@ struct DownloadParams {
 async fn download_blob(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(sha256): Path<String>,
+    Segment(sha256): Segment,
     query: std::result::Result<Query<DownloadParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response> {
     let Query(params) = query.map_err(|_| ServerError::bad_request("invalid_query", "rendition must be original, thumb, 1280 or 2048"))?;
@@ -294,12 +403,12 @@ fn parse_id(id: &str) -> Result<String> {
     uuid::Uuid::parse_str(id).map(|u| u.to_string()).map_err(|_| ServerError::bad_request("invalid_id", "incident ids are UUIDs"))
 }
 
-async fn get_incident(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<api::IncidentView>> {
+async fn get_incident(State(app): State<App>, headers: HeaderMap, Segment(id): Segment) -> Result<Json<api::IncidentView>> {
     let id = parse_id(&id)?;
     as_caller(&app, &headers, move |app, caller| app.db.read(|tx| cases::load_view_for(tx, &caller, &id))?.ok_or_else(|| ServerError::not_found("incident"))).await.map(Json)
 }
 
-async fn get_timeline(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Vec<api::TimelineEntry>>> {
+async fn get_timeline(State(app): State<App>, headers: HeaderMap, Segment(id): Segment) -> Result<Json<Vec<api::TimelineEntry>>> {
     let id = parse_id(&id)?;
     as_caller(&app, &headers, move |app, caller| app.db.read(|tx| cases::timeline(tx, &caller, &id))).await.map(Json)
 }
@@ -314,7 +423,7 @@ pub fn rejection_error(rejection: Rejection) -> ServerError {
     ServerError::new(status, rejection.code, rejection.message)
 }
 
-async fn transition(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>, JsonBody(body): JsonBody<TransitionRequest>) -> Result<Json<api::IncidentView>> {
+async fn transition(State(app): State<App>, headers: HeaderMap, Segment(id): Segment, JsonBody(body): JsonBody<TransitionRequest>) -> Result<Json<api::IncidentView>> {
     let id = parse_id(&id)?;
     as_caller(&app, &headers, move |app, caller| {
         app.db.write(|tx| match cases::transition(tx, &caller, &id, &body, now_ms())? {

@@ -18,6 +18,7 @@ pub mod reference;
 pub mod renditions;
 pub mod scope;
 pub mod text;
+pub mod throttle;
 pub mod workflow;
 
 use std::net::SocketAddr;
@@ -64,7 +65,7 @@ fn seed_default_categories(db: &Database) -> Result<()> {
 }
 
 pub fn app_state(db: Database, blobs: BlobStore, policy: auth::TokenPolicy) -> http::App {
-    Arc::new(http::AppState { db, blobs, policy })
+    Arc::new(http::AppState { db, blobs, policy, login_throttle: throttle::LoginThrottle::default() })
 }
 
 /// Serve until the future `shutdown` completes.

@@ -425,3 +425,36 @@ fn a_password_sent_as_a_number_is_not_echoed() {
         expect_error(response, 400, "invalid_request", &["918273645546372"], &format!("{name}: numeric refresh token"));
     }
 }
+
+#[test]
+fn repeated_failed_sign_ins_are_throttled_without_telling_who_exists() {
+    // Throttling lives in the server process, the same on either backend.
+    let server = TestServer::with_cast(&Backend::Sqlite);
+    let raw = Raw::new(&server);
+    // An unknown name and a real one get the same answers: five refusals, then waits.
+    for username in ["nobody-here", "worker1"] {
+        let statuses: Vec<u16> = (0..30).map(|_| raw.login("phone-1", username, "guess").status().as_u16()).collect();
+        assert_eq!(statuses[..5], [401; 5], "{username}: {statuses:?}");
+        assert!(statuses[5..].iter().all(|s| *s == 429), "{username}: {statuses:?}");
+    }
+    // Even the right password waits (the reply must not confirm a guess), told how long.
+    let response = raw.login("phone-1", "worker1", PASSWORD);
+    let retry_after: u64 = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    expect_error(response, 429, "login_throttled", &[PASSWORD], "throttled");
+
+    // The owner signing in from their own phone (another address) is not kept out.
+    let own_phone = Client::builder().local_address(Some("127.0.0.2".parse().unwrap())).build().unwrap();
+    let response = own_phone
+        .post(format!("{}/v1/auth/login", raw.base))
+        .header(api::DEVICE_ID_HEADER, "phone-2")
+        .json(&json!({"username": "worker1", "password": PASSWORD}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200, "from another address");
+
+    // Once the wait is over the right password works, and the count starts over.
+    std::thread::sleep(Duration::from_millis(retry_after * 1000 + 100));
+    raw.login_ok("phone-1", "worker1", "after the wait");
+    assert_eq!(raw.login("phone-1", "worker1", "guess").status(), 401, "a fresh count after a success");
+}

@@ -449,3 +449,100 @@ fn the_server_survives_a_burst_of_everything_at_once() {
         assert_still_serving(&server, name);
     }
 }
+
+#[test]
+fn undecodable_path_segments_are_invalid_path_in_json() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let dispatcher = server.device("dispatcher");
+        for segment in ["%FF", "%FF%FE", "%C3%28", "abc%80"] {
+            let context = format!("{name}: segment {segment}");
+            expect_error(dispatcher.get(&format!("/v1/incidents/{segment}")), 400, "invalid_path", &context);
+            expect_error(dispatcher.get(&format!("/v1/incidents/{segment}/timeline")), 400, "invalid_path", &context);
+            expect_error(dispatcher.post(&format!("/v1/incidents/{segment}/transitions"), &json!({"action": "register"})), 400, "invalid_path", &context);
+            expect_error(dispatcher.get(&format!("/v1/blobs/{segment}")), 400, "invalid_path", &context);
+            expect_error(dispatcher.get(&format!("/v1/blobs/{segment}/status")), 400, "invalid_path", &context);
+            expect_error(dispatcher.put_chunk(segment, 0, b"abc"), 400, "invalid_path", &context);
+        }
+        assert_still_serving(&server, name);
+    }
+}
+
+/// A raw HTTP/1.1 exchange: what the server answers to `head` (and `body`)
+/// within `wait`, or "" if it answered nothing.
+fn raw_exchange(server: &TestServer, head: &str, body: &[u8], wait: std::time::Duration) -> String {
+    use std::io::{Read, Write};
+    let address = server.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut reply = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buffer) {
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buffer[..n]);
+        if reply.windows(4).any(|w| w == b"\r\n\r\n") && reply.ends_with(b"}") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[test]
+fn a_body_declared_over_the_limit_is_refused_before_it_is_sent() {
+    let backend = Backend::Sqlite;
+    let server = TestServer::with_cast(&backend);
+    let worker = server.device("worker1");
+    let sha = "a".repeat(64);
+    for (path, method, declared) in [
+        ("/v1/push".to_owned(), "POST", 10u64 << 30),
+        ("/v1/push".to_owned(), "POST", MAX_JSON_BODY_BYTES as u64 + 1),
+        (format!("/v1/blobs/{sha}/chunks?offset=0"), "PUT", 5 << 20),
+        (format!("/v1/blobs/{sha}/chunks?offset=0"), "PUT", 10u64 << 30),
+    ] {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{}: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n",
+            api::DEVICE_ID_HEADER,
+            worker.id,
+            worker.token()
+        );
+        let started = std::time::Instant::now();
+        let reply = raw_exchange(&server, &head, b"{}", std::time::Duration::from_secs(5));
+        let context = format!("{method} {path} declaring {declared}");
+        assert!(reply.starts_with("HTTP/1.1 413"), "{context}: answered at once with 413, got {reply:?}");
+        assert!(reply.contains("application/json") && reply.contains("\"code\":\"body_too_large\""), "{context}: {reply}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(4), "{context}: waited for the body");
+    }
+    // A chunk of the largest allowed size is not refused by its declaration.
+    let head = format!(
+        "PUT /v1/blobs/{sha}/chunks?offset=0 HTTP/1.1\r\nHost: localhost\r\n{}: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/octet-stream\r\nContent-Length: 3\r\n\r\n",
+        api::DEVICE_ID_HEADER,
+        worker.id,
+        worker.token()
+    );
+    let reply = raw_exchange(&server, &head, b"abc", std::time::Duration::from_secs(5));
+    assert!(!reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert_still_serving(&server, "after declared oversize");
+}
+
+#[test]
+fn framework_rejections_are_json_too() {
+    let backend = Backend::Sqlite;
+    let server = TestServer::with_cast(&backend);
+    let worker = server.device("worker1");
+    // A query that does not even parse as key=value pairs, a path with a
+    // stray encoded slash, an OPTIONS request: whatever answers, answers JSON.
+    for (method, path) in [(Method::GET, "/v1/pull?since=%FF%FE&limit=x"), (Method::OPTIONS, "/v1/push"), (Method::GET, "/v1/blobs/%2F%2F/status"), (Method::DELETE, "/v1/me")] {
+        let response = send(&worker, method.clone(), path, None, vec![]);
+        let status = response.status().as_u16();
+        assert!(status >= 400, "{method} {path}: {status}");
+        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert!(content_type.starts_with("application/json"), "{method} {path}: {content_type}");
+        let body: Value = response.json().unwrap();
+        assert!(body["code"].is_string() && body["message"].is_string(), "{method} {path}: {body}");
+    }
+}
