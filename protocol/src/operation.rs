@@ -72,6 +72,27 @@ pub struct PhotoRef {
     pub dhash: String,
 }
 
+impl PhotoRef {
+    /// What is wrong with this reference's shape, if anything: hashes as
+    /// lowercase hex of their length, positive dimensions, a WGS84 location.
+    /// The server refuses such a reference (`invalid_payload`) rather than
+    /// keep a value no device could have produced.
+    pub fn shape_error(&self) -> Option<&'static str> {
+        let lower_hex = |text: &str, len: usize| text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !lower_hex(&self.sha256, 64) {
+            Some("photo sha256 must be 64 lowercase hex digits")
+        } else if !lower_hex(&self.dhash, 16) {
+            Some("photo dhash must be 16 lowercase hex digits")
+        } else if self.width == 0 || self.height == 0 {
+            Some("photo width and height must be positive")
+        } else if self.location.is_some_and(|l| !l.is_valid()) {
+            Some("photo location is not a WGS84 coordinate")
+        } else {
+            None
+        }
+    }
+}
+
 /// Payload of [`OperationKind::SubmitIncident`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SubmitIncident {

@@ -146,11 +146,12 @@ struct TokenRow {
     role: String,
     disabled: bool,
     spent_at_ms: Option<i64>,
+    replays: i64,
 }
 
 fn lookup(tx: &mut dyn Tx, token: &str) -> Result<Option<TokenRow>> {
     let row = tx.query_opt(
-        "SELECT t.session_id, t.kind, t.expires_at_ms, t.revoked, s.user_id, s.device_id, s.revoked, u.username, u.role, u.disabled, t.spent_at_ms
+        "SELECT t.session_id, t.kind, t.expires_at_ms, t.revoked, s.user_id, s.device_id, s.revoked, u.username, u.role, u.disabled, t.spent_at_ms, t.replays
          FROM tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
          WHERE t.token_hash = $1",
         params![token_hash(token)],
@@ -167,6 +168,7 @@ fn lookup(tx: &mut dyn Tx, token: &str) -> Result<Option<TokenRow>> {
         role: r.text(8),
         disabled: r.int(9) != 0,
         spent_at_ms: r.opt_int(10),
+        replays: r.int(11),
     }))
 }
 
@@ -197,31 +199,43 @@ pub fn authenticate(tx: &mut dyn Tx, access_token: &str, device_id: &str, now_ms
     })
 }
 
-/// How long a spent refresh token may be replayed by the same device: the
-/// reply to a refresh can be lost on a bad link, and background jobs may
-/// run again only hours later; a lost reply must not turn into "log in
-/// again". (An unspent refresh token is valid for 30 days anyway.)
-pub const REFRESH_REPLAY_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long a spent refresh token may be presented once more by the same
+/// device: the reply to a refresh can be lost on a bad link, and the device
+/// retries at once with the token it still holds. Seconds, one replay, the
+/// same device (OAuth 2.0 Security BCP, refresh token rotation): any other
+/// use of a spent token is taken as theft.
+pub const REFRESH_REPLAY_GRACE_MS: i64 = 60 * 1000;
 
 /// Rotate: the refresh token is spent, a new pair is issued in the same
-/// session. Replaying a just-spent token from the same device within the
-/// grace period issues another pair instead of ending the session.
-pub fn refresh(tx: &mut dyn Tx, refresh_token: &str, device_id: &str, now_ms: i64, policy: TokenPolicy) -> Result<TokenResponse> {
+/// session. Replaying a just-spent token once, from the same device within
+/// the grace period, issues another pair. Any further use of a spent token
+/// ends the whole session (every token it minted, the thief's and the
+/// owner's), and a new login is needed. The outer `Result` is storage; the
+/// inner refusal is committed with that revocation.
+pub fn refresh(tx: &mut dyn Tx, refresh_token: &str, device_id: &str, now_ms: i64, policy: TokenPolicy) -> Result<Result<TokenResponse>> {
     let mut found = lookup(tx, refresh_token)?;
-    let replay = found.as_ref().is_some_and(|r| {
-        r.kind == "refresh" && r.revoked && !r.session_revoked && r.spent_at_ms.is_some_and(|at| now_ms - at <= REFRESH_REPLAY_GRACE_MS)
-    });
-    if replay && let Some(row) = found.as_mut() {
+    let spent = found.as_ref().filter(|r| r.kind == "refresh" && r.revoked && !r.session_revoked).and_then(|r| r.spent_at_ms);
+    if let (Some(spent_at), Some(row)) = (spent, found.as_mut()) {
+        let lost_reply = row.device_id == device_id && row.replays == 0 && now_ms - spent_at <= REFRESH_REPLAY_GRACE_MS;
+        if !lost_reply {
+            logout(tx, &row.session_id)?;
+            tracing::warn!("refresh token reuse: session revoked");
+            return Ok(Err(ServerError::unauthorized("auth_revoked", "the refresh token was used twice; the session has ended, log in again")));
+        }
+        tx.execute("UPDATE tokens SET replays = replays + 1 WHERE token_hash = $1", params![token_hash(refresh_token)])?;
         row.revoked = false;
     }
-    let row = check(found, "refresh", device_id, now_ms)?;
-    if !replay {
-        let spent = tx.execute(
+    let row = match check(found, "refresh", device_id, now_ms) {
+        Ok(row) => row,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    if spent.is_none() {
+        let spent_now = tx.execute(
             "UPDATE tokens SET revoked = 1, spent_at_ms = $2 WHERE token_hash = $1 AND revoked = 0",
             params![token_hash(refresh_token), now_ms],
         )?;
-        if spent != 1 {
-            return Err(ServerError::unauthorized("auth_revoked", "the refresh token was already used"));
+        if spent_now != 1 {
+            return Ok(Err(ServerError::unauthorized("auth_revoked", "the refresh token was already used")));
         }
     }
     let user = UserRecord {
@@ -231,7 +245,7 @@ pub fn refresh(tx: &mut dyn Tx, refresh_token: &str, device_id: &str, now_ms: i6
         role: Role::parse(&row.role).ok_or_else(|| ServerError::internal("bad role"))?,
         disabled: false,
     };
-    issue_tokens(tx, &row.session_id, &user, now_ms, policy)
+    issue_tokens(tx, &row.session_id, &user, now_ms, policy).map(Ok)
 }
 
 pub fn logout(tx: &mut dyn Tx, session_id: &str) -> Result<()> {

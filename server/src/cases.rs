@@ -212,9 +212,8 @@ fn validate_photos(tx: &mut dyn Tx, incident_id: &str, photos: &[PhotoRef]) -> s
         return Err(Rejection::new("too_many_photos", format!("at most {MAX_PHOTOS_PER_STEP} photos per step")));
     }
     for photo in photos {
-        let hex_ok = photo.sha256.len() == 64 && photo.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !hex_ok {
-            return Err(Rejection::new("invalid_payload", "photo sha256 must be 64 lowercase hex digits"));
+        if let Some(why) = photo.shape_error() {
+            return Err(Rejection::new("invalid_payload", why));
         }
         if photo.byte_size == 0 || photo.byte_size > PHOTO_MAX_BYTES {
             return Err(Rejection::new("invalid_payload", "photo byte_size out of range"));
@@ -274,10 +273,22 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
     if let Err(rejection) = validate_photos(tx, &id, &report.photos) {
         return Ok(Err(rejection));
     }
-    // The device picked the grid offline; keep it only if the server knows it.
-    let grid_code = match &report.grid_code {
-        Some(code) if reference::grid_exists(tx, code)? => Some(code.clone()),
-        _ => None,
+    // The device picked the grid offline. A location decides over it (the
+    // same point-in-polygon the device ran, on the server's boundaries): a
+    // report cannot place itself in another grid than where it stands.
+    // Without a location, or with no boundaries to test, the device's code
+    // stands if the server knows it.
+    let located = match report.location {
+        Some(point) => reference::locate_grid(tx, point)?,
+        None => reference::Located::NoBoundaries,
+    };
+    let grid_code = match located {
+        reference::Located::In(code) => Some(code),
+        reference::Located::Outside => None,
+        reference::Located::NoBoundaries => match &report.grid_code {
+            Some(code) if reference::grid_exists(tx, code)? => Some(code.clone()),
+            _ => None,
+        },
     };
     let state = workflow::initial_state(caller.role);
     let case = CaseRow {

@@ -279,7 +279,7 @@ async fn login(State(app): State<App>, ClientAddress(address): ClientAddress, he
 
 async fn refresh(State(app): State<App>, headers: HeaderMap, JsonBody(body): JsonBody<RefreshRequest>) -> Result<Json<api::TokenResponse>> {
     let device = device_id(&headers)?;
-    blocking(move || app.db.write(|tx| auth::refresh(tx, &body.refresh_token, &device, now_ms(), app.policy))).await.map(Json)
+    blocking(move || app.db.write(|tx| auth::refresh(tx, &body.refresh_token, &device, now_ms(), app.policy))?).await.map(Json)
 }
 
 async fn logout(State(app): State<App>, headers: HeaderMap) -> Result<StatusCode> {

@@ -6,7 +6,7 @@ use gridwork_protocol::category::{CategoryTable, NOT_A_CATEGORY_TABLE};
 use gridwork_protocol::geo::{Boundary, Geometry};
 use gridwork_protocol::grid::{GridImport, NOT_A_GRID_COLLECTION};
 use gridwork_protocol::limits::{CATEGORY_CODE_MAX_CHARS, CATEGORY_NAME_MAX_CHARS, GRID_PROPERTY_MAX_CHARS};
-use gridwork_protocol::{GridTier, GridView, ManagementLevel, Named};
+use gridwork_protocol::{GeoPoint, GridTier, GridView, ManagementLevel, Named};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
@@ -83,6 +83,33 @@ pub fn category_is_active(tx: &mut dyn Tx, code: &str) -> Result<bool> {
 
 pub fn grid_exists(tx: &mut dyn Tx, code: &str) -> Result<bool> {
     Ok(tx.query_opt("SELECT 1 FROM grids WHERE code = $1 AND tier = 'grid'", params![code])?.is_some())
+}
+
+/// Where a point falls among the grids.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Located {
+    In(String),
+    /// Grids have boundaries, and none contains the point.
+    Outside,
+    /// No grid has a boundary: the point tells nothing.
+    NoBoundaries,
+}
+
+/// The grid whose boundary contains `point`; several (shared edges) resolve
+/// to the lowest code, as on the device. Reads every boundary: a district
+/// has hundreds of grids, parsed in well under a millisecond each.
+pub fn locate_grid(tx: &mut dyn Tx, point: GeoPoint) -> Result<Located> {
+    let rows = tx.query("SELECT code, boundary FROM grids WHERE tier = 'grid' AND boundary IS NOT NULL ORDER BY code", &[])?;
+    if rows.is_empty() {
+        return Ok(Located::NoBoundaries);
+    }
+    for row in rows {
+        let geometry: Option<Geometry> = serde_json::from_str(&row.text(1)).ok();
+        if geometry.and_then(|g| Boundary::new(&g).ok()).is_some_and(|b| b.contains(point)) {
+            return Ok(Located::In(row.text(0)));
+        }
+    }
+    Ok(Located::Outside)
 }
 
 /// Import a GeoJSON FeatureCollection of grids; parents (`community`,

@@ -182,10 +182,12 @@ fn refresh_rotates_the_token_pair() {
         assert_eq!(replayed.status(), 200, "{name}: replay within the grace period");
         let third: TokenResponse = replayed.json().unwrap();
         assert_ne!(third.refresh_token, second.refresh_token, "{name}");
-        // ...but no other device may, and after logout nobody may.
-        expect_error(raw.refresh("phone-9", &first.refresh_token), 401, "auth_device_mismatch", &secrets, &format!("{name}: replay elsewhere"));
-        assert_eq!(raw.logout("phone-1", &third.access_token).status(), 204, "{name}");
-        expect_error(raw.refresh("phone-1", &first.refresh_token), 401, "auth_revoked", &secrets, &format!("{name}: old refresh token after logout"));
+        // ...once: a second replay, or one from another device, is theft and
+        // ends the whole session (every pair it minted).
+        expect_error(raw.refresh("phone-9", &first.refresh_token), 401, "auth_revoked", &secrets, &format!("{name}: replay elsewhere"));
+        expect_error(raw.me("phone-1", &third.access_token), 401, "auth_revoked", &secrets, &format!("{name}: the replay's pair died with the session"));
+        expect_error(raw.refresh("phone-1", &third.refresh_token), 401, "auth_revoked", &secrets, &format!("{name}: the replay's refresh token too"));
+        expect_error(raw.refresh("phone-1", &first.refresh_token), 401, "auth_revoked", &secrets, &format!("{name}: old refresh token after the revocation"));
 
         // An access token is not a refresh token, and the other way round.
         let fresh = raw.login_ok("phone-3", "supervisor1", name);
@@ -457,4 +459,38 @@ fn repeated_failed_sign_ins_are_throttled_without_telling_who_exists() {
     std::thread::sleep(Duration::from_millis(retry_after * 1000 + 100));
     raw.login_ok("phone-1", "worker1", "after the wait");
     assert_eq!(raw.login("phone-1", "worker1", "guess").status(), 401, "a fresh count after a success");
+}
+
+#[test]
+fn a_spent_refresh_token_replayed_twice_or_late_ends_the_session() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let raw = Raw::new(&server);
+
+        // A second replay from the same device: the family is revoked.
+        let first = raw.login_ok("phone-1", "worker1", name);
+        let second: TokenResponse = raw.refresh("phone-1", &first.refresh_token).json().unwrap();
+        let replay: TokenResponse = raw.refresh("phone-1", &first.refresh_token).json().unwrap();
+        expect_error(raw.refresh("phone-1", &first.refresh_token), 401, "auth_revoked", &[&first.refresh_token], &format!("{name}: second replay"));
+        for (token, what) in [(&second.access_token, "rotated pair"), (&replay.access_token, "replayed pair")] {
+            expect_error(raw.me("phone-1", token), 401, "auth_revoked", &[token.as_str()], &format!("{name}: {what} after theft"));
+        }
+        expect_error(raw.refresh("phone-1", &second.refresh_token), 401, "auth_revoked", &[&second.refresh_token], &format!("{name}: rotated refresh after theft"));
+        // A new login works again (the user is not locked out).
+        raw.login_ok("phone-1", "worker1", name);
+
+        // A replay after the grace period: theft too.
+        let fresh = raw.login_ok("phone-2", "worker2", name);
+        let rotated: TokenResponse = raw.refresh("phone-2", &fresh.refresh_token).json().unwrap();
+        server.db.write(|tx| {
+            tx.execute(
+                "UPDATE tokens SET spent_at_ms = spent_at_ms - $1 WHERE spent_at_ms IS NOT NULL",
+                gridwork_server::params![gridwork_server::auth::REFRESH_REPLAY_GRACE_MS + 1],
+            )
+        })
+        .unwrap();
+        expect_error(raw.refresh("phone-2", &fresh.refresh_token), 401, "auth_revoked", &[&fresh.refresh_token], &format!("{name}: late replay"));
+        expect_error(raw.me("phone-2", &rotated.access_token), 401, "auth_revoked", &[&rotated.access_token], &format!("{name}: pair after late replay"));
+    }
 }

@@ -130,3 +130,45 @@ fn batch_limits_are_enforced() {
         assert_eq!(no_op_id.json::<serde_json::Value>().unwrap()["code"], "invalid_operation");
     }
 }
+
+#[test]
+fn a_report_is_placed_by_its_location_and_photo_fields_are_checked() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let worker = server.device("worker1");
+        let dispatcher = server.device("dispatcher");
+        let grid_of = |id: uuid::Uuid| -> serde_json::Value { dispatcher.get(&format!("/v1/incidents/{id}")).json::<serde_json::Value>().unwrap()["grid_code"].clone() };
+
+        // Claims G-002, stands in G-001: the location decides.
+        let (lying, mut op) = report("0602", Some("G-002"), &[]);
+        op.payload["location"] = json!({"lat": 31.23, "lon": 121.465});
+        // Stands outside every grid: no grid, whatever it claims.
+        let (outside, mut far) = report("0602", Some("G-001"), &[]);
+        far.payload["location"] = json!({"lat": 30.0, "lon": 120.0});
+        // No location: the claim stands if the grid exists, and not otherwise.
+        let (claimed, mut no_location) = report("0602", Some("G-002"), &[]);
+        no_location.payload["location"] = json!(null);
+        let (unknown, mut no_such_grid) = report("0602", Some("G-999"), &[]);
+        no_such_grid.payload["location"] = json!(null);
+        let results = worker.push_ok(&[op, far, no_location, no_such_grid]);
+        assert!(results.iter().all(|r| r["status"] == "applied"), "{name}: {results:?}");
+        assert_eq!(grid_of(lying), "G-001", "{name}");
+        assert_eq!(grid_of(outside), serde_json::Value::Null, "{name}");
+        assert_eq!(grid_of(claimed), "G-002", "{name}");
+        assert_eq!(grid_of(unknown), serde_json::Value::Null, "{name}");
+
+        // A photo reference whose fields no device could have produced.
+        let mut refused = Vec::new();
+        for (field, value) in [("dhash", json!("<script>")), ("dhash", json!("ABCDEF0123456789")), ("width", json!(0)), ("location", json!({"lat": 91.0, "lon": 0.0}))] {
+            let (_, mut op) = report("0602", Some("G-001"), &[b"jpeg bytes"]);
+            op.payload["photos"][0][field] = value;
+            refused.push(op);
+        }
+        let results = worker.push_ok(&refused);
+        for result in &results {
+            assert_eq!(result["code"], "invalid_payload", "{name}: {results:?}");
+        }
+        assert!(results[0]["message"].as_str().unwrap().contains("dhash"), "{name}: {results:?}");
+    }
+}

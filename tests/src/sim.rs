@@ -527,7 +527,7 @@ impl Transport for SimTransport {
     fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, TransportError> {
         self.exchange(
             "refresh",
-            |server, now, _| Ok(json(&server.db.write(|tx| auth::refresh(tx, refresh_token, &self.device_id, now, server.policy))?)),
+            |server, now, _| Ok(json(&server.db.write(|tx| auth::refresh(tx, refresh_token, &self.device_id, now, server.policy))??)),
             |b| serde_json::from_slice(b).ok(),
         )
     }

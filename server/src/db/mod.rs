@@ -201,6 +201,11 @@ impl Database {
                 Some(v) if v.parse::<i64>().unwrap_or(i64::MAX) > SCHEMA_VERSION => {
                     return Err(ServerError::new(500, "database_from_future", "the database was written by a newer server"));
                 }
+                Some("1") => {
+                    // 1 → 2: refresh token reuse detection counts replays.
+                    tx.execute_batch("ALTER TABLE tokens ADD COLUMN replays BIGINT NOT NULL DEFAULT 0")?;
+                    tx.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", params![SCHEMA_VERSION.to_string()])?;
+                }
                 Some(_) => {}
             }
             Ok(())
@@ -208,7 +213,7 @@ impl Database {
     }
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// One schema file per dialect, each in its own types and run by the
 /// driver as a batch.
 const SQLITE_SCHEMA: &str = include_str!("schema/sqlite.sql");

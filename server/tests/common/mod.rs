@@ -281,7 +281,13 @@ pub fn report(category: &str, grid: Option<&str>, photos: &[&[u8]]) -> (Uuid, Op
         category_code: category.to_owned(),
         description: "楼道堆物，占用消防通道".to_owned(),
         address: Some("南京东路 100 弄".into()),
-        location: Some(gridwork_protocol::GeoPoint { lat: 31.23, lon: 121.465, accuracy_m: Some(5.0) }),
+        // Inside the grid it names (G-001 west of 121.47, G-002 east), or
+        // outside both for none: the server places a report by its location.
+        location: Some(gridwork_protocol::GeoPoint {
+            lat: if grid.is_some() { 31.23 } else { 31.30 },
+            lon: if grid == Some("G-002") { 121.475 } else { 121.465 },
+            accuracy_m: Some(5.0),
+        }),
         grid_code: grid.map(str::to_owned),
         captured_at: CapturedAt { device_ms: 1, corrected_ms: 1 },
         submitted_at: CapturedAt { device_ms: 2, corrected_ms: 2 },

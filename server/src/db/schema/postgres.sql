@@ -31,7 +31,9 @@ CREATE TABLE IF NOT EXISTS tokens (
     kind TEXT NOT NULL,
     expires_at_ms BIGINT NOT NULL,
     revoked BIGINT NOT NULL DEFAULT 0,
-    spent_at_ms BIGINT
+    spent_at_ms BIGINT,
+    -- Times a spent refresh token was presented again (one lost reply is forgiven).
+    replays BIGINT NOT NULL DEFAULT 0
 );
 
 CREATE TABLE IF NOT EXISTS grids (
