@@ -21,9 +21,11 @@ pub mod text;
 pub mod throttle;
 pub mod workflow;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use blobs::BlobStore;
 use db::{Database, PostgresDatabase, SqliteDatabase};
@@ -68,9 +70,107 @@ pub fn app_state(db: Database, blobs: BlobStore, policy: auth::TokenPolicy) -> h
     Arc::new(http::AppState { db, blobs, policy, login_throttle: throttle::LoginThrottle::default() })
 }
 
+/// What one client may hold, against clients slow or greedy on purpose.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// A request's headers must arrive within this (bodies are bounded by
+    /// their size limits; a 2G upload sends small chunks, each a request).
+    pub header_read_timeout: Duration,
+    /// Open connections per client address; more are closed at once.
+    pub max_connections_per_client: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits { header_read_timeout: Duration::from_secs(20), max_connections_per_client: 64 }
+    }
+}
+
 /// Serve until the future `shutdown` completes.
 pub async fn serve(listener: tokio::net::TcpListener, app: http::App, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, http::router(app).into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
+    serve_with(listener, app, ConnectionLimits::default(), shutdown).await
+}
+
+/// [`serve`] with explicit connection limits. Our own accept loop (axum's
+/// `serve` has no header timeout): each connection gets the client address
+/// as axum's `ConnectInfo`, a header read timeout, and a slot among its
+/// address's connections; shutdown lets requests in progress finish.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: http::App,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let router = http::router(app);
+    let open: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // HTTP/1.1: what the devices speak (and all the timeouts apply to).
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors and the like: breathe, go on.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Some(slot) = ClientSlot::take(&open, peer.ip(), limits.max_connections_per_client) else {
+            tracing::warn!("connection refused: too many from one client");
+            continue;
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            router.clone().oneshot(request.map(axum::body::Body::new))
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// One open connection of a client address, released when dropped.
+struct ClientSlot {
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    address: IpAddr,
+}
+
+impl ClientSlot {
+    fn take(open: &Arc<Mutex<HashMap<IpAddr, usize>>>, address: IpAddr, max: usize) -> Option<ClientSlot> {
+        let mut counts = open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(address).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot { open: open.clone(), address })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.address);
+            }
+        }
+    }
 }
 
 /// A server running on a thread of its own (tests, benchmarks, the demo):

@@ -1,0 +1,92 @@
+//! Clients slow or greedy on purpose, over real TCP: a client that never
+//! finishes its headers is cut off, and one address cannot hold more than
+//! its share of connections; ordinary requests are served meanwhile.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use gridwork_server::{ConnectionLimits, StorageConfig};
+
+struct Running {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        let _ = self.thread.take().map(|t| t.join());
+    }
+}
+
+fn start(limits: ConnectionLimits) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StorageConfig { data_dir: dir.path().to_owned(), database_url: None, max_connections: 4 };
+    let (db, blobs) = gridwork_server::open_storage(&config).unwrap();
+    let app = gridwork_server::app_state(db, blobs, Default::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        runtime.block_on(gridwork_server::serve_with(listener, app, limits, async {
+            let _ = stopped.await;
+        }))
+        .unwrap();
+    });
+    Running { addr, stop: Some(stop), thread: Some(thread), _dir: dir }
+}
+
+/// Reads until the peer closes (Ok(bytes)) or `wait` passes (Err).
+fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> Result<Vec<u8>, ()> {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut all = Vec::new();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return Ok(all),
+            Ok(n) => all.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(all),
+            Err(_) => return Err(()),
+        }
+    }
+}
+
+fn health(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    String::from_utf8_lossy(&read_until_closed(&mut stream, Duration::from_secs(5)).expect("health answers")).into_owned()
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let server = start(ConnectionLimits { header_read_timeout: Duration::from_secs(1), max_connections_per_client: 64 });
+    let mut slow = TcpStream::connect(server.addr).unwrap();
+    slow.write_all(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").unwrap();
+    let started = Instant::now();
+    // Served meanwhile.
+    assert!(health(server.addr).starts_with("HTTP/1.1 200"));
+    let closed = read_until_closed(&mut slow, Duration::from_secs(10));
+    let waited = started.elapsed();
+    assert!(closed.is_ok(), "the slow client still holds its connection after {waited:?}");
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "{waited:?}");
+}
+
+#[test]
+fn one_address_cannot_hold_more_than_its_connections() {
+    let server = start(ConnectionLimits { header_read_timeout: Duration::from_secs(30), max_connections_per_client: 3 });
+    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(server.addr).unwrap()).collect();
+    // The accept loop sees them in order; give it a moment to count them.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = TcpStream::connect(server.addr).unwrap();
+    let _ = extra.write_all(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let answer = read_until_closed(&mut extra, Duration::from_secs(5)).expect("the extra connection is closed at once");
+    assert!(answer.is_empty(), "served beyond the cap: {}", String::from_utf8_lossy(&answer));
+    // Released slots are given back.
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(health(server.addr).starts_with("HTTP/1.1 200"));
+}
