@@ -40,6 +40,9 @@ pub enum Role {
     Supervisor,
     Dispatcher,
     Admin,
+    /// A functional department (职能部门) that signs for and handles the
+    /// cases dispatched to it.
+    Department,
 }
 
 impl Named for Role {}
@@ -173,6 +176,7 @@ pub struct PhotoView {
     pub sha256: String,
     pub byte_size: u64,
     pub mime_type: String,
+    /// A [`crate::PhotoRole`] name.
     pub role: String,
     pub arrived: bool,
     /// A smaller preview has arrived (the original may still be on its way).
@@ -203,12 +207,19 @@ pub struct IncidentView {
     pub deadline_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<Uuid>,
+    /// The verifier's satisfaction rating (评价, 1 to 5 stars) once closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<u8>,
     pub photos: Vec<PhotoView>,
     /// Photos announced but not all uploaded yet.
     pub missing_evidence: bool,
     pub version: i64,
     pub reported_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Every step so far, oldest first, so a device shows the whole case
+    /// offline (the dispatcher's note is the `dispatch` entry's).
+    #[serde(default)]
+    pub timeline: Vec<TimelineEntry>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

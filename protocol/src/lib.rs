@@ -18,7 +18,7 @@ pub mod names;
 pub mod operation;
 pub mod text;
 
-pub use case::{CaseAction, CaseState};
+pub use case::{CaseAction, CaseState, DeadlineLight, PhotoRole};
 pub use geo::GeoPoint;
 pub use grid::{GridTier, GridView, ManagementLevel};
 pub use names::{IntoEnumIterator, Named};

@@ -140,7 +140,8 @@ impl TransitionIncident {
 }
 
 /// A workflow step taken by a person through the API (not the outbox):
-/// register, reject, merge, dispatch, start, handle, close, reopen.
+/// register, reject, merge, dispatch, sign, start, handle, hand back,
+/// close (with a rating), reopen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TransitionRequest {
     /// A [`crate::CaseAction`] name.
@@ -155,9 +156,29 @@ pub struct TransitionRequest {
     pub deadline_ms: Option<i64>,
     #[serde(default)]
     pub merge_into: Option<Uuid>,
-    /// After-photos with a `handle` (处置反馈); their bytes follow as blobs.
+    /// Stars of a `close` (评价), see [`crate::case::RATING_STARS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<u8>,
+    /// After-photos with a `handle` (处置反馈), on-site photos with a
+    /// `close` or `reopen` (核查); their bytes follow as blobs.
     #[serde(default)]
     pub photos: Vec<PhotoRef>,
+}
+
+impl TransitionRequest {
+    /// A step with nothing but its action; set what it carries.
+    pub fn new(action: crate::CaseAction) -> TransitionRequest {
+        TransitionRequest {
+            action: action.as_str().to_owned(),
+            note: None,
+            assignee: None,
+            department: None,
+            deadline_ms: None,
+            merge_into: None,
+            rating: None,
+            photos: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,14 +3,14 @@
 
 use gridwork_protocol::api::{IncidentView, PhotoView, Role, TimelineEntry, TransitionRequest};
 use gridwork_protocol::limits::{ADDRESS_MAX_CHARS, DEPARTMENT_MAX_CHARS, DESCRIPTION_MAX_CHARS, MAX_PHOTOS_PER_STEP, PHOTO_MAX_BYTES, PHOTO_MIME_TYPES};
-use gridwork_protocol::{CaseAction, CaseState, GeoPoint, Named, PhotoRef, SubmitIncident};
+use gridwork_protocol::case::{self, Relation};
+use gridwork_protocol::{CaseAction, CaseState, GeoPoint, Named, PhotoRef, PhotoRole, SubmitIncident};
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::db::{Dialect, Row, Tx};
 use crate::error::{Result, ServerError};
 use crate::scope::{CaseScope, can_see, case_audience};
-use crate::workflow::{self, Relation};
 use crate::{changes, params, reference, text};
 
 /// Why an operation was refused: stable code, human message. Returned as a
@@ -50,6 +50,7 @@ struct CaseRow {
     department: Option<String>,
     deadline_ms: Option<i64>,
     merged_into: Option<String>,
+    rating: Option<u8>,
     version: i64,
     reported_at_ms: i64,
     updated_at_ms: i64,
@@ -67,7 +68,7 @@ impl CaseRow {
 }
 
 const CASE_COLUMNS: &str = "id, state, category_code, description, address, lat, lon, accuracy_m, grid_code, reporter_id,
-    reporter_role, assignee_id, department, deadline_ms, merged_into, version, reported_at_ms, updated_at_ms";
+    reporter_role, assignee_id, department, deadline_ms, merged_into, version, reported_at_ms, updated_at_ms, rating";
 
 fn read_case(r: &Row) -> Result<CaseRow> {
     Ok(CaseRow {
@@ -87,6 +88,7 @@ fn read_case(r: &Row) -> Result<CaseRow> {
         version: r.int(15),
         reported_at_ms: r.int(16),
         updated_at_ms: r.int(17),
+        rating: r.opt_int(18).and_then(|stars| u8::try_from(stars).ok()),
     })
 }
 
@@ -138,11 +140,13 @@ fn view(tx: &mut dyn Tx, case: &CaseRow) -> Result<IncidentView> {
         department: case.department.clone(),
         deadline_ms: case.deadline_ms,
         merged_into: case.merged_into.as_deref().and_then(|m| Uuid::parse_str(m).ok()),
+        rating: case.rating,
         missing_evidence: photos.iter().any(|p| !p.arrived),
         photos,
         version: case.version,
         reported_at_ms: case.reported_at_ms,
         updated_at_ms: case.updated_at_ms,
+        timeline: timeline_of(tx, &case.id)?,
     })
 }
 
@@ -152,6 +156,16 @@ pub fn load_view_for(tx: &mut dyn Tx, caller: &Caller, id: &str) -> Result<Optio
     match load(tx, id, false)? {
         Some(case) if can_see(caller, &case.scope()) => Ok(Some(view(tx, &case)?)),
         _ => Ok(None),
+    }
+}
+
+/// The case right after the caller's own step on it. A step may take the
+/// case out of the caller's scope (a hand-back leaves the handler's tasks);
+/// the caller still gets the state their step produced, once.
+pub fn view_after_step(tx: &mut dyn Tx, id: &str) -> Result<IncidentView> {
+    match load(tx, id, false)? {
+        Some(case) => view(tx, &case),
+        None => Err(ServerError::not_found("incident")),
     }
 }
 
@@ -178,9 +192,13 @@ pub fn list_for(tx: &mut dyn Tx, caller: &Caller, state: Option<&str>, grid: Opt
 }
 
 pub fn timeline(tx: &mut dyn Tx, caller: &Caller, id: &str) -> Result<Vec<TimelineEntry>> {
-    if load_view_for(tx, caller, id)?.is_none() {
-        return Err(ServerError::not_found("incident"));
+    match load_view_for(tx, caller, id)? {
+        Some(view) => Ok(view.timeline),
+        None => Err(ServerError::not_found("incident")),
     }
+}
+
+fn timeline_of(tx: &mut dyn Tx, id: &str) -> Result<Vec<TimelineEntry>> {
     let state = |text: String| CaseState::parse(&text).ok_or_else(|| ServerError::internal("unknown case state"));
     tx.query("SELECT seq, action, actor, from_state, to_state, note, at_ms FROM timeline WHERE incident_id = $1 ORDER BY seq", params![id])?
         .iter()
@@ -229,13 +247,24 @@ fn validate_photos(tx: &mut dyn Tx, incident_id: &str, photos: &[PhotoRef]) -> s
     Ok(())
 }
 
-fn insert_photos(tx: &mut dyn Tx, incident_id: &str, photos: &[PhotoRef], role: &str) -> Result<()> {
+/// Record the photos a step announces, with who announced them: only they
+/// (or the command center) may upload the bytes.
+fn insert_photos(tx: &mut dyn Tx, incident_id: &str, photos: &[PhotoRef], role: PhotoRole, added_by: &Caller) -> Result<()> {
     let start = tx.query_one("SELECT COALESCE(MAX(position), -1) + 1 FROM incident_photos WHERE incident_id = $1", params![incident_id])?.int(0);
     for (i, photo) in photos.iter().enumerate() {
         tx.execute(
-            "INSERT INTO incident_photos (photo_id, incident_id, sha256, byte_size, mime_type, role, position)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (photo_id) DO NOTHING",
-            params![photo.photo_id.to_string(), incident_id, photo.sha256.clone(), photo.byte_size as i64, photo.mime_type.clone(), role, start + i as i64],
+            "INSERT INTO incident_photos (photo_id, incident_id, sha256, byte_size, mime_type, role, position, added_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (photo_id) DO NOTHING",
+            params![
+                photo.photo_id.to_string(),
+                incident_id,
+                photo.sha256.clone(),
+                photo.byte_size as i64,
+                photo.mime_type.clone(),
+                role.as_str(),
+                start + i as i64,
+                added_by.user_id.to_string()
+            ],
         )?;
     }
     Ok(())
@@ -290,7 +319,7 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
             _ => None,
         },
     };
-    let state = workflow::initial_state(caller.role);
+    let state = case::initial_state(caller.role);
     let case = CaseRow {
         id: id.clone(),
         state,
@@ -305,12 +334,13 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
         department: None,
         deadline_ms: None,
         merged_into: None,
+        rating: None,
         version: 1,
         reported_at_ms: now_ms,
         updated_at_ms: now_ms,
     };
     tx.execute(
-        &format!("INSERT INTO incidents ({CASE_COLUMNS}, captured_device_ms, captured_corrected_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"),
+        &format!("INSERT INTO incidents ({CASE_COLUMNS}, captured_device_ms, captured_corrected_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"),
         params![
             case.id.clone(),
             state.as_str(),
@@ -330,11 +360,12 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
             1i64,
             now_ms,
             now_ms,
+            None::<i64>,
             report.captured_at.device_ms,
             report.captured_at.corrected_ms,
         ],
     )?;
-    insert_photos(tx, &id, &report.photos, "evidence")?;
+    insert_photos(tx, &id, &report.photos, PhotoRole::Evidence, caller)?;
     append_timeline(tx, &id, "report", &caller.username, None, state, None, now_ms)?;
     record_case_change(tx, None, &case, now_ms)?;
     Ok(Ok(1))
@@ -358,32 +389,29 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
         in_grid: caller.in_grid(case.grid_code.as_deref()),
         is_assignee: case.assignee_id.as_deref() == Some(caller.user_id.to_string().as_str()),
     };
-    let target = match workflow::next_state(case.state, action, relation) {
+    let target = match case::next_state(case.state, action, relation) {
         Ok(target) => target,
-        Err(refusal) => {
-            let message = match refusal {
-                workflow::Refusal::InvalidTransition => format!("cannot {} a case that is {}", action.as_str(), case.state.as_str()),
-                workflow::Refusal::Forbidden => format!("your role may not {} this case", action.as_str()),
-            };
-            return Ok(Err(Rejection::new(refusal.code(), message)));
-        }
+        Err(refusal) => return Ok(Err(Rejection::new(refusal.code(), refusal.message(action, case.state)))),
     };
     let note = match request.note.as_deref().map(|n| text::clean("note", n, DESCRIPTION_MAX_CHARS)).transpose() {
         Ok(n) => n.filter(|n| !n.is_empty()),
         Err(e) => return Ok(Err(e.into())),
     };
-    if matches!(action, CaseAction::Reject | CaseAction::Handle) && note.is_none() {
-        return Ok(Err(Rejection::new("note_required", format!("{} needs a note", action.as_str()))));
+    if let Err((code, message)) = action.check_extras(note.is_some(), request.rating, request.photos.len()) {
+        return Ok(Err(Rejection::new(code, message)));
     }
-    if !request.photos.is_empty() && action != CaseAction::Handle {
-        return Ok(Err(Rejection::new("invalid_payload", "only handle carries photos")));
+    if let Some(role) = action.rule().photos.filter(|_| !request.photos.is_empty()) {
+        if let Err(rejection) = validate_photos(tx, id, &request.photos) {
+            return Ok(Err(rejection));
+        }
+        insert_photos(tx, id, &request.photos, role, caller)?;
     }
     match action {
         CaseAction::Dispatch => {
             let assignee = match &request.assignee {
                 Some(name) => match tx.query_opt("SELECT id, role FROM users WHERE username = $1 AND disabled = 0", params![name.clone()])? {
-                    Some(r) if matches!(Role::parse(&r.text(1)), Some(Role::GridWorker | Role::Supervisor)) => Some(r.text(0)),
-                    _ => return Ok(Err(Rejection::new("unknown_assignee", "no grid worker or supervisor with that user name"))),
+                    Some(r) if matches!(Role::parse(&r.text(1)), Some(Role::GridWorker | Role::Supervisor | Role::Department)) => Some(r.text(0)),
+                    _ => return Ok(Err(Rejection::new("unknown_assignee", "no grid worker, supervisor or department with that user name"))),
                 },
                 None => None,
             };
@@ -411,12 +439,13 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
                 _ => return Ok(Err(Rejection::new("invalid_merge_target", "merge target must be another, unmerged case"))),
             }
         }
-        CaseAction::Handle => {
-            if let Err(rejection) = validate_photos(tx, id, &request.photos) {
-                return Ok(Err(rejection));
-            }
-            insert_photos(tx, id, &request.photos, "after")?;
+        // 退回: back to the command center, which dispatches it again.
+        CaseAction::HandBack => {
+            case.assignee_id = None;
+            case.department = None;
+            case.deadline_ms = None;
         }
+        CaseAction::Close => case.rating = request.rating,
         _ => {}
     }
     let from = case.state;
@@ -424,8 +453,19 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
     case.version += 1;
     case.updated_at_ms = now_ms;
     tx.execute(
-        "UPDATE incidents SET state = $2, assignee_id = $3, department = $4, deadline_ms = $5, merged_into = $6, version = $7, updated_at_ms = $8 WHERE id = $1",
-        params![case.id.clone(), target.as_str(), case.assignee_id.clone(), case.department.clone(), case.deadline_ms, case.merged_into.clone(), case.version, now_ms],
+        "UPDATE incidents SET state = $2, assignee_id = $3, department = $4, deadline_ms = $5, merged_into = $6, version = $7, updated_at_ms = $8,
+             rating = $9 WHERE id = $1",
+        params![
+            case.id.clone(),
+            target.as_str(),
+            case.assignee_id.clone(),
+            case.department.clone(),
+            case.deadline_ms,
+            case.merged_into.clone(),
+            case.version,
+            now_ms,
+            case.rating.map(i64::from)
+        ],
     )?;
     append_timeline(tx, id, action.as_str(), &caller.username, Some(from), target, note.as_deref(), now_ms)?;
     record_case_change(tx, Some(&before), &case, now_ms)?;
@@ -457,19 +497,24 @@ fn cases_with_photo(tx: &mut dyn Tx, sha256: &str) -> Result<Vec<String>> {
     Ok(tx.query("SELECT DISTINCT incident_id FROM incident_photos WHERE sha256 = $1", params![sha256])?.iter().map(|r| r.text(0)).collect())
 }
 
-/// Whether the caller reported a case announcing this photo (or is the
-/// command center): who may upload and download it.
+/// Whether the caller may upload (they announced this photo in a step, or
+/// are the command center) or download (they may see a case announcing it)
+/// these bytes.
 pub fn may_access_blob(tx: &mut dyn Tx, caller: &Caller, sha256: &str, upload: bool) -> Result<bool> {
     // A preview is accessible exactly as its original is.
     let original = tx.query_opt("SELECT original_sha256 FROM blob_previews WHERE preview_sha256 = $1", params![sha256])?.map(|r| r.text(0));
     let sha256 = original.as_deref().unwrap_or(sha256);
-    for id in cases_with_photo(tx, sha256)? {
-        let Some(case) = load(tx, &id, false)? else { continue };
+    let me = caller.user_id.to_string();
+    let command_center = matches!(caller.role, Role::Dispatcher | Role::Admin);
+    let announced = tx.query("SELECT incident_id, added_by FROM incident_photos WHERE sha256 = $1", params![sha256])?;
+    for row in announced {
+        let Some(case) = load(tx, &row.text(0), false)? else { continue };
         let allowed = if upload {
-            // Uploads come from the reporter (evidence) or the assignee (after-photos).
-            case.reporter_id == caller.user_id.to_string()
-                || case.assignee_id.as_deref() == Some(caller.user_id.to_string().as_str())
-                || matches!(caller.role, Role::Dispatcher | Role::Admin)
+            match row.opt_text(1) {
+                Some(added_by) => added_by == me || command_center,
+                // Announced before schema 3 recorded who: the reporter or the assignee.
+                None => case.reporter_id == me || case.assignee_id.as_deref() == Some(me.as_str()) || command_center,
+            }
         } else {
             can_see(caller, &case.scope())
         };

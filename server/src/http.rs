@@ -427,7 +427,7 @@ async fn transition(State(app): State<App>, headers: HeaderMap, Segment(id): Seg
     let id = parse_id(&id)?;
     as_caller(&app, &headers, move |app, caller| {
         app.db.write(|tx| match cases::transition(tx, &caller, &id, &body, now_ms())? {
-            Ok(_) => cases::load_view_for(tx, &caller, &id)?.ok_or_else(|| ServerError::not_found("incident")),
+            Ok(_) => cases::view_after_step(tx, &id),
             Err(rejection) => Err(rejection_error(rejection)),
         })
     })

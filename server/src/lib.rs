@@ -19,7 +19,6 @@ pub mod renditions;
 pub mod scope;
 pub mod text;
 pub mod throttle;
-pub mod workflow;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

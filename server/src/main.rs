@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gridwork_protocol::Named;
+use gridwork_protocol::{CaseAction, Named};
 use gridwork_protocol::api::{Role, TransitionRequest};
 use gridwork_server::auth::TokenPolicy;
 use gridwork_server::db::Database;
@@ -86,8 +86,14 @@ enum Command {
         #[arg(long)]
         note: Option<String>,
     },
-    /// 核查结案: close a handled case.
-    Close { id: String, #[arg(long)] note: Option<String> },
+    /// 核查结案: close a handled case, with a satisfaction rating (1-5 stars).
+    Close {
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=5))]
+        rating: Option<u8>,
+    },
     /// 返工: reopen a handled or closed case for rework.
     Reopen { id: String, #[arg(long)] note: Option<String> },
 }
@@ -164,16 +170,8 @@ fn step(db: &Database, id: &str, request: TransitionRequest) -> Result<(), Serve
     Ok(())
 }
 
-fn transition(action: &str, note: Option<String>) -> TransitionRequest {
-    TransitionRequest {
-        action: action.to_owned(),
-        note,
-        assignee: None,
-        department: None,
-        deadline_ms: None,
-        merge_into: None,
-        photos: Vec::new(),
-    }
+fn transition(action: CaseAction, note: Option<String>) -> TransitionRequest {
+    TransitionRequest { note, ..TransitionRequest::new(action) }
 }
 
 fn run(cli: Cli) -> Result<(), ServerError> {
@@ -183,7 +181,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             println!("initialized");
         }
         Command::User { command: UserCommand::Add { username, password, role, grids } } => {
-            let role = Role::parse(&role).ok_or_else(|| ServerError::bad_request("invalid_role", "role must be grid_worker, volunteer, supervisor, dispatcher or admin"))?;
+            let role = Role::parse(&role).ok_or_else(|| ServerError::bad_request("invalid_role", "role must be grid_worker, volunteer, supervisor, dispatcher, admin or department"))?;
             admin::validate_password(&password)?;
             let hash = auth::hash_password(&password)?;
             let user = db.write(|tx| admin::add_user(tx, &username, &hash, role, &grids, now_ms()))?;
@@ -250,17 +248,17 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                 }
             }
         }
-        Command::Register { id, note } => step(&db, &id, transition("register", note))?,
-        Command::Reject { id, note } => step(&db, &id, transition("reject", Some(note)))?,
+        Command::Register { id, note } => step(&db, &id, transition(CaseAction::Register, note))?,
+        Command::Reject { id, note } => step(&db, &id, transition(CaseAction::Reject, Some(note)))?,
         Command::Dispatch { id, assignee, department, deadline_ms, note } => {
-            let mut request = transition("dispatch", note);
+            let mut request = transition(CaseAction::Dispatch, note);
             request.assignee = assignee;
             request.department = department;
             request.deadline_ms = deadline_ms;
             step(&db, &id, request)?
         }
-        Command::Close { id, note } => step(&db, &id, transition("close", note))?,
-        Command::Reopen { id, note } => step(&db, &id, transition("reopen", note))?,
+        Command::Close { id, note, rating } => step(&db, &id, TransitionRequest { rating, ..transition(CaseAction::Close, note) })?,
+        Command::Reopen { id, note } => step(&db, &id, transition(CaseAction::Reopen, note))?,
     }
     Ok(())
 }

@@ -8,10 +8,12 @@
 //! | grid worker | `tasks:<grid>` for each of their grids            |
 //! | supervisor  | `grid:<grid>` for each of their grids             |
 //! | dispatcher, admin | `all`                                       |
+//! | department  | only `user:` (the cases dispatched to it)          |
 //!
 //! A case is seen by its reporter (`user:`), its assignee (`user:`), the
 //! supervisors of its grid (`grid:`), the workers of its grid once it is a
-//! task (`tasks:`), and the command center (`all`).
+//! task and after it closes (`tasks:`: they verify it and count it), and the
+//! command center (`all`).
 
 use gridwork_protocol::api::Role;
 
@@ -26,7 +28,7 @@ pub fn caller_keys(caller: &Caller) -> Vec<String> {
         Role::GridWorker => keys.extend(caller.grids.iter().map(|g| format!("tasks:{g}"))),
         Role::Supervisor => keys.extend(caller.grids.iter().map(|g| format!("grid:{g}"))),
         Role::Dispatcher | Role::Admin => keys.push("all".to_owned()),
-        Role::Volunteer => {}
+        Role::Volunteer | Role::Department => {}
     }
     keys
 }
@@ -47,7 +49,7 @@ pub fn case_audience(case: &CaseScope) -> Vec<String> {
     }
     if let Some(grid) = &case.grid_code {
         keys.push(format!("grid:{grid}"));
-        if case.state.is_task() {
+        if case.state.is_task() || case.state == CaseState::Closed {
             keys.push(format!("tasks:{grid}"));
         }
     }

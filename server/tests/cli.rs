@@ -202,7 +202,7 @@ fn the_admin_command_line_runs_a_case_end_to_end() {
         let fixer = admin.json(&["user", "add", "--username", "wang", "--password", FIXER_PASSWORD, "--role", "grid_worker", "--grid", "G-001", "--grid", "G-002"]);
         assert_eq!(fixer["grids"], json!(["G-001", "G-002"]), "{name}");
         let stderr = admin.fails(&["user", "add", "--username", "li", "--password", "long-enough-1", "--role", "mayor"], "invalid_role");
-        assert!(stderr.contains("grid_worker, volunteer, supervisor, dispatcher or admin"), "{name}: the message lists the roles: {stderr}");
+        assert!(stderr.contains("grid_worker, volunteer, supervisor, dispatcher, admin or department"), "{name}: the message lists the roles: {stderr}");
         admin.fails(&["user", "add", "--username", "li", "--password", "short", "--role", "volunteer"], "weak_password");
         admin.fails(&["user", "add", "--username", "zhang", "--password", "long-enough-1", "--role", "volunteer"], "user_exists");
         let missing_flag = admin.run(&["user", "add", "--username", "li"]);

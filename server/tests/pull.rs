@@ -285,27 +285,27 @@ fn scope_decides_who_sees_a_case_and_leaving_it_is_a_removal() {
         assert_eq!(got[0]["op"], "upsert", "{name}");
         assert_eq!(got[0]["data"]["assignee"], "worker2", "{name}");
 
-        // Closed by worker2's hand: no longer a task of G-001 nor worker1's,
-        // so worker1 gets a removal; the others keep it.
+        // Closed by worker2's hand: worker1's grid keeps it (a grid's workers
+        // verify its cases and count the closed ones), as do the others.
         step(&worker2, case, json!({"action": "handle", "note": "已处理"}), name);
-        step(&dispatcher, case, json!({"action": "close"}), name);
-        let got = w1.sync(&worker1, name);
-        assert_eq!(got.len(), 1, "{name}: {got:?}");
-        assert_eq!(got[0]["op"], "remove", "{name}: the case left worker1's scope");
-        assert_eq!(got[0]["entity_id"], key.as_str(), "{name}");
-        assert!(!w1.cases.contains_key(&key), "{name}");
-        assert_eq!(worker1.get(&format!("/v1/incidents/{case}")).status(), 404, "{name}: out of scope reads as absent");
-        for (view, device, who) in [(&mut v, &volunteer, "reporter"), (&mut w2, &worker2, "assignee"), (&mut s, &supervisor, "supervisor"), (&mut d, &dispatcher, "center")] {
+        step(&dispatcher, case, json!({"action": "close", "rating": 4}), name);
+        for (view, device, who) in
+            [(&mut v, &volunteer, "reporter"), (&mut w1, &worker1, "grid worker"), (&mut w2, &worker2, "assignee"), (&mut s, &supervisor, "supervisor"), (&mut d, &dispatcher, "center")]
+        {
             let got = view.sync(device, name);
             assert_eq!(got.len(), 1, "{name}: {who}");
             assert_eq!(got[0]["op"], "upsert", "{name}: {who}");
             assert_eq!(got[0]["data"]["state"], "closed", "{name}: {who}");
             assert_eq!(got[0]["data"]["assignee"], "worker2", "{name}: {who}");
         }
-        // A fresh device of worker1 learns only that it is gone.
+        // A fresh device of worker1 gets it closed, with its rating and whole timeline.
         let (fresh, _) = pull_pages(&server.device("worker1"), 0, 50, name);
         let about: Vec<&Value> = fresh.iter().filter(|c| c["entity_id"] == key.as_str()).collect();
-        assert!(about.iter().all(|c| c["op"] == "remove"), "{name}: {about:?}");
+        let last = about.last().expect("worker1 sees the closed case");
+        assert_eq!(last["data"]["state"], "closed", "{name}: {about:?}");
+        assert_eq!(last["data"]["rating"], 4, "{name}");
+        let actions: Vec<&str> = last["data"]["timeline"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        assert_eq!(actions, ["report", "register", "dispatch", "start", "handle", "close", "reopen", "dispatch", "handle", "close"], "{name}");
 
         // A duplicate merged into the first case stays visible to its reporter.
         let (duplicate, op) = report("0101", Some("G-001"), &[]);
@@ -320,7 +320,7 @@ fn scope_decides_who_sees_a_case_and_leaving_it_is_a_removal() {
         assert!(w2.sync(&worker2, name).is_empty(), "{name}");
 
         // Dispatched to a department: a task for every worker of the grid,
-        // removed from their view once closed.
+        // removed from their view once handed back (no longer a task).
         let (task, op) = report("0602", Some("G-001"), &[]);
         supervisor.push_ok(&[op]);
         step(&dispatcher, task, json!({"action": "register"}), name);
@@ -329,12 +329,11 @@ fn scope_decides_who_sees_a_case_and_leaving_it_is_a_removal() {
         let got = w1.sync(&worker1, name);
         assert_eq!(got.len(), 1, "{name}");
         assert_eq!(got[0]["data"]["department"], "市政养护", "{name}");
-        step(&dispatcher, task, json!({"action": "handle", "note": "养护队已处理"}), name);
-        assert_eq!(w1.sync(&worker1, name)[0]["data"]["state"], "handled", "{name}");
-        step(&supervisor, task, json!({"action": "close"}), name);
+        step(&dispatcher, task, json!({"action": "hand_back", "note": "不属本部门职责"}), name);
         let got = w1.sync(&worker1, name);
         assert_eq!(got.len(), 1, "{name}");
-        assert_eq!(got[0]["op"], "remove", "{name}: closed is no longer a task");
+        assert_eq!(got[0]["op"], "remove", "{name}: handed back is no longer a task");
+        assert_eq!(worker1.get(&format!("/v1/incidents/{task}")).status(), 404, "{name}: out of scope reads as absent");
         assert!(w2.sync(&worker2, name).is_empty(), "{name}: worker2 never saw it");
         assert_eq!(s.sync(&supervisor, name).len(), 1, "{name}: the supervisor keeps it");
 
@@ -345,7 +344,7 @@ fn scope_decides_who_sees_a_case_and_leaving_it_is_a_removal() {
             view.sync(device, name);
             assert_views_match(view, device, &format!("{name}/{who}"));
         }
-        assert!(w1.cases.is_empty(), "{name}: worker1 keeps nothing");
+        assert_eq!(w1.cases.len(), 1, "{name}: worker1 keeps the closed case of its grid");
         assert_eq!(w2.cases.len(), 1, "{name}: worker2 keeps the case it handled");
     }
 }

@@ -1,7 +1,7 @@
 //! The role-and-scope table over real HTTP: for every endpoint, every role,
 //! in scope and out of scope, the status and code the server must answer.
 //!
-//! The rules (DESIGN.md, server/src/scope.rs, server/src/workflow.rs):
+//! The rules (DESIGN.md, server/src/scope.rs, protocol/src/case.rs):
 //! - reporters see their own reports; supervisors see every case in their
 //!   grids (volunteers' pending_review reports too); grid workers see their
 //!   grids' cases once dispatched (tasks) and cases dispatched to them;
@@ -10,10 +10,12 @@
 //!   (404 `not_found`), on every read and every write;
 //! - register/reject/merge: dispatcher, admin or the supervisor of the
 //!   case's grid; dispatch: dispatcher and admin only; start/handle: the
-//!   assignee (or dispatcher/admin); close/reopen: dispatcher, admin or the
-//!   grid's supervisor. A refused step is 403 `forbidden` over HTTP and a
+//!   assignee (or dispatcher/admin), as are sign and hand_back;
+//!   close/reopen (核查): dispatcher, admin, the grid's supervisor, or a
+//!   worker of the grid who did not handle the case. A refused step is 403 `forbidden` over HTTP and a
 //!   `rejected` result with code `forbidden` over push;
-//! - photos are uploaded by the case's reporter or assignee (or the command
+//! - departments see only the cases dispatched to them;
+//! - photos are uploaded by whoever announced them in a step (or the command
 //!   center) and downloaded by whoever sees the case;
 //! - the admin API is the admin's alone.
 //!
@@ -49,12 +51,14 @@ enum Actor {
     Supervisor2,
     Dispatcher,
     Admin,
+    /// A department (职能部门, added to the standard cast).
+    Department1,
 }
 
 use Actor::*;
 
 /// The column order of every table.
-const ACTORS: [Actor; 7] = [Worker1, Worker2, Volunteer1, Supervisor1, Supervisor2, Dispatcher, Admin];
+const ACTORS: [Actor; 8] = [Worker1, Worker2, Volunteer1, Supervisor1, Supervisor2, Dispatcher, Admin, Department1];
 
 impl Actor {
     fn username(self) -> &'static str {
@@ -66,6 +70,7 @@ impl Actor {
             Supervisor2 => "supervisor2",
             Dispatcher => "dispatcher",
             Admin => "admin",
+            Department1 => "department1",
         }
     }
     fn role(self) -> Role {
@@ -75,6 +80,7 @@ impl Actor {
             Supervisor1 | Supervisor2 => Role::Supervisor,
             Dispatcher => Role::Dispatcher,
             Admin => Role::Admin,
+            Department1 => Role::Department,
         }
     }
 }
@@ -122,6 +128,15 @@ enum Case {
     /// A hotline case dispatched to worker1, handled with an after-photo
     /// whose upload worker1 started (no bytes yet).
     AfterPhotoAnnounced,
+    /// A hotline case in G-001 dispatched to department1.
+    DispatchedToDepartment1,
+    /// As above, signed for by department1 (签收).
+    SignedByDepartment1,
+    /// As above, handled by department1.
+    HandledByDepartment1,
+    /// Handled by department1, verified and closed by worker1 with an
+    /// on-site photo whose upload worker1 started (no bytes yet).
+    VerificationPhotoAnnounced,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +149,8 @@ enum Step {
     Handle,
     Close,
     Reopen,
+    Sign,
+    HandBack,
 }
 
 impl Step {
@@ -147,6 +164,8 @@ impl Step {
             Step::Handle => "handle",
             Step::Close => "close",
             Step::Reopen => "reopen",
+            Step::Sign => "sign",
+            Step::HandBack => "hand_back",
         }
     }
     fn target_state(self) -> &'static str {
@@ -159,6 +178,8 @@ impl Step {
             Step::Handle => "handled",
             Step::Close => "closed",
             Step::Reopen => "reopened",
+            Step::Sign => "signed",
+            Step::HandBack => "registered",
         }
     }
 }
@@ -231,21 +252,24 @@ struct Row {
 /// Who sees which case. Each line becomes rows for GET /v1/incidents/{id},
 /// its timeline, GET /v1/incidents and /v1/pull.
 #[rustfmt::skip]
-const VISIBILITY: &[(Case, [Expect; 7])] = &[
-    //                               worker1 worker2 volunteer1 supervisor1 supervisor2 dispatcher admin
-    (Case::Reported,                 [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK]),
-    (Case::Pending,                  [HIDE,  HIDE,   OK,        OK,         HIDE,       OK,        OK]),
-    (Case::Rejected,                 [HIDE,  HIDE,   OK,        OK,         HIDE,       OK,        OK]),
-    (Case::Registered,               [HIDE,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK]),
-    (Case::DispatchedToWorker1,      [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK]),
-    (Case::DispatchedToWorker2,      [OK,    OK,     HIDE,      OK,         HIDE,       OK,        OK]),
-    (Case::DispatchedToDepartment,   [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK]),
-    (Case::InProgress,               [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK]),
-    (Case::Handled,                  [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK]),
-    (Case::Closed,                   [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK]),
-    (Case::Reopened,                 [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK]),
-    (Case::ReportedInG002,           [HIDE,  OK,     HIDE,      HIDE,       OK,         OK,        OK]),
-    (Case::ReportedNoGrid,           [OK,    HIDE,   HIDE,      HIDE,       HIDE,       OK,        OK]),
+const VISIBILITY: &[(Case, [Expect; 8])] = &[
+    //                               worker1 worker2 volunteer1 supervisor1 supervisor2 dispatcher admin department1
+    (Case::Reported,                 [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Case::Pending,                  [HIDE,  HIDE,   OK,        OK,         HIDE,       OK,        OK, HIDE]),
+    (Case::Rejected,                 [HIDE,  HIDE,   OK,        OK,         HIDE,       OK,        OK, HIDE]),
+    (Case::Registered,               [HIDE,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Case::DispatchedToWorker1,      [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Case::DispatchedToWorker2,      [OK,    OK,     HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Case::DispatchedToDepartment,   [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Case::InProgress,               [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Case::Handled,                  [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Case::Closed,                   [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Case::Reopened,                 [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Case::ReportedInG002,           [HIDE,  OK,     HIDE,      HIDE,       OK,         OK,        OK, HIDE]),
+    (Case::ReportedNoGrid,           [OK,    HIDE,   HIDE,      HIDE,       HIDE,       OK,        OK, HIDE]),
+    // A department sees what is dispatched to it; the grid's workers see it as a task.
+    (Case::DispatchedToDepartment1,  [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, OK]),
+    (Case::HandledByDepartment1,     [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, OK]),
 ];
 
 const READ_ENDPOINTS: [Endpoint; 4] = [Endpoint::Get, Endpoint::Timeline, Endpoint::List, Endpoint::Pull];
@@ -253,58 +277,68 @@ const READ_ENDPOINTS: [Endpoint; 4] = [Endpoint::Get, Endpoint::Timeline, Endpoi
 /// Who may take which step. Each line becomes a row over HTTP
 /// (POST /v1/incidents/{id}/transitions) and one over push.
 #[rustfmt::skip]
-const WORKFLOW: &[(Step, Case, [Expect; 7])] = &[
-    //                                              worker1 worker2 volunteer1 supervisor1 supervisor2 dispatcher admin
-    (Step::Register, Case::Reported,               [DENY,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK]),
-    (Step::Register, Case::Pending,                [HIDE,  HIDE,   DENY,      OK,         HIDE,       OK,        OK]),
-    (Step::Register, Case::ReportedInG002,         [HIDE,  DENY,   HIDE,      HIDE,       OK,         OK,        OK]),
-    (Step::Register, Case::ReportedNoGrid,         [DENY,  HIDE,   HIDE,      HIDE,       HIDE,       OK,        OK]),
-    (Step::Reject,   Case::Reported,               [DENY,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK]),
-    (Step::Reject,   Case::Pending,                [HIDE,  HIDE,   DENY,      OK,         HIDE,       OK,        OK]),
-    (Step::Merge,    Case::Pending,                [HIDE,  HIDE,   DENY,      OK,         HIDE,       OK,        OK]),
-    (Step::Merge,    Case::Registered,             [HIDE,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK]),
-    (Step::Dispatch, Case::Registered,             [HIDE,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK]),
-    (Step::Dispatch, Case::Reopened,               [DENY,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK]),
-    (Step::Start,    Case::DispatchedToWorker1,    [OK,    HIDE,   HIDE,      DENY,       HIDE,       OK,        OK]),
-    (Step::Start,    Case::DispatchedToWorker2,    [DENY,  OK,     HIDE,      DENY,       HIDE,       OK,        OK]),
-    (Step::Start,    Case::DispatchedToDepartment, [DENY,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK]),
-    (Step::Handle,   Case::DispatchedToWorker1,    [OK,    HIDE,   HIDE,      DENY,       HIDE,       OK,        OK]),
-    (Step::Handle,   Case::InProgress,             [OK,    HIDE,   HIDE,      DENY,       HIDE,       OK,        OK]),
-    (Step::Close,    Case::Handled,                [DENY,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK]),
-    (Step::Reopen,   Case::Handled,                [DENY,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK]),
-    (Step::Reopen,   Case::Closed,                 [DENY,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK]),
+const WORKFLOW: &[(Step, Case, [Expect; 8])] = &[
+    //                                              worker1 worker2 volunteer1 supervisor1 supervisor2 dispatcher admin department1
+    (Step::Register, Case::Reported,               [DENY,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Register, Case::Pending,                [HIDE,  HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Register, Case::ReportedInG002,         [HIDE,  DENY,   HIDE,      HIDE,       OK,         OK,        OK, HIDE]),
+    (Step::Register, Case::ReportedNoGrid,         [DENY,  HIDE,   HIDE,      HIDE,       HIDE,       OK,        OK, HIDE]),
+    (Step::Reject,   Case::Reported,               [DENY,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Reject,   Case::Pending,                [HIDE,  HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Merge,    Case::Pending,                [HIDE,  HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Merge,    Case::Registered,             [HIDE,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Dispatch, Case::Registered,             [HIDE,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
+    (Step::Dispatch, Case::Reopened,               [DENY,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
+    (Step::Start,    Case::DispatchedToWorker1,    [OK,    HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
+    (Step::Start,    Case::DispatchedToWorker2,    [DENY,  OK,     HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
+    (Step::Start,    Case::DispatchedToDepartment, [DENY,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
+    (Step::Handle,   Case::DispatchedToWorker1,    [OK,    HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
+    (Step::Handle,   Case::InProgress,             [OK,    HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
+    (Step::Close,    Case::Handled,                [DENY,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Reopen,   Case::Handled,                [DENY,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Reopen,   Case::Closed,                 [DENY,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Sign,     Case::DispatchedToWorker1,    [OK,    HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
+    (Step::Sign,     Case::DispatchedToDepartment1,[DENY,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, OK]),
+    (Step::Start,    Case::SignedByDepartment1,    [DENY,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, OK]),
+    (Step::HandBack, Case::SignedByDepartment1,    [DENY,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, OK]),
+    (Step::HandBack, Case::InProgress,             [OK,    HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
+    // 核查: a worker of the grid who did not handle it, never the handler.
+    (Step::Close,    Case::HandledByDepartment1,   [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, DENY]),
+    (Step::Reopen,   Case::HandledByDepartment1,   [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, DENY]),
 ];
 
 /// Photos: upload (announce, chunks) by reporter, assignee or command
 /// center; status and download by whoever sees the case.
 #[rustfmt::skip]
-const BLOBS: &[(Endpoint, Case, [Expect; 7])] = &[
-    //                                                   worker1     worker2      volunteer1   supervisor1  supervisor2  dispatcher  admin
-    (Endpoint::BlobCreate,   Case::PhotoAnnounced,      [OK,         UNANNOUNCED, UNANNOUNCED, UNANNOUNCED, UNANNOUNCED, OK,         OK]),
+const BLOBS: &[(Endpoint, Case, [Expect; 8])] = &[
+    //                                                   worker1     worker2      volunteer1   supervisor1  supervisor2  dispatcher  admin department1
+    (Endpoint::BlobCreate,   Case::PhotoAnnounced,      [OK,         UNANNOUNCED, UNANNOUNCED, UNANNOUNCED, UNANNOUNCED, OK,         OK, UNANNOUNCED]),
     // A finished upload is no reason to tell strangers the photo exists.
-    (Endpoint::BlobCreate,   Case::PhotoArrived,        [OK,         UNANNOUNCED, UNANNOUNCED, OK,          UNANNOUNCED, OK,         OK]),
-    (Endpoint::BlobStatus,   Case::PhotoAnnounced,      [OK,         HIDE,        HIDE,        OK,          HIDE,        OK,         OK]),
-    (Endpoint::BlobStatus,   Case::PhotoArrived,        [OK,         HIDE,        HIDE,        OK,          HIDE,        OK,         OK]),
-    (Endpoint::BlobStatus,   Case::TaskWithPhoto,       [OK,         HIDE,        OK,          OK,          HIDE,        OK,         OK]),
+    (Endpoint::BlobCreate,   Case::PhotoArrived,        [OK,         UNANNOUNCED, UNANNOUNCED, OK,          UNANNOUNCED, OK,         OK, UNANNOUNCED]),
+    (Endpoint::BlobStatus,   Case::PhotoAnnounced,      [OK,         HIDE,        HIDE,        OK,          HIDE,        OK,         OK, HIDE]),
+    (Endpoint::BlobStatus,   Case::PhotoArrived,        [OK,         HIDE,        HIDE,        OK,          HIDE,        OK,         OK, HIDE]),
+    (Endpoint::BlobStatus,   Case::TaskWithPhoto,       [OK,         HIDE,        OK,          OK,          HIDE,        OK,         OK, HIDE]),
     // supervisor1 sees the case but does not upload its photos: to its chunks the blob is not there.
-    (Endpoint::ChunkPut,     Case::PhotoAnnounced,      [OK,         HIDE,        HIDE,        HIDE,        HIDE,        OK,         OK]),
-    (Endpoint::ChunkPut,     Case::AfterPhotoAnnounced, [OK,         HIDE,        HIDE,        HIDE,        HIDE,        OK,         OK]),
-    (Endpoint::BlobDownload, Case::PhotoArrived,        [OK,         HIDE,        HIDE,        OK,          HIDE,        OK,         OK]),
-    (Endpoint::BlobDownload, Case::PhotoAnnounced,      [INCOMPLETE, HIDE,        HIDE,        INCOMPLETE,  HIDE,        INCOMPLETE, INCOMPLETE]),
-    (Endpoint::BlobDownload, Case::TaskWithPhoto,       [OK,         HIDE,        OK,          OK,          HIDE,        OK,         OK]),
+    (Endpoint::ChunkPut,     Case::PhotoAnnounced,      [OK,         HIDE,        HIDE,        HIDE,        HIDE,        OK,         OK, HIDE]),
+    (Endpoint::ChunkPut,     Case::AfterPhotoAnnounced, [OK,         HIDE,        HIDE,        HIDE,        HIDE,        OK,         OK, HIDE]),
+    // The verifier announced it: they upload it, though neither reporter nor assignee.
+    (Endpoint::ChunkPut,     Case::VerificationPhotoAnnounced, [OK,  HIDE,        HIDE,        HIDE,        HIDE,        OK,         OK, HIDE]),
+    (Endpoint::BlobDownload, Case::PhotoArrived,        [OK,         HIDE,        HIDE,        OK,          HIDE,        OK,         OK, HIDE]),
+    (Endpoint::BlobDownload, Case::PhotoAnnounced,      [INCOMPLETE, HIDE,        HIDE,        INCOMPLETE,  HIDE,        INCOMPLETE, INCOMPLETE, HIDE]),
+    (Endpoint::BlobDownload, Case::TaskWithPhoto,       [OK,         HIDE,        OK,          OK,          HIDE,        OK,         OK, HIDE]),
 ];
 
 /// Reports from anyone, and the admin API.
 #[rustfmt::skip]
-const OTHERS: &[(Endpoint, Case, [Expect; 7])] = &[
-    //                                             worker1 worker2 volunteer1 supervisor1 supervisor2 dispatcher admin
-    (Endpoint::PushSubmit,      Case::Nothing,    [OK,    OK,     OK,        OK,         OK,         OK,        OK]),
-    (Endpoint::AdminUsers,      Case::Nothing,    [DENY,  DENY,   DENY,      DENY,       DENY,       DENY,      OK]),
-    (Endpoint::AdminGrids,      Case::Nothing,    [DENY,  DENY,   DENY,      DENY,       DENY,       DENY,      OK]),
-    (Endpoint::AdminCategories, Case::Nothing,    [DENY,  DENY,   DENY,      DENY,       DENY,       DENY,      OK]),
+const OTHERS: &[(Endpoint, Case, [Expect; 8])] = &[
+    //                                             worker1 worker2 volunteer1 supervisor1 supervisor2 dispatcher admin department1
+    (Endpoint::PushSubmit,      Case::Nothing,    [OK,    OK,     OK,        OK,         OK,         OK,        OK, OK]),
+    (Endpoint::AdminUsers,      Case::Nothing,    [DENY,  DENY,   DENY,      DENY,       DENY,       DENY,      OK, DENY]),
+    (Endpoint::AdminGrids,      Case::Nothing,    [DENY,  DENY,   DENY,      DENY,       DENY,       DENY,      OK, DENY]),
+    (Endpoint::AdminCategories, Case::Nothing,    [DENY,  DENY,   DENY,      DENY,       DENY,       DENY,      OK, DENY]),
 ];
 
-fn expand(lines: &[(Endpoint, Case, [Expect; 7])]) -> Vec<Row> {
+fn expand(lines: &[(Endpoint, Case, [Expect; 8])]) -> Vec<Row> {
     lines
         .iter()
         .flat_map(|&(endpoint, case, expects)| ACTORS.into_iter().zip(expects).map(move |(actor, expect)| Row { endpoint, actor, case, expect }))
@@ -401,6 +435,7 @@ struct World<'a> {
 impl<'a> World<'a> {
     fn new(server: &'a TestServer, name: &'static str) -> World<'a> {
         server.add_user("supervisor2", Role::Supervisor, &["G-002"]);
+        server.add_user("department1", Role::Department, &[]);
         let devices = ACTORS.into_iter().map(|actor| (actor, server.device(actor.username()))).collect();
         World { server, name, devices, shared: RefCell::default(), pulls: RefCell::default(), serial: RefCell::new(0) }
     }
@@ -515,6 +550,29 @@ impl<'a> World<'a> {
                 self.step(Dispatcher, &f, json!({"action": "dispatch", "department": "市容所"}));
                 f
             }
+            Case::DispatchedToDepartment1 => {
+                let f = self.build(Case::Registered);
+                dispatch_to(&f, "department1");
+                f
+            }
+            Case::SignedByDepartment1 => {
+                let f = self.build(Case::DispatchedToDepartment1);
+                self.step(Department1, &f, json!({"action": "sign"}));
+                f
+            }
+            Case::HandledByDepartment1 => {
+                let f = self.build(Case::SignedByDepartment1);
+                self.step(Department1, &f, json!({"action": "handle", "note": "已修复"}));
+                f
+            }
+            Case::VerificationPhotoAnnounced => {
+                let mut f = self.build(Case::HandledByDepartment1);
+                let photo = unique_photo();
+                self.step(Worker1, &f, json!({"action": "close", "rating": 2, "photos": [photo_ref(&photo)]}));
+                self.start_upload(Worker1, &photo);
+                f.photo = Some(photo);
+                f
+            }
             Case::AfterPhotoAnnounced => {
                 let mut f = self.build(Case::InProgress);
                 let photo = unique_photo();
@@ -569,6 +627,8 @@ impl<'a> World<'a> {
             Step::Handle => json!({"action": "handle", "note": "已处理"}),
             Step::Close => json!({"action": "close"}),
             Step::Reopen => json!({"action": "reopen", "note": "返工"}),
+            Step::Sign => json!({"action": "sign"}),
+            Step::HandBack => json!({"action": "hand_back", "note": "不属本部门"}),
         }
     }
 

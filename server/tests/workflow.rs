@@ -10,10 +10,19 @@ use gridwork_protocol::PhotoRef;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-const STATES: [&str; 10] = ["reported", "pending_review", "registered", "rejected", "merged", "dispatched", "in_progress", "handled", "closed", "reopened"];
-const ACTIONS: [&str; 8] = ["register", "reject", "merge", "dispatch", "start", "handle", "close", "reopen"];
+const STATES: [&str; 11] =
+    ["reported", "pending_review", "registered", "rejected", "merged", "dispatched", "in_progress", "handled", "closed", "reopened", "signed"];
+const ACTIONS: [&str; 10] = ["register", "reject", "merge", "dispatch", "start", "handle", "close", "reopen", "sign", "hand_back"];
 /// The only (state, action) pairs that are transitions.
-const VALID: [(&str, &str); 16] = [
+const VALID: [(&str, &str); 24] = [
+    ("dispatched", "sign"),
+    ("reopened", "sign"),
+    ("signed", "start"),
+    ("signed", "handle"),
+    ("dispatched", "hand_back"),
+    ("signed", "hand_back"),
+    ("in_progress", "hand_back"),
+    ("reopened", "hand_back"),
     ("reported", "register"),
     ("pending_review", "register"),
     ("reported", "reject"),
@@ -242,9 +251,12 @@ fn review_and_dispatch_refusals_have_stable_codes() {
         assert_eq!(refused(&supervisor, original, json!({"action": "handle", "note": "x"})), (403, "forbidden".into()), "{name}");
         assert_eq!(refused(&center, original, json!({"action": "handle"})), (400, "note_required".into()), "{name}");
         ok(&center, original, json!({"action": "handle", "note": "城管已处置"}), "handled", name);
-        assert_eq!(refused(&worker1, original, json!({"action": "close"})), (403, "forbidden".into()), "{name}: workers do not close");
+        assert_eq!(refused(&worker2, original, json!({"action": "close"})), (404, "not_found".into()), "{name}: a worker of another grid does not even see it");
         assert_eq!(refused(&volunteer, original, json!({"action": "close"})), (403, "forbidden".into()), "{name}: nor do reporters");
-        ok(&supervisor, original, json!({"action": "close"}), "closed", name);
+        assert_eq!(refused(&supervisor, original, json!({"action": "close", "rating": 6})), (400, "invalid_rating".into()), "{name}");
+        assert_eq!(refused(&supervisor, original, json!({"action": "reopen", "rating": 3})), (400, "invalid_payload".into()), "{name}: only a close rates");
+        let closed = ok(&worker1, original, json!({"action": "close", "rating": 2, "note": "基本处理"}), "closed", name);
+        assert_eq!(closed["rating"], 2, "{name}: a worker of the grid verifies on site and rates");
 
         // Ids.
         assert_eq!(refused(&center, Uuid::now_v7(), json!({"action": "register"})), (404, "not_found".into()), "{name}");
@@ -268,7 +280,7 @@ fn every_invalid_state_action_pair_is_refused() {
         let target = submit(&reporter, "G-001");
 
         // One case in each state, brought there by the command center.
-        let path: [(&str, &[Value]); 10] = [
+        let path: [(&str, &[Value]); 11] = [
             ("reported", &[]),
             ("pending_review", &[]),
             ("registered", &[json!({"action": "register"})]),
@@ -285,6 +297,7 @@ fn every_invalid_state_action_pair_is_refused() {
                 "reopened",
                 &[json!({"action": "register"}), json!({"action": "dispatch", "assignee": "worker1"}), json!({"action": "handle", "note": "ok"}), json!({"action": "reopen"})],
             ),
+            ("signed", &[json!({"action": "register"}), json!({"action": "dispatch", "assignee": "worker1"}), json!({"action": "sign"})]),
         ];
         let mut refusals = 0;
         for (state, steps) in path {

@@ -201,19 +201,30 @@ impl Database {
                 Some(v) if v.parse::<i64>().unwrap_or(i64::MAX) > SCHEMA_VERSION => {
                     return Err(ServerError::new(500, "database_from_future", "the database was written by a newer server"));
                 }
-                Some("1") => {
-                    // 1 → 2: refresh token reuse detection counts replays.
-                    tx.execute_batch("ALTER TABLE tokens ADD COLUMN replays BIGINT NOT NULL DEFAULT 0")?;
-                    tx.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", params![SCHEMA_VERSION.to_string()])?;
+                Some(version) => {
+                    let version: i64 = version.parse::<i64>().unwrap_or(SCHEMA_VERSION).max(1);
+                    for step in version..SCHEMA_VERSION {
+                        tx.execute_batch(UPGRADES[(step - 1) as usize])?;
+                    }
+                    if version < SCHEMA_VERSION {
+                        tx.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", params![SCHEMA_VERSION.to_string()])?;
+                    }
                 }
-                Some(_) => {}
             }
             Ok(())
         })
     }
 }
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
+/// Entry `i` upgrades an existing database from version `i + 1` to `i + 2`
+/// (the schema files create new tables whole, not new columns).
+const UPGRADES: &[&str] = &[
+    // 2: refresh token reuse detection counts replays.
+    "ALTER TABLE tokens ADD COLUMN replays BIGINT NOT NULL DEFAULT 0",
+    // 3: a closed case's rating; who announced each photo (only they upload it).
+    "ALTER TABLE incidents ADD COLUMN rating BIGINT; ALTER TABLE incident_photos ADD COLUMN added_by TEXT",
+];
 /// One schema file per dialect, each in its own types and run by the
 /// driver as a batch.
 const SQLITE_SCHEMA: &str = include_str!("schema/sqlite.sql");

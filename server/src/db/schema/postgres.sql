@@ -73,7 +73,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     captured_device_ms BIGINT NOT NULL,
     captured_corrected_ms BIGINT NOT NULL,
     reported_at_ms BIGINT NOT NULL,
-    updated_at_ms BIGINT NOT NULL
+    updated_at_ms BIGINT NOT NULL,
+    rating BIGINT
 );
 CREATE INDEX IF NOT EXISTS incidents_state ON incidents (state, reported_at_ms);
 CREATE INDEX IF NOT EXISTS incidents_grid ON incidents (grid_code);
@@ -84,7 +85,8 @@ CREATE TABLE IF NOT EXISTS incident_photos (
     byte_size BIGINT NOT NULL,
     mime_type TEXT NOT NULL,
     role TEXT NOT NULL,
-    position BIGINT NOT NULL
+    position BIGINT NOT NULL,
+    added_by TEXT
 );
 CREATE INDEX IF NOT EXISTS incident_photos_incident ON incident_photos (incident_id, position);
 CREATE INDEX IF NOT EXISTS incident_photos_sha ON incident_photos (sha256);
