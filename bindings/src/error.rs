@@ -111,6 +111,12 @@ impl From<CoreError> for GridworkError {
             CoreError::Incomplete(_) => input(None),
             CoreError::NotFound { .. } => GridworkError::NotFound { code, detail },
             CoreError::InvalidState { .. } => GridworkError::InvalidState { code, detail },
+            CoreError::StepNotAllowed { .. } => GridworkError::InvalidState { code, detail },
+            CoreError::StepInvalid { code: step_code, .. } => input(Some(match step_code {
+                "note_required" => "note",
+                "invalid_rating" => "rating",
+                _ => "photos",
+            })),
             CoreError::AccountMismatch => GridworkError::AccountMismatch { code, detail },
             CoreError::TooManyPhotos { .. }
             | CoreError::PhotoFileNotFound

@@ -181,6 +181,8 @@ pub enum Role {
     Supervisor,
     Dispatcher,
     Admin,
+    /// A functional department (职能部门).
+    Department,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
@@ -203,6 +205,7 @@ impl From<gridwork_protocol::api::UserInfo> for UserInfo {
                 CoreRole::Supervisor => Role::Supervisor,
                 CoreRole::Dispatcher => Role::Dispatcher,
                 CoreRole::Admin => Role::Admin,
+                CoreRole::Department => Role::Department,
             },
             grids: u.grids,
         }
@@ -228,6 +231,7 @@ pub enum IncidentStatus {
     Handled,
     Closed,
     Reopened,
+    Signed,
 }
 
 impl From<core::IncidentStatus> for IncidentStatus {
@@ -247,6 +251,7 @@ impl From<core::IncidentStatus> for IncidentStatus {
             S::Case(CaseState::Handled) => IncidentStatus::Handled,
             S::Case(CaseState::Closed) => IncidentStatus::Closed,
             S::Case(CaseState::Reopened) => IncidentStatus::Reopened,
+            S::Case(CaseState::Signed) => IncidentStatus::Signed,
         }
     }
 }
@@ -268,6 +273,7 @@ impl From<IncidentStatus> for core::IncidentStatus {
             IncidentStatus::Handled => S::Case(CaseState::Handled),
             IncidentStatus::Closed => S::Case(CaseState::Closed),
             IncidentStatus::Reopened => S::Case(CaseState::Reopened),
+            IncidentStatus::Signed => S::Case(CaseState::Signed),
         }
     }
 }

@@ -310,6 +310,7 @@ pub fn run(json: bool) -> CliResult<()> {
         department: None,
         deadline_ms,
         merge_into: None,
+        rating: None,
         photos: vec![],
     };
     let registered = server.step(&console, ids[0], &request("register", "属实，立案", None, None))?;

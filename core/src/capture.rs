@@ -14,7 +14,7 @@ use crate::outbox::{self, NewOperation, OperationState};
 use crate::photo::{IngestedPhoto, PhotoFormat, PhotoStore};
 use crate::text;
 use gridwork_protocol::limits::{ADDRESS_MAX_CHARS, CATEGORY_CODE_MAX_CHARS, DESCRIPTION_MAX_CHARS, MAX_PHOTOS_PER_STEP};
-use gridwork_protocol::{Named, OperationKind, PhotoRef, SubmitIncident, UploadPhoto};
+use gridwork_protocol::{Named, OperationKind, PhotoRef, PhotoRole, SubmitIncident, UploadPhoto};
 
 /// The editable fields of a draft. A draft may be incomplete (no category
 /// yet, empty description): it is saved at once so nothing is lost.
@@ -148,6 +148,16 @@ pub fn insert_photo(conn: &Connection, incident_id: Uuid, photo: &IngestedPhoto,
     if let Some(existing) = existing {
         return Uuid::parse_str(&existing).map_err(|_| Error::InvalidId);
     }
+    let id = insert_photo_row(conn, incident_id, photo, PhotoRole::Evidence, now)?;
+    touch(conn, incident_id, now)?;
+    audit::append(conn, incident_id, "photo_attached", actor, now, actor_at, Some(serde_json::json!({
+        "photo_id": id, "sha256": photo.sha256,
+    })))?;
+    Ok(id)
+}
+
+/// The row of a new photo of an incident, last in its order.
+pub fn insert_photo_row(conn: &Connection, incident_id: Uuid, photo: &IngestedPhoto, role: PhotoRole, now: Timestamp) -> Result<Uuid> {
     let id = Uuid::now_v7();
     let position: i64 = conn.query_row(
         "SELECT coalesce(max(position), -1) + 1 FROM photos WHERE incident_id = ?1",
@@ -156,8 +166,8 @@ pub fn insert_photo(conn: &Connection, incident_id: Uuid, photo: &IngestedPhoto,
     )?;
     conn.prepare_cached(
         "INSERT INTO photos (id, incident_id, position, sha256, byte_size, mime_type, width, height, orientation,
-             taken_at_ms, exif_lat, exif_lon, dhash, thumb_width, thumb_height, attached_device_ms, attached_corrected_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+             taken_at_ms, exif_lat, exif_lon, dhash, thumb_width, thumb_height, attached_device_ms, attached_corrected_ms, role)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?
     .execute(params![
         id.to_string(),
@@ -177,11 +187,8 @@ pub fn insert_photo(conn: &Connection, incident_id: Uuid, photo: &IngestedPhoto,
         photo.thumbnail_height,
         now.device_ms,
         now.corrected_ms,
+        role.as_str(),
     ])?;
-    touch(conn, incident_id, now)?;
-    audit::append(conn, incident_id, "photo_attached", actor, now, actor_at, Some(serde_json::json!({
-        "photo_id": id, "sha256": photo.sha256,
-    })))?;
     Ok(id)
 }
 
@@ -235,20 +242,7 @@ pub fn submit(conn: &Connection, id: Uuid, actor: &str, now: Timestamp, actor_at
         grid_code: incident.grid_code.clone(),
         captured_at: incident.created_at,
         submitted_at: now,
-        photos: photos
-            .iter()
-            .map(|p| PhotoRef {
-                photo_id: p.id,
-                sha256: p.sha256.clone(),
-                byte_size: p.byte_size,
-                mime_type: p.mime_type.clone(),
-                width: p.width,
-                height: p.height,
-                taken_at_ms: p.taken_at_ms,
-                location: p.exif_location,
-                dhash: format!("{:016x}", p.dhash),
-            })
-            .collect(),
+        photos: photos.iter().map(photo_ref).collect(),
     };
     let submit_op = outbox::enqueue(
         conn,
@@ -262,10 +256,33 @@ pub fn submit(conn: &Connection, id: Uuid, actor: &str, now: Timestamp, actor_at
         },
         now,
     )?;
+    enqueue_uploads(conn, id, &photos, submit_op, now)?;
+    audit::append(conn, id, "submitted", actor, now, actor_at, Some(serde_json::json!({
+        "op_id": submit_op, "photos": photos.len(),
+    })))
+}
+
+/// A photo as an operation announces it.
+pub fn photo_ref(photo: &Photo) -> PhotoRef {
+    PhotoRef {
+        photo_id: photo.id,
+        sha256: photo.sha256.clone(),
+        byte_size: photo.byte_size,
+        mime_type: photo.mime_type.clone(),
+        width: photo.width,
+        height: photo.height,
+        taken_at_ms: photo.taken_at_ms,
+        location: photo.exif_location,
+        dhash: format!("{:016x}", photo.dhash),
+    }
+}
+
+/// One upload per photo, each after the operation that announces it.
+pub fn enqueue_uploads(conn: &Connection, incident_id: Uuid, photos: &[Photo], announced_by: Uuid, now: Timestamp) -> Result<()> {
     // Each photo is its own entity: uploads of one incident may go in
     // parallel, and a refused upload holds back nothing but itself.
-    for photo in &photos {
-        let upload = UploadPhoto { incident_id: id, photo_id: photo.id, sha256: photo.sha256.clone(), byte_size: photo.byte_size };
+    for photo in photos {
+        let upload = UploadPhoto { incident_id, photo_id: photo.id, sha256: photo.sha256.clone(), byte_size: photo.byte_size };
         outbox::enqueue(
             conn,
             &NewOperation {
@@ -273,15 +290,13 @@ pub fn submit(conn: &Connection, id: Uuid, actor: &str, now: Timestamp, actor_at
                 entity_kind: "photo",
                 kind: OperationKind::UploadPhoto,
                 payload: serde_json::to_value(&upload).expect("payload serializes"),
-                depends_on: Some(submit_op),
+                depends_on: Some(announced_by),
                 blob: Some((photo.sha256.clone(), photo.byte_size)),
             },
             now,
         )?;
     }
-    audit::append(conn, id, "submitted", actor, now, actor_at, Some(serde_json::json!({
-        "op_id": submit_op, "photos": photos.len(),
-    })))
+    Ok(())
 }
 
 /// Discard a draft. The row stays (status `discarded`) so the audit trail
@@ -380,7 +395,7 @@ pub fn list(conn: &Connection, filter: &IncidentFilter) -> Result<Vec<Incident>>
 }
 
 const PHOTO_COLUMNS: &str = "id, incident_id, position, sha256, byte_size, mime_type, width, height, orientation, taken_at_ms,
-    exif_lat, exif_lon, dhash, thumb_width, thumb_height, attached_device_ms, attached_corrected_ms";
+    exif_lat, exif_lon, dhash, thumb_width, thumb_height, attached_device_ms, attached_corrected_ms, role";
 
 fn read_photo(row: &Row, store: Option<&PhotoStore>) -> rusqlite::Result<Photo> {
     let parse = |text: String| {
@@ -409,6 +424,7 @@ fn read_photo(row: &Row, store: Option<&PhotoStore>) -> rusqlite::Result<Photo> 
         thumbnail_width: row.get(13)?,
         thumbnail_height: row.get(14)?,
         attached_at: Timestamp { device_ms: row.get(15)?, corrected_ms: row.get(16)? },
+        role: read_name(row, 17)?.unwrap_or(PhotoRole::Evidence),
     })
 }
 

@@ -51,6 +51,12 @@ pub enum Error {
     Incomplete(&'static str),
     #[error("at most {max} photos per report")]
     TooManyPhotos { max: usize },
+    #[error("your role may not {action} this case")]
+    StepNotAllowed { action: &'static str },
+    /// A workflow step whose note, rating or photos do not fit it; the code
+    /// is the one the server would answer (`note_required`, `invalid_rating`, ...).
+    #[error("{message}")]
+    StepInvalid { code: &'static str, message: String },
     #[error("this device's store belongs to another account; sign in as its owner or open your own account")]
     AccountMismatch,
 
@@ -106,6 +112,8 @@ impl Error {
             Error::InvalidState { .. } => "invalid_state",
             Error::Incomplete(_) => "incomplete",
             Error::TooManyPhotos { .. } => "too_many_photos",
+            Error::StepNotAllowed { .. } => "step_not_allowed",
+            Error::StepInvalid { code, .. } => code,
             Error::AccountMismatch => "account_mismatch",
             Error::InvalidServerUrl(_) => "invalid_server_url",
             Error::NotLoggedIn => "not_logged_in",

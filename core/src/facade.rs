@@ -20,7 +20,8 @@ use crate::capture::{self, DraftFields};
 use crate::clock::{Clock, CorrectedClock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
 use crate::geo::{GeoPoint, validate_point};
-use crate::model::{Category, Grid, Incident, IncidentDetail, IncidentFilter, Photo, audit, category, grid};
+use crate::model::{Category, Grid, Incident, IncidentDetail, IncidentFilter, Photo, Task, TaskFilter, audit, category, grid, task};
+use crate::steps::{self, StepInput};
 use crate::observe::{Change, ChangeObserver, Notifier, Subscription};
 use crate::outbox::{self, Operation, OutboxSummary};
 use crate::photo::{PhotoFormat, PhotoLimits, PhotoStore, Rendition};
@@ -325,8 +326,7 @@ impl Gridwork {
         let photo_id = match self.write(|tx, now, at| capture::insert_photo(tx, incident_id, &ingested, &self.account_id, now, at)) {
             Ok(photo_id) => photo_id,
             Err(error) => {
-                let referenced = capture::referenced_hashes(&self.lock()).map(|r| r.contains(&ingested.sha256)).unwrap_or(true);
-                self.photos.abandon(ingested, referenced);
+                self.abandon_photos(vec![ingested]);
                 return Err(error);
             }
         };
@@ -371,7 +371,67 @@ impl Gridwork {
             photos: capture::photos(&tx, incident_id, Some(&self.photos))?,
             audit: audit::for_incident(&tx, incident_id)?,
             sync_state: capture::sync_state(&tx, incident_id)?,
+            case: task::case_info(&tx, incident_id, self.clock.now().corrected_ms)?,
         })
+    }
+
+    // ---- tasks and workflow steps ----
+
+    /// The signed-in user's tasks (待办), soonest deadline first, with their
+    /// deadline light on server-corrected time. Empty when not signed in.
+    pub fn tasks(&self, filter: TaskFilter) -> Result<Vec<Task>> {
+        let conn = self.read();
+        let Some(me) = session::load(&conn)?.map(|s| s.user) else { return Ok(Vec::new()) };
+        task::tasks(&conn, &me, &filter, self.clock.now().corrected_ms)
+    }
+
+    /// Take a workflow step on a case (sign, start, handle, hand back,
+    /// close with a rating, reopen), with photos for the steps that carry
+    /// them (after-photos with handle, on-site photos with close and reopen).
+    /// Checked offline as the server would; queued for the next sync and
+    /// shown in its new state at once. Photo files are copied in, as with
+    /// [`Gridwork::attach_photo`]; the step and its photos commit together.
+    pub fn take_step(&self, incident_id: Uuid, step: StepInput, photos: &[PathBuf]) -> Result<Incident> {
+        let me = session::load(&self.read())?.map(|s| s.user).ok_or(Error::NotLoggedIn)?;
+        // Fail fast before the expensive part.
+        steps::check(&self.read(), incident_id, &step, photos.len(), &me)?;
+        let mut ingested = Vec::with_capacity(photos.len());
+        for source in photos {
+            match self.photos.ingest(source, self.photo_limits, self.default_utc_offset_minutes) {
+                Ok(photo) => ingested.push(photo),
+                Err(error) => {
+                    self.abandon_photos(ingested);
+                    return Err(error);
+                }
+            }
+        }
+        let result = self.write(|tx, now, at| {
+            steps::take(tx, incident_id, &step, &ingested, &me, now, at)?;
+            capture::get(tx, incident_id)
+        });
+        match result {
+            Ok(incident) => {
+                drop(ingested);
+                self.notifier.notify(Change::Outbox);
+                self.incident_changed(incident_id);
+                Ok(incident)
+            }
+            Err(error) => {
+                self.abandon_photos(ingested);
+                Err(error)
+            }
+        }
+    }
+
+    /// Give up photos copied in for a write that did not commit; files
+    /// another row references stay.
+    fn abandon_photos(&self, ingested: Vec<crate::photo::IngestedPhoto>) {
+        // When the rows cannot be read, keep the files: the sweeper decides later.
+        let referenced = capture::referenced_hashes(&self.lock()).ok();
+        for photo in ingested {
+            let keep = referenced.as_ref().is_none_or(|r| r.contains(&photo.sha256));
+            self.photos.abandon(photo, keep);
+        }
     }
 
     pub fn similar_photos(&self, photo_id: Uuid, max_distance: u32) -> Result<Vec<(Photo, u32)>> {

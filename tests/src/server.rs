@@ -53,6 +53,7 @@ impl LocalServer {
             department: None,
             deadline_ms: None,
             merge_into: None,
+            rating: None,
             photos: vec![],
         };
         let caller = admin::system_caller();

@@ -1108,6 +1108,7 @@ impl Sim {
             department: None,
             deadline_ms: None,
             merge_into: merge_target.map(|i| self.all[i].1),
+            rating: None,
             photos: vec![],
         };
         let caller = admin::system_caller();

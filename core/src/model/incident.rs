@@ -1,6 +1,7 @@
 //! Incidents (事件) as the device holds them.
 
-use gridwork_protocol::{CaseState, IntoEnumIterator, Named};
+use gridwork_protocol::api::IncidentView;
+use gridwork_protocol::{CaseState, IntoEnumIterator, Named, PhotoRole};
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 
@@ -126,13 +127,29 @@ pub fn insert(conn: &Connection, incident: &Incident, server: Option<ServerCopy>
     Ok(())
 }
 
-/// A newer server state of an incident the device already holds. The grid
-/// the server knows wins; without one the device's own pick stays.
-pub fn record_server_state(conn: &Connection, id: Uuid, state: CaseState, server: ServerCopy, grid_code: Option<&str>) -> Result<()> {
+/// The server's state of an incident the device holds, with the task facts
+/// the task list reads from columns. The grid the server knows wins; without
+/// one the device's own pick stays.
+pub fn record_server_state(conn: &Connection, id: Uuid, view: &IncidentView, server: ServerCopy) -> Result<()> {
+    // A task runs from its last dispatch or rework: the deadline light measures from there.
+    let task_since_ms = view.timeline.iter().rev().find(|e| matches!(e.action.as_str(), "dispatch" | "reopen")).map(|e| e.at_ms);
     conn.prepare_cached(
-        "UPDATE incidents SET status = ?2, server_version = ?3, server_view = ?4, grid_code = coalesce(?5, grid_code) WHERE id = ?1",
+        "UPDATE incidents SET status = ?2, server_version = ?3, server_view = ?4, grid_code = coalesce(?5, grid_code),
+             assignee = ?6, department = ?7, deadline_ms = ?8, task_since_ms = ?9, rating = ?10
+         WHERE id = ?1",
     )?
-    .execute(params![id.to_string(), IncidentStatus::Case(state).as_str(), server.version, server.view_json, grid_code])?;
+    .execute(params![
+        id.to_string(),
+        IncidentStatus::Case(view.state).as_str(),
+        server.version,
+        server.view_json,
+        view.grid_code,
+        view.assignee,
+        view.department,
+        view.deadline_ms,
+        task_since_ms,
+        view.rating,
+    ])?;
     Ok(())
 }
 
@@ -157,6 +174,8 @@ pub struct Photo {
     pub thumbnail_width: u32,
     pub thumbnail_height: u32,
     pub attached_at: Timestamp,
+    /// Evidence of the report, or a photo of a workflow step taken here.
+    pub role: PhotoRole,
     pub original_path: std::path::PathBuf,
     pub thumbnail_path: std::path::PathBuf,
 }
@@ -167,6 +186,9 @@ pub struct IncidentDetail {
     pub photos: Vec<Photo>,
     pub audit: Vec<AuditEntry>,
     pub sync_state: SyncState,
+    /// The case as the server last told it (timeline, rating, every photo);
+    /// `None` until the server has it.
+    pub case: Option<super::CaseInfo>,
 }
 
 /// Filters for listing incidents; all optional, combined with AND.
@@ -191,7 +213,7 @@ mod tests {
     #[test]
     fn status_names_round_trip() {
         let names: Vec<&str> = IncidentStatus::all().into_iter().map(IncidentStatus::as_str).collect();
-        assert_eq!(names.len(), 13);
+        assert_eq!(names.len(), 14);
         assert_eq!(&names[..4], ["draft", "discarded", "submitted", "reported"]);
         for status in IncidentStatus::all() {
             assert_eq!(IncidentStatus::parse(status.as_str()), Some(status));

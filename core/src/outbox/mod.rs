@@ -225,6 +225,21 @@ pub fn park(conn: &Connection, op_id: Uuid, reason: &ParkReason) -> Result<()> {
     )
 }
 
+/// The park code of an operation held back because the one it depends on
+/// was refused (a photo of a refused workflow step).
+pub const DEPENDENCY_PARKED: &str = "dependency_parked";
+
+/// Park the pending operations that wait on `op_id`, which was refused:
+/// they cannot be sent without it, and a pending one would hold back its
+/// entity's server state for ever. [`unpark`] of `op_id` releases them.
+pub fn park_dependents(conn: &Connection, op_id: Uuid) -> Result<u64> {
+    Ok(conn.execute(
+        "UPDATE outbox SET state = 'parked', park_code = ?2, park_message = 'the step this belongs to was refused'
+         WHERE depends_on = ?1 AND state = 'pending'",
+        params![op_id.to_string(), DEPENDENCY_PARKED],
+    )? as u64)
+}
+
 /// Sending failed in a way worth retrying; try again at `next_attempt_ms`.
 pub fn retry_later(conn: &Connection, op_id: Uuid, next_attempt_ms: i64, error_class: &str) -> Result<()> {
     set_state(
@@ -236,7 +251,7 @@ pub fn retry_later(conn: &Connection, op_id: Uuid, next_attempt_ms: i64, error_c
     )
 }
 
-/// The user asked to try a parked operation again.
+/// The user asked to try a parked operation again; what it held back comes too.
 pub fn unpark(conn: &Connection, op_id: Uuid, now_ms: i64) -> Result<()> {
     set_state(
         conn,
@@ -244,7 +259,13 @@ pub fn unpark(conn: &Connection, op_id: Uuid, now_ms: i64) -> Result<()> {
         &[OperationState::Parked],
         "state = 'pending', next_attempt_ms = ?2, park_code = NULL, park_message = NULL",
         &[&now_ms],
-    )
+    )?;
+    conn.execute(
+        "UPDATE outbox SET state = 'pending', next_attempt_ms = ?3, park_code = NULL, park_message = NULL
+         WHERE depends_on = ?1 AND state = 'parked' AND park_code = ?2",
+        params![op_id.to_string(), DEPENDENCY_PARKED, now_ms],
+    )?;
+    Ok(())
 }
 
 /// After a restart nothing is in flight: whatever was, goes back to pending

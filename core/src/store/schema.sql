@@ -50,7 +50,15 @@ CREATE TABLE incidents (
     submitted_corrected_ms INTEGER,
     -- The case as the server last described it (an IncidentView), and its version.
     server_version       INTEGER,
-    server_view          TEXT
+    server_view          TEXT,
+    -- A task's facts from the server view, in columns for the task list:
+    -- who it is dispatched to (a user name), the department, the deadline,
+    -- since when it runs (its last dispatch or rework), the rating once closed.
+    assignee             TEXT,
+    department           TEXT,
+    deadline_ms          INTEGER,
+    task_since_ms        INTEGER,
+    rating               INTEGER
 ) STRICT;
 CREATE INDEX incidents_status ON incidents (status, created_corrected_ms);
 CREATE INDEX incidents_created ON incidents (created_corrected_ms);
@@ -76,10 +84,13 @@ CREATE TABLE photos (
     thumb_height  INTEGER NOT NULL,
     attached_device_ms    INTEGER NOT NULL,
     attached_corrected_ms INTEGER NOT NULL,
+    -- A PhotoRole name: the report's evidence, a handler's after-photo, a verifier's.
+    role          TEXT NOT NULL DEFAULT 'evidence',
     UNIQUE (incident_id, sha256)
 ) STRICT;
 CREATE INDEX photos_incident ON photos (incident_id, position);
 CREATE INDEX photos_sha ON photos (sha256);
+CREATE INDEX incidents_tasks ON incidents (status, deadline_ms);
 
 -- Append-only trail of every action on an incident (归档留痕).
 CREATE TABLE audit (

@@ -3,7 +3,7 @@
 //! `remote_pending` and is applied once they are acknowledged.
 
 use gridwork_protocol::api::{CategoryView, Change, ChangeBody, IncidentView};
-use gridwork_protocol::{CaseState, GridTier, GridView, Named};
+use gridwork_protocol::{CaseState, GridTier, GridView, Named, OperationKind};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::Value;
@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::clock::Timestamp;
 use crate::error::Result;
+use crate::outbox;
 use crate::model::incident::{self, ServerCopy};
 use crate::model::{Category, Grid, Incident, IncidentStatus, category, grid};
 
@@ -97,6 +98,28 @@ pub fn apply_deferred(conn: &Connection) -> Result<u32> {
     Ok(count)
 }
 
+/// The server refused an operation. A refused workflow step's photos are
+/// held back with it, and the state the device predicted for the case gives
+/// way to the server's last view (unless other steps are still on their way).
+pub fn operation_refused(conn: &Connection, op_id: Uuid) -> Result<()> {
+    let Some(op) = outbox::get(conn, op_id)? else { return Ok(()) };
+    if op.kind != Some(OperationKind::TransitionIncident) {
+        return Ok(());
+    }
+    outbox::park_dependents(conn, op_id)?;
+    let id = op.entity_id.to_string();
+    if has_unacknowledged(conn, &id)? {
+        return Ok(());
+    }
+    let stored: Option<Option<String>> = conn.query_row("SELECT server_view FROM incidents WHERE id = ?1", [&id], |r| r.get(0)).optional()?;
+    if let Some(view_json) = stored.flatten() {
+        if let Ok(view) = serde_json::from_str::<IncidentView>(&view_json) {
+            incident::record_server_state(conn, op.entity_id, &view, ServerCopy { version: view.version, view_json: &view_json })?;
+        }
+    }
+    Ok(())
+}
+
 fn apply_incident(conn: &Connection, id: &str, body: &ChangeBody) -> Result<()> {
     let data = match body {
         ChangeBody::Remove => {
@@ -122,7 +145,7 @@ fn apply_incident(conn: &Connection, id: &str, body: &ChangeBody) -> Result<()> 
     let server = ServerCopy { version: view.version, view_json: &view_json };
     match known {
         Some(version) if version.is_some_and(|v| v >= view.version) => {}
-        Some(_) => incident::record_server_state(conn, id, view.state, server, view.grid_code.as_deref())?,
+        Some(_) => incident::record_server_state(conn, id, &view, server)?,
         None => {
             // A category this device's table does not have is left out.
             let category: Option<String> =
@@ -131,17 +154,18 @@ fn apply_incident(conn: &Connection, id: &str, body: &ChangeBody) -> Result<()> 
                 id,
                 status: IncidentStatus::Case(view.state),
                 category_code: category,
-                description: view.description,
-                address: view.address,
+                description: view.description.clone(),
+                address: view.address.clone(),
                 location: view.location,
-                grid_code: view.grid_code,
-                reporter: view.reporter,
+                grid_code: view.grid_code.clone(),
+                reporter: view.reporter.clone(),
                 created_at: Timestamp { device_ms: view.reported_at_ms, corrected_ms: view.reported_at_ms },
                 updated_at: Timestamp { device_ms: view.updated_at_ms, corrected_ms: view.updated_at_ms },
                 submitted_at: None,
                 photo_count: 0,
             };
             incident::insert(conn, &pulled, Some(server))?;
+            incident::record_server_state(conn, id, &view, server)?;
         }
     }
     Ok(())

@@ -180,7 +180,8 @@ fn perform_record(ctx: &SyncContext, record: Record) -> Result<()> {
                             // The code is the server's machine code; the
                             // message may quote the user's input, so it stays out.
                             warn!("sync: operation {op_id} parked: {}", reason.code);
-                            outbox::park(c, *op_id, reason)?
+                            outbox::park(c, *op_id, reason)?;
+                            apply::operation_refused(c, *op_id)?
                         }
                         Verdict::RetryLater(why) => outbox::retry_later(c, *op_id, now, why)?,
                     }

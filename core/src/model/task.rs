@@ -1,0 +1,204 @@
+//! Tasks (待办): the cases waiting on this device's user, read from the
+//! columns the server's view fills (assignee, deadline, since when), and a
+//! case's server-side story (timeline, rating, photos) for the case screen.
+
+use gridwork_protocol::api::{IncidentView, PhotoView, Role, TimelineEntry, UserInfo};
+use gridwork_protocol::case::deadline_light;
+use gridwork_protocol::{CaseState, DeadlineLight, Named};
+use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::model::read_name;
+
+/// Why a case is on someone's task list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TaskKind {
+    /// Dispatched to this user: sign, start, handle or hand back (处置).
+    Handle,
+    /// Handled by someone else in this user's grid: verify on site (核查).
+    Verify,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Handle => "handle",
+            TaskKind::Verify => "verify",
+        }
+    }
+}
+
+/// One task as the task list shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    pub incident_id: Uuid,
+    pub state: CaseState,
+    pub kind: TaskKind,
+    pub category_code: Option<String>,
+    pub description: String,
+    pub address: Option<String>,
+    pub grid_code: Option<String>,
+    /// The user name it is dispatched to, if a person.
+    pub assignee: Option<String>,
+    pub department: Option<String>,
+    /// Server time (Unix ms) it is due.
+    pub deadline_ms: Option<i64>,
+    /// How it stands against its deadline now (server-corrected time).
+    pub light: Option<DeadlineLight>,
+    /// The dispatcher's note with the last dispatch or rework.
+    pub dispatch_note: Option<String>,
+}
+
+/// Filters for the task list; all optional, combined with AND.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskFilter {
+    /// Only these states (empty: every state a task can be in).
+    pub states: Vec<CaseState>,
+    pub kind: Option<TaskKind>,
+    pub light: Option<DeadlineLight>,
+    pub limit: Option<u32>,
+}
+
+/// A case as the server tells it: enough for the case screen offline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaseInfo {
+    pub state: CaseState,
+    pub reporter: String,
+    pub assignee: Option<String>,
+    pub department: Option<String>,
+    pub deadline_ms: Option<i64>,
+    pub light: Option<DeadlineLight>,
+    pub rating: Option<u8>,
+    pub merged_into: Option<Uuid>,
+    /// Every photo of the case on the server: evidence, after, verification.
+    pub photos: Vec<PhotoView>,
+    pub timeline: Vec<TimelineEntry>,
+    pub version: i64,
+}
+
+/// The case's server view as last pulled, if any.
+pub fn case_info(conn: &Connection, id: Uuid, now_ms: i64) -> Result<Option<CaseInfo>> {
+    let stored: Option<(Option<String>, Option<i64>)> = conn
+        .prepare_cached("SELECT server_view, task_since_ms FROM incidents WHERE id = ?1")?
+        .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((Some(json), since)) = stored else { return Ok(None) };
+    let Ok(view) = serde_json::from_str::<IncidentView>(&json) else { return Ok(None) };
+    Ok(Some(CaseInfo {
+        light: light(view.state, since, view.deadline_ms, now_ms),
+        state: view.state,
+        reporter: view.reporter,
+        assignee: view.assignee,
+        department: view.department,
+        deadline_ms: view.deadline_ms,
+        rating: view.rating,
+        merged_into: view.merged_into,
+        photos: view.photos,
+        timeline: view.timeline,
+        version: view.version,
+    }))
+}
+
+/// A light only while someone still has to act on the case.
+fn light(state: CaseState, since_ms: Option<i64>, deadline_ms: Option<i64>, now_ms: i64) -> Option<DeadlineLight> {
+    let deadline = deadline_ms.filter(|_| state.is_task())?;
+    Some(deadline_light(since_ms.unwrap_or(deadline), deadline, now_ms))
+}
+
+/// The states in which a case is this kind of task.
+fn states_of(kind: TaskKind) -> &'static [CaseState] {
+    match kind {
+        TaskKind::Handle => &[CaseState::Dispatched, CaseState::Signed, CaseState::InProgress, CaseState::Reopened],
+        TaskKind::Verify => &[CaseState::Handled],
+    }
+}
+
+/// The user's tasks, soonest deadline first (no deadline last), at `now_ms`
+/// server time. A case the user's own device moved on (a step not yet sent)
+/// shows in its new state.
+pub fn tasks(conn: &Connection, me: &UserInfo, filter: &TaskFilter, now_ms: i64) -> Result<Vec<Task>> {
+    let mut out = Vec::new();
+    for kind in [TaskKind::Handle, TaskKind::Verify] {
+        if filter.kind.is_some_and(|k| k != kind) {
+            continue;
+        }
+        let states: Vec<&str> =
+            states_of(kind).iter().filter(|s| filter.states.is_empty() || filter.states.contains(s)).map(|s| s.as_str()).collect();
+        if states.is_empty() {
+            continue;
+        }
+        let mut args: Vec<String> = states.iter().map(|s| (*s).to_owned()).collect();
+        let marks = (1..=args.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+        let who = match kind {
+            TaskKind::Handle => {
+                args.push(me.username.clone());
+                format!("i.assignee = ?{}", args.len())
+            }
+            // 核查: supervisors and workers of the grid; the command center everywhere.
+            TaskKind::Verify => match me.role {
+                Role::Dispatcher | Role::Admin => "1 = 1".to_owned(),
+                Role::GridWorker | Role::Supervisor if !me.grids.is_empty() => {
+                    let first = args.len() + 1;
+                    args.extend(me.grids.iter().cloned());
+                    let grids = (first..=args.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+                    args.push(me.username.clone());
+                    // The handler never verifies their own work.
+                    format!("i.grid_code IN ({grids}) AND i.assignee IS NOT ?{}", args.len())
+                }
+                _ => continue,
+            },
+        };
+        let sql = format!(
+            "SELECT i.id, i.status, i.category_code, i.description, i.address, i.grid_code, i.assignee, i.department,
+                    i.deadline_ms, i.task_since_ms, i.server_view
+             FROM incidents AS i WHERE i.status IN ({marks}) AND {who}"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args.iter()), |row| read_task(row, kind, now_ms))?;
+        for task in rows {
+            let task = task?;
+            if filter.light.is_none_or(|l| task.light == Some(l)) {
+                out.push(task);
+            }
+        }
+    }
+    out.sort_by_key(|t| (t.deadline_ms.is_none(), t.deadline_ms, t.incident_id));
+    if let Some(limit) = filter.limit {
+        out.truncate(limit as usize);
+    }
+    Ok(out)
+}
+
+fn read_task(row: &Row, kind: TaskKind, now_ms: i64) -> rusqlite::Result<Task> {
+    let id: String = row.get(0)?;
+    let state = read_name::<crate::model::IncidentStatus>(row, 1)?
+        .and_then(|s| match s {
+            crate::model::IncidentStatus::Case(state) => Some(state),
+            _ => None,
+        })
+        .unwrap_or(CaseState::Dispatched);
+    let deadline_ms: Option<i64> = row.get(8)?;
+    let since_ms: Option<i64> = row.get(9)?;
+    let view: Option<String> = row.get(10)?;
+    Ok(Task {
+        incident_id: Uuid::parse_str(&id).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))?,
+        state,
+        kind,
+        category_code: row.get(2)?,
+        description: row.get(3)?,
+        address: row.get(4)?,
+        grid_code: row.get(5)?,
+        assignee: row.get(6)?,
+        department: row.get(7)?,
+        deadline_ms,
+        light: light(state, since_ms, deadline_ms, now_ms),
+        dispatch_note: view.as_deref().and_then(dispatch_note),
+    })
+}
+
+/// The note of the last dispatch or rework in a stored server view.
+fn dispatch_note(view_json: &str) -> Option<String> {
+    let view: IncidentView = serde_json::from_str(view_json).ok()?;
+    view.timeline.into_iter().rev().find(|e| matches!(e.action.as_str(), "dispatch" | "reopen")).and_then(|e| e.note)
+}

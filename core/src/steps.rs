@@ -1,0 +1,138 @@
+//! Workflow steps taken on the device (签收, 处置, 反馈, 退回, 核查): checked
+//! offline with the same transition function the server runs, queued as one
+//! `transition_incident` operation with its photos' uploads after it, and
+//! shown at once in the state the step leads to. The server has the last
+//! word: a refused step parks with the server's reason and the case goes
+//! back to the server's state (see `sync::apply::operation_refused`).
+
+use gridwork_protocol::api::{TransitionRequest, UserInfo};
+use gridwork_protocol::case::{self, Relation};
+use gridwork_protocol::limits::{DESCRIPTION_MAX_CHARS, MAX_PHOTOS_PER_STEP};
+use gridwork_protocol::{CaseAction, Named, OperationKind, TransitionIncident};
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use crate::capture;
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::geo::GeoPoint;
+use crate::model::{IncidentStatus, audit};
+use crate::outbox::{self, NewOperation};
+use crate::photo::IngestedPhoto;
+use crate::text;
+
+/// A step as the user takes it; photos are already in the photo store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepInput {
+    pub action: CaseAction,
+    pub note: Option<String>,
+    /// Stars (1-5) with a `close` (核查通过, 评价).
+    pub rating: Option<u8>,
+}
+
+/// Check the step against the case as this device knows it, without
+/// writing; the state it leads to. Cheap: the facade calls it before
+/// processing photos.
+pub fn check(conn: &Connection, incident_id: Uuid, input: &StepInput, photo_count: usize, me: &UserInfo) -> Result<gridwork_protocol::CaseState> {
+    let (state, grid_code, assignee) = case_facts(conn, incident_id)?;
+    let relation = Relation {
+        role: me.role,
+        in_grid: grid_code.as_ref().is_some_and(|g| me.grids.contains(g)),
+        is_assignee: assignee.as_deref() == Some(me.username.as_str()),
+    };
+    let action = input.action.as_str();
+    let target = case::next_state(state, input.action, relation).map_err(|refusal| match refusal {
+        case::Refusal::InvalidTransition => Error::InvalidState { state: state.as_str().to_owned(), action },
+        case::Refusal::Forbidden => Error::StepNotAllowed { action },
+    })?;
+    if photo_count > MAX_PHOTOS_PER_STEP {
+        return Err(Error::TooManyPhotos { max: MAX_PHOTOS_PER_STEP });
+    }
+    let has_note = input.note.as_deref().is_some_and(|n| !n.trim().is_empty());
+    input.action.check_extras(has_note, input.rating, photo_count).map_err(|(code, message)| Error::StepInvalid { code, message })?;
+    Ok(target)
+}
+
+/// The case's state, grid and assignee. Only a case the server has can take a step.
+fn case_facts(conn: &Connection, id: Uuid) -> Result<(gridwork_protocol::CaseState, Option<String>, Option<String>)> {
+    let row: Option<(String, Option<String>, Option<String>)> = conn
+        .prepare_cached("SELECT status, grid_code, assignee FROM incidents WHERE id = ?1")?
+        .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let (status, grid_code, assignee) = row.ok_or(Error::NotFound { what: "incident" })?;
+    match IncidentStatus::parse(&status) {
+        Some(IncidentStatus::Case(state)) => Ok((state, grid_code, assignee)),
+        _ => Err(Error::InvalidState { state: status, action: "take a workflow step on" }),
+    }
+}
+
+/// Take the step: its photos' rows, the operation, the uploads after it, the
+/// predicted state and the audit entry, in the caller's transaction.
+#[allow(clippy::too_many_arguments)] // the step, its photos, who, when and where
+pub fn take(
+    conn: &Connection,
+    incident_id: Uuid,
+    input: &StepInput,
+    photos: &[IngestedPhoto],
+    me: &UserInfo,
+    now: Timestamp,
+    actor_at: Option<GeoPoint>,
+) -> Result<Uuid> {
+    let target = check(conn, incident_id, input, photos.len(), me)?;
+    let note = input.note.as_deref().map(|n| text::validate("note", n, DESCRIPTION_MAX_CHARS)).transpose()?.filter(|n| !n.is_empty());
+    let role = input.action.rule().photos;
+    let mut rows = Vec::with_capacity(photos.len());
+    for photo in photos {
+        let taken: bool = conn
+            .query_row("SELECT 1 FROM photos WHERE incident_id = ?1 AND sha256 = ?2", params![incident_id.to_string(), photo.sha256], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if taken {
+            return Err(Error::StepInvalid { code: "photo_exists", message: "this photo is already on the case".to_owned() });
+        }
+        let role = role.ok_or(Error::StepInvalid { code: "invalid_payload", message: format!("{} carries no photos", input.action.as_str()) })?;
+        let id = capture::insert_photo_row(conn, incident_id, photo, role, now)?;
+        rows.push(capture::photo(conn, id, None)?);
+    }
+    let request = TransitionRequest {
+        note,
+        rating: input.rating,
+        photos: rows.iter().map(capture::photo_ref).collect(),
+        ..TransitionRequest::new(input.action)
+    };
+    let payload = TransitionIncident { incident_id, request };
+    let op_id = outbox::enqueue(
+        conn,
+        &NewOperation {
+            entity_id: incident_id,
+            entity_kind: "incident",
+            kind: OperationKind::TransitionIncident,
+            payload: serde_json::to_value(&payload).expect("payload serializes"),
+            depends_on: None,
+            blob: None,
+        },
+        now,
+    )?;
+    capture::enqueue_uploads(conn, incident_id, &rows, op_id, now)?;
+    // What the device shows until the server answers: the state the step
+    // leads to; a hand-back leaves the handler's hands, a close carries its rating.
+    let hand_back = input.action == CaseAction::HandBack;
+    conn.prepare_cached(
+        "UPDATE incidents SET status = ?2, updated_device_ms = ?3, updated_corrected_ms = ?4,
+             assignee = CASE WHEN ?5 THEN NULL ELSE assignee END,
+             rating = coalesce(?6, rating)
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        incident_id.to_string(),
+        IncidentStatus::Case(target).as_str(),
+        now.device_ms,
+        now.corrected_ms,
+        hand_back,
+        input.rating,
+    ])?;
+    audit::append(conn, incident_id, "step", &me.username, now, actor_at, Some(serde_json::json!({
+        "action": input.action.as_str(), "op_id": op_id, "photos": rows.len(), "rating": input.rating,
+    })))?;
+    Ok(op_id)
+}
