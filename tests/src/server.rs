@@ -65,6 +65,21 @@ impl LocalServer {
             .unwrap()
     }
 
+    /// A case's state on the server.
+    pub fn step_state(&self, id: gridwork_core::Uuid) -> String {
+        self.db.read(|tx| Ok(tx.query_one("SELECT state FROM incidents WHERE id = $1", gridwork_server::params![id.to_string()])?.text(0))).unwrap()
+    }
+
+    /// A case's timeline on the server: (action, note), oldest first.
+    pub fn timeline(&self, id: gridwork_core::Uuid) -> Vec<(String, Option<String>)> {
+        self.db
+            .read(|tx| {
+                let rows = tx.query("SELECT action, note FROM timeline WHERE incident_id = $1 ORDER BY seq", gridwork_server::params![id.to_string()])?;
+                Ok(rows.iter().map(|r| (r.text(0), r.opt_text(1))).collect())
+            })
+            .unwrap()
+    }
+
     /// Count of rows in a server table (for exactly-once checks).
     pub fn count(&self, sql: &str) -> i64 {
         self.db.read(|tx| Ok(tx.query_one(sql, &[])?.int(0))).unwrap()

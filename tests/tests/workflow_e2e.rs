@@ -1,0 +1,331 @@
+//! The closed loop across devices, over real HTTP against the real server:
+//! a volunteer reports, a supervisor registers offline, the command center
+//! dispatches to a department, the department signs, starts and reports
+//! back with after-photos, a grid worker verifies on site (rework, then a
+//! rated close), and the volunteer sees the answer. Every device step is
+//! taken offline and synced later; photos at every step arrive once.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gridwork_core::clock::{Clock, SystemClock};
+use gridwork_core::{
+    CaseAction, CaseState, DeadlineLight, DraftFields, GeoPoint, Gridwork, IncidentStatus, OperationState, PhotoRole, StepInput, SyncState, TaskFilter,
+    TaskKind, Trigger, Uuid,
+};
+use gridwork_protocol::api::{Role, TransitionRequest};
+use gridwork_server::{admin, auth, cases};
+use gridwork_tests::server::{LocalServer, PASSWORD, default_policy};
+use gridwork_tests::*;
+
+/// Inside G-001.
+const STREET: GeoPoint = GeoPoint { lat: 31.23, lon: 121.465, accuracy_m: Some(5.0) };
+
+struct Phone {
+    gw: Gridwork,
+    _dir: tempfile::TempDir,
+}
+
+fn phone(server: &LocalServer, user: &str) -> Phone {
+    phone_with_clock(server, user, Box::new(SystemClock))
+}
+
+fn phone_with_clock(server: &LocalServer, user: &str, clock: Box<dyn Clock>) -> Phone {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gridwork::open_with_clock(config(dir.path(), user), clock).unwrap();
+    gw.login(&server.url(), user, PASSWORD, false).unwrap();
+    sync(&gw);
+    Phone { gw, _dir: dir }
+}
+
+fn sync(gw: &Gridwork) -> gridwork_core::SyncReport {
+    let report = gw.sync_now(Trigger::AppForegrounded, Duration::from_secs(60)).unwrap();
+    assert!(report.completed, "{report:?}");
+    report
+}
+
+fn photo(dir: &Path, seed: u32) -> PathBuf {
+    write_file(dir, &format!("p{seed}.jpg"), &jpeg_bytes(&scene(800, 600, seed), 85, None))
+}
+
+fn step(action: CaseAction, note: Option<&str>, rating: Option<u8>) -> StepInput {
+    StepInput { action, note: note.map(str::to_owned), rating }
+}
+
+/// A step of the command center, as its console takes it.
+fn center(server: &LocalServer, id: Uuid, request: TransitionRequest) -> CaseState {
+    let caller = admin::system_caller();
+    let id = id.to_string();
+    server
+        .db
+        .write(|tx| match cases::transition(tx, &caller, &id, &request, gridwork_server::http::now_ms())? {
+            Ok(_) => Ok(cases::view_after_step(tx, &id)?.state),
+            Err(r) => Err(gridwork_server::ServerError::bad_request(r.code, r.message)),
+        })
+        .unwrap()
+}
+
+fn dispatch(server: &LocalServer, id: Uuid, to: &str, deadline_ms: i64) -> CaseState {
+    let request = TransitionRequest {
+        assignee: Some(to.to_owned()),
+        deadline_ms: Some(deadline_ms),
+        note: Some("请尽快修复公厕墙体裂缝".into()),
+        ..TransitionRequest::new(CaseAction::Dispatch)
+    };
+    center(server, id, request)
+}
+
+fn status(gw: &Gridwork, id: Uuid) -> IncidentStatus {
+    gw.get_incident(id).unwrap().incident.status
+}
+
+fn setup() -> (tempfile::TempDir, LocalServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let hash = auth::hash_password(PASSWORD).unwrap();
+    server.db.write(|tx| admin::add_user(tx, "sanitation", &hash, Role::Department, &[], 0)).unwrap();
+    (dir, server)
+}
+
+#[test]
+fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
+    let (_server_dir, server) = setup();
+    let files = tempfile::tempdir().unwrap();
+    let volunteer = phone(&server, "volunteer1");
+    let supervisor = phone(&server, "supervisor1");
+    let department = phone(&server, "sanitation");
+    let worker = phone(&server, "worker1");
+
+    // 15:05 a volunteer photographs a cracked wall of a public toilet.
+    let draft = volunteer
+        .gw
+        .create_draft(DraftFields { category_code: Some("0602".into()), description: "公厕墙体开裂".into(), location: Some(STREET), ..Default::default() })
+        .unwrap();
+    volunteer.gw.attach_photo(draft.id, &photo(files.path(), 1)).unwrap();
+    volunteer.gw.submit(draft.id).unwrap();
+    let id = draft.id;
+    sync(&volunteer.gw);
+    assert_eq!(status(&volunteer.gw, id), IncidentStatus::Case(CaseState::PendingReview));
+
+    // 15:15 the supervisor verifies and registers it, offline in a stairwell.
+    sync(&supervisor.gw);
+    supervisor.gw.set_network(false, false);
+    let registered = supervisor.gw.take_step(id, step(CaseAction::Register, Some("属实"), None), &[]).unwrap();
+    assert_eq!(registered.status, IncidentStatus::Case(CaseState::Registered), "shown at once in the state it leads to");
+    assert_eq!(server.step_state(id), "pending_review", "nothing sent yet");
+    supervisor.gw.set_network(true, false);
+    sync(&supervisor.gw);
+    assert_eq!(server.step_state(id), "registered");
+
+    // The command center dispatches it to the sanitation department, due in two days.
+    let now = gridwork_server::http::now_ms();
+    assert_eq!(dispatch(&server, id, "sanitation", now + 48 * 3_600_000), CaseState::Dispatched);
+
+    // Next day the department finds it on its task list, offline.
+    sync(&department.gw);
+    let tasks = department.gw.tasks(TaskFilter::default()).unwrap();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let task = &tasks[0];
+    assert_eq!((task.incident_id, task.kind, task.state), (id, TaskKind::Handle, CaseState::Dispatched));
+    assert_eq!(task.light, Some(DeadlineLight::Green));
+    assert_eq!(task.dispatch_note.as_deref(), Some("请尽快修复公厕墙体裂缝"));
+    assert_eq!(task.assignee.as_deref(), Some("sanitation"));
+    let detail = department.gw.get_incident(id).unwrap();
+    let case = detail.case.expect("the server's story of the case is on the device");
+    assert_eq!(case.photos.len(), 1, "the volunteer's photo is announced with the task");
+    assert_eq!(case.photos[0].role, "evidence");
+    let actions: Vec<&str> = case.timeline.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["report", "photo_arrived", "register", "dispatch"]);
+
+    // Steps the department may not take are refused on the spot, offline.
+    department.gw.set_network(false, false);
+    let refused = department.gw.take_step(id, step(CaseAction::Close, None, Some(5)), &[]).unwrap_err();
+    assert_eq!(refused.code(), "invalid_state", "not handled yet");
+
+    // 签收, 处置, then 反馈 with an after-photo; all offline.
+    department.gw.take_step(id, step(CaseAction::Sign, None, None), &[]).unwrap();
+    department.gw.take_step(id, step(CaseAction::Start, None, None), &[]).unwrap();
+    let refused = department.gw.take_step(id, step(CaseAction::Handle, None, None), &[photo(files.path(), 2)]).unwrap_err();
+    assert_eq!(refused.code(), "note_required");
+    let handled = department.gw.take_step(id, step(CaseAction::Handle, Some("已修补墙体"), None), &[photo(files.path(), 2)]).unwrap();
+    assert_eq!(handled.status, IncidentStatus::Case(CaseState::Handled));
+    let refused = department.gw.take_step(id, step(CaseAction::Close, None, Some(5)), &[]).unwrap_err();
+    assert_eq!(refused.code(), "step_not_allowed", "the handler never verifies their own work");
+    assert!(department.gw.tasks(TaskFilter::default()).unwrap().is_empty(), "handled: no longer the department's task");
+    assert_eq!(department.gw.get_incident(id).unwrap().sync_state, SyncState::Unsent { pending_operations: 4 });
+    department.gw.set_network(true, false);
+    let report = sync(&department.gw);
+    assert_eq!((report.pushed, report.photos_uploaded), (3, 1), "{report:?}");
+    assert_eq!(server.step_state(id), "handled");
+
+    // 核查, first visit: not fixed. The worker reopens it with an on-site photo (返工).
+    sync(&worker.gw);
+    let tasks = worker.gw.tasks(TaskFilter::default()).unwrap();
+    assert_eq!(tasks.iter().map(|t| (t.incident_id, t.kind)).collect::<Vec<_>>(), [(id, TaskKind::Verify)]);
+    worker.gw.set_network(false, false);
+    let refused = worker.gw.take_step(id, step(CaseAction::Close, None, Some(6)), &[]).unwrap_err();
+    assert_eq!(refused.code(), "invalid_rating");
+    worker.gw.take_step(id, step(CaseAction::Reopen, Some("裂缝仍在渗水"), None), &[photo(files.path(), 3)]).unwrap();
+    worker.gw.set_network(true, false);
+    sync(&worker.gw);
+    assert_eq!(server.step_state(id), "reopened");
+
+    // Rework: the same case is the department's task again.
+    sync(&department.gw);
+    let tasks = department.gw.tasks(TaskFilter::default()).unwrap();
+    assert_eq!(tasks.iter().map(|t| (t.incident_id, t.state)).collect::<Vec<_>>(), [(id, CaseState::Reopened)]);
+    assert_eq!(tasks[0].dispatch_note.as_deref(), Some("裂缝仍在渗水"), "the reason for the rework comes with it");
+    department.gw.take_step(id, step(CaseAction::Sign, None, None), &[]).unwrap();
+    department.gw.take_step(id, step(CaseAction::Handle, Some("重新做防水"), None), &[photo(files.path(), 4)]).unwrap();
+    sync(&department.gw);
+
+    // Second visit: passed, 2 of 5 stars, with a photo.
+    sync(&worker.gw);
+    worker.gw.take_step(id, step(CaseAction::Close, Some("已修复，但施工粗糙"), Some(2)), &[photo(files.path(), 5)]).unwrap();
+    sync(&worker.gw);
+    assert_eq!(server.step_state(id), "closed");
+
+    // 件件有回音: the volunteer sees the outcome, the result and every photo.
+    sync(&volunteer.gw);
+    let detail = volunteer.gw.get_incident(id).unwrap();
+    assert_eq!(detail.incident.status, IncidentStatus::Case(CaseState::Closed));
+    let case = detail.case.unwrap();
+    assert_eq!(case.rating, Some(2));
+    assert_eq!(case.light, None, "a closed case has no deadline light");
+    let roles: Vec<&str> = case.photos.iter().map(|p| p.role.as_str()).collect();
+    assert_eq!(roles, ["evidence", "after", "verification", "after", "verification"]);
+    assert!(case.photos.iter().all(|p| p.arrived), "every photo of every step arrived: {:?}", case.photos);
+    let steps: Vec<(&str, &str)> = case
+        .timeline
+        .iter()
+        .filter(|e| !e.action.ends_with("_arrived"))
+        .map(|e| (e.action.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("report", "volunteer1"),
+            ("register", "supervisor1"),
+            ("dispatch", "cli"),
+            ("sign", "sanitation"),
+            ("start", "sanitation"),
+            ("handle", "sanitation"),
+            ("reopen", "worker1"),
+            ("sign", "sanitation"),
+            ("handle", "sanitation"),
+            ("close", "worker1"),
+        ]
+    );
+    let handle = case.timeline.iter().rfind(|e| e.action == "handle").unwrap();
+    assert_eq!(handle.note.as_deref(), Some("重新做防水"), "the handler's result");
+    assert_eq!(server.count("SELECT COUNT(*) FROM incident_photos"), 5, "each photo announced once");
+    assert_eq!(server.count("SELECT COUNT(*) FROM blobs WHERE complete = 1"), 5, "and uploaded once");
+
+    // The worker's device keeps the closed case of its grid, with the local photos it took.
+    let detail = worker.gw.get_incident(id).unwrap();
+    assert_eq!(detail.incident.status, IncidentStatus::Case(CaseState::Closed));
+    let local_roles: Vec<PhotoRole> = detail.photos.iter().map(|p| p.role).collect();
+    assert_eq!(local_roles, [PhotoRole::Verification, PhotoRole::Verification]);
+}
+
+#[test]
+fn two_verifiers_offline_the_first_wins_and_the_second_is_told_plainly() {
+    let (_server_dir, server) = setup();
+    let files = tempfile::tempdir().unwrap();
+    let worker = phone(&server, "worker1");
+    let supervisor = phone(&server, "supervisor1");
+    let department = phone(&server, "sanitation");
+    let id = report_and_dispatch(&server, &worker, "sanitation");
+    sync(&department.gw);
+    department.gw.take_step(id, step(CaseAction::Handle, Some("已处理"), None), &[]).unwrap();
+    sync(&department.gw);
+    sync(&worker.gw);
+    sync(&supervisor.gw);
+
+    // Both verify offline; they disagree.
+    worker.gw.set_network(false, false);
+    supervisor.gw.set_network(false, false);
+    worker.gw.take_step(id, step(CaseAction::Reopen, Some("未处理干净"), None), &[]).unwrap();
+    supervisor.gw.take_step(id, step(CaseAction::Close, Some("合格"), Some(4)), &[photo(files.path(), 7)]).unwrap();
+    assert_eq!(status(&supervisor.gw, id), IncidentStatus::Case(CaseState::Closed), "predicted");
+
+    // The worker's signal comes back first.
+    worker.gw.set_network(true, false);
+    sync(&worker.gw);
+    supervisor.gw.set_network(true, false);
+    let report = sync(&supervisor.gw);
+    assert_eq!(report.parked, 1, "{report:?}");
+
+    // The supervisor's device shows the case as it is, and why the close was refused.
+    assert_eq!(status(&supervisor.gw, id), IncidentStatus::Case(CaseState::Reopened));
+    let detail = supervisor.gw.get_incident(id).unwrap();
+    let SyncState::Parked { code, message } = &detail.sync_state else { panic!("{:?}", detail.sync_state) };
+    assert_eq!(code, "invalid_transition");
+    assert!(message.contains("reopened"), "{message}");
+    // Its photo waits with the refused step instead of blocking the case.
+    let parked: Vec<_> = supervisor.gw.outbox_items().unwrap().into_iter().filter(|op| op.state == OperationState::Parked).collect();
+    assert_eq!(parked.len(), 2, "{parked:?}");
+    assert_eq!(server.count("SELECT COUNT(*) FROM incident_photos"), 0, "the refused step's photo was never announced");
+    assert_eq!(server.step_state(id), "reopened");
+}
+
+#[test]
+fn a_hand_back_returns_the_task_to_the_command_center() {
+    let (_server_dir, server) = setup();
+    let worker = phone(&server, "worker1");
+    let department = phone(&server, "sanitation");
+    let id = report_and_dispatch(&server, &worker, "sanitation");
+    sync(&department.gw);
+    let refused = department.gw.take_step(id, step(CaseAction::HandBack, Some("  "), None), &[]).unwrap_err();
+    assert_eq!(refused.code(), "note_required", "a blank reason is no reason");
+    department.gw.take_step(id, step(CaseAction::HandBack, Some("不属本部门职责"), None), &[]).unwrap();
+    assert!(department.gw.tasks(TaskFilter::default()).unwrap().is_empty());
+    sync(&department.gw);
+    assert_eq!(server.step_state(id), "registered");
+    let timeline = server.timeline(id);
+    assert_eq!(timeline.last().map(|(action, note)| (action.as_str(), note.as_deref())), Some(("hand_back", Some("不属本部门职责"))));
+    // Out of the department's hands: its device forgets the case.
+    sync(&department.gw);
+    assert_eq!(department.gw.get_incident(id).unwrap_err().code(), "not_found");
+}
+
+/// A device clock hours off does not change a deadline light: it runs on
+/// server-corrected time.
+#[test]
+fn deadline_lights_run_on_server_time_whatever_the_device_clock_says() {
+    struct Skewed(i64);
+    impl Clock for Skewed {
+        fn now_ms(&self) -> i64 {
+            SystemClock.now_ms() + self.0
+        }
+    }
+    let (_server_dir, server) = setup();
+    let reporter = phone(&server, "worker1");
+    let ahead = phone_with_clock(&server, "sanitation", Box::new(Skewed(5 * 3_600_000)));
+    let now = gridwork_server::http::now_ms();
+    // Due in 4 h (green), in 30 min of a 4 h window... and one already overdue.
+    let green = report_and_dispatch_due(&server, &reporter, "sanitation", now + 4 * 3_600_000);
+    let overdue = report_and_dispatch_due(&server, &reporter, "sanitation", now - 60_000);
+    sync(&ahead.gw);
+    let lights: Vec<(Uuid, Option<DeadlineLight>)> = ahead.gw.tasks(TaskFilter::default()).unwrap().iter().map(|t| (t.incident_id, t.light)).collect();
+    assert_eq!(lights, [(overdue, Some(DeadlineLight::Red)), (green, Some(DeadlineLight::Green))], "sorted by deadline; the 5 h skew changes nothing");
+    let red = ahead.gw.tasks(TaskFilter { light: Some(DeadlineLight::Red), ..Default::default() }).unwrap();
+    assert_eq!(red.iter().map(|t| t.incident_id).collect::<Vec<_>>(), [overdue]);
+}
+
+fn report_and_dispatch(server: &LocalServer, reporter: &Phone, to: &str) -> Uuid {
+    report_and_dispatch_due(server, reporter, to, gridwork_server::http::now_ms() + 24 * 3_600_000)
+}
+
+fn report_and_dispatch_due(server: &LocalServer, reporter: &Phone, to: &str, deadline_ms: i64) -> Uuid {
+    let draft = reporter
+        .gw
+        .create_draft(DraftFields { category_code: Some("0602".into()), description: "路灯不亮".into(), location: Some(STREET), ..Default::default() })
+        .unwrap();
+    reporter.gw.submit(draft.id).unwrap();
+    sync(&reporter.gw);
+    center(server, draft.id, TransitionRequest::new(CaseAction::Register));
+    assert_eq!(dispatch(server, draft.id, to, deadline_ms), CaseState::Dispatched);
+    draft.id
+}
