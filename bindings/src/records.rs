@@ -3,7 +3,7 @@
 //! as UUID strings, times as Unix milliseconds, files as path strings.
 
 use gridwork_core as core;
-use gridwork_core::Uuid;
+use gridwork_core::{Named, Uuid};
 use gridwork_protocol::api::Role as CoreRole;
 use gridwork_protocol::{CaseState, GridTier as CoreGridTier, ManagementLevel as CoreManagementLevel};
 
@@ -360,6 +360,8 @@ pub struct Photo {
     pub original_path: String,
     /// A small upright JPEG for lists.
     pub thumbnail_path: String,
+    /// The report's evidence, or a photo of a workflow step taken here.
+    pub role: PhotoRole,
 }
 
 impl From<core::Photo> for Photo {
@@ -381,6 +383,7 @@ impl From<core::Photo> for Photo {
             attached_at_ms: p.attached_at.corrected_ms,
             original_path: path_string(&p.original_path),
             thumbnail_path: path_string(&p.thumbnail_path),
+            role: p.role.into(),
         }
     }
 }
@@ -439,6 +442,9 @@ pub struct IncidentDetail {
     pub photos: Vec<Photo>,
     pub audit: Vec<AuditEntry>,
     pub sync_state: SyncState,
+    /// The case as the server last told it (timeline, rating, every
+    /// photo); absent until the server has it.
+    pub case: Option<CaseInfo>,
 }
 
 impl From<core::IncidentDetail> for IncidentDetail {
@@ -448,6 +454,7 @@ impl From<core::IncidentDetail> for IncidentDetail {
             photos: d.photos.into_iter().map(Into::into).collect(),
             audit: d.audit.into_iter().map(Into::into).collect(),
             sync_state: d.sync_state.into(),
+            case: d.case.map(Into::into),
         }
     }
 }
@@ -675,6 +682,296 @@ impl From<core::SyncReport> for SyncReport {
             next_wake_ms: r.next_wake_ms,
             needs_login: r.needs_login,
             completed: r.completed,
+        }
+    }
+}
+
+// ---- the workflow: tasks, steps, the case as the server tells it ----
+
+/// What a photo shows about its case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum PhotoRole {
+    /// The report's evidence.
+    Evidence,
+    /// A handler's result (处置后).
+    After,
+    /// A verifier's on-site check (核查).
+    Verification,
+}
+
+impl From<core::PhotoRole> for PhotoRole {
+    fn from(role: core::PhotoRole) -> Self {
+        match role {
+            core::PhotoRole::Evidence => PhotoRole::Evidence,
+            core::PhotoRole::After => PhotoRole::After,
+            core::PhotoRole::Verification => PhotoRole::Verification,
+        }
+    }
+}
+
+/// A workflow step on a case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum CaseAction {
+    /// 立案 (supervisors of the grid, the command center).
+    Register,
+    /// Reject a report, with a note.
+    Reject,
+    Merge,
+    /// 派遣 (the command center).
+    Dispatch,
+    /// 签收: the assignee signs for the task.
+    Sign,
+    /// 处置: work starts.
+    Start,
+    /// 反馈: the result, with a note and after-photos.
+    Handle,
+    /// 退回: back to the command center, with a reason.
+    HandBack,
+    /// 核查通过: closed, with a 1-5 star rating and on-site photos.
+    Close,
+    /// 返工: back to the handler, with a note and on-site photos.
+    Reopen,
+}
+
+impl From<CaseAction> for core::CaseAction {
+    fn from(action: CaseAction) -> Self {
+        match action {
+            CaseAction::Register => core::CaseAction::Register,
+            CaseAction::Reject => core::CaseAction::Reject,
+            CaseAction::Merge => core::CaseAction::Merge,
+            CaseAction::Dispatch => core::CaseAction::Dispatch,
+            CaseAction::Sign => core::CaseAction::Sign,
+            CaseAction::Start => core::CaseAction::Start,
+            CaseAction::Handle => core::CaseAction::Handle,
+            CaseAction::HandBack => core::CaseAction::HandBack,
+            CaseAction::Close => core::CaseAction::Close,
+            CaseAction::Reopen => core::CaseAction::Reopen,
+        }
+    }
+}
+
+/// A step as the user takes it.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct StepInput {
+    pub action: CaseAction,
+    #[uniffi(default = None)]
+    pub note: Option<String>,
+    /// Stars, 1 to 5, with `Close`.
+    #[uniffi(default = None)]
+    pub rating: Option<u8>,
+    /// Photo files to copy in (after-photos with `Handle`, on-site photos
+    /// with `Close` and `Reopen`); the caller may delete them afterwards.
+    #[uniffi(default = [])]
+    pub photo_paths: Vec<String>,
+}
+
+/// Why a case is on the task list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum TaskKind {
+    /// Dispatched to this user: sign, start, handle or hand back.
+    Handle,
+    /// Handled by someone else in this user's grids: verify on site.
+    Verify,
+}
+
+impl From<core::TaskKind> for TaskKind {
+    fn from(kind: core::TaskKind) -> Self {
+        match kind {
+            core::TaskKind::Handle => TaskKind::Handle,
+            core::TaskKind::Verify => TaskKind::Verify,
+        }
+    }
+}
+
+impl From<TaskKind> for core::TaskKind {
+    fn from(kind: TaskKind) -> Self {
+        match kind {
+            TaskKind::Handle => core::TaskKind::Handle,
+            TaskKind::Verify => core::TaskKind::Verify,
+        }
+    }
+}
+
+/// A task against its deadline (时限), on server-corrected time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum DeadlineLight {
+    Green,
+    /// In the last quarter of the time.
+    Yellow,
+    /// Overdue.
+    Red,
+}
+
+impl From<core::DeadlineLight> for DeadlineLight {
+    fn from(light: core::DeadlineLight) -> Self {
+        match light {
+            core::DeadlineLight::Green => DeadlineLight::Green,
+            core::DeadlineLight::Yellow => DeadlineLight::Yellow,
+            core::DeadlineLight::Red => DeadlineLight::Red,
+        }
+    }
+}
+
+impl From<DeadlineLight> for core::DeadlineLight {
+    fn from(light: DeadlineLight) -> Self {
+        match light {
+            DeadlineLight::Green => core::DeadlineLight::Green,
+            DeadlineLight::Yellow => core::DeadlineLight::Yellow,
+            DeadlineLight::Red => core::DeadlineLight::Red,
+        }
+    }
+}
+
+/// A case's state as an incident status (every case state is one).
+fn case_status(state: CaseState) -> IncidentStatus {
+    core::IncidentStatus::Case(state).into()
+}
+
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct Task {
+    pub incident_id: String,
+    pub status: IncidentStatus,
+    pub kind: TaskKind,
+    pub category_code: Option<String>,
+    pub description: String,
+    pub address: Option<String>,
+    pub grid_code: Option<String>,
+    pub assignee: Option<String>,
+    pub department: Option<String>,
+    pub deadline_ms: Option<i64>,
+    pub light: Option<DeadlineLight>,
+    /// The dispatcher's note with the last dispatch or rework.
+    pub dispatch_note: Option<String>,
+}
+
+impl From<core::Task> for Task {
+    fn from(t: core::Task) -> Self {
+        Task {
+            incident_id: t.incident_id.to_string(),
+            status: case_status(t.state),
+            kind: t.kind.into(),
+            category_code: t.category_code,
+            description: t.description,
+            address: t.address,
+            grid_code: t.grid_code,
+            assignee: t.assignee,
+            department: t.department,
+            deadline_ms: t.deadline_ms,
+            light: t.light.map(Into::into),
+            dispatch_note: t.dispatch_note,
+        }
+    }
+}
+
+/// Which tasks to list; empty fields match everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
+pub struct TaskFilter {
+    /// Only these states (task states: dispatched, signed, in progress, reopened, handled).
+    #[uniffi(default = [])]
+    pub statuses: Vec<IncidentStatus>,
+    #[uniffi(default = None)]
+    pub kind: Option<TaskKind>,
+    #[uniffi(default = None)]
+    pub light: Option<DeadlineLight>,
+    #[uniffi(default = None)]
+    pub limit: Option<u32>,
+}
+
+impl From<TaskFilter> for core::TaskFilter {
+    fn from(f: TaskFilter) -> Self {
+        core::TaskFilter {
+            // A device-only status (draft, ...) is never a task: it matches nothing.
+            states: f
+                .statuses
+                .into_iter()
+                .map(|s| match core::IncidentStatus::from(s) {
+                    core::IncidentStatus::Case(state) => state,
+                    _ => CaseState::Merged,
+                })
+                .collect(),
+            kind: f.kind.map(Into::into),
+            light: f.light.map(Into::into),
+            limit: f.limit,
+        }
+    }
+}
+
+/// A photo of a case as the server knows it (it may have been taken on
+/// another phone).
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct CasePhoto {
+    pub photo_id: String,
+    pub role: PhotoRole,
+    pub sha256: String,
+    pub byte_size: u64,
+    /// Its bytes reached the server.
+    pub arrived: bool,
+}
+
+/// One step of a case's life on the server.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct TimelineEntry {
+    /// A workflow action name (`register`, `dispatch`, `sign`, ...) or an
+    /// event (`report`, `photo_arrived`, `preview_arrived`).
+    pub action: String,
+    pub actor: String,
+    pub from_status: Option<IncidentStatus>,
+    pub to_status: IncidentStatus,
+    pub note: Option<String>,
+    pub at_ms: i64,
+}
+
+/// The case as the server last told it.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct CaseInfo {
+    pub status: IncidentStatus,
+    pub reporter: String,
+    pub assignee: Option<String>,
+    pub department: Option<String>,
+    pub deadline_ms: Option<i64>,
+    pub light: Option<DeadlineLight>,
+    /// 1 to 5 stars once closed.
+    pub rating: Option<u8>,
+    pub merged_into: Option<String>,
+    pub photos: Vec<CasePhoto>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+impl From<core::CaseInfo> for CaseInfo {
+    fn from(c: core::CaseInfo) -> Self {
+        CaseInfo {
+            status: case_status(c.state),
+            reporter: c.reporter,
+            assignee: c.assignee,
+            department: c.department,
+            deadline_ms: c.deadline_ms,
+            light: c.light.map(Into::into),
+            rating: c.rating,
+            merged_into: c.merged_into.map(|m| m.to_string()),
+            photos: c
+                .photos
+                .into_iter()
+                .map(|p| CasePhoto {
+                    photo_id: p.photo_id.to_string(),
+                    // A role a newer server added shows as evidence.
+                    role: core::PhotoRole::parse(&p.role).unwrap_or(core::PhotoRole::Evidence).into(),
+                    sha256: p.sha256,
+                    byte_size: p.byte_size,
+                    arrived: p.arrived,
+                })
+                .collect(),
+            timeline: c
+                .timeline
+                .into_iter()
+                .map(|e| TimelineEntry {
+                    action: e.action,
+                    actor: e.actor,
+                    from_status: e.from_state.map(case_status),
+                    to_status: case_status(e.to_state),
+                    note: e.note,
+                    at_ms: e.at_ms,
+                })
+                .collect(),
         }
     }
 }

@@ -13,8 +13,8 @@ use crate::observe::{
 use crate::offload::offload;
 use crate::records::{
     Category, DraftFields, Durability, GeoPoint, Grid, Incident, IncidentDetail, IncidentFilter, MeteredPolicy, OpenReport,
-    OutboxItem, OutboxSummary, Photo, Rendition, SimilarPhoto, StoreConfig, SyncReport, SyncTrigger, TlsSettings, UserInfo,
-    parse_id,
+    OutboxItem, OutboxSummary, Photo, Rendition, SimilarPhoto, StepInput, StoreConfig, SyncReport, SyncTrigger, Task, TaskFilter,
+    TlsSettings, UserInfo, parse_id,
 };
 
 type Result<T, E = GridworkError> = std::result::Result<T, E>;
@@ -159,6 +159,29 @@ impl GridworkStore {
     pub fn get_incident(&self, incident_id: String) -> Result<IncidentDetail> {
         let id = parse_id("incident_id", &incident_id)?;
         Ok(self.core.get_incident(id)?.into())
+    }
+
+    // ---- tasks and workflow steps ----
+
+    /// The signed-in user's tasks (待办), soonest deadline first.
+    pub fn tasks(&self, filter: TaskFilter) -> Result<Vec<Task>> {
+        Ok(self.core.tasks(filter.into())?.into_iter().map(Into::into).collect())
+    }
+
+    /// Take a workflow step on a case (sign, start, handle, hand back,
+    /// close with a rating, reopen), checked offline as the server would,
+    /// queued for the next sync and shown in its new state at once. Photo
+    /// files are copied in; like `attach_photo`, cancelling the caller does
+    /// not stop it: the step is taken whole or not at all.
+    pub async fn take_step(&self, incident_id: String, step: StepInput) -> Result<Incident> {
+        let id = parse_id("incident_id", &incident_id)?;
+        let core = self.core.clone();
+        offload("take-step", move || {
+            let photos: Vec<std::path::PathBuf> = step.photo_paths.iter().map(std::path::PathBuf::from).collect();
+            let input = gridwork_core::StepInput { action: step.action.into(), note: step.note, rating: step.rating };
+            Ok(core.take_step(id, input, &photos)?.into())
+        })
+        .await
     }
 
     /// Photos that look like this one (possible duplicate reports).

@@ -21,19 +21,19 @@ pub fn text(field: &'static str, value: OsString) -> CliResult<String> {
     Ok(gridwork_core::text::text_from_bytes(field, value.into_vec())?)
 }
 
-struct Ctx {
+pub struct Ctx {
     device: Device,
     account: String,
     json: bool,
 }
 
 impl Ctx {
-    fn open(&self) -> CliResult<Gridwork> {
+    pub fn open(&self) -> CliResult<Gridwork> {
         self.device.open(&self.account)
     }
 
     /// JSON for scripts, or lines for people.
-    fn emit(&self, value: Value, human: impl FnOnce() -> String) {
+    pub fn emit(&self, value: Value, human: impl FnOnce() -> String) {
         if self.json { output::print_json(&value) } else { output::print(&human()) }
     }
 }
@@ -69,6 +69,8 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::ImportGrids { file } => import_grids(&ctx, &file),
         Command::Incidents(args) => incidents(&ctx, args),
         Command::Show { id } => show(&ctx, id),
+        Command::Tasks(args) => crate::tasks::tasks(&ctx, args),
+        Command::Task { command } => crate::tasks::task(&ctx, command),
         Command::Outbox => outbox(&ctx),
         Command::Retry { op_id } => retry(&ctx, op_id),
         Command::Sync(args) => sync(&ctx, args),
@@ -414,12 +416,12 @@ fn incidents(ctx: &Ctx, args: IncidentsArgs) -> CliResult<()> {
     Ok(())
 }
 
-fn parse_id(field: &'static str, value: OsString) -> CliResult<Uuid> {
+pub fn parse_id(field: &'static str, value: OsString) -> CliResult<Uuid> {
     let text = text(field, value)?;
     Uuid::parse_str(text.trim()).map_err(|_| gridwork_core::Error::InvalidId.into())
 }
 
-fn show(ctx: &Ctx, id: OsString) -> CliResult<()> {
+pub fn show(ctx: &Ctx, id: OsString) -> CliResult<()> {
     let id = parse_id("id", id)?;
     let detail = ctx.open()?.get_incident(id)?;
     let mut value = output::incident_json(&detail.incident, Some(&detail.sync_state));
@@ -438,6 +440,9 @@ fn show(ctx: &Ctx, id: OsString) -> CliResult<()> {
             })
         })
         .collect();
+    if let Some(case) = &detail.case {
+        value["case"] = crate::tasks::case_json(case);
+    }
     ctx.emit(value, || {
         let i = &detail.incident;
         let mut lines = vec![
@@ -462,7 +467,10 @@ fn show(ctx: &Ctx, id: OsString) -> CliResult<()> {
         for p in &detail.photos {
             lines.push(format!("  {}", output::photo_line(p)));
         }
-        lines.push("audit trail".into());
+        if let Some(case) = &detail.case {
+            lines.extend(crate::tasks::case_lines(case));
+        }
+        lines.push("audit trail on this device".into());
         for a in &detail.audit {
             lines.push(format!("  {}  {:<14} {}", output::iso_time(a.at.corrected_ms), printable(&a.action, true), printable(&a.actor, true)));
         }

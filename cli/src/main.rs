@@ -10,6 +10,7 @@ mod demo;
 mod device;
 mod error;
 mod output;
+mod tasks;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -89,6 +90,13 @@ pub enum Command {
     Show {
         /// Incident id
         id: OsString,
+    },
+    /// Your tasks (待办): cases dispatched to you, and handled cases of your grids to verify; soonest deadline first
+    Tasks(tasks::TasksArgs),
+    /// Work a task: show, sign, start, handle, hand-back, verify (each queued for the next sync)
+    Task {
+        #[command(subcommand)]
+        command: tasks::TaskCommand,
     },
     /// What is still waiting to be sent
     Outbox,

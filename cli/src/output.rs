@@ -86,7 +86,14 @@ pub fn user_json(user: &UserInfo) -> Value {
 }
 
 pub fn user_line(user: &UserInfo) -> String {
-    let grids = if user.grids.is_empty() { "all grids".to_owned() } else { format!("grids {}", user.grids.join(", ")) };
+    use gridwork_protocol::api::Role;
+    let grids = match (user.grids.is_empty(), user.role) {
+        (false, _) => format!("grids {}", user.grids.join(", ")),
+        (true, Role::Dispatcher | Role::Admin) => "all grids".to_owned(),
+        // A department works what is dispatched to it, wherever it is.
+        (true, Role::Department) => "cases dispatched to it".to_owned(),
+        (true, _) => "no grids".to_owned(),
+    };
     format!("{} ({}, {})", printable(&user.username, true), user.role.as_str(), printable(&grids, true))
 }
 

@@ -361,3 +361,88 @@ fn demo_runs_the_whole_loop() {
     assert_eq!(figures["sync"]["pushed"], 2);
     assert_eq!(figures["reports"][0]["status"], "dispatched");
 }
+
+/// A case reported by worker1, registered and dispatched to the department
+/// `sanitation` by the command center; returns its id.
+fn dispatched_case(server: &LocalServer, worker: &Path) -> String {
+    let id = stdout(&ok(run(gridwork(worker), ["report", "--category", "0602", "--description", "公厕墙体开裂", "--lat", "31.23", "--lon", "121.465"])))
+        .trim()
+        .to_owned();
+    ok(run(gridwork(worker), ["sync"]));
+    assert_eq!(server.step(&id, "register", None), "registered");
+    assert_eq!(server.step(&id, "dispatch", Some("sanitation")), "dispatched");
+    id
+}
+
+#[test]
+fn tasks_are_worked_and_verified_from_the_terminal() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    server.add_user("sanitation", gridwork_protocol::api::Role::Department, &[]);
+    let (worker, department, camera) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (dir, user) in [(&worker, "worker1"), (&department, "sanitation")] {
+        ok(run(gridwork(dir.path()), ["login", "--server", &server.url(), "--username", user, "--password", PASSWORD]));
+    }
+    let id = dispatched_case(&server, worker.path());
+
+    // The department's list, for scripts and for people.
+    ok(run(gridwork(department.path()), ["sync"]));
+    let tasks = json(&ok(run(gridwork(department.path()), ["tasks", "--json"])));
+    assert_eq!(tasks.as_array().unwrap().len(), 1, "{tasks}");
+    assert_eq!((tasks[0]["id"].as_str(), tasks[0]["kind"].as_str(), tasks[0]["state"].as_str()), (Some(id.as_str()), Some("handle"), Some("dispatched")));
+    let human = stdout(&ok(run(gridwork(department.path()), ["tasks"])));
+    assert!(human.lines().next().unwrap().starts_with("id"), "a header row: {human}");
+    assert!(human.contains(&id) && human.contains("公厕墙体开裂"), "{human}");
+    assert!(json(&ok(run(gridwork(department.path()), ["tasks", "--kind", "verify", "--json"]))).as_array().unwrap().is_empty());
+
+    // Steps, offline-first: each shows its new state at once and waits for sync.
+    let signed = json(&ok(run(gridwork(department.path()), ["task", "sign", &id, "--json"])));
+    assert_eq!((signed["status"].as_str(), signed["sync"]["state"].as_str()), (Some("signed"), Some("unsent")));
+    assert_eq!(error_code(&run(gridwork(department.path()), ["task", "handle", &id, "--json"])), "note_required");
+    let after = photo(camera.path(), "after.jpg", 11);
+    let handled = ok(run(
+        gridwork(department.path()),
+        [OsStr::new("task"), OsStr::new("handle"), OsStr::new(&id), OsStr::new("--note"), OsStr::new("已修补"), OsStr::new("--photo"), after.as_os_str()],
+    ));
+    assert!(stdout(&handled).contains("now handled"), "{}", stdout(&handled));
+    let sync = json(&ok(run(gridwork(department.path()), ["sync", "--json"])));
+    assert_eq!((sync["pushed"].as_u64(), sync["photos_uploaded"].as_u64()), (Some(2), Some(1)), "{sync}");
+    assert_eq!(server.step_state(id.parse().unwrap()), "handled");
+
+    // The grid worker verifies it: a pass needs a rating; the handler may not verify.
+    ok(run(gridwork(worker.path()), ["sync"]));
+    let verify = json(&ok(run(gridwork(worker.path()), ["tasks", "--kind", "verify", "--json"])));
+    assert_eq!(verify[0]["id"].as_str(), Some(id.as_str()), "{verify}");
+    let usage = run(gridwork(worker.path()), ["task", "verify", &id, "--pass"]);
+    assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
+    assert_eq!(error_code(&run(gridwork(department.path()), ["task", "verify", &id, "--pass", "--rating", "5", "--json"])), "step_not_allowed");
+    let onsite = photo(camera.path(), "onsite.jpg", 12);
+    ok(run(
+        gridwork(worker.path()),
+        [
+            OsStr::new("task"),
+            OsStr::new("verify"),
+            OsStr::new(&id),
+            OsStr::new("--pass"),
+            OsStr::new("--rating"),
+            OsStr::new("2"),
+            OsStr::new("--note"),
+            OsStr::new("施工粗糙"),
+            OsStr::new("--photo"),
+            onsite.as_os_str(),
+        ],
+    ));
+    ok(run(gridwork(worker.path()), ["sync"]));
+    assert_eq!(server.step_state(id.parse().unwrap()), "closed");
+
+    // `show` tells the whole case: rating, every photo, the timeline.
+    let shown = json(&ok(run(gridwork(worker.path()), ["show", &id, "--json"])));
+    assert_eq!(shown["case"]["rating"], 2, "{shown}");
+    let roles: Vec<&str> = shown["case"]["photos"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["after", "verification"]);
+    let actions: Vec<&str> = shown["case"]["timeline"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).filter(|a| !a.ends_with("_arrived")).collect();
+    assert_eq!(actions, ["report", "register", "dispatch", "sign", "handle", "close"]);
+    let human = stdout(&ok(run(gridwork(worker.path()), ["task", "show", &id])));
+    assert!(human.contains("★★☆☆☆") && human.contains("施工粗糙"), "{human}");
+}

@@ -406,7 +406,7 @@ impl Gridwork {
             }
         }
         let result = self.write(|tx, now, at| {
-            steps::take(tx, incident_id, &step, &ingested, &me, now, at)?;
+            steps::take(tx, incident_id, &step, &ingested, &me, &self.account_id, now, at)?;
             capture::get(tx, incident_id)
         });
         match result {

@@ -68,13 +68,14 @@ fn case_facts(conn: &Connection, id: Uuid) -> Result<(gridwork_protocol::CaseSta
 
 /// Take the step: its photos' rows, the operation, the uploads after it, the
 /// predicted state and the audit entry, in the caller's transaction.
-#[allow(clippy::too_many_arguments)] // the step, its photos, who, when and where
+#[allow(clippy::too_many_arguments)] // the step, its photos, who (role and audit name), when and where
 pub fn take(
     conn: &Connection,
     incident_id: Uuid,
     input: &StepInput,
     photos: &[IngestedPhoto],
     me: &UserInfo,
+    actor: &str,
     now: Timestamp,
     actor_at: Option<GeoPoint>,
 ) -> Result<Uuid> {
@@ -131,7 +132,7 @@ pub fn take(
         hand_back,
         input.rating,
     ])?;
-    audit::append(conn, incident_id, "step", &me.username, now, actor_at, Some(serde_json::json!({
+    audit::append(conn, incident_id, "step", actor, now, actor_at, Some(serde_json::json!({
         "action": input.action.as_str(), "op_id": op_id, "photos": rows.len(), "rating": input.rating,
     })))?;
     Ok(op_id)

@@ -44,6 +44,13 @@ impl LocalServer {
         }
     }
 
+    /// One more user with the test password.
+    pub fn add_user(&self, name: &str, role: Role, grids: &[&str]) {
+        let hash = auth::hash_password(PASSWORD).unwrap();
+        let grids: Vec<String> = grids.iter().map(|g| (*g).to_owned()).collect();
+        self.db.write(|tx| admin::add_user(tx, name, &hash, role, &grids, 0)).unwrap();
+    }
+
     /// A workflow step as the command line takes it.
     pub fn step(&self, id: &str, action: &str, assignee: Option<&str>) -> String {
         let request = gridwork_protocol::api::TransitionRequest {

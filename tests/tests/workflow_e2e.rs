@@ -14,7 +14,7 @@ use gridwork_core::{
     TaskKind, Trigger, Uuid,
 };
 use gridwork_protocol::api::{Role, TransitionRequest};
-use gridwork_server::{admin, auth, cases};
+use gridwork_server::{admin, cases};
 use gridwork_tests::server::{LocalServer, PASSWORD, default_policy};
 use gridwork_tests::*;
 
@@ -83,8 +83,7 @@ fn setup() -> (tempfile::TempDir, LocalServer) {
     let dir = tempfile::tempdir().unwrap();
     let server = LocalServer::start(dir.path(), "127.0.0.1:0", default_policy());
     server.seed();
-    let hash = auth::hash_password(PASSWORD).unwrap();
-    server.db.write(|tx| admin::add_user(tx, "sanitation", &hash, Role::Department, &[], 0)).unwrap();
+    server.add_user("sanitation", Role::Department, &[]);
     (dir, server)
 }
 

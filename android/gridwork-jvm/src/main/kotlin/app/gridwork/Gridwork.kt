@@ -21,12 +21,15 @@ import app.gridwork.ffi.Rendition
 import app.gridwork.ffi.SessionObserver
 import app.gridwork.ffi.SessionState
 import app.gridwork.ffi.SimilarPhoto
+import app.gridwork.ffi.StepInput
 import app.gridwork.ffi.StoreConfig
 import app.gridwork.ffi.Subscription
 import app.gridwork.ffi.SyncObserver
 import app.gridwork.ffi.SyncReport
 import app.gridwork.ffi.SyncStatus
 import app.gridwork.ffi.SyncTrigger
+import app.gridwork.ffi.Task
+import app.gridwork.ffi.TaskFilter
 import app.gridwork.ffi.UserInfo
 import app.gridwork.ffi.openStore
 import kotlin.time.Duration
@@ -110,6 +113,10 @@ class Gridwork private constructor(
         quick { similarPhotos(photoId, maxDistance.toUInt()) }
     /** A file path of the photo at [rendition], made on first use. */
     suspend fun photoRendition(photoId: String, rendition: Rendition): String = store.photoRendition(photoId, rendition)
+
+    // Tasks (待办) and workflow steps: checked offline, queued, shown in their new state at once.
+    suspend fun tasks(filter: TaskFilter = TaskFilter()): List<Task> = quick { tasks(filter) }
+    suspend fun takeStep(incidentId: String, step: StepInput): Incident = store.takeStep(incidentId, step)
 
     // --- session ---
     suspend fun login(serverUrl: String, username: String, password: String, allowInsecureHttp: Boolean = false): UserInfo =

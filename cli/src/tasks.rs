@@ -1,0 +1,219 @@
+//! The task commands (待办): list the user's tasks, and take workflow steps
+//! on a case from this device (签收, 处置, 反馈, 退回, 核查). Steps are
+//! checked offline as the server would check them and queued for the next
+//! sync; the case shows its new state at once.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use gridwork_core::{CaseAction, CaseInfo, CaseState, DeadlineLight, Named, StepInput, Task, TaskFilter, TaskKind};
+use serde_json::{Value, json};
+
+use crate::commands::{Ctx, parse_id, text};
+use crate::error::{CliError, CliResult};
+use crate::output::{self, printable};
+
+#[derive(Args, Debug)]
+pub struct TasksArgs {
+    /// Only this state (dispatched, signed, in_progress, reopened, handled); repeatable
+    #[arg(long, value_name = "STATE")]
+    pub status: Vec<OsString>,
+    /// Only tasks to handle (assigned to you) or to verify (handled in your grids)
+    #[arg(long, value_name = "KIND", value_parser = ["handle", "verify"])]
+    pub kind: Option<String>,
+    /// Only this deadline light: green, yellow (last quarter of the time), red (overdue)
+    #[arg(long, value_name = "LIGHT", value_parser = ["green", "yellow", "red"])]
+    pub light: Option<String>,
+    /// At most this many
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TaskCommand {
+    /// The whole case as this device knows it (same as `gridwork show`)
+    Show { id: OsString },
+    /// 签收: sign for a task dispatched to you
+    Sign(StepArgs),
+    /// 处置: start work on a task
+    Start(StepArgs),
+    /// 反馈: report the result, with after-photos (--note is required)
+    Handle(StepArgs),
+    /// 退回: hand the task back to the command center (--note gives the reason)
+    HandBack(StepArgs),
+    /// 核查: verify a handled case on site: --pass with --rating 1-5, or --fail (rework, --note required)
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StepArgs {
+    /// Case id
+    pub id: OsString,
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<OsString>,
+    /// A photo (JPEG, PNG or WebP); repeat for several (handle only)
+    #[arg(long, value_name = "FILE")]
+    pub photo: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Case id
+    pub id: OsString,
+    /// The work is done: close the case (核查通过) with --rating
+    #[arg(long, conflicts_with = "fail", required_unless_present = "fail")]
+    pub pass: bool,
+    /// The work is not done: back to the handler for rework (返工)
+    #[arg(long)]
+    pub fail: bool,
+    /// Satisfaction, 1 to 5 stars (评价); with --pass
+    #[arg(long, value_name = "STARS", value_parser = clap::value_parser!(u8).range(1..=5), required_if_eq("pass", "true"), conflicts_with = "fail")]
+    pub rating: Option<u8>,
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<OsString>,
+    /// An on-site photo; repeat for several
+    #[arg(long, value_name = "FILE")]
+    pub photo: Vec<PathBuf>,
+}
+
+pub fn tasks(ctx: &Ctx, args: TasksArgs) -> CliResult<()> {
+    let states = args
+        .status
+        .into_iter()
+        .map(|s| {
+            let s = text("status", s)?;
+            CaseState::parse(s.trim()).filter(|state| state.is_task()).ok_or_else(|| {
+                CliError::usage(format!("unknown task state {:?}: dispatched, signed, in_progress, reopened or handled", printable(&s, true)))
+            })
+        })
+        .collect::<CliResult<Vec<_>>>()?;
+    let filter = TaskFilter {
+        states,
+        kind: args.kind.as_deref().map(|k| if k == "verify" { TaskKind::Verify } else { TaskKind::Handle }),
+        light: args.light.as_deref().and_then(DeadlineLight::parse),
+        limit: args.limit,
+    };
+    let gw = ctx.open()?;
+    if gw.session_user()?.is_none() {
+        return Err(gridwork_core::Error::NotLoggedIn.into());
+    }
+    let tasks = gw.tasks(filter)?;
+    ctx.emit(tasks.iter().map(task_json).collect(), || {
+        if tasks.is_empty() {
+            return "no tasks".to_owned();
+        }
+        let mut lines = vec![format!("{:<36}  {:<6}  {:<11}  {:<6}  {:<25}  description", "id", "kind", "state", "light", "deadline")];
+        for t in &tasks {
+            lines.push(format!(
+                "{}  {:<6}  {:<11}  {:<6}  {:<25}  {}",
+                t.incident_id,
+                t.kind.as_str(),
+                t.state.as_str(),
+                t.light.map_or("-", |l| l.as_str()),
+                t.deadline_ms.map(output::iso_time).unwrap_or_else(|| "-".into()),
+                output::clip(&printable(&t.description, true), 40),
+            ));
+        }
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+fn task_json(t: &Task) -> Value {
+    json!({
+        "id": t.incident_id.to_string(),
+        "kind": t.kind.as_str(),
+        "state": t.state.as_str(),
+        "category": t.category_code,
+        "description": t.description,
+        "address": t.address,
+        "grid": t.grid_code,
+        "assignee": t.assignee,
+        "department": t.department,
+        "deadline_ms": t.deadline_ms,
+        "deadline": t.deadline_ms.map(output::iso_time),
+        "light": t.light.map(|l| l.as_str()),
+        "dispatch_note": t.dispatch_note,
+    })
+}
+
+pub fn task(ctx: &Ctx, command: TaskCommand) -> CliResult<()> {
+    let (args, action, rating) = match command {
+        TaskCommand::Show { id } => return crate::commands::show(ctx, id),
+        TaskCommand::Sign(args) => (args, CaseAction::Sign, None),
+        TaskCommand::Start(args) => (args, CaseAction::Start, None),
+        TaskCommand::Handle(args) => (args, CaseAction::Handle, None),
+        TaskCommand::HandBack(args) => (args, CaseAction::HandBack, None),
+        TaskCommand::Verify(v) => {
+            let action = if v.pass { CaseAction::Close } else { CaseAction::Reopen };
+            (StepArgs { id: v.id, note: v.note, photo: v.photo }, action, v.rating)
+        }
+    };
+    let id = parse_id("id", args.id)?;
+    let note = args.note.map(|n| text("note", n)).transpose()?;
+    let gw = ctx.open()?;
+    let incident = gw.take_step(id, StepInput { action, note, rating }, &args.photo)?;
+    let detail = gw.get_incident(id)?;
+    let mut value = output::incident_json(&incident, Some(&detail.sync_state));
+    value["step"] = action.as_str().into();
+    ctx.emit(value, || {
+        format!(
+            "{} {}: now {} on this device, {}; run `gridwork sync` to send it",
+            action.as_str(),
+            incident.id,
+            incident.status.as_str(),
+            output::sync_state_words(&detail.sync_state),
+        )
+    });
+    Ok(())
+}
+
+/// The case as the server last told it, for `show`.
+pub fn case_json(case: &CaseInfo) -> Value {
+    json!({
+        "state": case.state.as_str(),
+        "reporter": case.reporter,
+        "assignee": case.assignee,
+        "department": case.department,
+        "deadline_ms": case.deadline_ms,
+        "light": case.light.map(|l| l.as_str()),
+        "rating": case.rating,
+        "merged_into": case.merged_into.map(|m| m.to_string()),
+        "version": case.version,
+        "photos": case.photos.iter().map(|p| json!({
+            "photo_id": p.photo_id.to_string(), "role": p.role, "sha256": p.sha256, "bytes": p.byte_size, "arrived": p.arrived,
+        })).collect::<Vec<_>>(),
+        "timeline": case.timeline.iter().map(|e| json!({
+            "action": e.action, "actor": e.actor, "from": e.from_state.map(|s| s.as_str()), "to": e.to_state.as_str(),
+            "note": e.note, "at_ms": e.at_ms, "at": output::iso_time(e.at_ms),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Lines for people: who has it, by when, the rating, the photos and the timeline.
+pub fn case_lines(case: &CaseInfo) -> Vec<String> {
+    let mut lines = vec![format!("on the server: {} (version {})", case.state.as_str(), case.version)];
+    if let Some(assignee) = &case.assignee {
+        lines.push(format!("  assignee   {}", printable(assignee, true)));
+    }
+    if let Some(department) = &case.department {
+        lines.push(format!("  department {}", printable(department, true)));
+    }
+    if let Some(deadline) = case.deadline_ms {
+        lines.push(format!("  deadline   {}{}", output::iso_time(deadline), case.light.map(|l| format!(" ({})", l.as_str())).unwrap_or_default()));
+    }
+    if let Some(rating) = case.rating {
+        lines.push(format!("  rating     {}{} ({rating}/5)", "★".repeat(rating as usize), "☆".repeat(5usize.saturating_sub(rating as usize))));
+    }
+    for p in &case.photos {
+        let arrived = if p.arrived { "arrived" } else { "on its way" };
+        lines.push(format!("  photo      {:<12} {} sha256 {}…", printable(&p.role, true), arrived, &p.sha256[..p.sha256.len().min(12)]));
+    }
+    lines.push("timeline".into());
+    for e in &case.timeline {
+        let note = e.note.as_deref().map(|n| format!("  “{}”", printable(n, true))).unwrap_or_default();
+        lines.push(format!("  {}  {:<15} {:<12} → {}{note}", output::iso_time(e.at_ms), printable(&e.action, true), printable(&e.actor, true), e.to_state.as_str()));
+    }
+    lines
+}
