@@ -112,10 +112,10 @@ pub fn operation_refused(conn: &Connection, op_id: Uuid) -> Result<()> {
         return Ok(());
     }
     let stored: Option<Option<String>> = conn.query_row("SELECT server_view FROM incidents WHERE id = ?1", [&id], |r| r.get(0)).optional()?;
-    if let Some(view_json) = stored.flatten() {
-        if let Ok(view) = serde_json::from_str::<IncidentView>(&view_json) {
-            incident::record_server_state(conn, op.entity_id, &view, ServerCopy { version: view.version, view_json: &view_json })?;
-        }
+    if let Some(view_json) = stored.flatten()
+        && let Ok(view) = serde_json::from_str::<IncidentView>(&view_json)
+    {
+        incident::record_server_state(conn, op.entity_id, &view, ServerCopy { version: view.version, view_json: &view_json })?;
     }
     Ok(())
 }
