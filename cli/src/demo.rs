@@ -4,15 +4,18 @@
 //! directory (embedded SQLite and a blob folder); a phone store is opened
 //! beside it through the same facade a phone uses. A grid worker captures
 //! two reports with photos while offline, the phone syncs when the network
-//! returns, the dispatcher registers and dispatches one, and the phone syncs
-//! again and sees it. Everything is removed at the end.
+//! returns, the dispatcher registers one and dispatches it to a department,
+//! whose phone signs for it and reports back with an after-photo, and the
+//! worker verifies it on site with a rating. Everything is removed at the end.
 
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gridwork_core::{CaseState, DraftFields, GeoPoint, Gridwork, GridworkConfig, IncidentStatus, Named, SyncReport, Trigger, Uuid};
+use gridwork_core::{
+    CaseAction, CaseState, DraftFields, GeoPoint, Gridwork, GridworkConfig, IncidentStatus, Named, StepInput, SyncReport, TaskFilter, TaskKind, Trigger, Uuid,
+};
 use gridwork_protocol::api::{Role, TransitionRequest, UserInfo};
 use gridwork_server::auth::{Caller, TokenPolicy};
 use gridwork_server::db::Database;
@@ -114,6 +117,8 @@ struct Capture {
 
 const WORKER: &str = "zhang.wei";
 const DISPATCHER: &str = "dispatcher";
+/// A functional department (职能部门): the district's sanitation crew.
+const DEPARTMENT: &str = "sanitation";
 
 /// Prints the story as it happens, or collects figures for `--json`.
 struct Story {
@@ -134,7 +139,7 @@ impl Story {
 
 fn sync_words(report: &SyncReport, elapsed: Duration) -> String {
     let mut words = format!(
-        "pushed {} report(s), uploaded {} photo(s) ({}), pulled {} change(s) in {} ms",
+        "pushed {} operation(s), uploaded {} photo(s) ({}), pulled {} change(s) in {} ms",
         report.pushed,
         report.photos_uploaded,
         bytes_words(report.uploaded_bytes),
@@ -167,10 +172,14 @@ pub fn run(json: bool) -> CliResult<()> {
     };
     let worker = add(WORKER, Role::GridWorker, &["G-001".to_owned()])?;
     let dispatcher = add(DISPATCHER, Role::Dispatcher, &[])?;
+    let department = add(DEPARTMENT, Role::Department, &[])?;
     story.say("[1] Command center");
     story.say(format!("    gridwork-server listening on {} (embedded SQLite and a blob folder in a temporary directory)", server.url()));
     story.say("    grids   G-001 南京东路第一网格 (重点关注型 key attention), G-002 南京东路第二网格 (日常管理型 routine)");
-    story.say(format!("    users   {} (grid worker, G-001), {} (command center)", worker.username, dispatcher.username));
+    story.say(format!(
+        "    users   {} (grid worker, G-001), {} (command center), {} (department, 环卫所)",
+        worker.username, dispatcher.username, department.username
+    ));
     story.record("server_url", server.url().into());
 
     // 2. The worker's phone.
@@ -294,7 +303,7 @@ pub fn run(json: bool) -> CliResult<()> {
     story.record("server_incidents", on_server.into());
     story.record("server_photos_arrived", arrived.into());
 
-    // 5. The dispatcher registers and dispatches the first report.
+    // 5. The dispatcher registers and dispatches the first report to a department.
     let console = Caller {
         user_id: dispatcher.id,
         username: dispatcher.username.clone(),
@@ -303,32 +312,69 @@ pub fn run(json: bool) -> CliResult<()> {
         session_id: String::new(),
         device_id: "demo-console".to_owned(),
     };
-    let request = |action: &str, note: &str, assignee: Option<&str>, deadline_ms: Option<i64>| TransitionRequest {
-        action: action.to_owned(),
-        note: Some(note.to_owned()),
-        assignee: assignee.map(str::to_owned),
-        department: None,
-        deadline_ms,
-        merge_into: None,
-        rating: None,
-        photos: vec![],
-    };
-    let registered = server.step(&console, ids[0], &request("register", "属实，立案", None, None))?;
+    let registered = server.step(&console, ids[0], &TransitionRequest { note: Some("属实，立案".into()), ..TransitionRequest::new(CaseAction::Register) })?;
     let deadline = gridwork_server::http::now_ms() + 24 * 3_600_000;
-    let dispatched = server.step(&console, ids[0], &request("dispatch", "请24小时内清理", Some(WORKER), Some(deadline)))?;
+    let dispatch = TransitionRequest {
+        note: Some("请24小时内清理".into()),
+        assignee: Some(DEPARTMENT.into()),
+        deadline_ms: Some(deadline),
+        ..TransitionRequest::new(CaseAction::Dispatch)
+    };
+    let dispatched = server.step(&console, ids[0], &dispatch)?;
     story.say(format!("\n[5] Command center: {} triages report 1", dispatcher.username));
     story.say(format!("    register (立案): {} → {registered}", now[0].as_str()));
-    story.say(format!("    dispatch (派单) to {WORKER}, deadline in 24 h: {registered} → {dispatched}"));
+    story.say(format!("    dispatch (派遣) to the department {DEPARTMENT}, deadline in 24 h: {registered} → {dispatched}"));
 
-    // 6. The phone hears about it.
+    // 6. The department's phone: sign, handle with an after-photo, report back.
+    let crew = Gridwork::open(GridworkConfig::new(work.path().join("department-phone"), format!("{DEPARTMENT}@{}", server.addr), rand::random::<[u8; 32]>().to_vec()))?;
+    crew.login(&server.url(), DEPARTMENT, &password, false)?;
+    crew.sync_now(Trigger::AppForegrounded, Duration::from_secs(30))?;
+    let tasks = crew.tasks(TaskFilter::default())?;
+    let task = tasks.first().ok_or_else(|| CliError::new(DEMO_FAILED, "the dispatched case did not reach the department's phone"))?;
+    story.say(format!("\n[6] Phone of the department {DEPARTMENT}"));
+    story.say(format!(
+        "    task list: {} task(s); report 1 is {}, deadline light {}, dispatcher's note \"{}\"",
+        tasks.len(),
+        task.state.as_str(),
+        task.light.map_or("-", |l| l.as_str()),
+        task.dispatch_note.as_deref().unwrap_or("")
+    ));
+    crew.set_network(false, false);
+    crew.take_step(ids[0], StepInput { action: CaseAction::Sign, note: None, rating: None }, &[])?;
+    crew.take_step(ids[0], StepInput { action: CaseAction::Start, note: None, rating: None }, &[])?;
+    let after = camera.join("AFTER_1.jpg");
+    std::fs::write(&after, camera_jpeg(1280, 960, 77)).map_err(|e| io_error("camera", e))?;
+    let handled = crew.take_step(ids[0], StepInput { action: CaseAction::Handle, note: Some("楼道已清空，纸箱已清运".into()), rating: None }, &[after])?;
+    story.say(format!("    offline: sign (签收), start (处置), handle (反馈) with an after-photo → {} on the phone", handled.status.as_str()));
+    crew.set_network(true, false);
     let t = Instant::now();
-    let last = phone.sync_now(Trigger::AppForegrounded, Duration::from_secs(30))?;
+    let back = crew.sync_now(Trigger::NetworkUp, Duration::from_secs(30))?;
+    story.say(format!("    sync: {}", sync_words(&back, t.elapsed())));
+    story.record("department_sync", output::sync_report_json(&back));
+
+    // 7. The worker verifies on site and rates the work.
+    phone.sync_now(Trigger::AppForegrounded, Duration::from_secs(30))?;
+    let verify = phone.tasks(TaskFilter { kind: Some(TaskKind::Verify), ..Default::default() })?;
+    let onsite = camera.join("CHECK_1.jpg");
+    std::fs::write(&onsite, camera_jpeg(1280, 960, 78)).map_err(|e| io_error("camera", e))?;
+    let rating = 4;
+    phone.take_step(ids[0], StepInput { action: CaseAction::Close, note: Some("已清理干净，通道畅通".into()), rating: Some(rating) }, &[onsite])?;
+    let t = Instant::now();
+    let last = phone.sync_now(Trigger::OperationQueued, Duration::from_secs(30))?;
     let last_ms = t.elapsed();
-    let end = statuses(&phone)?;
-    story.say("\n[6] The phone syncs again");
+    story.say(format!("\n[7] {WORKER} verifies on site (核查)"));
+    story.say(format!("    {} case(s) to verify; passed with {rating} of 5 stars (评价) and an on-site photo", verify.len()));
     story.say(format!("    sync: {}", sync_words(&last, last_ms)));
+    let end = statuses(&phone)?;
+    let case = phone.get_incident(ids[0])?.case;
+    let timeline: Vec<String> = case.as_ref().map(|c| c.timeline.iter().filter(|e| !e.action.ends_with("_arrived")).map(|e| e.action.clone()).collect()).unwrap_or_default();
+    let photos_arrived = server.count("SELECT COUNT(*) FROM incident_photos p JOIN blobs b ON b.sha256 = p.sha256 WHERE b.complete = 1")?;
     story.say(format!("    on the phone: {}", describe(&end)));
+    story.say(format!("    timeline of report 1: {}", timeline.join(" → ")));
+    story.say(format!("    server: {photos_arrived} of {} photo(s) arrived (evidence, after, verification)", photo_count + 2));
     story.record("final_sync", output::sync_report_json(&last));
+    story.record("rating", case.as_ref().and_then(|c| c.rating).into());
+    story.record("timeline", timeline.iter().map(|a| Value::from(a.as_str())).collect());
     story.record(
         "reports",
         ids.iter()
@@ -338,7 +384,11 @@ pub fn run(json: bool) -> CliResult<()> {
             .collect(),
     );
 
-    let ok = on_server == ids.len() as i64 && arrived == i64::from(photo_count) && end[0] == IncidentStatus::Case(CaseState::Dispatched);
+    let ok = on_server == ids.len() as i64
+        && arrived == i64::from(photo_count)
+        && photos_arrived == i64::from(photo_count) + 2
+        && end[0] == IncidentStatus::Case(CaseState::Closed)
+        && case.and_then(|c| c.rating) == Some(rating);
     let elapsed = started.elapsed();
     story.record("ok", ok.into());
     story.record("elapsed_ms", (elapsed.as_millis() as u64).into());
@@ -346,7 +396,7 @@ pub fn run(json: bool) -> CliResult<()> {
         output::print_json(&Value::Object(story.figures));
     } else if ok {
         output::print(&format!(
-            "\nDone in {:.1} s: captured offline, nothing lost, every report and photo arrived once, and the dispatch came back to the phone.",
+            "\nDone in {:.1} s: captured offline, nothing lost, every report and photo arrived once; the case went from report to a rated close across three devices.",
             elapsed.as_secs_f64()
         ));
     }
@@ -364,7 +414,7 @@ fn describe(statuses: &[IncidentStatus]) -> String {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let note = if *s == IncidentStatus::Case(CaseState::Dispatched) { " (a task for the worker now)" } else { "" };
+            let note = if *s == IncidentStatus::Case(CaseState::Closed) { " (verified and rated)" } else { "" };
             format!("report {} {}{note}", i + 1, s.as_str())
         })
         .collect::<Vec<_>>()

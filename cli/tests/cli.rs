@@ -351,7 +351,17 @@ fn help_names_the_key_sources() {
 fn demo_runs_the_whole_loop() {
     let output = ok(run(bare(), ["demo"]));
     let text = stdout(&output);
-    for expected in ["gridwork-server listening on http://127.0.0.1:", "offline", "pushed 2 report(s)", "uploaded 3 photo(s)", "dispatched", "Done in"] {
+    for expected in [
+        "gridwork-server listening on http://127.0.0.1:",
+        "offline",
+        "pushed 2 operation(s), uploaded 3 photo(s)",
+        "dispatched",
+        "handled on the phone",
+        "4 of 5 stars",
+        "report → register → dispatch → sign → start → handle → close",
+        "5 of 5 photo(s) arrived",
+        "Done in",
+    ] {
         assert!(text.contains(expected), "{expected:?} in:\n{text}");
     }
     let figures = json(&ok(run(bare(), ["demo", "--json"])));
@@ -359,7 +369,11 @@ fn demo_runs_the_whole_loop() {
     assert_eq!(figures["server_incidents"], 2);
     assert_eq!(figures["server_photos_arrived"], 3);
     assert_eq!(figures["sync"]["pushed"], 2);
-    assert_eq!(figures["reports"][0]["status"], "dispatched");
+    assert_eq!(figures["department_sync"]["pushed"], 3, "sign, start, handle");
+    assert_eq!(figures["department_sync"]["photos_uploaded"], 1);
+    assert_eq!(figures["reports"][0]["status"], "closed");
+    assert_eq!(figures["reports"][1]["status"], "reported");
+    assert_eq!(figures["rating"], 4);
 }
 
 /// A case reported by worker1, registered and dispatched to the department
