@@ -827,8 +827,9 @@ fn case_status(state: CaseState) -> IncidentStatus {
     core::IncidentStatus::Case(state).into()
 }
 
+/// A task (待办). Not named `Task`: Swift's concurrency owns that name.
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
-pub struct Task {
+pub struct CaseTask {
     pub incident_id: String,
     pub status: IncidentStatus,
     pub kind: TaskKind,
@@ -844,9 +845,9 @@ pub struct Task {
     pub dispatch_note: Option<String>,
 }
 
-impl From<core::Task> for Task {
+impl From<core::Task> for CaseTask {
     fn from(t: core::Task) -> Self {
-        Task {
+        CaseTask {
             incident_id: t.incident_id.to_string(),
             status: case_status(t.state),
             kind: t.kind.into(),

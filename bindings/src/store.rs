@@ -12,8 +12,8 @@ use crate::observe::{
 };
 use crate::offload::offload;
 use crate::records::{
-    Category, DraftFields, Durability, GeoPoint, Grid, Incident, IncidentDetail, IncidentFilter, MeteredPolicy, OpenReport,
-    OutboxItem, OutboxSummary, Photo, Rendition, SimilarPhoto, StepInput, StoreConfig, SyncReport, SyncTrigger, Task, TaskFilter,
+    CaseTask, Category, DraftFields, Durability, GeoPoint, Grid, Incident, IncidentDetail, IncidentFilter, MeteredPolicy, OpenReport,
+    OutboxItem, OutboxSummary, Photo, Rendition, SimilarPhoto, StepInput, StoreConfig, SyncReport, SyncTrigger, TaskFilter,
     TlsSettings, UserInfo, parse_id,
 };
 
@@ -164,7 +164,7 @@ impl GridworkStore {
     // ---- tasks and workflow steps ----
 
     /// The signed-in user's tasks (待办), soonest deadline first.
-    pub fn tasks(&self, filter: TaskFilter) -> Result<Vec<Task>> {
+    pub fn tasks(&self, filter: TaskFilter) -> Result<Vec<CaseTask>> {
         Ok(self.core.tasks(filter.into())?.into_iter().map(Into::into).collect())
     }
 

@@ -6,37 +6,14 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
-use gridwork_core::{DraftFields, GeoPoint, Gridwork, IncidentFilter, IncidentStatus, Named, OutboxSummary, Trigger, Uuid};
+use gridwork_core::{DraftFields, GeoPoint, IncidentFilter, IncidentStatus, Named, OutboxSummary, Trigger};
 use serde_json::{Value, json};
 
+use crate::context::{Ctx, parse_id, text};
 use crate::device::{Device, KeySource, LOCAL_ACCOUNT};
 use crate::error::{CliError, CliResult};
 use crate::output::{self, printable};
 use crate::{Cli, Command, IncidentsArgs, LoginArgs, ReportArgs, SyncArgs};
-
-/// Decode an argument that may be any bytes into text, refusing invalid
-/// UTF-8 with the core's `text_invalid_utf8`.
-pub fn text(field: &'static str, value: OsString) -> CliResult<String> {
-    use std::os::unix::ffi::OsStringExt;
-    Ok(gridwork_core::text::text_from_bytes(field, value.into_vec())?)
-}
-
-pub struct Ctx {
-    device: Device,
-    account: String,
-    json: bool,
-}
-
-impl Ctx {
-    pub fn open(&self) -> CliResult<Gridwork> {
-        self.device.open(&self.account)
-    }
-
-    /// JSON for scripts, or lines for people.
-    pub fn emit(&self, value: Value, human: impl FnOnce() -> String) {
-        if self.json { output::print_json(&value) } else { output::print(&human()) }
-    }
-}
 
 pub fn run(cli: Cli) -> CliResult<()> {
     let json = cli.json;
@@ -70,6 +47,7 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Incidents(args) => incidents(&ctx, args),
         Command::Show { id } => show(&ctx, id),
         Command::Tasks(args) => crate::tasks::tasks(&ctx, args),
+        Command::Task { command: crate::tasks::TaskCommand::Show { id } } => show(&ctx, id),
         Command::Task { command } => crate::tasks::task(&ctx, command),
         Command::Outbox => outbox(&ctx),
         Command::Retry { op_id } => retry(&ctx, op_id),
@@ -416,12 +394,8 @@ fn incidents(ctx: &Ctx, args: IncidentsArgs) -> CliResult<()> {
     Ok(())
 }
 
-pub fn parse_id(field: &'static str, value: OsString) -> CliResult<Uuid> {
-    let text = text(field, value)?;
-    Uuid::parse_str(text.trim()).map_err(|_| gridwork_core::Error::InvalidId.into())
-}
 
-pub fn show(ctx: &Ctx, id: OsString) -> CliResult<()> {
+fn show(ctx: &Ctx, id: OsString) -> CliResult<()> {
     let id = parse_id("id", id)?;
     let detail = ctx.open()?.get_incident(id)?;
     let mut value = output::incident_json(&detail.incident, Some(&detail.sync_state));

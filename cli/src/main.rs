@@ -6,6 +6,7 @@
 //! an in-process reference server with zero setup.
 
 mod commands;
+mod context;
 mod demo;
 mod device;
 mod error;

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use gridwork_core::{CaseAction, CaseInfo, CaseState, DeadlineLight, Named, StepInput, Task, TaskFilter, TaskKind};
 use serde_json::{Value, json};
 
-use crate::commands::{Ctx, parse_id, text};
+use crate::context::{Ctx, parse_id, text};
 use crate::error::{CliError, CliResult};
 use crate::output::{self, printable};
 
@@ -140,7 +140,8 @@ fn task_json(t: &Task) -> Value {
 
 pub fn task(ctx: &Ctx, command: TaskCommand) -> CliResult<()> {
     let (args, action, rating) = match command {
-        TaskCommand::Show { id } => return crate::commands::show(ctx, id),
+        // `show` is the device's case screen, served by the commands module.
+        TaskCommand::Show { .. } => unreachable!("routed to show by commands::run"),
         TaskCommand::Sign(args) => (args, CaseAction::Sign, None),
         TaskCommand::Start(args) => (args, CaseAction::Start, None),
         TaskCommand::Handle(args) => (args, CaseAction::Handle, None),

@@ -3,14 +3,16 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use strum::{EnumIter, EnumString, IntoStaticStr};
 use uuid::Uuid;
 
-use crate::{CaseState, GeoPoint, Named, OperationEnvelope};
+use crate::{CaseState, GeoPoint, OperationEnvelope};
 
 /// The body of a workflow step over HTTP; the same step also travels as a
 /// `transition_incident` operation, whose payload carries it.
 pub use crate::operation::TransitionRequest;
+
+/// A user's role, defined with the workflow it decides (`crate::role`).
+pub use crate::role::Role;
 
 /// Header carrying the device id on every request.
 pub const DEVICE_ID_HEADER: &str = "x-gridwork-device";
@@ -31,21 +33,6 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumString, EnumIter)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Role {
-    GridWorker,
-    Volunteer,
-    Supervisor,
-    Dispatcher,
-    Admin,
-    /// A functional department (职能部门) that signs for and handles the
-    /// cases dispatched to it.
-    Department,
-}
-
-impl Named for Role {}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LoginRequest {
@@ -235,15 +222,4 @@ pub struct TimelineEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub at_ms: i64,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn role_names_are_stable() {
-        crate::names::assert_names_match_serde::<Role>();
-        assert_eq!(Role::GridWorker.as_str(), "grid_worker");
-    }
 }

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use strum::{EnumIter, EnumString, IntoStaticStr};
 
-use crate::api::Role;
+use crate::role::Role;
 use crate::names::Named;
 
 /// Where a case is in the closed loop of GB/T 30428. The names are stable:

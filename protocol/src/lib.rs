@@ -16,6 +16,7 @@ pub mod grid;
 pub mod limits;
 pub mod names;
 pub mod operation;
+pub mod role;
 pub mod text;
 
 pub use case::{CaseAction, CaseState, DeadlineLight, PhotoRole};

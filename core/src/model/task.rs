@@ -9,7 +9,6 @@ use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::read_name;
 
 /// Why a case is on someone's task list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -172,12 +171,9 @@ pub fn tasks(conn: &Connection, me: &UserInfo, filter: &TaskFilter, now_ms: i64)
 
 fn read_task(row: &Row, kind: TaskKind, now_ms: i64) -> rusqlite::Result<Task> {
     let id: String = row.get(0)?;
-    let state = read_name::<crate::model::IncidentStatus>(row, 1)?
-        .and_then(|s| match s {
-            crate::model::IncidentStatus::Case(state) => Some(state),
-            _ => None,
-        })
-        .unwrap_or(CaseState::Dispatched);
+    // The query matched task states only, which are stored by their case state's name.
+    let status: String = row.get(1)?;
+    let state = CaseState::parse(&status).unwrap_or(CaseState::Dispatched);
     let deadline_ms: Option<i64> = row.get(8)?;
     let since_ms: Option<i64> = row.get(9)?;
     let view: Option<String> = row.get(10)?;

@@ -147,6 +147,18 @@ public final class Gridwork: Sendable {
         try await store.photoRendition(photoId: photoId, rendition: rendition)
     }
 
+    // MARK: tasks and workflow steps (checked offline, queued, shown in their new state at once)
+
+    /// The signed-in user's tasks (待办), soonest deadline first.
+    public func tasks(_ filter: TaskFilter = TaskFilter()) async throws -> [CaseTask] {
+        try await quick { try $0.tasks(filter: filter) }
+    }
+
+    /// Sign, start, handle, hand back, close with a rating, or reopen; with photo files.
+    public func takeStep(_ incidentId: String, step: StepInput) async throws -> Incident {
+        try await store.takeStep(incidentId: incidentId, step: step)
+    }
+
     // MARK: session
 
     /// Signs in. Plain `http://` only to loopback unless `allowInsecureHttp`.

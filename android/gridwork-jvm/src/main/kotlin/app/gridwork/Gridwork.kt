@@ -1,5 +1,6 @@
 package app.gridwork
 
+import app.gridwork.ffi.CaseTask
 import app.gridwork.ffi.Category
 import app.gridwork.ffi.DraftFields
 import app.gridwork.ffi.GeoPoint
@@ -28,7 +29,6 @@ import app.gridwork.ffi.SyncObserver
 import app.gridwork.ffi.SyncReport
 import app.gridwork.ffi.SyncStatus
 import app.gridwork.ffi.SyncTrigger
-import app.gridwork.ffi.Task
 import app.gridwork.ffi.TaskFilter
 import app.gridwork.ffi.UserInfo
 import app.gridwork.ffi.openStore
@@ -115,7 +115,7 @@ class Gridwork private constructor(
     suspend fun photoRendition(photoId: String, rendition: Rendition): String = store.photoRendition(photoId, rendition)
 
     // Tasks (待办) and workflow steps: checked offline, queued, shown in their new state at once.
-    suspend fun tasks(filter: TaskFilter = TaskFilter()): List<Task> = quick { tasks(filter) }
+    suspend fun tasks(filter: TaskFilter = TaskFilter()): List<CaseTask> = quick { tasks(filter) }
     suspend fun takeStep(incidentId: String, step: StepInput): Incident = store.takeStep(incidentId, step)
 
     // --- session ---
