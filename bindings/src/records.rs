@@ -232,6 +232,8 @@ pub enum IncidentStatus {
     Closed,
     Reopened,
     Signed,
+    /// A reviewer asked the reporter for more information.
+    InfoRequested,
 }
 
 impl From<core::IncidentStatus> for IncidentStatus {
@@ -252,6 +254,7 @@ impl From<core::IncidentStatus> for IncidentStatus {
             S::Case(CaseState::Closed) => IncidentStatus::Closed,
             S::Case(CaseState::Reopened) => IncidentStatus::Reopened,
             S::Case(CaseState::Signed) => IncidentStatus::Signed,
+            S::Case(CaseState::InfoRequested) => IncidentStatus::InfoRequested,
         }
     }
 }
@@ -274,6 +277,7 @@ impl From<IncidentStatus> for core::IncidentStatus {
             IncidentStatus::Closed => S::Case(CaseState::Closed),
             IncidentStatus::Reopened => S::Case(CaseState::Reopened),
             IncidentStatus::Signed => S::Case(CaseState::Signed),
+            IncidentStatus::InfoRequested => S::Case(CaseState::InfoRequested),
         }
     }
 }
@@ -727,6 +731,10 @@ pub enum CaseAction {
     Handle,
     /// 退回: back to the command center, with a reason.
     HandBack,
+    /// Ask the reporter for more information (a reviewer, with the question).
+    AskInfo,
+    /// Answer a reviewer's question (the reporter, with text and photos).
+    Answer,
     /// 核查通过: closed, with a 1-5 star rating and on-site photos.
     Close,
     /// 返工: back to the handler, with a note and on-site photos.
@@ -744,6 +752,8 @@ impl From<CaseAction> for core::CaseAction {
             CaseAction::Start => core::CaseAction::Start,
             CaseAction::Handle => core::CaseAction::Handle,
             CaseAction::HandBack => core::CaseAction::HandBack,
+            CaseAction::AskInfo => core::CaseAction::AskInfo,
+            CaseAction::Answer => core::CaseAction::Answer,
             CaseAction::Close => core::CaseAction::Close,
             CaseAction::Reopen => core::CaseAction::Reopen,
         }
@@ -759,6 +769,9 @@ pub struct StepInput {
     /// Stars, 1 to 5, with `Close`.
     #[uniffi(default = None)]
     pub rating: Option<u8>,
+    /// With `Merge`: the id of the case this one duplicates.
+    #[uniffi(default = None)]
+    pub merge_into: Option<String>,
     /// Photo files to copy in (after-photos with `Handle`, on-site photos
     /// with `Close` and `Reopen`); the caller may delete them afterwards.
     #[uniffi(default = [])]
@@ -772,6 +785,10 @@ pub enum TaskKind {
     Handle,
     /// Handled by someone else in this user's grids: verify on site.
     Verify,
+    /// A volunteer's report in this user's grids: review it (核实).
+    Review,
+    /// A reviewer asked about this user's report: answer it.
+    Answer,
 }
 
 impl From<core::TaskKind> for TaskKind {
@@ -779,6 +796,8 @@ impl From<core::TaskKind> for TaskKind {
         match kind {
             core::TaskKind::Handle => TaskKind::Handle,
             core::TaskKind::Verify => TaskKind::Verify,
+            core::TaskKind::Review => TaskKind::Review,
+            core::TaskKind::Answer => TaskKind::Answer,
         }
     }
 }
@@ -788,6 +807,8 @@ impl From<TaskKind> for core::TaskKind {
         match kind {
             TaskKind::Handle => core::TaskKind::Handle,
             TaskKind::Verify => core::TaskKind::Verify,
+            TaskKind::Review => core::TaskKind::Review,
+            TaskKind::Answer => core::TaskKind::Answer,
         }
     }
 }
@@ -841,8 +862,12 @@ pub struct CaseTask {
     pub department: Option<String>,
     pub deadline_ms: Option<i64>,
     pub light: Option<DeadlineLight>,
-    /// The dispatcher's note with the last dispatch or rework.
-    pub dispatch_note: Option<String>,
+    /// What the last relevant step said: the dispatcher's instruction (or
+    /// the rework's reason), the handler's result, the reporter's answer,
+    /// the reviewer's question.
+    pub note: Option<String>,
+    /// Who reported the case.
+    pub reporter: Option<String>,
 }
 
 impl From<core::Task> for CaseTask {
@@ -859,7 +884,8 @@ impl From<core::Task> for CaseTask {
             department: t.department,
             deadline_ms: t.deadline_ms,
             light: t.light.map(Into::into),
-            dispatch_note: t.dispatch_note,
+            note: t.note,
+            reporter: t.reporter,
         }
     }
 }

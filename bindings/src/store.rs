@@ -178,7 +178,8 @@ impl GridworkStore {
         let core = self.core.clone();
         offload("take-step", move || {
             let photos: Vec<std::path::PathBuf> = step.photo_paths.iter().map(std::path::PathBuf::from).collect();
-            let input = gridwork_core::StepInput { action: step.action.into(), note: step.note, rating: step.rating };
+            let merge_into = step.merge_into.as_deref().map(|m| parse_id("merge_into", m)).transpose()?;
+            let input = gridwork_core::StepInput { note: step.note, rating: step.rating, merge_into, ..gridwork_core::StepInput::new(step.action.into()) };
             Ok(core.take_step(id, input, &photos)?.into())
         })
         .await

@@ -49,6 +49,7 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Tasks(args) => crate::tasks::tasks(&ctx, args),
         Command::Task { command: crate::tasks::TaskCommand::Show { id } } => show(&ctx, id),
         Command::Task { command } => crate::tasks::task(&ctx, command),
+        Command::Review { command } => crate::tasks::review(&ctx, command),
         Command::Outbox => outbox(&ctx),
         Command::Retry { op_id } => retry(&ctx, op_id),
         Command::Sync(args) => sync(&ctx, args),

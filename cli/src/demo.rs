@@ -337,14 +337,14 @@ pub fn run(json: bool) -> CliResult<()> {
         tasks.len(),
         task.state.as_str(),
         task.light.map_or("-", |l| l.as_str()),
-        task.dispatch_note.as_deref().unwrap_or("")
+        task.note.as_deref().unwrap_or("")
     ));
     crew.set_network(false, false);
-    crew.take_step(ids[0], StepInput { action: CaseAction::Sign, note: None, rating: None }, &[])?;
-    crew.take_step(ids[0], StepInput { action: CaseAction::Start, note: None, rating: None }, &[])?;
+    crew.take_step(ids[0], StepInput::new(CaseAction::Sign), &[])?;
+    crew.take_step(ids[0], StepInput::new(CaseAction::Start), &[])?;
     let after = camera.join("AFTER_1.jpg");
     std::fs::write(&after, camera_jpeg(1280, 960, 77)).map_err(|e| io_error("camera", e))?;
-    let handled = crew.take_step(ids[0], StepInput { action: CaseAction::Handle, note: Some("楼道已清空，纸箱已清运".into()), rating: None }, &[after])?;
+    let handled = crew.take_step(ids[0], StepInput { note: Some("楼道已清空，纸箱已清运".into()), ..StepInput::new(CaseAction::Handle) }, &[after])?;
     story.say(format!("    offline: sign (签收), start (处置), handle (反馈) with an after-photo → {} on the phone", handled.status.as_str()));
     crew.set_network(true, false);
     let t = Instant::now();
@@ -358,7 +358,7 @@ pub fn run(json: bool) -> CliResult<()> {
     let onsite = camera.join("CHECK_1.jpg");
     std::fs::write(&onsite, camera_jpeg(1280, 960, 78)).map_err(|e| io_error("camera", e))?;
     let rating = 4;
-    phone.take_step(ids[0], StepInput { action: CaseAction::Close, note: Some("已清理干净，通道畅通".into()), rating: Some(rating) }, &[onsite])?;
+    phone.take_step(ids[0], StepInput { note: Some("已清理干净，通道畅通".into()), rating: Some(rating), ..StepInput::new(CaseAction::Close) }, &[onsite])?;
     let t = Instant::now();
     let last = phone.sync_now(Trigger::OperationQueued, Duration::from_secs(30))?;
     let last_ms = t.elapsed();

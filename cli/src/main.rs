@@ -99,6 +99,11 @@ pub enum Command {
         #[command(subcommand)]
         command: tasks::TaskCommand,
     },
+    /// The review queue (核实): list volunteers' reports in your grids, approve, reject, merge, ask
+    Review {
+        #[command(subcommand)]
+        command: tasks::ReviewCommand,
+    },
     /// What is still waiting to be sent
     Outbox,
     /// Queue a parked operation again (after fixing what the server objected to)

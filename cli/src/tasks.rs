@@ -19,8 +19,9 @@ pub struct TasksArgs {
     /// Only this state (dispatched, signed, in_progress, reopened, handled); repeatable
     #[arg(long, value_name = "STATE")]
     pub status: Vec<OsString>,
-    /// Only tasks to handle (assigned to you) or to verify (handled in your grids)
-    #[arg(long, value_name = "KIND", value_parser = ["handle", "verify"])]
+    /// Only tasks to handle (assigned to you), to verify (handled in your grids), to review
+    /// (volunteers' reports in your grids) or to answer (questions about your reports)
+    #[arg(long, value_name = "KIND", value_parser = ["handle", "verify", "review", "answer"])]
     pub kind: Option<String>,
     /// Only this deadline light: green, yellow (last quarter of the time), red (overdue)
     #[arg(long, value_name = "LIGHT", value_parser = ["green", "yellow", "red"])]
@@ -44,6 +45,35 @@ pub enum TaskCommand {
     HandBack(StepArgs),
     /// 核查: verify a handled case on site: --pass with --rating 1-5, or --fail (rework, --note required)
     Verify(VerifyArgs),
+    /// Answer a reviewer's question about your report (--note, and photos if asked)
+    Answer(StepArgs),
+}
+
+/// The review queue (核实): volunteers' reports in your grids.
+#[derive(Subcommand, Debug)]
+pub enum ReviewCommand {
+    /// Reports waiting for review, oldest first
+    List {
+        /// At most this many
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+    /// 立案: the report is true; forward it to the command center
+    Approve(StepArgs),
+    /// Reject the report (--note gives the reason the reporter will read)
+    Reject(StepArgs),
+    /// Merge the report into the case it duplicates
+    Merge {
+        /// Report id
+        id: OsString,
+        /// The case it duplicates
+        #[arg(long, value_name = "ID")]
+        into: OsString,
+        #[arg(long, value_name = "TEXT")]
+        note: Option<OsString>,
+    },
+    /// Ask the reporter for more information (--note is the question)
+    Ask(StepArgs),
 }
 
 #[derive(Args, Debug)]
@@ -83,14 +113,17 @@ pub fn tasks(ctx: &Ctx, args: TasksArgs) -> CliResult<()> {
         .into_iter()
         .map(|s| {
             let s = text("status", s)?;
-            CaseState::parse(s.trim()).filter(|state| state.is_task()).ok_or_else(|| {
-                CliError::usage(format!("unknown task state {:?}: dispatched, signed, in_progress, reopened or handled", printable(&s, true)))
+            CaseState::parse(s.trim()).filter(|state| state.is_task() || state.in_review()).ok_or_else(|| {
+                CliError::usage(format!(
+                    "unknown task state {:?}: dispatched, signed, in_progress, reopened, handled, pending_review or info_requested",
+                    printable(&s, true)
+                ))
             })
         })
         .collect::<CliResult<Vec<_>>>()?;
     let filter = TaskFilter {
         states,
-        kind: args.kind.as_deref().map(|k| if k == "verify" { TaskKind::Verify } else { TaskKind::Handle }),
+        kind: args.kind.as_deref().and_then(|k| TaskKind::ALL.into_iter().find(|kind| kind.as_str() == k)),
         light: args.light.as_deref().and_then(DeadlineLight::parse),
         limit: args.limit,
     };
@@ -134,7 +167,8 @@ fn task_json(t: &Task) -> Value {
         "deadline_ms": t.deadline_ms,
         "deadline": t.deadline_ms.map(output::iso_time),
         "light": t.light.map(|l| l.as_str()),
-        "dispatch_note": t.dispatch_note,
+        "note": t.note,
+        "reporter": t.reporter,
     })
 }
 
@@ -150,11 +184,29 @@ pub fn task(ctx: &Ctx, command: TaskCommand) -> CliResult<()> {
             let action = if v.pass { CaseAction::Close } else { CaseAction::Reopen };
             (StepArgs { id: v.id, note: v.note, photo: v.photo }, action, v.rating)
         }
+        TaskCommand::Answer(args) => (args, CaseAction::Answer, None),
     };
+    step(ctx, args, action, rating, None)
+}
+
+pub fn review(ctx: &Ctx, command: ReviewCommand) -> CliResult<()> {
+    let (args, action, merge_into) = match command {
+        ReviewCommand::List { limit } => {
+            return tasks(ctx, TasksArgs { status: Vec::new(), kind: Some("review".into()), light: None, limit });
+        }
+        ReviewCommand::Approve(args) => (args, CaseAction::Register, None),
+        ReviewCommand::Reject(args) => (args, CaseAction::Reject, None),
+        ReviewCommand::Ask(args) => (args, CaseAction::AskInfo, None),
+        ReviewCommand::Merge { id, into, note } => (StepArgs { id, note, photo: Vec::new() }, CaseAction::Merge, Some(parse_id("into", into)?)),
+    };
+    step(ctx, args, action, None, merge_into)
+}
+
+fn step(ctx: &Ctx, args: StepArgs, action: CaseAction, rating: Option<u8>, merge_into: Option<gridwork_core::Uuid>) -> CliResult<()> {
     let id = parse_id("id", args.id)?;
     let note = args.note.map(|n| text("note", n)).transpose()?;
     let gw = ctx.open()?;
-    let incident = gw.take_step(id, StepInput { action, note, rating }, &args.photo)?;
+    let incident = gw.take_step(id, StepInput { note, rating, merge_into, ..StepInput::new(action) }, &args.photo)?;
     let detail = gw.get_incident(id)?;
     let mut value = output::incident_json(&incident, Some(&detail.sync_state));
     value["step"] = action.as_str().into();

@@ -460,3 +460,47 @@ fn tasks_are_worked_and_verified_from_the_terminal() {
     let human = stdout(&ok(run(gridwork(worker.path()), ["task", "show", &id])));
     assert!(human.contains("★★☆☆☆") && human.contains("施工粗糙"), "{human}");
 }
+
+#[test]
+fn the_review_queue_from_the_terminal() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let (volunteer, worker) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (dir, user) in [(&volunteer, "volunteer1"), (&worker, "worker1")] {
+        ok(run(gridwork(dir.path()), ["login", "--server", &server.url(), "--username", user, "--password", PASSWORD]));
+    }
+    let report = |description: &str| {
+        let id = stdout(&ok(run(gridwork(volunteer.path()), ["report", "--category", "0602", "--description", description, "--lat", "31.23", "--lon", "121.465"])));
+        id.trim().to_owned()
+    };
+    let (first, second) = (report("消防通道被占用"), report("楼道有异味"));
+    ok(run(gridwork(volunteer.path()), ["sync"]));
+
+    ok(run(gridwork(worker.path()), ["sync"]));
+    let queue = json(&ok(run(gridwork(worker.path()), ["review", "list", "--json"])));
+    let ids: Vec<&str> = queue.as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [first.as_str(), second.as_str()], "oldest first: {queue}");
+    assert!(queue.as_array().unwrap().iter().all(|t| t["kind"] == "review" && t["reporter"] == "volunteer1"), "{queue}");
+
+    let approved = json(&ok(run(gridwork(worker.path()), ["review", "approve", &first, "--note", "现场核实属实", "--json"])));
+    assert_eq!(approved["status"], "registered");
+    assert_eq!(error_code(&run(gridwork(worker.path()), ["review", "ask", &second, "--json"])), "note_required");
+    ok(run(gridwork(worker.path()), ["review", "ask", &second, "--note", "请补充照片"]));
+    ok(run(gridwork(worker.path()), ["sync"]));
+    assert_eq!(server.step_state(first.parse().unwrap()), "registered");
+
+    ok(run(gridwork(volunteer.path()), ["sync"]));
+    let asked = json(&ok(run(gridwork(volunteer.path()), ["tasks", "--kind", "answer", "--json"])));
+    assert_eq!((asked[0]["id"].as_str(), asked[0]["note"].as_str()), (Some(second.as_str()), Some("请补充照片")), "{asked}");
+    ok(run(gridwork(volunteer.path()), ["task", "answer", &second, "--note", "3号楼后门"]));
+    ok(run(gridwork(volunteer.path()), ["sync"]));
+    ok(run(gridwork(worker.path()), ["sync"]));
+    ok(run(gridwork(worker.path()), ["review", "reject", &second, "--note", "已自行清理"]));
+    ok(run(gridwork(worker.path()), ["sync"]));
+    ok(run(gridwork(volunteer.path()), ["sync"]));
+    let shown = json(&ok(run(gridwork(volunteer.path()), ["show", &second, "--json"])));
+    assert_eq!(shown["status"], "rejected");
+    let reject = shown["case"]["timeline"].as_array().unwrap().iter().rfind(|e| e["action"] == "reject").cloned().unwrap();
+    assert_eq!((reject["note"].as_str(), reject["actor"].as_str()), (Some("已自行清理"), Some("worker1")), "the reporter reads why");
+}

@@ -28,17 +28,27 @@ pub struct StepInput {
     pub note: Option<String>,
     /// Stars (1-5) with a `close` (核查通过, 评价).
     pub rating: Option<u8>,
+    /// The case a `merge` folds this one into (a duplicate report).
+    pub merge_into: Option<Uuid>,
+}
+
+impl StepInput {
+    /// A step with nothing but its action; set what it carries.
+    pub fn new(action: CaseAction) -> StepInput {
+        StepInput { action, note: None, rating: None, merge_into: None }
+    }
 }
 
 /// Check the step against the case as this device knows it, without
 /// writing; the state it leads to. Cheap: the facade calls it before
 /// processing photos.
 pub fn check(conn: &Connection, incident_id: Uuid, input: &StepInput, photo_count: usize, me: &UserInfo) -> Result<gridwork_protocol::CaseState> {
-    let (state, grid_code, assignee) = case_facts(conn, incident_id)?;
+    let CaseFacts { state, grid_code, assignee, is_reporter } = case_facts(conn, incident_id, me)?;
     let relation = Relation {
         role: me.role,
         in_grid: grid_code.as_ref().is_some_and(|g| me.grids.contains(g)),
         is_assignee: assignee.as_deref() == Some(me.username.as_str()),
+        is_reporter,
     };
     let action = input.action.as_str();
     let target = case::next_state(state, input.action, relation).map_err(|refusal| match refusal {
@@ -50,18 +60,54 @@ pub fn check(conn: &Connection, incident_id: Uuid, input: &StepInput, photo_coun
     }
     let has_note = input.note.as_deref().is_some_and(|n| !n.trim().is_empty());
     input.action.check_extras(has_note, input.rating, photo_count).map_err(|(code, message)| Error::StepInvalid { code, message })?;
+    match (input.action, input.merge_into) {
+        (CaseAction::Merge, None) => {
+            return Err(Error::StepInvalid { code: "merge_target_required", message: "merge needs the case it duplicates".to_owned() });
+        }
+        (CaseAction::Merge, Some(target)) if target == incident_id => {
+            return Err(Error::StepInvalid { code: "invalid_merge_target", message: "a case cannot be merged into itself".to_owned() });
+        }
+        (CaseAction::Merge, Some(target)) => {
+            // The server merges only into a case the user may see: one this device holds.
+            let target_state = conn
+                .prepare_cached("SELECT status FROM incidents WHERE id = ?1")?
+                .query_row([target.to_string()], |r| r.get::<_, String>(0))
+                .optional()?
+                .and_then(|s| IncidentStatus::parse(&s));
+            if !matches!(target_state, Some(IncidentStatus::Case(state)) if state != gridwork_protocol::CaseState::Merged) {
+                return Err(Error::StepInvalid {
+                    code: "invalid_merge_target",
+                    message: "merge into another, unmerged case you can see".to_owned(),
+                });
+            }
+        }
+        (_, Some(_)) => return Err(Error::StepInvalid { code: "invalid_payload", message: "only a merge names another case".to_owned() }),
+        (_, None) => {}
+    }
     Ok(target)
 }
 
-/// The case's state, grid and assignee. Only a case the server has can take a step.
-fn case_facts(conn: &Connection, id: Uuid) -> Result<(gridwork_protocol::CaseState, Option<String>, Option<String>)> {
-    let row: Option<(String, Option<String>, Option<String>)> = conn
-        .prepare_cached("SELECT status, grid_code, assignee FROM incidents WHERE id = ?1")?
-        .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+/// What decides whether this user may take a step on a case.
+struct CaseFacts {
+    state: gridwork_protocol::CaseState,
+    grid_code: Option<String>,
+    assignee: Option<String>,
+    is_reporter: bool,
+}
+
+/// Only a case the server has can take a step. The user reported it if this
+/// device submitted it, or the server names them its reporter.
+fn case_facts(conn: &Connection, id: Uuid, me: &UserInfo) -> Result<CaseFacts> {
+    let row: Option<(String, Option<String>, Option<String>, bool)> = conn
+        .prepare_cached(
+            "SELECT status, grid_code, assignee, submitted_device_ms IS NOT NULL OR json_extract(server_view, '$.reporter') = ?2
+             FROM incidents WHERE id = ?1",
+        )?
+        .query_row(params![id.to_string(), me.username], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, Option<bool>>(3)?.unwrap_or(false))))
         .optional()?;
-    let (status, grid_code, assignee) = row.ok_or(Error::NotFound { what: "incident" })?;
+    let (status, grid_code, assignee, is_reporter) = row.ok_or(Error::NotFound { what: "incident" })?;
     match IncidentStatus::parse(&status) {
-        Some(IncidentStatus::Case(state)) => Ok((state, grid_code, assignee)),
+        Some(IncidentStatus::Case(state)) => Ok(CaseFacts { state, grid_code, assignee, is_reporter }),
         _ => Err(Error::InvalidState { state: status, action: "take a workflow step on" }),
     }
 }
@@ -98,6 +144,7 @@ pub fn take(
     let request = TransitionRequest {
         note,
         rating: input.rating,
+        merge_into: input.merge_into,
         photos: rows.iter().map(capture::photo_ref).collect(),
         ..TransitionRequest::new(input.action)
     };

@@ -6,8 +6,9 @@
 //! ```text
 //! reported ──────────┬─> registered ─> dispatched ─> signed ─> in_progress ─> handled ─> closed
 //! pending_review ────┤      ^  ^          │   ^         │          │   ^          │          │
-//!  (volunteer        ├─> rejected         │   └─────────┴──────────┘   │ reopened <┴──────────┘
-//!   reports)         └─> merged           │     (hand_back: to registered)  (返工, back to the handler)
+//!  (volunteer   ^ │  ├─> rejected         │   └─────────┴──────────┘   │ reopened <┴──────────┘
+//!   reports)    │ v  └─> merged           │     (hand_back: to registered)  (返工, back to the handler)
+//!       info_requested (ask_info; the reporter answers)
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,8 @@ pub enum CaseState {
     Reopened,
     /// The assignee (often a department, 职能部门) signed for the task (签收).
     Signed,
+    /// A reviewer asked the reporter for more information (待补充).
+    InfoRequested,
 }
 
 impl Named for CaseState {}
@@ -50,6 +53,19 @@ impl CaseState {
     /// The assignee still has work to do on it.
     pub fn awaits_handler(self) -> bool {
         matches!(self, CaseState::Dispatched | CaseState::Signed | CaseState::InProgress | CaseState::Reopened)
+    }
+
+    /// A volunteer's report under review (核实).
+    pub fn in_review(self) -> bool {
+        matches!(self, CaseState::PendingReview | CaseState::InfoRequested)
+    }
+
+    /// The grid's workers see a case of their grid in this state: they
+    /// review volunteers' reports, verify tasks and count closed cases.
+    /// Before dispatch (reported, registered) a case is the command
+    /// center's business.
+    pub fn seen_by_grid_workers(self) -> bool {
+        self.is_task() || self.in_review() || matches!(self, CaseState::Closed | CaseState::Rejected | CaseState::Merged)
     }
 }
 
@@ -74,6 +90,10 @@ pub enum CaseAction {
     Sign,
     /// The assignee hands the task back to the command center (退回), with a reason.
     HandBack,
+    /// A reviewer asks the reporter for more information, with the question.
+    AskInfo,
+    /// The reporter answers a question, with text and photos.
+    Answer,
 }
 
 impl Named for CaseAction {}
@@ -108,12 +128,13 @@ pub struct StepRule {
 impl CaseAction {
     pub fn rule(self) -> StepRule {
         let photos = match self {
+            CaseAction::Answer => Some(PhotoRole::Evidence),
             CaseAction::Handle => Some(PhotoRole::After),
             CaseAction::Close | CaseAction::Reopen => Some(PhotoRole::Verification),
             _ => None,
         };
         StepRule {
-            note_required: matches!(self, CaseAction::Reject | CaseAction::Handle | CaseAction::HandBack),
+            note_required: matches!(self, CaseAction::Reject | CaseAction::Handle | CaseAction::HandBack | CaseAction::AskInfo | CaseAction::Answer),
             rating_allowed: self == CaseAction::Close,
             photos,
         }
@@ -152,6 +173,8 @@ pub struct Relation {
     pub in_grid: bool,
     /// The case is dispatched to the caller.
     pub is_assignee: bool,
+    /// The caller reported the case.
+    pub is_reporter: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,9 +205,11 @@ impl Refusal {
 pub fn next_state(state: CaseState, action: CaseAction, who: Relation) -> Result<CaseState, Refusal> {
     use CaseState::*;
     let target = match (action, state) {
-        (CaseAction::Register, Reported | PendingReview) => Registered,
-        (CaseAction::Reject, Reported | PendingReview) => Rejected,
-        (CaseAction::Merge, Reported | PendingReview | Registered) => Merged,
+        (CaseAction::Register, Reported | PendingReview | InfoRequested) => Registered,
+        (CaseAction::Reject, Reported | PendingReview | InfoRequested) => Rejected,
+        (CaseAction::Merge, Reported | PendingReview | InfoRequested | Registered) => Merged,
+        (CaseAction::AskInfo, PendingReview) => InfoRequested,
+        (CaseAction::Answer, InfoRequested) => PendingReview,
         (CaseAction::Dispatch, Registered | Reopened) => Dispatched,
         (CaseAction::Sign, Dispatched | Reopened) => Signed,
         (CaseAction::Start, Dispatched | Signed | Reopened) => InProgress,
@@ -198,10 +223,16 @@ pub fn next_state(state: CaseState, action: CaseAction, who: Relation) -> Result
     let grid_supervisor = who.role == Role::Supervisor && who.in_grid;
     // 核查 is done on site by the grid's worker, never by the one who did the work.
     let grid_verifier = who.role == Role::GridWorker && who.in_grid && !who.is_assignee;
+    // 核实 of a volunteer's report: a worker of its grid goes and looks.
+    let grid_reviewer = who.role == Role::GridWorker && who.in_grid && state.in_review();
     let allowed = match action {
-        // 研判/立案 and review of volunteer reports: the command center, or
-        // the supervisor of the case's grid.
-        CaseAction::Register | CaseAction::Reject | CaseAction::Merge => command_center || grid_supervisor,
+        // 研判/立案 and review of volunteer reports: the command center, the
+        // supervisor of the case's grid, or (volunteer reports) its workers.
+        CaseAction::Register | CaseAction::Reject | CaseAction::Merge | CaseAction::AskInfo => {
+            command_center || grid_supervisor || grid_reviewer
+        }
+        // Only the reporter answers a question about their report.
+        CaseAction::Answer => who.is_reporter,
         // 派遣 is the command center's alone.
         CaseAction::Dispatch => command_center,
         // 签收, 处置, 反馈 and 退回: the one it was dispatched to.
@@ -246,7 +277,11 @@ mod tests {
     use super::*;
     use crate::names::{IntoEnumIterator, assert_names_match_serde};
 
-    const DISPATCHER: Relation = Relation { role: Role::Dispatcher, in_grid: false, is_assignee: false };
+    const DISPATCHER: Relation = Relation { role: Role::Dispatcher, in_grid: false, is_assignee: false, is_reporter: false };
+
+    fn who(role: Role, in_grid: bool, is_assignee: bool) -> Relation {
+        Relation { role, in_grid, is_assignee, is_reporter: false }
+    }
 
     #[test]
     fn names_are_stable() {
@@ -257,16 +292,29 @@ mod tests {
         let states: Vec<&str> = CaseState::iter().map(CaseState::as_str).collect();
         assert_eq!(
             states,
-            ["reported", "pending_review", "registered", "rejected", "merged", "dispatched", "in_progress", "handled", "closed", "reopened", "signed"]
+            [
+                "reported",
+                "pending_review",
+                "registered",
+                "rejected",
+                "merged",
+                "dispatched",
+                "in_progress",
+                "handled",
+                "closed",
+                "reopened",
+                "signed",
+                "info_requested"
+            ]
         );
         let actions: Vec<&str> = CaseAction::iter().map(CaseAction::as_str).collect();
-        assert_eq!(actions, ["register", "reject", "merge", "dispatch", "start", "handle", "close", "reopen", "sign", "hand_back"]);
+        assert_eq!(actions, ["register", "reject", "merge", "dispatch", "start", "handle", "close", "reopen", "sign", "hand_back", "ask_info", "answer"]);
     }
 
     #[test]
     fn the_whole_closed_loop_with_a_department_and_rework() {
-        let department = Relation { role: Role::Department, in_grid: false, is_assignee: true };
-        let verifier = Relation { role: Role::GridWorker, in_grid: true, is_assignee: false };
+        let department = who(Role::Department, false, true);
+        let verifier = who(Role::GridWorker, true, false);
         let mut state = initial_state(Role::Volunteer);
         for (action, who, expected) in [
             (CaseAction::Register, DISPATCHER, CaseState::Registered),
@@ -314,8 +362,13 @@ mod tests {
             (S::Handled, A::Close),
             (S::Handled, A::Reopen),
             (S::Closed, A::Reopen),
+            (S::PendingReview, A::AskInfo),
+            (S::InfoRequested, A::Answer),
+            (S::InfoRequested, A::Register),
+            (S::InfoRequested, A::Reject),
+            (S::InfoRequested, A::Merge),
         ];
-        let admin = Relation { role: Role::Admin, in_grid: true, is_assignee: true };
+        let admin = Relation { role: Role::Admin, in_grid: true, is_assignee: true, is_reporter: true };
         for state in CaseState::iter() {
             for action in CaseAction::iter() {
                 let result = next_state(state, action, admin);
@@ -326,13 +379,13 @@ mod tests {
 
     #[test]
     fn roles_are_enforced() {
-        let volunteer = Relation { role: Role::Volunteer, in_grid: true, is_assignee: false };
-        let supervisor_here = Relation { role: Role::Supervisor, in_grid: true, is_assignee: false };
-        let supervisor_elsewhere = Relation { role: Role::Supervisor, in_grid: false, is_assignee: false };
-        let worker_not_assigned = Relation { role: Role::GridWorker, in_grid: true, is_assignee: false };
-        let worker_assigned = Relation { role: Role::GridWorker, in_grid: true, is_assignee: true };
-        let worker_elsewhere = Relation { role: Role::GridWorker, in_grid: false, is_assignee: false };
-        let department_not_assigned = Relation { role: Role::Department, in_grid: false, is_assignee: false };
+        let volunteer = who(Role::Volunteer, true, false);
+        let supervisor_here = who(Role::Supervisor, true, false);
+        let supervisor_elsewhere = who(Role::Supervisor, false, false);
+        let worker_not_assigned = who(Role::GridWorker, true, false);
+        let worker_assigned = who(Role::GridWorker, true, true);
+        let worker_elsewhere = who(Role::GridWorker, false, false);
+        let department_not_assigned = who(Role::Department, false, false);
         assert_eq!(next_state(CaseState::PendingReview, CaseAction::Register, volunteer), Err(Refusal::Forbidden));
         assert_eq!(next_state(CaseState::PendingReview, CaseAction::Register, supervisor_here), Ok(CaseState::Registered));
         assert_eq!(next_state(CaseState::PendingReview, CaseAction::Reject, supervisor_elsewhere), Err(Refusal::Forbidden));
@@ -347,6 +400,15 @@ mod tests {
         // Reopening a closed case is the command center's or supervisor's call.
         assert_eq!(next_state(CaseState::Closed, CaseAction::Reopen, worker_not_assigned), Err(Refusal::Forbidden));
         assert_eq!(initial_state(Role::Volunteer), CaseState::PendingReview);
+        // 核实: a worker of the grid reviews volunteers' reports, not others'.
+        assert_eq!(next_state(CaseState::PendingReview, CaseAction::Register, worker_not_assigned), Ok(CaseState::Registered));
+        assert_eq!(next_state(CaseState::PendingReview, CaseAction::AskInfo, worker_not_assigned), Ok(CaseState::InfoRequested));
+        assert_eq!(next_state(CaseState::Reported, CaseAction::Register, worker_not_assigned), Err(Refusal::Forbidden));
+        assert_eq!(next_state(CaseState::PendingReview, CaseAction::Reject, worker_elsewhere), Err(Refusal::Forbidden));
+        // Only the reporter answers.
+        let reporter = Relation { role: Role::Volunteer, in_grid: true, is_assignee: false, is_reporter: true };
+        assert_eq!(next_state(CaseState::InfoRequested, CaseAction::Answer, reporter), Ok(CaseState::PendingReview));
+        assert_eq!(next_state(CaseState::InfoRequested, CaseAction::Answer, supervisor_here), Err(Refusal::Forbidden));
     }
 
     #[test]

@@ -388,6 +388,7 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
         role: caller.role,
         in_grid: caller.in_grid(case.grid_code.as_deref()),
         is_assignee: case.assignee_id.as_deref() == Some(caller.user_id.to_string().as_str()),
+        is_reporter: case.reporter_id == caller.user_id.to_string(),
     };
     let target = match case::next_state(case.state, action, relation) {
         Ok(target) => target,

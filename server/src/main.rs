@@ -96,6 +96,15 @@ enum Command {
     },
     /// 返工: reopen a handled or closed case for rework.
     Reopen { id: String, #[arg(long)] note: Option<String> },
+    /// Merge a duplicate report into the case it repeats.
+    Merge {
+        id: String,
+        /// The case it repeats.
+        #[arg(long)]
+        into: uuid::Uuid,
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -259,6 +268,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
         }
         Command::Close { id, note, rating } => step(&db, &id, TransitionRequest { rating, ..transition(CaseAction::Close, note) })?,
         Command::Reopen { id, note } => step(&db, &id, transition(CaseAction::Reopen, note))?,
+        Command::Merge { id, into, note } => step(&db, &id, TransitionRequest { merge_into: Some(into), ..transition(CaseAction::Merge, note) })?,
     }
     Ok(())
 }

@@ -11,9 +11,9 @@
 //! | department  | only `user:` (the cases dispatched to it)          |
 //!
 //! A case is seen by its reporter (`user:`), its assignee (`user:`), the
-//! supervisors of its grid (`grid:`), the workers of its grid once it is a
-//! task and after it closes (`tasks:`: they verify it and count it), and the
-//! command center (`all`).
+//! supervisors of its grid (`grid:`), the workers of its grid while a
+//! volunteer's report is reviewed and from dispatch on (`tasks:`, see
+//! `CaseState::seen_by_grid_workers`), and the command center (`all`).
 
 use gridwork_protocol::api::Role;
 
@@ -49,7 +49,7 @@ pub fn case_audience(case: &CaseScope) -> Vec<String> {
     }
     if let Some(grid) = &case.grid_code {
         keys.push(format!("grid:{grid}"));
-        if case.state.is_task() || case.state == CaseState::Closed {
+        if case.state.seen_by_grid_workers() {
             keys.push(format!("tasks:{grid}"));
         }
     }

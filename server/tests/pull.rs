@@ -236,8 +236,8 @@ fn scope_decides_who_sees_a_case_and_leaving_it_is_a_removal() {
         let mut w2 = View::start(&worker2, name);
         let mut d = View::start(&dispatcher, name);
 
-        // A volunteer's report waits for review: the reporter, the grid's
-        // supervisor and the command center see it; the grid's workers do not yet.
+        // A volunteer's report waits for review (核实): the reporter, the grid's
+        // supervisor and workers, and the command center see it.
         let (case, op) = report("0101", Some("G-001"), &[]);
         volunteer.push_ok(&[op]);
         let key = case.to_string();
@@ -246,11 +246,11 @@ fn scope_decides_who_sees_a_case_and_leaving_it_is_a_removal() {
         assert_eq!(seen[0]["data"]["state"], "pending_review", "{name}");
         assert_eq!(v.sync(&volunteer, name).len(), 1, "{name}: reporter");
         assert_eq!(d.sync(&dispatcher, name).len(), 1, "{name}: command center");
-        assert!(w1.sync(&worker1, name).is_empty(), "{name}: not a task yet");
+        assert_eq!(w1.sync(&worker1, name)[0]["data"]["state"], "pending_review", "{name}: the grid's worker reviews it");
         assert!(w2.sync(&worker2, name).is_empty(), "{name}: other grid");
 
         step(&supervisor, case, json!({"action": "register"}), name);
-        assert!(w1.sync(&worker1, name).is_empty(), "{name}: registered is not a task");
+        assert_eq!(w1.sync(&worker1, name)[0]["op"], "remove", "{name}: registered is the command center's, not a task yet");
         assert_eq!(v.sync(&volunteer, name)[0]["data"]["state"], "registered", "{name}");
 
         // Dispatched to worker1: now it is worker1's task.
@@ -316,7 +316,7 @@ fn scope_decides_who_sees_a_case_and_leaving_it_is_a_removal() {
         assert_eq!(got[0]["data"]["state"], "merged", "{name}");
         assert_eq!(got[0]["data"]["merged_into"], key.as_str(), "{name}");
         assert_eq!(s.sync(&supervisor, name).len(), 1, "{name}");
-        assert!(w1.sync(&worker1, name).is_empty(), "{name}: never a task");
+        assert_eq!(w1.sync(&worker1, name)[0]["data"]["state"], "merged", "{name}: the grid's workers see how a review ended");
         assert!(w2.sync(&worker2, name).is_empty(), "{name}");
 
         // Dispatched to a department: a task for every worker of the grid,
@@ -344,7 +344,7 @@ fn scope_decides_who_sees_a_case_and_leaving_it_is_a_removal() {
             view.sync(device, name);
             assert_views_match(view, device, &format!("{name}/{who}"));
         }
-        assert_eq!(w1.cases.len(), 1, "{name}: worker1 keeps the closed case of its grid");
+        assert_eq!(w1.cases.len(), 2, "{name}: worker1 keeps the closed case and the merged report of its grid");
         assert_eq!(w2.cases.len(), 1, "{name}: worker2 keeps the case it handled");
     }
 }

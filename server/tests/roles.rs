@@ -4,12 +4,14 @@
 //! The rules (DESIGN.md, server/src/scope.rs, protocol/src/case.rs):
 //! - reporters see their own reports; supervisors see every case in their
 //!   grids (volunteers' pending_review reports too); grid workers see their
-//!   grids' cases once dispatched (tasks) and cases dispatched to them;
+//!   grids' volunteer reports under review, cases once dispatched (tasks),
+//!   closed, rejected and merged ones, and cases dispatched to them;
 //!   volunteers see only their own; dispatcher and admin see everything;
 //! - a case out of scope answers exactly like a case that does not exist
 //!   (404 `not_found`), on every read and every write;
-//! - register/reject/merge: dispatcher, admin or the supervisor of the
-//!   case's grid; dispatch: dispatcher and admin only; start/handle: the
+//! - register/reject/merge/ask_info: dispatcher, admin, the supervisor of the
+//!   case's grid, or (volunteers' reports under review) a worker of the grid;
+//!   answer: the reporter alone; dispatch: dispatcher and admin only; start/handle: the
 //!   assignee (or dispatcher/admin), as are sign and hand_back;
 //!   close/reopen (核查): dispatcher, admin, the grid's supervisor, or a
 //!   worker of the grid who did not handle the case. A refused step is 403 `forbidden` over HTTP and a
@@ -98,6 +100,8 @@ enum Case {
     Pending,
     /// volunteer1's report, rejected by supervisor1.
     Rejected,
+    /// volunteer1's report; supervisor1 asked for more information.
+    InfoRequested,
     /// A hotline case in G-001, registered.
     Registered,
     /// A hotline case in G-001, dispatched to worker1.
@@ -151,6 +155,8 @@ enum Step {
     Reopen,
     Sign,
     HandBack,
+    AskInfo,
+    Answer,
 }
 
 impl Step {
@@ -166,6 +172,8 @@ impl Step {
             Step::Reopen => "reopen",
             Step::Sign => "sign",
             Step::HandBack => "hand_back",
+            Step::AskInfo => "ask_info",
+            Step::Answer => "answer",
         }
     }
     fn target_state(self) -> &'static str {
@@ -180,6 +188,8 @@ impl Step {
             Step::Reopen => "reopened",
             Step::Sign => "signed",
             Step::HandBack => "registered",
+            Step::AskInfo => "info_requested",
+            Step::Answer => "pending_review",
         }
     }
 }
@@ -255,8 +265,8 @@ struct Row {
 const VISIBILITY: &[(Case, [Expect; 8])] = &[
     //                               worker1 worker2 volunteer1 supervisor1 supervisor2 dispatcher admin department1
     (Case::Reported,                 [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
-    (Case::Pending,                  [HIDE,  HIDE,   OK,        OK,         HIDE,       OK,        OK, HIDE]),
-    (Case::Rejected,                 [HIDE,  HIDE,   OK,        OK,         HIDE,       OK,        OK, HIDE]),
+    (Case::Pending,                  [OK,    HIDE,   OK,        OK,         HIDE,       OK,        OK, HIDE]),
+    (Case::Rejected,                 [OK,    HIDE,   OK,        OK,         HIDE,       OK,        OK, HIDE]),
     (Case::Registered,               [HIDE,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
     (Case::DispatchedToWorker1,      [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
     (Case::DispatchedToWorker2,      [OK,    OK,     HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
@@ -267,6 +277,7 @@ const VISIBILITY: &[(Case, [Expect; 8])] = &[
     (Case::Reopened,                 [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
     (Case::ReportedInG002,           [HIDE,  OK,     HIDE,      HIDE,       OK,         OK,        OK, HIDE]),
     (Case::ReportedNoGrid,           [OK,    HIDE,   HIDE,      HIDE,       HIDE,       OK,        OK, HIDE]),
+    (Case::InfoRequested,            [OK,    HIDE,   OK,        OK,         HIDE,       OK,        OK, HIDE]),
     // A department sees what is dispatched to it; the grid's workers see it as a task.
     (Case::DispatchedToDepartment1,  [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, OK]),
     (Case::HandledByDepartment1,     [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, OK]),
@@ -280,12 +291,12 @@ const READ_ENDPOINTS: [Endpoint; 4] = [Endpoint::Get, Endpoint::Timeline, Endpoi
 const WORKFLOW: &[(Step, Case, [Expect; 8])] = &[
     //                                              worker1 worker2 volunteer1 supervisor1 supervisor2 dispatcher admin department1
     (Step::Register, Case::Reported,               [DENY,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
-    (Step::Register, Case::Pending,                [HIDE,  HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Register, Case::Pending,                [OK,    HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
     (Step::Register, Case::ReportedInG002,         [HIDE,  DENY,   HIDE,      HIDE,       OK,         OK,        OK, HIDE]),
     (Step::Register, Case::ReportedNoGrid,         [DENY,  HIDE,   HIDE,      HIDE,       HIDE,       OK,        OK, HIDE]),
     (Step::Reject,   Case::Reported,               [DENY,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
-    (Step::Reject,   Case::Pending,                [HIDE,  HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
-    (Step::Merge,    Case::Pending,                [HIDE,  HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Reject,   Case::Pending,                [OK,    HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Merge,    Case::Pending,                [OK,    HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
     (Step::Merge,    Case::Registered,             [HIDE,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
     (Step::Dispatch, Case::Registered,             [HIDE,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
     (Step::Dispatch, Case::Reopened,               [DENY,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
@@ -302,6 +313,10 @@ const WORKFLOW: &[(Step, Case, [Expect; 8])] = &[
     (Step::Start,    Case::SignedByDepartment1,    [DENY,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, OK]),
     (Step::HandBack, Case::SignedByDepartment1,    [DENY,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, OK]),
     (Step::HandBack, Case::InProgress,             [OK,    HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
+    // 核实: the grid's workers review volunteers' reports; only the reporter answers a question.
+    (Step::AskInfo,  Case::Pending,                [OK,    HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Register, Case::InfoRequested,          [OK,    HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Answer,   Case::InfoRequested,          [DENY,  HIDE,   OK,        DENY,       HIDE,       DENY,      DENY, HIDE]),
     // 核查: a worker of the grid who did not handle it, never the handler.
     (Step::Close,    Case::HandledByDepartment1,   [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, DENY]),
     (Step::Reopen,   Case::HandledByDepartment1,   [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, DENY]),
@@ -550,6 +565,11 @@ impl<'a> World<'a> {
                 self.step(Dispatcher, &f, json!({"action": "dispatch", "department": "市容所"}));
                 f
             }
+            Case::InfoRequested => {
+                let f = self.build(Case::Pending);
+                self.step(Supervisor1, &f, json!({"action": "ask_info", "note": "请补充照片"}));
+                f
+            }
             Case::DispatchedToDepartment1 => {
                 let f = self.build(Case::Registered);
                 dispatch_to(&f, "department1");
@@ -629,6 +649,8 @@ impl<'a> World<'a> {
             Step::Reopen => json!({"action": "reopen", "note": "返工"}),
             Step::Sign => json!({"action": "sign"}),
             Step::HandBack => json!({"action": "hand_back", "note": "不属本部门"}),
+            Step::AskInfo => json!({"action": "ask_info", "note": "请补充具体楼号"}),
+            Step::Answer => json!({"action": "answer", "note": "5号楼2单元"}),
         }
     }
 
@@ -959,12 +981,13 @@ fn pull_is_scoped_to_what_each_user_may_see() {
             assert_eq!(pull(actor, id), Vec::<Value>::new(), "{name}: {actor:?} still pulls nothing of it");
         }
 
-        // A volunteer's report: the volunteer and the grid's supervisor, not the grid's worker.
+        // A volunteer's report: the volunteer, the grid's supervisor and worker (核实).
         let (vid, op) = report("0602", Some("G-001"), &[]);
         assert_eq!(world.device(Volunteer1).push_ok(&[op])[0]["status"], "applied", "{name}");
         assert_eq!(pull(Volunteer1, vid)[0]["data"]["state"], "pending_review", "{name}: the volunteer pulls their own report");
         assert_eq!(pull(Supervisor1, vid)[0]["data"]["state"], "pending_review", "{name}: the supervisor pulls the review queue");
-        for actor in [Worker1, Worker2, Supervisor2] {
+        assert_eq!(pull(Worker1, vid)[0]["data"]["state"], "pending_review", "{name}: the grid's worker pulls the review queue");
+        for actor in [Worker2, Supervisor2] {
             assert_eq!(pull(actor, vid), Vec::<Value>::new(), "{name}: {actor:?} must not pull a pending volunteer report");
         }
         // Approved and dispatched to a department, it becomes a task of G-001's workers.
@@ -1034,7 +1057,9 @@ fn the_tables_are_consistent() {
     }
     // Dispatcher and admin may do every step the state allows; nobody else may dispatch.
     for (step, case, expects) in WORKFLOW {
-        assert_eq!((expects[5], expects[6]), (OK, OK), "{step:?} on {case:?}: command center");
+        // Only the reporter answers a question about their own report.
+        let expected = if *step == Step::Answer { (DENY, DENY) } else { (OK, OK) };
+        assert_eq!((expects[5], expects[6]), expected, "{step:?} on {case:?}: command center");
         if *step == Step::Dispatch {
             assert!(expects[..5].iter().all(|e| *e != OK), "only the command center dispatches");
         }

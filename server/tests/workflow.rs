@@ -197,7 +197,7 @@ fn review_and_dispatch_refusals_have_stable_codes() {
         assert_eq!(case["state"], "pending_review", "{name}");
         assert_eq!(case["reporter_role"], "volunteer", "{name}");
         assert_eq!(refused(&volunteer, pending, json!({"action": "register"})), (403, "forbidden".into()), "{name}: volunteers do not review");
-        assert_eq!(refused(&worker1, pending, json!({"action": "register"})), (404, "not_found".into()), "{name}: not a task, out of sight");
+        assert_eq!(refused(&worker1, pending, json!({"action": "start"})), (409, "invalid_transition".into()), "{name}: the grid's worker sees it (核实)");
         assert_eq!(refused(&worker2, pending, json!({"action": "reject", "note": "x"})), (404, "not_found".into()), "{name}: other grid");
 
         // Reject needs a note.

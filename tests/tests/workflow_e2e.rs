@@ -49,7 +49,7 @@ fn photo(dir: &Path, seed: u32) -> PathBuf {
 }
 
 fn step(action: CaseAction, note: Option<&str>, rating: Option<u8>) -> StepInput {
-    StepInput { action, note: note.map(str::to_owned), rating }
+    StepInput { note: note.map(str::to_owned), rating, ..StepInput::new(action) }
 }
 
 /// A step of the command center, as its console takes it.
@@ -128,7 +128,7 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
     let task = &tasks[0];
     assert_eq!((task.incident_id, task.kind, task.state), (id, TaskKind::Handle, CaseState::Dispatched));
     assert_eq!(task.light, Some(DeadlineLight::Green));
-    assert_eq!(task.dispatch_note.as_deref(), Some("请尽快修复公厕墙体裂缝"));
+    assert_eq!(task.note.as_deref(), Some("请尽快修复公厕墙体裂缝"));
     assert_eq!(task.assignee.as_deref(), Some("sanitation"));
     let detail = department.gw.get_incident(id).unwrap();
     let case = detail.case.expect("the server's story of the case is on the device");
@@ -174,7 +174,7 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
     sync(&department.gw);
     let tasks = department.gw.tasks(TaskFilter::default()).unwrap();
     assert_eq!(tasks.iter().map(|t| (t.incident_id, t.state)).collect::<Vec<_>>(), [(id, CaseState::Reopened)]);
-    assert_eq!(tasks[0].dispatch_note.as_deref(), Some("裂缝仍在渗水"), "the reason for the rework comes with it");
+    assert_eq!(tasks[0].note.as_deref(), Some("裂缝仍在渗水"), "the reason for the rework comes with it");
     department.gw.take_step(id, step(CaseAction::Sign, None, None), &[]).unwrap();
     department.gw.take_step(id, step(CaseAction::Handle, Some("重新做防水"), None), &[photo(files.path(), 4)]).unwrap();
     sync(&department.gw);
@@ -327,4 +327,96 @@ fn report_and_dispatch_due(server: &LocalServer, reporter: &Phone, to: &str, dea
     center(server, draft.id, TransitionRequest::new(CaseAction::Register));
     assert_eq!(dispatch(server, draft.id, to, deadline_ms), CaseState::Dispatched);
     draft.id
+}
+
+fn volunteer_report(volunteer: &Phone, files: &Path, seed: u32, description: &str) -> Uuid {
+    let draft = volunteer
+        .gw
+        .create_draft(DraftFields { category_code: Some("0602".into()), description: description.into(), location: Some(STREET), ..Default::default() })
+        .unwrap();
+    volunteer.gw.attach_photo(draft.id, &photo(files, seed)).unwrap();
+    volunteer.gw.submit(draft.id).unwrap();
+    sync(&volunteer.gw);
+    draft.id
+}
+
+/// 核实 offline: volunteers' reports wait in the queue of the grid's worker
+/// and supervisor; both decide offline, the first to sync wins and the
+/// other is told plainly; a question goes to the reporter and comes back
+/// answered; a duplicate is merged into the case it repeats.
+#[test]
+fn the_review_queue_decides_offline_and_the_first_reviewer_wins() {
+    let (_server_dir, server) = setup();
+    let files = tempfile::tempdir().unwrap();
+    let volunteer = phone(&server, "volunteer1");
+    let worker = phone(&server, "worker1");
+    let supervisor = phone(&server, "supervisor1");
+    let first = volunteer_report(&volunteer, files.path(), 31, "消防通道被占用");
+    let second = volunteer_report(&volunteer, files.path(), 32, "楼道有异味");
+
+    sync(&worker.gw);
+    sync(&supervisor.gw);
+    for reviewer in [&worker, &supervisor] {
+        let queue = reviewer.gw.tasks(TaskFilter { kind: Some(TaskKind::Review), ..Default::default() }).unwrap();
+        assert_eq!(queue.iter().map(|t| t.incident_id).collect::<Vec<_>>(), [first, second], "oldest first");
+        assert_eq!(queue[0].reporter.as_deref(), Some("volunteer1"));
+        let case = reviewer.gw.get_incident(first).unwrap().case.unwrap();
+        assert_eq!(case.photos.len(), 1, "the evidence is listed with the report");
+    }
+
+    // Both decide the first report in a basement; they disagree.
+    worker.gw.set_network(false, false);
+    supervisor.gw.set_network(false, false);
+    worker.gw.take_step(first, step(CaseAction::Register, Some("现场核实属实"), None), &[]).unwrap();
+    supervisor.gw.take_step(first, step(CaseAction::Reject, Some("非本网格问题"), None), &[]).unwrap();
+    assert!(worker.gw.tasks(TaskFilter { kind: Some(TaskKind::Review), ..Default::default() }).unwrap().iter().all(|t| t.incident_id != first));
+    worker.gw.set_network(true, false);
+    sync(&worker.gw);
+    supervisor.gw.set_network(true, false);
+    let report = sync(&supervisor.gw);
+    assert_eq!(report.parked, 1);
+    let detail = supervisor.gw.get_incident(first).unwrap();
+    assert_eq!(detail.incident.status, IncidentStatus::Case(CaseState::Registered), "the supervisor's phone shows what really happened");
+    let SyncState::Parked { code, message } = detail.sync_state else { panic!("{:?}", detail.sync_state) };
+    assert_eq!((code.as_str(), message.as_str()), ("invalid_transition", "cannot reject a case that is registered"));
+    assert_eq!(detail.case.unwrap().timeline.iter().rfind(|e| e.action == "register").map(|e| e.actor.as_str()), Some("worker1"));
+
+    // A question for the reporter about the second report.
+    let refused = supervisor.gw.take_step(second, step(CaseAction::AskInfo, None, None), &[]).unwrap_err();
+    assert_eq!(refused.code(), "note_required", "a question needs words");
+    supervisor.gw.take_step(second, step(CaseAction::AskInfo, Some("请补充气味来源的照片"), None), &[]).unwrap();
+    sync(&supervisor.gw);
+    sync(&volunteer.gw);
+    let asked = volunteer.gw.tasks(TaskFilter::default()).unwrap();
+    assert_eq!(asked.iter().map(|t| (t.incident_id, t.kind)).collect::<Vec<_>>(), [(second, TaskKind::Answer)]);
+    assert_eq!(asked[0].note.as_deref(), Some("请补充气味来源的照片"));
+    sync(&worker.gw);
+    let refused = worker.gw.take_step(second, step(CaseAction::Answer, Some("不是我报的"), None), &[]).unwrap_err();
+    assert_eq!(refused.code(), "step_not_allowed", "only the reporter answers");
+    volunteer.gw.take_step(second, step(CaseAction::Answer, Some("垃圾桶在3号楼后门"), None), &[photo(files.path(), 33)]).unwrap();
+    sync(&volunteer.gw);
+
+    // Back in the queue with the answer; it repeats the first case: merged.
+    sync(&worker.gw);
+    let queue = worker.gw.tasks(TaskFilter { kind: Some(TaskKind::Review), ..Default::default() }).unwrap();
+    assert_eq!(queue.iter().map(|t| (t.incident_id, t.note.as_deref())).collect::<Vec<_>>(), [(second, Some("垃圾桶在3号楼后门"))]);
+    let refused = worker.gw.take_step(second, step(CaseAction::Merge, None, None), &[]).unwrap_err();
+    assert_eq!(refused.code(), "merge_target_required");
+    let merge = || StepInput { merge_into: Some(first), ..StepInput::new(CaseAction::Merge) };
+    let refused = worker.gw.take_step(second, merge(), &[]).unwrap_err();
+    assert_eq!(refused.code(), "invalid_merge_target", "registered, the first case left the worker's view (and phone)");
+    sync(&supervisor.gw);
+    supervisor.gw.take_step(second, merge(), &[]).unwrap();
+    sync(&supervisor.gw);
+    assert_eq!(server.step_state(second), "merged");
+
+    // 件件有回音: the volunteer sees how each report ended.
+    sync(&volunteer.gw);
+    let merged = volunteer.gw.get_incident(second).unwrap();
+    assert_eq!(merged.incident.status, IncidentStatus::Case(CaseState::Merged));
+    assert_eq!(merged.case.as_ref().unwrap().merged_into, Some(first));
+    let roles: Vec<&str> = merged.case.as_ref().unwrap().photos.iter().map(|p| p.role.as_str()).collect();
+    assert_eq!(roles, ["evidence", "evidence"], "the answer's photo joins the evidence");
+    assert!(merged.case.unwrap().photos.iter().all(|p| p.arrived));
+    assert_eq!(status(&volunteer.gw, first), IncidentStatus::Case(CaseState::Registered));
 }

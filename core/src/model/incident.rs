@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn status_names_round_trip() {
         let names: Vec<&str> = IncidentStatus::all().into_iter().map(IncidentStatus::as_str).collect();
-        assert_eq!(names.len(), 14);
+        assert_eq!(names.len(), 15);
         assert_eq!(&names[..4], ["draft", "discarded", "submitted", "reported"]);
         for status in IncidentStatus::all() {
             assert_eq!(IncidentStatus::parse(status.as_str()), Some(status));

@@ -17,13 +17,33 @@ pub enum TaskKind {
     Handle,
     /// Handled by someone else in this user's grid: verify on site (核查).
     Verify,
+    /// A volunteer's report in this user's grid: review it (核实).
+    Review,
+    /// A reviewer asked this user about their report: answer it.
+    Answer,
 }
 
 impl TaskKind {
+    pub const ALL: [TaskKind; 4] = [TaskKind::Handle, TaskKind::Verify, TaskKind::Review, TaskKind::Answer];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::Handle => "handle",
             TaskKind::Verify => "verify",
+            TaskKind::Review => "review",
+            TaskKind::Answer => "answer",
+        }
+    }
+
+    /// The steps whose note tells this kind of task what to do: the
+    /// dispatcher's instruction or the rework's reason, the handler's
+    /// result, the reporter's answer, the reviewer's question.
+    fn note_of(self) -> &'static [&'static str] {
+        match self {
+            TaskKind::Handle => &["dispatch", "reopen"],
+            TaskKind::Verify => &["handle"],
+            TaskKind::Review => &["answer"],
+            TaskKind::Answer => &["ask_info"],
         }
     }
 }
@@ -45,8 +65,12 @@ pub struct Task {
     pub deadline_ms: Option<i64>,
     /// How it stands against its deadline now (server-corrected time).
     pub light: Option<DeadlineLight>,
-    /// The dispatcher's note with the last dispatch or rework.
-    pub dispatch_note: Option<String>,
+    /// What the last relevant step said: the dispatcher's instruction or
+    /// the rework's reason (handle), the handler's result (verify), the
+    /// reporter's answer (review), the reviewer's question (answer).
+    pub note: Option<String>,
+    /// Who reported the case (a user name).
+    pub reporter: Option<String>,
 }
 
 /// Filters for the task list; all optional, combined with AND.
@@ -110,6 +134,8 @@ fn states_of(kind: TaskKind) -> &'static [CaseState] {
     match kind {
         TaskKind::Handle => &[CaseState::Dispatched, CaseState::Signed, CaseState::InProgress, CaseState::Reopened],
         TaskKind::Verify => &[CaseState::Handled],
+        TaskKind::Review => &[CaseState::PendingReview],
+        TaskKind::Answer => &[CaseState::InfoRequested],
     }
 }
 
@@ -118,7 +144,7 @@ fn states_of(kind: TaskKind) -> &'static [CaseState] {
 /// shows in its new state.
 pub fn tasks(conn: &Connection, me: &UserInfo, filter: &TaskFilter, now_ms: i64) -> Result<Vec<Task>> {
     let mut out = Vec::new();
-    for kind in [TaskKind::Handle, TaskKind::Verify] {
+    for kind in TaskKind::ALL {
         if filter.kind.is_some_and(|k| k != kind) {
             continue;
         }
@@ -134,8 +160,8 @@ pub fn tasks(conn: &Connection, me: &UserInfo, filter: &TaskFilter, now_ms: i64)
                 args.push(me.username.clone());
                 format!("i.assignee = ?{}", args.len())
             }
-            // 核查: supervisors and workers of the grid; the command center everywhere.
-            TaskKind::Verify => match me.role {
+            // 核查 and 核实: supervisors and workers of the grid; the command center everywhere.
+            TaskKind::Verify | TaskKind::Review => match me.role {
                 Role::Dispatcher | Role::Admin => "1 = 1".to_owned(),
                 Role::GridWorker | Role::Supervisor if !me.grids.is_empty() => {
                     let first = args.len() + 1;
@@ -147,6 +173,11 @@ pub fn tasks(conn: &Connection, me: &UserInfo, filter: &TaskFilter, now_ms: i64)
                 }
                 _ => continue,
             },
+            // Reports this device sent, or the server names this user their reporter.
+            TaskKind::Answer => {
+                args.push(me.username.clone());
+                format!("(i.submitted_device_ms IS NOT NULL OR json_extract(i.server_view, '$.reporter') = ?{})", args.len())
+            }
         };
         let sql = format!(
             "SELECT i.id, i.status, i.category_code, i.description, i.address, i.grid_code, i.assignee, i.department,
@@ -176,7 +207,7 @@ fn read_task(row: &Row, kind: TaskKind, now_ms: i64) -> rusqlite::Result<Task> {
     let state = CaseState::parse(&status).unwrap_or(CaseState::Dispatched);
     let deadline_ms: Option<i64> = row.get(8)?;
     let since_ms: Option<i64> = row.get(9)?;
-    let view: Option<String> = row.get(10)?;
+    let view: Option<IncidentView> = row.get::<_, Option<String>>(10)?.and_then(|json| serde_json::from_str(&json).ok());
     Ok(Task {
         incident_id: Uuid::parse_str(&id).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))?,
         state,
@@ -189,12 +220,12 @@ fn read_task(row: &Row, kind: TaskKind, now_ms: i64) -> rusqlite::Result<Task> {
         department: row.get(7)?,
         deadline_ms,
         light: light(state, since_ms, deadline_ms, now_ms),
-        dispatch_note: view.as_deref().and_then(dispatch_note),
+        note: view.as_ref().and_then(|v| last_note(v, kind.note_of())),
+        reporter: view.map(|v| v.reporter),
     })
 }
 
-/// The note of the last dispatch or rework in a stored server view.
-fn dispatch_note(view_json: &str) -> Option<String> {
-    let view: IncidentView = serde_json::from_str(view_json).ok()?;
-    view.timeline.into_iter().rev().find(|e| matches!(e.action.as_str(), "dispatch" | "reopen")).and_then(|e| e.note)
+/// The note of the last of these steps in the case's timeline.
+fn last_note(view: &IncidentView, actions: &[&str]) -> Option<String> {
+    view.timeline.iter().rev().find(|e| actions.contains(&e.action.as_str())).and_then(|e| e.note.clone())
 }

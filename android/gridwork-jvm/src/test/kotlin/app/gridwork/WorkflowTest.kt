@@ -62,7 +62,7 @@ class WorkflowTest {
                     assertEquals(TaskKind.HANDLE, tasks[0].kind)
                     assertEquals(IncidentStatus.DISPATCHED, tasks[0].status)
                     assertEquals(DeadlineLight.GREEN, tasks[0].light)
-                    assertEquals("请尽快修复", tasks[0].dispatchNote)
+                    assertEquals("请尽快修复", tasks[0].note)
                     assertEquals(emptyList<Any>(), department.tasks(TaskFilter(kind = TaskKind.VERIFY)))
 
                     // Refused offline, with codes a UI switches on.
