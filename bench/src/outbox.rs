@@ -27,6 +27,7 @@ fn operation(n: usize, now: Timestamp) -> NewOperation {
         captured_at: now,
         submitted_at: now,
         photos: Vec::new(),
+        resolved_on_spot: None,
     };
     NewOperation {
         entity_id: incident_id,

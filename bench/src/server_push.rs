@@ -86,6 +86,7 @@ fn operation(category: &str) -> OperationEnvelope {
         captured_at: CapturedAt { device_ms: 1, corrected_ms: 1 },
         submitted_at: CapturedAt { device_ms: 2, corrected_ms: 2 },
         photos: Vec::new(),
+        resolved_on_spot: None,
     };
     OperationEnvelope {
         op_id: Uuid::now_v7(),

@@ -239,6 +239,7 @@ pub fn run(options: &SyncOptions) -> BenchResult<()> {
                 captured_at: gridwork_protocol::CapturedAt { device_ms: 1, corrected_ms: 1 },
                 submitted_at: gridwork_protocol::CapturedAt { device_ms: 1, corrected_ms: 1 },
                 photos: vec![],
+                resolved_on_spot: None,
             };
             let _ = gridwork_server::cases::submit(tx, &reporter, &report, 1)?;
         }

@@ -703,6 +703,16 @@ pub enum PhotoRole {
     Verification,
 }
 
+impl From<PhotoRole> for core::PhotoRole {
+    fn from(role: PhotoRole) -> Self {
+        match role {
+            PhotoRole::Evidence => core::PhotoRole::Evidence,
+            PhotoRole::After => core::PhotoRole::After,
+            PhotoRole::Verification => core::PhotoRole::Verification,
+        }
+    }
+}
+
 impl From<core::PhotoRole> for PhotoRole {
     fn from(role: core::PhotoRole) -> Self {
         match role {

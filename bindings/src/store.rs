@@ -13,7 +13,7 @@ use crate::observe::{
 use crate::offload::offload;
 use crate::records::{
     CaseTask, Category, DraftFields, Durability, GeoPoint, Grid, Incident, IncidentDetail, IncidentFilter, MeteredPolicy, OpenReport,
-    OutboxItem, OutboxSummary, Photo, Rendition, SimilarPhoto, StepInput, StoreConfig, SyncReport, SyncTrigger, TaskFilter,
+    OutboxItem, OutboxSummary, Photo, PhotoRole, Rendition, SimilarPhoto, StepInput, StoreConfig, SyncReport, SyncTrigger, TaskFilter,
     TlsSettings, UserInfo, parse_id,
 };
 
@@ -142,6 +142,21 @@ impl GridworkStore {
     pub fn submit(&self, incident_id: String) -> Result<Incident> {
         let id = parse_id("incident_id", &incident_id)?;
         Ok(self.core.submit(id)?.into())
+    }
+
+    /// As `attach_photo`, with a role: `After` for a problem the reporter
+    /// resolves on the spot (then `submit_resolved`).
+    pub async fn attach_photo_as(&self, incident_id: String, source_path: String, role: PhotoRole) -> Result<Photo> {
+        let id = parse_id("incident_id", &incident_id)?;
+        let core = self.core.clone();
+        offload("attach-photo", move || Ok(core.attach_photo_as(id, std::path::Path::new(&source_path), role.into())?.into())).await
+    }
+
+    /// Submit a draft as resolved on the spot (现场解决): its after-photos
+    /// and `note` say what was done; the case goes to verification.
+    pub fn submit_resolved(&self, incident_id: String, note: String) -> Result<Incident> {
+        let id = parse_id("incident_id", &incident_id)?;
+        Ok(self.core.submit_resolved(id, &note)?.into())
     }
 
     pub fn discard_draft(&self, incident_id: String) -> Result<()> {

@@ -3,10 +3,10 @@
 //! for scripts.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gridwork_core::{DraftFields, GeoPoint, IncidentFilter, IncidentStatus, Named, OutboxSummary, Trigger};
+use gridwork_core::{DraftFields, GeoPoint, IncidentFilter, IncidentStatus, Named, OutboxSummary, PhotoRole, Trigger};
 use serde_json::{Value, json};
 
 use crate::context::{Ctx, parse_id, text};
@@ -265,16 +265,22 @@ fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
     };
     let gw = ctx.open()?;
     let draft = gw.create_draft(DraftFields { category_code: Some(category), description, address, location })?;
-    let count = args.photo.len();
+    let resolved = args.resolved.map(|r| text("resolved", r)).transpose()?;
+    let photos: Vec<(&PathBuf, PhotoRole)> =
+        args.photo.iter().map(|p| (p, PhotoRole::Evidence)).chain(args.after.iter().map(|p| (p, PhotoRole::After))).collect();
+    let count = photos.len();
     let attached = (|| -> CliResult<()> {
-        for (i, path) in args.photo.iter().enumerate() {
-            gw.attach_photo(draft.id, path).map_err(|e| {
+        for (i, (path, role)) in photos.iter().enumerate() {
+            gw.attach_photo_as(draft.id, path, *role).map_err(|e| {
                 let error = CliError::from(e);
                 let message = format!("photo {} of {count}: {}", i + 1, error.message);
                 error.with_message(message)
             })?;
         }
-        gw.submit(draft.id)?;
+        match &resolved {
+            Some(note) => gw.submit_resolved(draft.id, note)?,
+            None => gw.submit(draft.id)?,
+        };
         Ok(())
     })();
     if let Err(error) = attached {

@@ -159,6 +159,13 @@ pub struct ReportArgs {
     /// Photo evidence (JPEG, PNG or WebP); repeat for several
     #[arg(long, value_name = "FILE")]
     pub photo: Vec<PathBuf>,
+    /// 现场解决: you fixed it on the spot; say what you did. The case goes to
+    /// verification instead of dispatch (needs at least one --after photo)
+    #[arg(long, value_name = "TEXT", requires = "after")]
+    pub resolved: Option<OsString>,
+    /// An after-photo of what was done on the spot (with --resolved); repeatable
+    #[arg(long, value_name = "FILE", requires = "resolved")]
+    pub after: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]

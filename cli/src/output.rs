@@ -152,6 +152,7 @@ pub fn incident_json(incident: &Incident, sync: Option<&SyncState>) -> Value {
 pub fn photo_json(p: &Photo) -> Value {
     json!({
         "id": p.id.to_string(),
+        "role": p.role.as_str(),
         "position": p.position,
         "sha256": p.sha256,
         "bytes": p.byte_size,

@@ -504,3 +504,36 @@ fn the_review_queue_from_the_terminal() {
     let reject = shown["case"]["timeline"].as_array().unwrap().iter().rfind(|e| e["action"] == "reject").cloned().unwrap();
     assert_eq!((reject["note"].as_str(), reject["actor"].as_str()), (Some("已自行清理"), Some("worker1")), "the reporter reads why");
 }
+
+#[test]
+fn a_report_resolved_on_the_spot_goes_to_verification() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let (worker, camera) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    ok(run(gridwork(worker.path()), ["login", "--server", &server.url(), "--username", "worker1", "--password", PASSWORD]));
+    let (before, after) = (photo(camera.path(), "before.jpg", 51), photo(camera.path(), "after.jpg", 52));
+    let usage = run(gridwork(worker.path()), ["report", "--category", "0602", "--resolved", "已清理"]);
+    assert_eq!(usage.status.code(), Some(2), "--resolved needs an --after photo: {}", stderr(&usage));
+    let report = json(&ok(run(
+        gridwork(worker.path()),
+        [
+            OsStr::new("report"),
+            OsStr::new("--category"),
+            OsStr::new("0602"),
+            OsStr::new("--description"),
+            OsStr::new("楼道纸箱"),
+            OsStr::new("--photo"),
+            before.as_os_str(),
+            OsStr::new("--after"),
+            after.as_os_str(),
+            OsStr::new("--resolved"),
+            OsStr::new("已当场清理"),
+            OsStr::new("--json"),
+        ],
+    )));
+    let id = report["id"].as_str().unwrap().to_owned();
+    assert_eq!(report["photos"].as_array().unwrap().len(), 2);
+    ok(run(gridwork(worker.path()), ["sync"]));
+    assert_eq!(server.step_state(id.parse().unwrap()), "handled", "not dispatched: verified next");
+}

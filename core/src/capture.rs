@@ -14,7 +14,7 @@ use crate::outbox::{self, NewOperation, OperationState};
 use crate::photo::{IngestedPhoto, PhotoFormat, PhotoStore};
 use crate::text;
 use gridwork_protocol::limits::{ADDRESS_MAX_CHARS, CATEGORY_CODE_MAX_CHARS, DESCRIPTION_MAX_CHARS, MAX_PHOTOS_PER_STEP};
-use gridwork_protocol::{Named, OperationKind, PhotoRef, PhotoRole, SubmitIncident, UploadPhoto};
+use gridwork_protocol::{Named, OperationKind, PhotoRef, PhotoRole, ResolvedOnSpot, SubmitIncident, UploadPhoto};
 
 /// The editable fields of a draft. A draft may be incomplete (no category
 /// yet, empty description): it is saved at once so nothing is lost.
@@ -129,7 +129,25 @@ pub fn require_status(conn: &Connection, id: Uuid, wanted: IncidentStatus, actio
 /// Store the row of an ingested photo. Attaching the same bytes twice to one
 /// incident returns the existing photo.
 pub fn insert_photo(conn: &Connection, incident_id: Uuid, photo: &IngestedPhoto, actor: &str, now: Timestamp, actor_at: Option<GeoPoint>) -> Result<Uuid> {
+    insert_photo_as(conn, incident_id, photo, PhotoRole::Evidence, actor, now, actor_at)
+}
+
+/// Attach a photo to a draft as evidence, or as an after-photo of a
+/// problem resolved on the spot (现场解决).
+#[allow(clippy::too_many_arguments)] // the photo, its role, who, when and where
+pub fn insert_photo_as(
+    conn: &Connection,
+    incident_id: Uuid,
+    photo: &IngestedPhoto,
+    role: PhotoRole,
+    actor: &str,
+    now: Timestamp,
+    actor_at: Option<GeoPoint>,
+) -> Result<Uuid> {
     require_status(conn, incident_id, IncidentStatus::Draft, "attach a photo")?;
+    if role == PhotoRole::Verification {
+        return Err(Error::StepInvalid { code: "invalid_payload", message: "a report carries evidence and after-photos, not verification photos".to_owned() });
+    }
     let count: i64 = conn.query_row("SELECT count(*) FROM photos WHERE incident_id = ?1", [incident_id.to_string()], |r| r.get(0))?;
     let same: bool = conn
         .query_row("SELECT 1 FROM photos WHERE incident_id = ?1 AND sha256 = ?2", params![incident_id.to_string(), photo.sha256], |_| Ok(()))
@@ -148,10 +166,10 @@ pub fn insert_photo(conn: &Connection, incident_id: Uuid, photo: &IngestedPhoto,
     if let Some(existing) = existing {
         return Uuid::parse_str(&existing).map_err(|_| Error::InvalidId);
     }
-    let id = insert_photo_row(conn, incident_id, photo, PhotoRole::Evidence, now)?;
+    let id = insert_photo_row(conn, incident_id, photo, role, now)?;
     touch(conn, incident_id, now)?;
     audit::append(conn, incident_id, "photo_attached", actor, now, actor_at, Some(serde_json::json!({
-        "photo_id": id, "sha256": photo.sha256,
+        "photo_id": id, "sha256": photo.sha256, "role": role.as_str(),
     })))?;
     Ok(id)
 }
@@ -215,6 +233,21 @@ fn touch(conn: &Connection, id: Uuid, now: Timestamp) -> Result<()> {
 /// incident text first, then one upload per photo depending on it) commit
 /// together in the caller's transaction.
 pub fn submit(conn: &Connection, id: Uuid, actor: &str, now: Timestamp, actor_at: Option<GeoPoint>) -> Result<()> {
+    submit_with(conn, id, None, actor, now, actor_at)
+}
+
+/// Submit a draft as a problem the reporter resolved on the spot (现场解决):
+/// its after-photos and the note say what was done; the server starts the
+/// case handled, for verification.
+pub fn submit_resolved(conn: &Connection, id: Uuid, note: &str, actor: &str, now: Timestamp, actor_at: Option<GeoPoint>) -> Result<()> {
+    let note = text::validate("note", note, DESCRIPTION_MAX_CHARS)?;
+    if note.trim().is_empty() {
+        return Err(Error::StepInvalid { code: "note_required", message: "say what was done on the spot".to_owned() });
+    }
+    submit_with(conn, id, Some(&note), actor, now, actor_at)
+}
+
+fn submit_with(conn: &Connection, id: Uuid, resolution: Option<&str>, actor: &str, now: Timestamp, actor_at: Option<GeoPoint>) -> Result<()> {
     require_status(conn, id, IncidentStatus::Draft, "submit")?;
     let incident = get(conn, id)?;
     let category_code = incident.category_code.clone().ok_or(Error::Incomplete("choose a category before submitting"))?;
@@ -225,6 +258,15 @@ pub fn submit(conn: &Connection, id: Uuid, actor: &str, now: Timestamp, actor_at
     if photos.len() > MAX_PHOTOS_PER_STEP {
         return Err(Error::TooManyPhotos { max: MAX_PHOTOS_PER_STEP });
     }
+    let (after, evidence): (Vec<&Photo>, Vec<&Photo>) = photos.iter().partition(|p| p.role == PhotoRole::After);
+    let resolved_on_spot = match resolution {
+        Some(_) if after.is_empty() => {
+            return Err(Error::StepInvalid { code: "after_photo_required", message: "add an after-photo of what was done".to_owned() });
+        }
+        Some(note) => Some(ResolvedOnSpot { note: note.to_owned(), after_photos: after.iter().map(|p| photo_ref(p)).collect() }),
+        None if !after.is_empty() => return Err(Error::Incomplete("this draft has after-photos: submit it as resolved on the spot")),
+        None => None,
+    };
     if incident.description.is_empty() && photos.is_empty() {
         return Err(Error::Incomplete("add a description or a photo before submitting"));
     }
@@ -242,7 +284,8 @@ pub fn submit(conn: &Connection, id: Uuid, actor: &str, now: Timestamp, actor_at
         grid_code: incident.grid_code.clone(),
         captured_at: incident.created_at,
         submitted_at: now,
-        photos: photos.iter().map(photo_ref).collect(),
+        photos: evidence.iter().map(|p| photo_ref(p)).collect(),
+        resolved_on_spot,
     };
     let submit_op = outbox::enqueue(
         conn,
@@ -258,7 +301,7 @@ pub fn submit(conn: &Connection, id: Uuid, actor: &str, now: Timestamp, actor_at
     )?;
     enqueue_uploads(conn, id, &photos, submit_op, now)?;
     audit::append(conn, id, "submitted", actor, now, actor_at, Some(serde_json::json!({
-        "op_id": submit_op, "photos": photos.len(),
+        "op_id": submit_op, "photos": photos.len(), "resolved_on_spot": resolution.is_some(),
     })))
 }
 

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::geo::{GeoPoint, validate_point};
 use crate::model::{Category, Grid, Incident, IncidentDetail, IncidentFilter, Photo, Task, TaskFilter, audit, category, grid, task};
 use crate::steps::{self, StepInput};
+use gridwork_protocol::PhotoRole;
 use crate::observe::{Change, ChangeObserver, Notifier, Subscription};
 use crate::outbox::{self, Operation, OutboxSummary};
 use crate::photo::{PhotoFormat, PhotoLimits, PhotoStore, Rendition};
@@ -320,10 +321,16 @@ impl Gridwork {
     /// Copy a photo into the store, process it and attach it to a draft.
     /// The file and its row are durable when this returns.
     pub fn attach_photo(&self, incident_id: Uuid, source: &Path) -> Result<Photo> {
+        self.attach_photo_as(incident_id, source, PhotoRole::Evidence)
+    }
+
+    /// As [`Gridwork::attach_photo`], with a role: `After` for a problem the
+    /// reporter resolves on the spot (then [`Gridwork::submit_resolved`]).
+    pub fn attach_photo_as(&self, incident_id: Uuid, source: &Path, role: PhotoRole) -> Result<Photo> {
         // Fail fast before the expensive part.
         capture::require_status(&self.lock(), incident_id, crate::model::IncidentStatus::Draft, "attach a photo")?;
         let ingested = self.photos.ingest(source, self.photo_limits, self.default_utc_offset_minutes)?;
-        let photo_id = match self.write(|tx, now, at| capture::insert_photo(tx, incident_id, &ingested, &self.account_id, now, at)) {
+        let photo_id = match self.write(|tx, now, at| capture::insert_photo_as(tx, incident_id, &ingested, role, &self.account_id, now, at)) {
             Ok(photo_id) => photo_id,
             Err(error) => {
                 self.abandon_photos(vec![ingested]);
@@ -343,8 +350,22 @@ impl Gridwork {
 
     /// Submit a draft: status, audit and outbox operations in one commit.
     pub fn submit(&self, incident_id: Uuid) -> Result<Incident> {
+        self.submit_with(incident_id, None)
+    }
+
+    /// Submit a draft as resolved on the spot (现场解决): its evidence shows
+    /// the problem, its after-photos and `note` what was done. The case goes
+    /// to verification, not dispatch.
+    pub fn submit_resolved(&self, incident_id: Uuid, note: &str) -> Result<Incident> {
+        self.submit_with(incident_id, Some(note))
+    }
+
+    fn submit_with(&self, incident_id: Uuid, resolution: Option<&str>) -> Result<Incident> {
         let incident = self.write(|tx, now, at| {
-            capture::submit(tx, incident_id, &self.account_id, now, at)?;
+            match resolution {
+                Some(note) => capture::submit_resolved(tx, incident_id, note, &self.account_id, now, at)?,
+                None => capture::submit(tx, incident_id, &self.account_id, now, at)?,
+            }
             capture::get(tx, incident_id)
         })?;
         self.notifier.notify(Change::Outbox);

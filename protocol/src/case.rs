@@ -165,6 +165,13 @@ pub fn initial_state(reporter: Role) -> CaseState {
     if reporter == Role::Volunteer { CaseState::PendingReview } else { CaseState::Reported }
 }
 
+/// Who may report a problem as already resolved on the spot (现场解决): the
+/// grid's staff, whose work is then verified like any handled case.
+/// Volunteers' reports are reviewed first; departments handle dispatched work.
+pub fn may_resolve_on_spot(reporter: Role) -> bool {
+    matches!(reporter, Role::GridWorker | Role::Supervisor | Role::Dispatcher | Role::Admin)
+}
+
 /// What the caller is to this case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Relation {

@@ -24,7 +24,7 @@ pub use geo::GeoPoint;
 pub use grid::{GridTier, GridView, ManagementLevel};
 pub use names::{IntoEnumIterator, Named};
 pub use operation::{
-    CapturedAt, OperationEnvelope, OperationKind, PhotoRef, SubmitIncident, TransitionIncident, UploadPhoto,
+    CapturedAt, OperationEnvelope, OperationKind, PhotoRef, ResolvedOnSpot, SubmitIncident, TransitionIncident, UploadPhoto,
 };
 
 /// Version of the protocol as a whole (the `/v1` path prefix).

@@ -107,7 +107,19 @@ pub struct SubmitIncident {
     pub grid_code: Option<String>,
     pub captured_at: CapturedAt,
     pub submitted_at: CapturedAt,
+    /// The evidence: what the reporter saw (before, for a resolved report).
     pub photos: Vec<PhotoRef>,
+    /// 能解决的问题现场解决: the reporter fixed it on the spot. The case
+    /// starts handled by them and goes to verification, not dispatch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_on_spot: Option<ResolvedOnSpot>,
+}
+
+/// What the reporter did on the spot, with after-photos.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedOnSpot {
+    pub note: String,
+    pub after_photos: Vec<PhotoRef>,
 }
 
 impl SubmitIncident {

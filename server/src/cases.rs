@@ -302,6 +302,30 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
     if let Err(rejection) = validate_photos(tx, &id, &report.photos) {
         return Ok(Err(rejection));
     }
+    // 现场解决: the reporter's result, checked like a handle step's.
+    let resolution = match &report.resolved_on_spot {
+        None => None,
+        Some(_) if !case::may_resolve_on_spot(caller.role) => {
+            return Ok(Err(Rejection::new("forbidden", "your role may not report a problem as resolved on the spot")));
+        }
+        Some(resolved) => {
+            let note = match text::clean("note", &resolved.note, DESCRIPTION_MAX_CHARS) {
+                Ok(n) if !n.is_empty() => n,
+                Ok(_) => return Ok(Err(Rejection::new("note_required", "a resolution on the spot needs a note"))),
+                Err(e) => return Ok(Err(e.into())),
+            };
+            if resolved.after_photos.is_empty() {
+                return Ok(Err(Rejection::new("after_photo_required", "a resolution on the spot needs an after-photo")));
+            }
+            if report.photos.len() + resolved.after_photos.len() > MAX_PHOTOS_PER_STEP {
+                return Ok(Err(Rejection::new("too_many_photos", format!("at most {MAX_PHOTOS_PER_STEP} photos per step"))));
+            }
+            if let Err(rejection) = validate_photos(tx, &id, &resolved.after_photos) {
+                return Ok(Err(rejection));
+            }
+            Some((note, &resolved.after_photos))
+        }
+    };
     // The device picked the grid offline. A location decides over it (the
     // same point-in-polygon the device ran, on the server's boundaries): a
     // report cannot place itself in another grid than where it stands.
@@ -319,7 +343,10 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
             _ => None,
         },
     };
-    let state = case::initial_state(caller.role);
+    let reported = case::initial_state(caller.role);
+    // Resolved on the spot, the case starts handled by its reporter: the
+    // grid's verifiers see it as a task to verify, not to dispatch.
+    let state = if resolution.is_some() { CaseState::Handled } else { reported };
     let case = CaseRow {
         id: id.clone(),
         state,
@@ -330,7 +357,7 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
         grid_code,
         reporter_id: caller.user_id.to_string(),
         reporter_role: caller.role,
-        assignee_id: None,
+        assignee_id: resolution.as_ref().map(|_| caller.user_id.to_string()),
         department: None,
         deadline_ms: None,
         merged_into: None,
@@ -353,7 +380,7 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
             case.grid_code.clone(),
             case.reporter_id.clone(),
             caller.role.as_str(),
-            None::<String>,
+            case.assignee_id.clone(),
             None::<String>,
             None::<i64>,
             None::<String>,
@@ -366,7 +393,11 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
         ],
     )?;
     insert_photos(tx, &id, &report.photos, PhotoRole::Evidence, caller)?;
-    append_timeline(tx, &id, "report", &caller.username, None, state, None, now_ms)?;
+    append_timeline(tx, &id, "report", &caller.username, None, reported, None, now_ms)?;
+    if let Some((note, after_photos)) = &resolution {
+        insert_photos(tx, &id, after_photos, PhotoRole::After, caller)?;
+        append_timeline(tx, &id, CaseAction::Handle.as_str(), &caller.username, Some(reported), state, Some(note), now_ms)?;
+    }
     record_case_change(tx, None, &case, now_ms)?;
     Ok(Ok(1))
 }

@@ -420,3 +420,57 @@ fn the_review_queue_decides_offline_and_the_first_reviewer_wins() {
     assert!(merged.case.unwrap().photos.iter().all(|p| p.arrived));
     assert_eq!(status(&volunteer.gw, first), IncidentStatus::Case(CaseState::Registered));
 }
+
+/// 能解决的问题现场解决: one report with before and after photos goes
+/// straight to verification; the reporter never verifies it.
+#[test]
+fn a_problem_resolved_on_the_spot_goes_to_verification_not_dispatch() {
+    let (_server_dir, server) = setup();
+    let files = tempfile::tempdir().unwrap();
+    let worker = phone(&server, "worker1");
+    let supervisor = phone(&server, "supervisor1");
+    let volunteer = phone(&server, "volunteer1");
+
+    worker.gw.set_network(false, false);
+    let draft = worker
+        .gw
+        .create_draft(DraftFields { category_code: Some("0602".into()), description: "楼道纸箱堵塞".into(), location: Some(STREET), ..Default::default() })
+        .unwrap();
+    worker.gw.attach_photo(draft.id, &photo(files.path(), 41)).unwrap();
+    let refused = worker.gw.submit_resolved(draft.id, "已当场清理").unwrap_err();
+    assert_eq!(refused.code(), "after_photo_required");
+    let after = worker.gw.attach_photo_as(draft.id, &photo(files.path(), 42), PhotoRole::After).unwrap();
+    assert_eq!(after.role, PhotoRole::After);
+    assert_eq!(worker.gw.submit(draft.id).unwrap_err().code(), "incomplete", "after-photos make it a resolution, not a plain report");
+    assert_eq!(worker.gw.submit_resolved(draft.id, "  ").unwrap_err().code(), "note_required");
+    worker.gw.submit_resolved(draft.id, "已当场清理").unwrap();
+    worker.gw.set_network(true, false);
+    let report = sync(&worker.gw);
+    assert_eq!((report.pushed, report.photos_uploaded), (1, 2), "{report:?}");
+    assert_eq!(server.step_state(draft.id), "handled");
+
+    // Not the reporter's to verify; the supervisor's.
+    assert!(worker.gw.tasks(TaskFilter::default()).unwrap().is_empty());
+    sync(&supervisor.gw);
+    let verify = supervisor.gw.tasks(TaskFilter { kind: Some(TaskKind::Verify), ..Default::default() }).unwrap();
+    assert_eq!(verify.iter().map(|t| (t.incident_id, t.note.as_deref())).collect::<Vec<_>>(), [(draft.id, Some("已当场清理"))]);
+    let case = supervisor.gw.get_incident(draft.id).unwrap().case.unwrap();
+    assert_eq!(case.assignee.as_deref(), Some("worker1"));
+    assert_eq!(case.photos.iter().map(|p| p.role.as_str()).collect::<Vec<_>>(), ["evidence", "after"]);
+    assert_eq!(case.timeline.iter().map(|e| e.action.as_str()).filter(|a| !a.ends_with("_arrived")).collect::<Vec<_>>(), ["report", "handle"]);
+    supervisor.gw.take_step(draft.id, step(CaseAction::Close, None, Some(5)), &[]).unwrap();
+    sync(&supervisor.gw);
+    assert_eq!(server.step_state(draft.id), "closed");
+
+    // A volunteer's report is reviewed first: a resolution from them is refused.
+    let draft = volunteer
+        .gw
+        .create_draft(DraftFields { category_code: Some("0602".into()), description: "自行清理".into(), location: Some(STREET), ..Default::default() })
+        .unwrap();
+    volunteer.gw.attach_photo_as(draft.id, &photo(files.path(), 43), PhotoRole::After).unwrap();
+    volunteer.gw.submit_resolved(draft.id, "已清理").unwrap();
+    let report = sync(&volunteer.gw);
+    assert_eq!(report.parked, 1);
+    let SyncState::Parked { code, .. } = volunteer.gw.get_incident(draft.id).unwrap().sync_state else { panic!() };
+    assert_eq!(code, "forbidden");
+}

@@ -305,6 +305,7 @@ pub fn report(category: &str, grid: Option<&str>, photos: &[&[u8]]) -> (Uuid, Op
                 dhash: "0000000000000000".into(),
             })
             .collect(),
+        resolved_on_spot: None,
     };
     (incident_id, envelope(incident_id, OperationKind::SubmitIncident, serde_json::to_value(payload).unwrap()))
 }

@@ -17,6 +17,7 @@ import app.gridwork.ffi.OutboxItem
 import app.gridwork.ffi.OutboxObserver
 import app.gridwork.ffi.OutboxSummary
 import app.gridwork.ffi.Photo
+import app.gridwork.ffi.PhotoRole
 import app.gridwork.ffi.ReferenceDataObserver
 import app.gridwork.ffi.Rendition
 import app.gridwork.ffi.SessionObserver
@@ -104,6 +105,9 @@ class Gridwork private constructor(
     suspend fun attachPhoto(incidentId: String, sourcePath: String): Photo = store.attachPhoto(incidentId, sourcePath)
     suspend fun removePhoto(incidentId: String, photoId: String) = quick { removePhoto(incidentId, photoId) }
     suspend fun submit(incidentId: String): Incident = quick { submit(incidentId) }
+    /** 现场解决: after-photos attached with [attachPhotoAs] `PhotoRole.AFTER`, and what was done. */
+    suspend fun attachPhotoAs(incidentId: String, sourcePath: String, role: PhotoRole): Photo = store.attachPhotoAs(incidentId, sourcePath, role)
+    suspend fun submitResolved(incidentId: String, note: String): Incident = quick { submitResolved(incidentId, note) }
     suspend fun discardDraft(incidentId: String) = quick { discardDraft(incidentId) }
 
     // --- reads (a reader connection: never behind a running sync) ---

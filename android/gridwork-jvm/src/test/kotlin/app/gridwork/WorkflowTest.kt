@@ -110,6 +110,15 @@ class WorkflowTest {
                         info.timeline.map { it.action }.filterNot { it.endsWith("_arrived") },
                     )
                     assertEquals(listOf(PhotoRole.VERIFICATION), detail.photos.map { it.role })
+
+                    // 现场解决: before and after photos, straight to verification.
+                    val fixed = worker.createDraft(report("楼道纸箱")).id
+                    worker.attachPhoto(fixed, writeJpeg(camera.resolve("before.jpg"), 640, 480, seed = 23).path)
+                    val afterPhoto = worker.attachPhotoAs(fixed, writeJpeg(camera.resolve("fixed.jpg"), 640, 480, seed = 24).path, PhotoRole.AFTER)
+                    assertEquals(PhotoRole.AFTER, afterPhoto.role)
+                    assertEquals(IncidentStatus.SUBMITTED, worker.submitResolved(fixed, "已当场清理").status)
+                    worker.syncOk()
+                    assertTrue(server.incidentLines().toString(), server.incidentLines().any { it.startsWith("$fixed handled") })
                 }
             }
         }
