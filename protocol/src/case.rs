@@ -59,14 +59,6 @@ impl CaseState {
     pub fn in_review(self) -> bool {
         matches!(self, CaseState::PendingReview | CaseState::InfoRequested)
     }
-
-    /// The grid's workers see a case of their grid in this state: they
-    /// review volunteers' reports, verify tasks and count closed cases.
-    /// Before dispatch (reported, registered) a case is the command
-    /// center's business.
-    pub fn seen_by_grid_workers(self) -> bool {
-        self.is_task() || self.in_review() || matches!(self, CaseState::Closed | CaseState::Rejected | CaseState::Merged)
-    }
 }
 
 /// A workflow step on a case. The wire carries it as text in

@@ -5,15 +5,13 @@
 //! | role        | keys                                              |
 //! | ----------- | ------------------------------------------------- |
 //! | everyone    | `public` (categories, grids), `user:<own id>`     |
-//! | grid worker | `tasks:<grid>` for each of their grids            |
-//! | supervisor  | `grid:<grid>` for each of their grids             |
+//! | grid worker, supervisor | `grid:<grid>` for each of their grids (workers also `tasks:<grid>`, which changes written before schema 3 carry) |
 //! | dispatcher, admin | `all`                                       |
 //! | department  | only `user:` (the cases dispatched to it)          |
 //!
 //! A case is seen by its reporter (`user:`), its assignee (`user:`), the
-//! supervisors of its grid (`grid:`), the workers of its grid while a
-//! volunteer's report is reviewed and from dispatch on (`tasks:`, see
-//! `CaseState::seen_by_grid_workers`), and the command center (`all`).
+//! supervisors and workers of its grid (`grid:`: they review, verify and
+//! count every case of their grid), and the command center (`all`).
 
 use gridwork_protocol::api::Role;
 
@@ -25,7 +23,10 @@ pub const PUBLIC: &str = "public";
 pub fn caller_keys(caller: &Caller) -> Vec<String> {
     let mut keys = vec![PUBLIC.to_owned(), format!("user:{}", caller.user_id)];
     match caller.role {
-        Role::GridWorker => keys.extend(caller.grids.iter().map(|g| format!("tasks:{g}"))),
+        Role::GridWorker => {
+            keys.extend(caller.grids.iter().map(|g| format!("grid:{g}")));
+            keys.extend(caller.grids.iter().map(|g| format!("tasks:{g}")));
+        }
         Role::Supervisor => keys.extend(caller.grids.iter().map(|g| format!("grid:{g}"))),
         Role::Dispatcher | Role::Admin => keys.push("all".to_owned()),
         Role::Volunteer | Role::Department => {}
@@ -49,9 +50,6 @@ pub fn case_audience(case: &CaseScope) -> Vec<String> {
     }
     if let Some(grid) = &case.grid_code {
         keys.push(format!("grid:{grid}"));
-        if case.state.seen_by_grid_workers() {
-            keys.push(format!("tasks:{grid}"));
-        }
     }
     keys
 }

@@ -250,7 +250,7 @@ fn scope_decides_who_sees_a_case_and_leaving_it_is_a_removal() {
         assert!(w2.sync(&worker2, name).is_empty(), "{name}: other grid");
 
         step(&supervisor, case, json!({"action": "register"}), name);
-        assert_eq!(w1.sync(&worker1, name)[0]["op"], "remove", "{name}: registered is the command center's, not a task yet");
+        assert_eq!(w1.sync(&worker1, name)[0]["data"]["state"], "registered", "{name}: the grid's worker sees every case of its grid");
         assert_eq!(v.sync(&volunteer, name)[0]["data"]["state"], "registered", "{name}");
 
         // Dispatched to worker1: now it is worker1's task.
@@ -319,22 +319,22 @@ fn scope_decides_who_sees_a_case_and_leaving_it_is_a_removal() {
         assert_eq!(w1.sync(&worker1, name)[0]["data"]["state"], "merged", "{name}: the grid's workers see how a review ended");
         assert!(w2.sync(&worker2, name).is_empty(), "{name}");
 
-        // Dispatched to a department: a task for every worker of the grid,
-        // removed from their view once handed back (no longer a task).
+        // Dispatched across grids to worker2, who hands it back: it leaves
+        // worker2's view (a removal); the grid's worker and supervisor keep it.
         let (task, op) = report("0602", Some("G-001"), &[]);
         supervisor.push_ok(&[op]);
         step(&dispatcher, task, json!({"action": "register"}), name);
-        assert!(w1.sync(&worker1, name).is_empty(), "{name}");
-        step(&dispatcher, task, json!({"action": "dispatch", "department": "市政养护"}), name);
-        let got = w1.sync(&worker1, name);
+        assert_eq!(w1.sync(&worker1, name)[0]["data"]["state"], "registered", "{name}");
+        assert!(w2.sync(&worker2, name).is_empty(), "{name}: not worker2's grid");
+        step(&dispatcher, task, json!({"action": "dispatch", "assignee": "worker2"}), name);
+        let got = w2.sync(&worker2, name);
+        assert_eq!((got.len(), &got[0]["data"]["assignee"]), (1, &json!("worker2")), "{name}");
+        step(&worker2, task, json!({"action": "hand_back", "note": "不属本网格"}), name);
+        let got = w2.sync(&worker2, name);
         assert_eq!(got.len(), 1, "{name}");
-        assert_eq!(got[0]["data"]["department"], "市政养护", "{name}");
-        step(&dispatcher, task, json!({"action": "hand_back", "note": "不属本部门职责"}), name);
-        let got = w1.sync(&worker1, name);
-        assert_eq!(got.len(), 1, "{name}");
-        assert_eq!(got[0]["op"], "remove", "{name}: handed back is no longer a task");
-        assert_eq!(worker1.get(&format!("/v1/incidents/{task}")).status(), 404, "{name}: out of scope reads as absent");
-        assert!(w2.sync(&worker2, name).is_empty(), "{name}: worker2 never saw it");
+        assert_eq!(got[0]["op"], "remove", "{name}: handed back, it is no longer worker2's");
+        assert_eq!(worker2.get(&format!("/v1/incidents/{task}")).status(), 404, "{name}: out of scope reads as absent");
+        assert_eq!(w1.sync(&worker1, name)[0]["data"]["state"], "registered", "{name}: the grid's worker keeps it");
         assert_eq!(s.sync(&supervisor, name).len(), 1, "{name}: the supervisor keeps it");
 
         // Every view equals what each caller may list right now.
@@ -344,7 +344,7 @@ fn scope_decides_who_sees_a_case_and_leaving_it_is_a_removal() {
             view.sync(device, name);
             assert_views_match(view, device, &format!("{name}/{who}"));
         }
-        assert_eq!(w1.cases.len(), 2, "{name}: worker1 keeps the closed case and the merged report of its grid");
+        assert_eq!(w1.cases.len(), 3, "{name}: worker1 keeps every case of its grid");
         assert_eq!(w2.cases.len(), 1, "{name}: worker2 keeps the case it handled");
     }
 }

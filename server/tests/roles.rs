@@ -3,9 +3,9 @@
 //!
 //! The rules (DESIGN.md, server/src/scope.rs, protocol/src/case.rs):
 //! - reporters see their own reports; supervisors see every case in their
-//!   grids (volunteers' pending_review reports too); grid workers see their
-//!   grids' volunteer reports under review, cases once dispatched (tasks),
-//!   closed, rejected and merged ones, and cases dispatched to them;
+//!   grids (volunteers' pending_review reports too), and so do the grids'
+//!   workers (they review, verify and count them); everyone sees the cases
+//!   dispatched to them;
 //!   volunteers see only their own; dispatcher and admin see everything;
 //! - a case out of scope answers exactly like a case that does not exist
 //!   (404 `not_found`), on every read and every write;
@@ -267,7 +267,7 @@ const VISIBILITY: &[(Case, [Expect; 8])] = &[
     (Case::Reported,                 [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
     (Case::Pending,                  [OK,    HIDE,   OK,        OK,         HIDE,       OK,        OK, HIDE]),
     (Case::Rejected,                 [OK,    HIDE,   OK,        OK,         HIDE,       OK,        OK, HIDE]),
-    (Case::Registered,               [HIDE,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Case::Registered,               [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
     (Case::DispatchedToWorker1,      [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
     (Case::DispatchedToWorker2,      [OK,    OK,     HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
     (Case::DispatchedToDepartment,   [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
@@ -278,7 +278,7 @@ const VISIBILITY: &[(Case, [Expect; 8])] = &[
     (Case::ReportedInG002,           [HIDE,  OK,     HIDE,      HIDE,       OK,         OK,        OK, HIDE]),
     (Case::ReportedNoGrid,           [OK,    HIDE,   HIDE,      HIDE,       HIDE,       OK,        OK, HIDE]),
     (Case::InfoRequested,            [OK,    HIDE,   OK,        OK,         HIDE,       OK,        OK, HIDE]),
-    // A department sees what is dispatched to it; the grid's workers see it as a task.
+    // A department sees what is dispatched to it; the grid's workers see every case of their grid.
     (Case::DispatchedToDepartment1,  [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, OK]),
     (Case::HandledByDepartment1,     [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, OK]),
 ];
@@ -297,8 +297,8 @@ const WORKFLOW: &[(Step, Case, [Expect; 8])] = &[
     (Step::Reject,   Case::Reported,               [DENY,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
     (Step::Reject,   Case::Pending,                [OK,    HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
     (Step::Merge,    Case::Pending,                [OK,    HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
-    (Step::Merge,    Case::Registered,             [HIDE,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
-    (Step::Dispatch, Case::Registered,             [HIDE,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
+    (Step::Merge,    Case::Registered,             [DENY,  HIDE,   HIDE,      OK,         HIDE,       OK,        OK, HIDE]),
+    (Step::Dispatch, Case::Registered,             [DENY,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
     (Step::Dispatch, Case::Reopened,               [DENY,  HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
     (Step::Start,    Case::DispatchedToWorker1,    [OK,    HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
     (Step::Start,    Case::DispatchedToWorker2,    [DENY,  OK,     HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),

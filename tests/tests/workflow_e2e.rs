@@ -402,12 +402,11 @@ fn the_review_queue_decides_offline_and_the_first_reviewer_wins() {
     assert_eq!(queue.iter().map(|t| (t.incident_id, t.note.as_deref())).collect::<Vec<_>>(), [(second, Some("垃圾桶在3号楼后门"))]);
     let refused = worker.gw.take_step(second, step(CaseAction::Merge, None, None), &[]).unwrap_err();
     assert_eq!(refused.code(), "merge_target_required");
-    let merge = || StepInput { merge_into: Some(first), ..StepInput::new(CaseAction::Merge) };
-    let refused = worker.gw.take_step(second, merge(), &[]).unwrap_err();
-    assert_eq!(refused.code(), "invalid_merge_target", "registered, the first case left the worker's view (and phone)");
-    sync(&supervisor.gw);
-    supervisor.gw.take_step(second, merge(), &[]).unwrap();
-    sync(&supervisor.gw);
+    let merge_into = |target| StepInput { merge_into: Some(target), ..StepInput::new(CaseAction::Merge) };
+    let refused = worker.gw.take_step(second, merge_into(Uuid::now_v7()), &[]).unwrap_err();
+    assert_eq!(refused.code(), "invalid_merge_target", "a case this phone does not hold");
+    worker.gw.take_step(second, merge_into(first), &[]).unwrap();
+    sync(&worker.gw);
     assert_eq!(server.step_state(second), "merged");
 
     // 件件有回音: the volunteer sees how each report ended.
