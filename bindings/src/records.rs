@@ -1012,3 +1012,51 @@ impl From<core::CaseInfo> for CaseInfo {
         }
     }
 }
+
+/// Whose figures (统计), over which period `[from_ms, to_ms)` of server time.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct StatsQuery {
+    /// A grid's figures.
+    #[uniffi(default = None)]
+    pub grid_code: Option<String>,
+    /// A person's figures (a user name).
+    #[uniffi(default = None)]
+    pub user: Option<String>,
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+impl From<StatsQuery> for core::StatsQuery {
+    fn from(q: StatsQuery) -> Self {
+        core::StatsQuery { grid_code: q.grid_code, user: q.user, from_ms: q.from_ms, to_ms: q.to_ms }
+    }
+}
+
+/// A grid's or a person's figures for a period.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct Stats {
+    pub reported: u32,
+    /// Review decisions (核实).
+    pub verified: u32,
+    pub resolved_on_spot: u32,
+    pub handled: u32,
+    pub closed: u32,
+    pub overdue: u32,
+    pub rated: u32,
+    pub average_rating: Option<f64>,
+}
+
+impl From<core::Stats> for Stats {
+    fn from(s: core::Stats) -> Self {
+        Stats {
+            reported: s.reported,
+            verified: s.verified,
+            resolved_on_spot: s.resolved_on_spot,
+            handled: s.handled,
+            closed: s.closed,
+            overdue: s.overdue,
+            rated: s.rated,
+            average_rating: s.average_rating,
+        }
+    }
+}

@@ -13,7 +13,7 @@ use crate::observe::{
 use crate::offload::offload;
 use crate::records::{
     CaseTask, Category, DraftFields, Durability, GeoPoint, Grid, Incident, IncidentDetail, IncidentFilter, MeteredPolicy, OpenReport,
-    OutboxItem, OutboxSummary, Photo, PhotoRole, Rendition, SimilarPhoto, StepInput, StoreConfig, SyncReport, SyncTrigger, TaskFilter,
+    OutboxItem, OutboxSummary, Photo, PhotoRole, Rendition, SimilarPhoto, Stats, StatsQuery, StepInput, StoreConfig, SyncReport, SyncTrigger, TaskFilter,
     TlsSettings, UserInfo, parse_id,
 };
 
@@ -177,6 +177,12 @@ impl GridworkStore {
     }
 
     // ---- tasks and workflow steps ----
+
+    /// A grid's or a person's figures (统计) for a period, computed on the
+    /// device from the cases it holds (the server's, once synced).
+    pub fn stats(&self, query: StatsQuery) -> Result<Stats> {
+        Ok(self.core.stats(&query.into())?.into())
+    }
 
     /// The signed-in user's tasks (待办), soonest deadline first.
     pub fn tasks(&self, filter: TaskFilter) -> Result<Vec<CaseTask>> {

@@ -50,6 +50,7 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Task { command: crate::tasks::TaskCommand::Show { id } } => show(&ctx, id),
         Command::Task { command } => crate::tasks::task(&ctx, command),
         Command::Review { command } => crate::tasks::review(&ctx, command),
+        Command::Stats(args) => crate::tasks::stats(&ctx, args),
         Command::Outbox => outbox(&ctx),
         Command::Retry { op_id } => retry(&ctx, op_id),
         Command::Sync(args) => sync(&ctx, args),

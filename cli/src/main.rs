@@ -104,6 +104,8 @@ pub enum Command {
         #[command(subcommand)]
         command: tasks::ReviewCommand,
     },
+    /// Figures (统计) of you, a grid or a person for a period, computed from the cases on this device
+    Stats(tasks::StatsArgs),
     /// What is still waiting to be sent
     Outbox,
     /// Queue a parked operation again (after fixing what the server objected to)

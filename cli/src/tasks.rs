@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use gridwork_core::{CaseAction, CaseInfo, CaseState, DeadlineLight, Named, StepInput, Task, TaskFilter, TaskKind};
+use gridwork_core::{CaseAction, CaseInfo, CaseState, DeadlineLight, Named, StatsQuery, StepInput, Task, TaskFilter, TaskKind};
 use serde_json::{Value, json};
 
 use crate::context::{Ctx, parse_id, text};
@@ -74,6 +74,25 @@ pub enum ReviewCommand {
     },
     /// Ask the reporter for more information (--note is the question)
     Ask(StepArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// A grid's figures (default: your own)
+    #[arg(long, value_name = "CODE")]
+    pub grid: Option<OsString>,
+    /// A person's figures, by user name (default: you)
+    #[arg(long, value_name = "USER", conflicts_with = "grid")]
+    pub user: Option<OsString>,
+    /// The period: the last N days up to now
+    #[arg(long, value_name = "N", default_value_t = 30, conflicts_with_all = ["from_ms", "to_ms"])]
+    pub days: u32,
+    /// Or from this server time, Unix milliseconds (with --to-ms)
+    #[arg(long, value_name = "MS", requires = "to_ms")]
+    pub from_ms: Option<i64>,
+    /// To this server time, exclusive
+    #[arg(long, value_name = "MS", requires = "from_ms")]
+    pub to_ms: Option<i64>,
 }
 
 #[derive(Args, Debug)]
@@ -269,4 +288,50 @@ pub fn case_lines(case: &CaseInfo) -> Vec<String> {
         lines.push(format!("  {}  {:<15} {:<12} → {}{note}", output::iso_time(e.at_ms), printable(&e.action, true), printable(&e.actor, true), e.to_state.as_str()));
     }
     lines
+}
+
+/// 统计: computed on this device from the cases it holds (the server's
+/// figures once synced), in server time.
+pub fn stats(ctx: &Ctx, args: StatsArgs) -> CliResult<()> {
+    let gw = ctx.open()?;
+    let me = gw.session_user()?.ok_or(gridwork_core::Error::NotLoggedIn)?;
+    let grid_code = args.grid.map(|g| text("grid", g)).transpose()?;
+    let user = match (args.user.map(|u| text("user", u)).transpose()?, &grid_code) {
+        (Some(user), _) => Some(user),
+        (None, None) => Some(me.username.clone()),
+        (None, Some(_)) => None,
+    };
+    let now = gw.now().corrected_ms;
+    let (from_ms, to_ms) = match (args.from_ms, args.to_ms) {
+        (Some(from), Some(to)) => (from, to),
+        _ => (now - i64::from(args.days) * 86_400_000, now),
+    };
+    let query = StatsQuery { grid_code, user, from_ms, to_ms };
+    let figures = gw.stats(&query)?;
+    let whose = match (&query.grid_code, &query.user) {
+        (Some(grid), _) => format!("grid {}", printable(grid, true)),
+        (None, Some(user)) => printable(user, true),
+        (None, None) => "everyone".to_owned(),
+    };
+    let value = json!({
+        "grid": query.grid_code, "user": query.user, "from_ms": from_ms, "to_ms": to_ms,
+        "from": output::iso_time(from_ms), "to": output::iso_time(to_ms),
+        "reported": figures.reported, "verified": figures.verified, "resolved_on_spot": figures.resolved_on_spot,
+        "handled": figures.handled, "closed": figures.closed, "overdue": figures.overdue,
+        "rated": figures.rated, "average_rating": figures.average_rating,
+    });
+    ctx.emit(value, || {
+        [
+            format!("figures of {whose}, {} to {}", output::iso_time(from_ms), output::iso_time(to_ms)),
+            format!("  reported          {}", figures.reported),
+            format!("  verified (核实)   {}", figures.verified),
+            format!("  resolved on spot  {}", figures.resolved_on_spot),
+            format!("  handled           {}", figures.handled),
+            format!("  closed            {}", figures.closed),
+            format!("  overdue           {}", figures.overdue),
+            format!("  average rating    {}", figures.average_rating.map_or("-".to_owned(), |r| format!("{r:.1} of 5 ({} rated)", figures.rated))),
+        ]
+        .join("\n")
+    });
+    Ok(())
 }

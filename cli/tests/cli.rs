@@ -459,6 +459,15 @@ fn tasks_are_worked_and_verified_from_the_terminal() {
     assert_eq!(actions, ["report", "register", "dispatch", "sign", "handle", "close"]);
     let human = stdout(&ok(run(gridwork(worker.path()), ["task", "show", &id])));
     assert!(human.contains("★★☆☆☆") && human.contains("施工粗糙"), "{human}");
+
+    // 统计 on the device, for the grid and for a person.
+    let grid = json(&ok(run(gridwork(worker.path()), ["stats", "--grid", "G-001", "--json"])));
+    assert_eq!((grid["reported"].as_u64(), grid["closed"].as_u64(), grid["average_rating"].as_f64()), (Some(1), Some(1), Some(2.0)), "{grid}");
+    ok(run(gridwork(department.path()), ["sync"]));
+    let mine = json(&ok(run(gridwork(department.path()), ["stats", "--json"])));
+    assert_eq!((mine["user"].as_str(), mine["handled"].as_u64()), (Some("sanitation"), Some(1)), "{mine}");
+    let human = stdout(&ok(run(gridwork(worker.path()), ["stats", "--grid", "G-001"])));
+    assert!(human.contains("average rating    2.0 of 5 (1 rated)"), "{human}");
 }
 
 #[test]

@@ -23,6 +23,7 @@ use crate::geo::{GeoPoint, validate_point};
 use crate::model::{Category, Grid, Incident, IncidentDetail, IncidentFilter, Photo, Task, TaskFilter, audit, category, grid, task};
 use crate::steps::{self, StepInput};
 use gridwork_protocol::PhotoRole;
+use gridwork_protocol::stats::{Stats, StatsQuery};
 use crate::observe::{Change, ChangeObserver, Notifier, Subscription};
 use crate::outbox::{self, Operation, OutboxSummary};
 use crate::photo::{PhotoFormat, PhotoLimits, PhotoStore, Rendition};
@@ -404,6 +405,13 @@ impl Gridwork {
         let conn = self.read();
         let Some(me) = session::load(&conn)?.map(|s| s.user) else { return Ok(Vec::new()) };
         task::tasks(&conn, &me, &filter, self.clock.now().corrected_ms)
+    }
+
+    /// A grid's or a person's figures (统计) for a period, computed here from
+    /// the cases this device holds (equal to the server's for the user's
+    /// own grids and for themselves).
+    pub fn stats(&self, query: &StatsQuery) -> Result<Stats> {
+        task::stats(&self.read(), query)
     }
 
     /// Take a workflow step on a case (sign, start, handle, hand back,

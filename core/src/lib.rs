@@ -30,5 +30,6 @@ pub use model::{CaseInfo, Category, Grid, Incident, IncidentDetail, IncidentFilt
 pub use outbox::{Operation, OperationState, OutboxSummary, ParkReason};
 pub use photo::{PhotoLimits, Rendition};
 pub use store::{Durability, OpenReport};
+pub use gridwork_protocol::stats::{Stats, StatsQuery};
 pub use gridwork_protocol::{CaseAction, CaseState, DeadlineLight, Named, OperationKind, PhotoRole};
 pub use uuid::Uuid;

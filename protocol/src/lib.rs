@@ -17,6 +17,7 @@ pub mod limits;
 pub mod names;
 pub mod operation;
 pub mod role;
+pub mod stats;
 pub mod text;
 
 pub use case::{CaseAction, CaseState, DeadlineLight, PhotoRole};

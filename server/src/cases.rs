@@ -4,6 +4,7 @@
 use gridwork_protocol::api::{IncidentView, PhotoView, Role, TimelineEntry, TransitionRequest};
 use gridwork_protocol::limits::{ADDRESS_MAX_CHARS, DEPARTMENT_MAX_CHARS, DESCRIPTION_MAX_CHARS, MAX_PHOTOS_PER_STEP, PHOTO_MAX_BYTES, PHOTO_MIME_TYPES};
 use gridwork_protocol::case::{self, Relation};
+use gridwork_protocol::stats::{Stats, StatsQuery};
 use gridwork_protocol::{CaseAction, CaseState, GeoPoint, Named, PhotoRef, PhotoRole, SubmitIncident};
 use uuid::Uuid;
 
@@ -502,6 +503,45 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
     append_timeline(tx, id, action.as_str(), &caller.username, Some(from), target, note.as_deref(), now_ms)?;
     record_case_change(tx, Some(&before), &case, now_ms)?;
     Ok(Ok(case.version))
+}
+
+/// A grid's or a person's figures (统计) for a period, from the same
+/// function devices run over the cases they hold. The command center may
+/// ask for anything; others for their own grids or themselves.
+pub fn stats(tx: &mut dyn Tx, caller: &Caller, query: &StatsQuery) -> Result<Stats> {
+    let command_center = matches!(caller.role, Role::Dispatcher | Role::Admin);
+    let allowed = command_center
+        || match (&query.grid_code, &query.user) {
+            (Some(grid), None) => caller.in_grid(Some(grid)),
+            (None, Some(user)) => *user == caller.username,
+            (Some(grid), Some(user)) => caller.in_grid(Some(grid)) && *user == caller.username,
+            (None, None) => false,
+        };
+    if !allowed {
+        return Err(ServerError::new(403, "forbidden", "ask for your own grids' or your own figures"));
+    }
+    // Every case the figures may draw on: the grid's, or those the person
+    // reported, was dispatched, or acted on.
+    let ids: Vec<String> = match (&query.grid_code, &query.user) {
+        (Some(grid), _) => tx.query("SELECT id FROM incidents WHERE grid_code = $1", params![grid.clone()])?,
+        (None, Some(user)) => tx.query(
+            "SELECT id FROM incidents WHERE reporter_id IN (SELECT id FROM users WHERE username = $1)
+                OR assignee_id IN (SELECT id FROM users WHERE username = $1)
+                OR id IN (SELECT incident_id FROM timeline WHERE actor = $1)",
+            params![user.clone()],
+        )?,
+        (None, None) => tx.query("SELECT id FROM incidents", params![])?,
+    }
+    .iter()
+    .map(|r| r.text(0))
+    .collect();
+    let mut views = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(case) = load(tx, &id, false)? {
+            views.push(view(tx, &case)?);
+        }
+    }
+    Ok(gridwork_protocol::stats::compute(&views, query))
 }
 
 /// A blob finished uploading: every case announcing it changes (its

@@ -60,6 +60,7 @@ pub fn router(app: App) -> Router {
             put(append_chunk).layer(DefaultBodyLimit::max(api::MAX_BLOB_CHUNK_BYTES)),
         )
         .route("/v1/incidents", get(list_incidents))
+        .route("/v1/stats", get(get_stats))
         .route("/v1/incidents/{id}", get(get_incident))
         .route("/v1/incidents/{id}/timeline", get(get_timeline))
         .route("/v1/incidents/{id}/transitions", post(transition))
@@ -397,6 +398,15 @@ async fn list_incidents(State(app): State<App>, headers: HeaderMap, query: std::
     let Query(params) = query.map_err(|_| ServerError::bad_request("invalid_query", "bad query parameters"))?;
     let limit = params.limit.unwrap_or(200).clamp(1, 1000);
     as_caller(&app, &headers, move |app, caller| app.db.read(|tx| cases::list_for(tx, &caller, params.state.as_deref(), params.grid.as_deref(), limit))).await.map(Json)
+}
+
+async fn get_stats(
+    State(app): State<App>,
+    headers: HeaderMap,
+    query: std::result::Result<Query<gridwork_protocol::stats::StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<gridwork_protocol::stats::Stats>> {
+    let Query(query) = query.map_err(|_| ServerError::bad_request("invalid_query", "give from_ms, to_ms and grid_code or user"))?;
+    as_caller(&app, &headers, move |app, caller| app.db.read(|tx| cases::stats(tx, &caller, &query))).await.map(Json)
 }
 
 fn parse_id(id: &str) -> Result<String> {

@@ -96,6 +96,20 @@ enum Command {
     },
     /// 返工: reopen a handled or closed case for rework.
     Reopen { id: String, #[arg(long)] note: Option<String> },
+    /// Figures (统计) of a grid or a person for a period.
+    Stats {
+        #[arg(long)]
+        grid: Option<String>,
+        /// A user name.
+        #[arg(long)]
+        user: Option<String>,
+        /// Start of the period, Unix milliseconds (default: 0).
+        #[arg(long, default_value_t = 0)]
+        from_ms: i64,
+        /// End of the period, Unix milliseconds, exclusive (default: now).
+        #[arg(long)]
+        to_ms: Option<i64>,
+    },
     /// Merge a duplicate report into the case it repeats.
     Merge {
         id: String,
@@ -268,6 +282,11 @@ fn run(cli: Cli) -> Result<(), ServerError> {
         }
         Command::Close { id, note, rating } => step(&db, &id, TransitionRequest { rating, ..transition(CaseAction::Close, note) })?,
         Command::Reopen { id, note } => step(&db, &id, transition(CaseAction::Reopen, note))?,
+        Command::Stats { grid, user, from_ms, to_ms } => {
+            let query = gridwork_protocol::stats::StatsQuery { grid_code: grid, user, from_ms, to_ms: to_ms.unwrap_or_else(now_ms) };
+            let stats = db.read(|tx| cases::stats(tx, &admin::system_caller(), &query))?;
+            println!("{}", serde_json::to_string_pretty(&stats).expect("serializes"));
+        }
         Command::Merge { id, into, note } => step(&db, &id, TransitionRequest { merge_into: Some(into), ..transition(CaseAction::Merge, note) })?,
     }
     Ok(())

@@ -468,3 +468,35 @@ fn a_dispatch_back_to_the_reporter_through_push_is_a_per_op_result() {
         assert_eq!(incident(&supervisor, own)["assignee"], "supervisor1", "{name}");
     }
 }
+
+#[test]
+fn figures_over_http_are_scoped_to_own_grids_and_self() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let center = server.device("dispatcher");
+        let worker1 = server.device("worker1");
+        let worker2 = server.device("worker2");
+        let supervisor = server.device("supervisor1");
+        let id = submit(&worker1, "G-001");
+        ok(&center, id, json!({"action": "register"}), "registered", name);
+        ok(&center, id, json!({"action": "dispatch", "assignee": "worker1", "deadline_ms": 1}), "dispatched", name);
+        ok(&worker1, id, json!({"action": "handle", "note": "已处理"}), "handled", name);
+        ok(&supervisor, id, json!({"action": "close", "rating": 3}), "closed", name);
+
+        let figures = |device: &Device, query: &str| -> (u16, Value) {
+            let response = device.get(&format!("/v1/stats?from_ms=0&to_ms=9999999999999&{query}"));
+            (response.status().as_u16(), response.json().unwrap())
+        };
+        let (status, grid) = figures(&supervisor, "grid_code=G-001");
+        assert_eq!(status, 200, "{name}: {grid}");
+        assert_eq!((grid["reported"].as_u64(), grid["handled"].as_u64(), grid["closed"].as_u64(), grid["overdue"].as_u64()), (Some(1), Some(1), Some(1), Some(1)), "{name}: {grid}");
+        assert_eq!(grid["average_rating"], 3.0, "{name}");
+        let (status, mine) = figures(&worker1, "user=worker1");
+        assert_eq!((status, mine["reported"].as_u64(), mine["handled"].as_u64(), mine["rated"].as_u64()), (200, Some(1), Some(1), Some(1)), "{name}: {mine}");
+        assert_eq!(figures(&worker2, "grid_code=G-001").1["code"], "forbidden", "{name}: another grid's figures");
+        assert_eq!(figures(&worker2, "user=worker1").1["code"], "forbidden", "{name}: another person's figures");
+        assert_eq!(figures(&center, "user=worker1").0, 200, "{name}: the command center sees everyone's");
+        assert_eq!(worker1.get("/v1/stats?grid_code=G-001").status(), 400, "{name}: a period is required");
+    }
+}

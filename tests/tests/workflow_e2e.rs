@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use gridwork_core::clock::{Clock, SystemClock};
 use gridwork_core::{
-    CaseAction, CaseState, DeadlineLight, DraftFields, GeoPoint, Gridwork, IncidentStatus, OperationState, PhotoRole, StepInput, SyncState, TaskFilter,
-    TaskKind, Trigger, Uuid,
+    CaseAction, CaseState, DeadlineLight, DraftFields, GeoPoint, Gridwork, IncidentStatus, OperationState, PhotoRole, Stats, StatsQuery, StepInput,
+    SyncState, TaskFilter, TaskKind, Trigger, Uuid,
 };
 use gridwork_protocol::api::{Role, TransitionRequest};
 use gridwork_server::{admin, cases};
@@ -220,6 +220,28 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
     assert_eq!(handle.note.as_deref(), Some("重新做防水"), "the handler's result");
     assert_eq!(server.count("SELECT COUNT(*) FROM incident_photos"), 5, "each photo announced once");
     assert_eq!(server.count("SELECT COUNT(*) FROM blobs WHERE complete = 1"), 5, "and uploaded once");
+
+    // 统计: the figures each device computes from what it holds equal the
+    // server's once it has synced.
+    for phone in [&worker, &department, &volunteer, &supervisor] {
+        sync(&phone.gw);
+    }
+    let query = |grid: Option<&str>, user: Option<&str>| StatsQuery { grid_code: grid.map(Into::into), user: user.map(Into::into), from_ms: 0, to_ms: i64::MAX };
+    let on_server = |q: &StatsQuery| server.db.read(|tx| cases::stats(tx, &admin::system_caller(), q)).unwrap();
+    let grid = query(Some("G-001"), None);
+    let figures = worker.gw.stats(&grid).unwrap();
+    assert_eq!(
+        figures,
+        Stats { reported: 1, verified: 1, resolved_on_spot: 0, handled: 2, closed: 1, overdue: 0, rated: 1, average_rating: Some(2.0) }
+    );
+    assert_eq!(figures, on_server(&grid), "the grid's worker");
+    assert_eq!(supervisor.gw.stats(&grid).unwrap(), on_server(&grid), "the grid's supervisor");
+    for (phone, user) in [(&worker, "worker1"), (&department, "sanitation"), (&volunteer, "volunteer1"), (&supervisor, "supervisor1")] {
+        let mine = query(None, Some(user));
+        assert_eq!(phone.gw.stats(&mine).unwrap(), on_server(&mine), "{user}'s own figures");
+    }
+    assert_eq!(department.gw.stats(&query(None, Some("sanitation"))).unwrap().handled, 2);
+    assert_eq!(worker.gw.stats(&query(None, Some("worker1"))).unwrap().closed, 1);
 
     // The worker's device keeps the closed case of its grid, with the local photos it took.
     let detail = worker.gw.get_incident(id).unwrap();

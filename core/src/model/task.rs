@@ -4,6 +4,7 @@
 
 use gridwork_protocol::api::{IncidentView, PhotoView, Role, TimelineEntry, UserInfo};
 use gridwork_protocol::case::deadline_light;
+use gridwork_protocol::stats::{Stats, StatsQuery};
 use gridwork_protocol::{CaseState, DeadlineLight, Named};
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use uuid::Uuid;
@@ -228,4 +229,16 @@ fn read_task(row: &Row, kind: TaskKind, now_ms: i64) -> rusqlite::Result<Task> {
 /// The note of the last of these steps in the case's timeline.
 fn last_note(view: &IncidentView, actions: &[&str]) -> Option<String> {
     view.timeline.iter().rev().find(|e| actions.contains(&e.action.as_str())).and_then(|e| e.note.clone())
+}
+
+/// A grid's or a person's figures for a period, from the cases this device
+/// holds as the server last told them: the same function the server runs,
+/// so a grid's worker or supervisor gets the server's figures for it.
+pub fn stats(conn: &Connection, query: &StatsQuery) -> Result<Stats> {
+    let mut stmt = conn.prepare_cached("SELECT server_view FROM incidents WHERE server_view IS NOT NULL AND (?1 IS NULL OR grid_code = ?1)")?;
+    let views: Vec<IncidentView> = stmt
+        .query_map([query.grid_code.as_deref()], |r| r.get::<_, String>(0))?
+        .filter_map(|json| json.ok().and_then(|json| serde_json::from_str(&json).ok()))
+        .collect();
+    Ok(gridwork_protocol::stats::compute(&views, query))
 }

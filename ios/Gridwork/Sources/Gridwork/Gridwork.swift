@@ -149,6 +149,11 @@ public final class Gridwork: Sendable {
 
     // MARK: tasks and workflow steps (checked offline, queued, shown in their new state at once)
 
+    /// A grid's or a person's figures (统计) for a period, from the cases this device holds.
+    public func stats(_ query: StatsQuery) async throws -> Stats {
+        try await quick { try $0.stats(query: query) }
+    }
+
     /// The signed-in user's tasks (待办), soonest deadline first.
     public func tasks(_ filter: TaskFilter = TaskFilter()) async throws -> [CaseTask] {
         try await quick { try $0.tasks(filter: filter) }

@@ -23,6 +23,8 @@ import app.gridwork.ffi.Rendition
 import app.gridwork.ffi.SessionObserver
 import app.gridwork.ffi.SessionState
 import app.gridwork.ffi.SimilarPhoto
+import app.gridwork.ffi.Stats
+import app.gridwork.ffi.StatsQuery
 import app.gridwork.ffi.StepInput
 import app.gridwork.ffi.StoreConfig
 import app.gridwork.ffi.Subscription
@@ -119,6 +121,7 @@ class Gridwork private constructor(
     suspend fun photoRendition(photoId: String, rendition: Rendition): String = store.photoRendition(photoId, rendition)
 
     // Tasks (待办) and workflow steps: checked offline, queued, shown in their new state at once.
+    suspend fun stats(query: StatsQuery): Stats = quick { stats(query) }
     suspend fun tasks(filter: TaskFilter = TaskFilter()): List<CaseTask> = quick { tasks(filter) }
     suspend fun takeStep(incidentId: String, step: StepInput): Incident = store.takeStep(incidentId, step)
 

@@ -5,6 +5,7 @@ import app.gridwork.ffi.DeadlineLight
 import app.gridwork.ffi.GridworkException
 import app.gridwork.ffi.IncidentStatus
 import app.gridwork.ffi.PhotoRole
+import app.gridwork.ffi.StatsQuery
 import app.gridwork.ffi.StepInput
 import app.gridwork.ffi.SyncTrigger
 import app.gridwork.ffi.TaskFilter
@@ -110,6 +111,10 @@ class WorkflowTest {
                         info.timeline.map { it.action }.filterNot { it.endsWith("_arrived") },
                     )
                     assertEquals(listOf(PhotoRole.VERIFICATION), detail.photos.map { it.role })
+                    val grid = worker.stats(StatsQuery(gridCode = "G-001", fromMs = 0, toMs = Long.MAX_VALUE))
+                    assertEquals(1u, grid.closed)
+                    assertEquals(2.0, grid.averageRating!!, 0.0)
+                    assertEquals(1u, department.stats(StatsQuery(user = "sanitation", fromMs = 0, toMs = Long.MAX_VALUE)).handled)
 
                     // 现场解决: before and after photos, straight to verification.
                     val fixed = worker.createDraft(report("楼道纸箱")).id
