@@ -28,6 +28,7 @@ fn operation(n: usize, now: Timestamp) -> NewOperation {
         submitted_at: now,
         photos: Vec::new(),
         resolved_on_spot: None,
+        resubmission_of: None,
     };
     NewOperation {
         entity_id: incident_id,

@@ -87,6 +87,7 @@ fn operation(category: &str) -> OperationEnvelope {
         submitted_at: CapturedAt { device_ms: 2, corrected_ms: 2 },
         photos: Vec::new(),
         resolved_on_spot: None,
+        resubmission_of: None,
     };
     OperationEnvelope {
         op_id: Uuid::now_v7(),

@@ -240,6 +240,7 @@ pub fn run(options: &SyncOptions) -> BenchResult<()> {
                 submitted_at: gridwork_protocol::CapturedAt { device_ms: 1, corrected_ms: 1 },
                 photos: vec![],
                 resolved_on_spot: None,
+                resubmission_of: None,
             };
             let _ = gridwork_server::cases::submit(tx, &reporter, &report, 1)?;
         }

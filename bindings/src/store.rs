@@ -159,6 +159,12 @@ impl GridworkStore {
         Ok(self.core.submit_resolved(id, &note)?.into())
     }
 
+    /// A new draft correcting the user's own rejected report, linked to it.
+    pub fn resubmit(&self, rejected_id: String) -> Result<Incident> {
+        let id = parse_id("rejected_id", &rejected_id)?;
+        Ok(self.core.resubmit(id)?.into())
+    }
+
     pub fn discard_draft(&self, incident_id: String) -> Result<()> {
         let id = parse_id("incident_id", &incident_id)?;
         Ok(self.core.discard_draft(id)?)

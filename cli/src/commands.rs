@@ -41,6 +41,7 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Status => status(&ctx),
         Command::Accounts => accounts(&ctx),
         Command::Report(args) => report(&ctx, args),
+        Command::Resubmit { id, description, photo } => resubmit(&ctx, id, description, &photo),
         Command::Categories => categories(&ctx),
         Command::Grids => grids(&ctx),
         Command::ImportGrids { file } => import_grids(&ctx, &file),
@@ -311,6 +312,34 @@ fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
             if logged_in { "; run `gridwork sync` to send it" } else { "; it goes out after a login and a sync" }
         );
     }
+    Ok(())
+}
+
+fn resubmit(ctx: &Ctx, id: OsString, description: Option<OsString>, photos: &[PathBuf]) -> CliResult<()> {
+    let rejected = parse_id("id", id)?;
+    let description = description.map(|d| text("description", d)).transpose()?;
+    let gw = ctx.open()?;
+    let draft = gw.resubmit(rejected)?;
+    let done = (|| -> CliResult<()> {
+        if let Some(description) = description {
+            let fields = DraftFields { category_code: draft.category_code.clone(), description, address: draft.address.clone(), location: draft.location };
+            gw.update_draft(draft.id, fields)?;
+        }
+        for path in photos {
+            gw.attach_photo(draft.id, path)?;
+        }
+        gw.submit(draft.id)?;
+        Ok(())
+    })();
+    if let Err(error) = done {
+        // As with `report`: nothing half-done stays behind.
+        let _ = gw.discard_draft(draft.id);
+        return Err(error);
+    }
+    let detail = gw.get_incident(draft.id)?;
+    let mut value = output::incident_json(&detail.incident, Some(&detail.sync_state));
+    value["resubmission_of"] = rejected.to_string().into();
+    ctx.emit(value, || format!("{}\nresubmits {rejected}; run `gridwork sync` to send it", draft.id));
     Ok(())
 }
 

@@ -76,6 +76,17 @@ pub enum Command {
     Accounts,
     /// Capture a report: draft, photos, submit; queued for the next sync
     Report(ReportArgs),
+    /// Correct your rejected report and send it again, linked to the first (text copied; give new photos)
+    Resubmit {
+        /// The rejected report's id
+        id: OsString,
+        /// A corrected description (default: the first report's)
+        #[arg(long, value_name = "TEXT")]
+        description: Option<OsString>,
+        /// Photo evidence; repeat for several
+        #[arg(long, value_name = "FILE")]
+        photo: Vec<PathBuf>,
+    },
     /// The device's category table
     Categories,
     /// The device's grids

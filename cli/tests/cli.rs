@@ -512,6 +512,13 @@ fn the_review_queue_from_the_terminal() {
     assert_eq!(shown["status"], "rejected");
     let reject = shown["case"]["timeline"].as_array().unwrap().iter().rfind(|e| e["action"] == "reject").cloned().unwrap();
     assert_eq!((reject["note"].as_str(), reject["actor"].as_str()), (Some("已自行清理"), Some("worker1")), "the reporter reads why");
+
+    // Corrected and sent again, linked to the rejected report.
+    let again = json(&ok(run(gridwork(volunteer.path()), ["resubmit", &second, "--description", "楼道异味来自3号楼后门垃圾桶", "--json"])));
+    assert_eq!((again["status"].as_str(), again["resubmission_of"].as_str()), (Some("submitted"), Some(second.as_str())), "{again}");
+    ok(run(gridwork(volunteer.path()), ["sync"]));
+    assert_eq!(server.step_state(again["id"].as_str().unwrap().parse().unwrap()), "pending_review");
+    assert_eq!(error_code(&run(gridwork(volunteer.path()), ["resubmit", &first, "--json"])), "invalid_state", "not rejected");
 }
 
 #[test]

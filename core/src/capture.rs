@@ -108,6 +108,29 @@ pub fn update_draft(conn: &Connection, id: Uuid, fields: &DraftFields, actor: &s
     })))
 }
 
+/// A new draft correcting the user's own rejected report (件件有回音): its
+/// text, address and location copied, linked to the report it resubmits.
+/// Photos are not copied: the correction usually needs new ones.
+pub fn resubmit(conn: &Connection, rejected: Uuid, actor: &str, now: Timestamp, actor_at: Option<GeoPoint>) -> Result<Uuid> {
+    require_status(conn, rejected, IncidentStatus::Case(gridwork_protocol::CaseState::Rejected), "resubmit")?;
+    let own: bool = conn.query_row("SELECT submitted_device_ms IS NOT NULL FROM incidents WHERE id = ?1", [rejected.to_string()], |r| r.get(0))?;
+    if !own {
+        return Err(Error::InvalidState { state: "rejected".into(), action: "resubmit someone else's report" });
+    }
+    let original = get(conn, rejected)?;
+    let fields = DraftFields {
+        // A code retired since stays out; the user picks a current one.
+        category_code: original.category_code.filter(|code| category::require_active(conn, code).is_ok()),
+        description: original.description,
+        address: original.address,
+        location: original.location,
+    };
+    let id = create_draft(conn, &fields, actor, now, actor_at)?;
+    conn.execute("UPDATE incidents SET resubmission_of = ?2 WHERE id = ?1", params![id.to_string(), rejected.to_string()])?;
+    audit::append(conn, id, "resubmission_of", actor, now, actor_at, Some(serde_json::json!({ "rejected": rejected })))?;
+    Ok(id)
+}
+
 /// Returns the current status, or `NotFound`.
 pub fn status_of(conn: &Connection, id: Uuid) -> Result<IncidentStatus> {
     let status: Option<Option<IncidentStatus>> = conn
@@ -286,6 +309,9 @@ fn submit_with(conn: &Connection, id: Uuid, resolution: Option<&str>, actor: &st
         submitted_at: now,
         photos: evidence.iter().map(|p| photo_ref(p)).collect(),
         resolved_on_spot,
+        resubmission_of: conn
+            .query_row("SELECT resubmission_of FROM incidents WHERE id = ?1", [id.to_string()], |r| r.get::<_, Option<String>>(0))?
+            .and_then(|r| Uuid::parse_str(&r).ok()),
     };
     let submit_op = outbox::enqueue(
         conn,

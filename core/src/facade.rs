@@ -374,6 +374,17 @@ impl Gridwork {
         Ok(incident)
     }
 
+    /// A new draft correcting the user's own rejected report, linked to it:
+    /// edit it, attach photos, submit it as any draft.
+    pub fn resubmit(&self, rejected_id: Uuid) -> Result<Incident> {
+        let draft = self.write(|tx, now, at| {
+            let id = capture::resubmit(tx, rejected_id, &self.account_id, now, at)?;
+            capture::get(tx, id)
+        })?;
+        self.incident_changed(draft.id);
+        Ok(draft)
+    }
+
     pub fn discard_draft(&self, incident_id: Uuid) -> Result<()> {
         self.write(|tx, now, at| capture::discard(tx, incident_id, &self.account_id, now, at))?;
         self.incident_changed(incident_id);

@@ -194,6 +194,9 @@ pub struct IncidentView {
     pub deadline_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<Uuid>,
+    /// The rejected report this one corrects and resubmits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resubmission_of: Option<Uuid>,
     /// The verifier's satisfaction rating (评价, 1 to 5 stars) once closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating: Option<u8>,

@@ -113,6 +113,9 @@ pub struct SubmitIncident {
     /// starts handled by them and goes to verification, not dispatch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_on_spot: Option<ResolvedOnSpot>,
+    /// A corrected report of the reporter's own rejected one (件件有回音).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resubmission_of: Option<Uuid>,
 }
 
 /// What the reporter did on the spot, with after-photos.

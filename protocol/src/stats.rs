@@ -122,6 +122,7 @@ mod tests {
             department: None,
             deadline_ms,
             merged_into: None,
+            resubmission_of: None,
             rating,
             photos: vec![],
             missing_evidence: false,

@@ -52,6 +52,7 @@ struct CaseRow {
     deadline_ms: Option<i64>,
     merged_into: Option<String>,
     rating: Option<u8>,
+    resubmission_of: Option<String>,
     version: i64,
     reported_at_ms: i64,
     updated_at_ms: i64,
@@ -69,7 +70,7 @@ impl CaseRow {
 }
 
 const CASE_COLUMNS: &str = "id, state, category_code, description, address, lat, lon, accuracy_m, grid_code, reporter_id,
-    reporter_role, assignee_id, department, deadline_ms, merged_into, version, reported_at_ms, updated_at_ms, rating";
+    reporter_role, assignee_id, department, deadline_ms, merged_into, version, reported_at_ms, updated_at_ms, rating, resubmission_of";
 
 fn read_case(r: &Row) -> Result<CaseRow> {
     Ok(CaseRow {
@@ -90,6 +91,7 @@ fn read_case(r: &Row) -> Result<CaseRow> {
         reported_at_ms: r.int(16),
         updated_at_ms: r.int(17),
         rating: r.opt_int(18).and_then(|stars| u8::try_from(stars).ok()),
+        resubmission_of: r.opt_text(19),
     })
 }
 
@@ -142,6 +144,7 @@ fn view(tx: &mut dyn Tx, case: &CaseRow) -> Result<IncidentView> {
         deadline_ms: case.deadline_ms,
         merged_into: case.merged_into.as_deref().and_then(|m| Uuid::parse_str(m).ok()),
         rating: case.rating,
+        resubmission_of: case.resubmission_of.as_deref().and_then(|m| Uuid::parse_str(m).ok()),
         missing_evidence: photos.iter().any(|p| !p.arrived),
         photos,
         version: case.version,
@@ -303,6 +306,13 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
     if let Err(rejection) = validate_photos(tx, &id, &report.photos) {
         return Ok(Err(rejection));
     }
+    // 件件有回音: a corrected report of the reporter's own rejected one.
+    if let Some(original) = report.resubmission_of {
+        match load(tx, &original.to_string(), false)? {
+            Some(first) if first.reporter_id == caller.user_id.to_string() && first.state == CaseState::Rejected => {}
+            _ => return Ok(Err(Rejection::new("invalid_resubmission", "only your own rejected report can be resubmitted"))),
+        }
+    }
     // 现场解决: the reporter's result, checked like a handle step's.
     let resolution = match &report.resolved_on_spot {
         None => None,
@@ -363,12 +373,13 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
         deadline_ms: None,
         merged_into: None,
         rating: None,
+        resubmission_of: report.resubmission_of.map(|r| r.to_string()),
         version: 1,
         reported_at_ms: now_ms,
         updated_at_ms: now_ms,
     };
     tx.execute(
-        &format!("INSERT INTO incidents ({CASE_COLUMNS}, captured_device_ms, captured_corrected_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"),
+        &format!("INSERT INTO incidents ({CASE_COLUMNS}, captured_device_ms, captured_corrected_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"),
         params![
             case.id.clone(),
             state.as_str(),
@@ -389,6 +400,7 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
             now_ms,
             now_ms,
             None::<i64>,
+            case.resubmission_of.clone(),
             report.captured_at.device_ms,
             report.captured_at.corrected_ms,
         ],

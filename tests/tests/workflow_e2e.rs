@@ -1,8 +1,8 @@
 //! The closed loop across devices, over real HTTP against the real server:
 //! a volunteer reports, a supervisor registers offline, the command center
 //! dispatches to a department, the department signs, starts and reports
-//! back with after-photos, a grid worker verifies on site (rework, then a
-//! rated close), and the volunteer sees the answer. Every device step is
+//! back with after-photos, a grid worker verifies on site (rework twice,
+//! then a rated close), and the volunteer sees the answer. Every device step is
 //! taken offline and synced later; photos at every step arrive once.
 
 use std::path::{Path, PathBuf};
@@ -179,7 +179,18 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
     department.gw.take_step(id, step(CaseAction::Handle, Some("重新做防水"), None), &[photo(files.path(), 4)]).unwrap();
     sync(&department.gw);
 
-    // Second visit: passed, 2 of 5 stars, with a photo.
+    // Second visit: still not right; rework again, with a photo.
+    sync(&worker.gw);
+    worker.gw.take_step(id, step(CaseAction::Reopen, Some("防水层起皮"), None), &[photo(files.path(), 6)]).unwrap();
+    sync(&worker.gw);
+    sync(&department.gw);
+    let tasks = department.gw.tasks(TaskFilter::default()).unwrap();
+    assert_eq!(tasks.iter().map(|t| (t.incident_id, t.note.as_deref())).collect::<Vec<_>>(), [(id, Some("防水层起皮"))], "the second rework's reason");
+    department.gw.take_step(id, step(CaseAction::Start, None, None), &[]).unwrap();
+    department.gw.take_step(id, step(CaseAction::Handle, Some("整体重做"), None), &[photo(files.path(), 7)]).unwrap();
+    sync(&department.gw);
+
+    // Third visit: passed, 2 of 5 stars, with a photo.
     sync(&worker.gw);
     worker.gw.take_step(id, step(CaseAction::Close, Some("已修复，但施工粗糙"), Some(2)), &[photo(files.path(), 5)]).unwrap();
     sync(&worker.gw);
@@ -193,7 +204,7 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
     assert_eq!(case.rating, Some(2));
     assert_eq!(case.light, None, "a closed case has no deadline light");
     let roles: Vec<&str> = case.photos.iter().map(|p| p.role.as_str()).collect();
-    assert_eq!(roles, ["evidence", "after", "verification", "after", "verification"]);
+    assert_eq!(roles, ["evidence", "after", "verification", "after", "verification", "after", "verification"]);
     assert!(case.photos.iter().all(|p| p.arrived), "every photo of every step arrived: {:?}", case.photos);
     let steps: Vec<(&str, &str)> = case
         .timeline
@@ -213,13 +224,16 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
             ("reopen", "worker1"),
             ("sign", "sanitation"),
             ("handle", "sanitation"),
+            ("reopen", "worker1"),
+            ("start", "sanitation"),
+            ("handle", "sanitation"),
             ("close", "worker1"),
         ]
     );
     let handle = case.timeline.iter().rfind(|e| e.action == "handle").unwrap();
-    assert_eq!(handle.note.as_deref(), Some("重新做防水"), "the handler's result");
-    assert_eq!(server.count("SELECT COUNT(*) FROM incident_photos"), 5, "each photo announced once");
-    assert_eq!(server.count("SELECT COUNT(*) FROM blobs WHERE complete = 1"), 5, "and uploaded once");
+    assert_eq!(handle.note.as_deref(), Some("整体重做"), "the handler's last result");
+    assert_eq!(server.count("SELECT COUNT(*) FROM incident_photos"), 7, "each photo announced once");
+    assert_eq!(server.count("SELECT COUNT(*) FROM blobs WHERE complete = 1"), 7, "and uploaded once");
 
     // 统计: the figures each device computes from what it holds equal the
     // server's once it has synced.
@@ -232,7 +246,7 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
     let figures = worker.gw.stats(&grid).unwrap();
     assert_eq!(
         figures,
-        Stats { reported: 1, verified: 1, resolved_on_spot: 0, handled: 2, closed: 1, overdue: 0, rated: 1, average_rating: Some(2.0) }
+        Stats { reported: 1, verified: 1, resolved_on_spot: 0, handled: 3, closed: 1, overdue: 0, rated: 1, average_rating: Some(2.0) }
     );
     assert_eq!(figures, on_server(&grid), "the grid's worker");
     assert_eq!(supervisor.gw.stats(&grid).unwrap(), on_server(&grid), "the grid's supervisor");
@@ -240,14 +254,14 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
         let mine = query(None, Some(user));
         assert_eq!(phone.gw.stats(&mine).unwrap(), on_server(&mine), "{user}'s own figures");
     }
-    assert_eq!(department.gw.stats(&query(None, Some("sanitation"))).unwrap().handled, 2);
+    assert_eq!(department.gw.stats(&query(None, Some("sanitation"))).unwrap().handled, 3);
     assert_eq!(worker.gw.stats(&query(None, Some("worker1"))).unwrap().closed, 1);
 
     // The worker's device keeps the closed case of its grid, with the local photos it took.
     let detail = worker.gw.get_incident(id).unwrap();
     assert_eq!(detail.incident.status, IncidentStatus::Case(CaseState::Closed));
     let local_roles: Vec<PhotoRole> = detail.photos.iter().map(|p| p.role).collect();
-    assert_eq!(local_roles, [PhotoRole::Verification, PhotoRole::Verification]);
+    assert_eq!(local_roles, [PhotoRole::Verification, PhotoRole::Verification, PhotoRole::Verification]);
 }
 
 #[test]
@@ -494,4 +508,38 @@ fn a_problem_resolved_on_the_spot_goes_to_verification_not_dispatch() {
     assert_eq!(report.parked, 1);
     let SyncState::Parked { code, .. } = volunteer.gw.get_incident(draft.id).unwrap().sync_state else { panic!() };
     assert_eq!(code, "forbidden");
+}
+
+/// 件件有回音: a rejected volunteer learns why, corrects the report and
+/// resubmits it as a new report linked to the first.
+#[test]
+fn a_rejected_report_is_corrected_and_resubmitted_linked_to_the_first() {
+    let (_server_dir, server) = setup();
+    let files = tempfile::tempdir().unwrap();
+    let volunteer = phone(&server, "volunteer1");
+    let worker = phone(&server, "worker1");
+    let first = volunteer_report(&volunteer, files.path(), 61, "井盖松动");
+    assert_eq!(volunteer.gw.resubmit(first).unwrap_err().code(), "invalid_state", "not rejected (yet)");
+    sync(&worker.gw);
+    worker.gw.take_step(first, step(CaseAction::Reject, Some("照片看不清，请重拍"), None), &[]).unwrap();
+    sync(&worker.gw);
+
+    sync(&volunteer.gw);
+    let detail = volunteer.gw.get_incident(first).unwrap();
+    assert_eq!(detail.incident.status, IncidentStatus::Case(CaseState::Rejected));
+    let why = detail.case.unwrap().timeline.iter().rfind(|e| e.action == "reject").and_then(|e| e.note.clone());
+    assert_eq!(why.as_deref(), Some("照片看不清，请重拍"), "the reporter reads why");
+    assert_eq!(worker.gw.resubmit(first).unwrap_err().code(), "invalid_state", "only the reporter resubmits");
+
+    let draft = volunteer.gw.resubmit(first).unwrap();
+    assert_eq!((draft.status, draft.description.as_str()), (IncidentStatus::Draft, "井盖松动"), "the text comes along");
+    assert_eq!(draft.location, Some(STREET));
+    volunteer.gw.attach_photo(draft.id, &photo(files.path(), 62)).unwrap();
+    volunteer.gw.submit(draft.id).unwrap();
+    sync(&volunteer.gw);
+    assert_eq!(server.step_state(draft.id), "pending_review", "reviewed again");
+    let linked: String = server.db.read(|tx| Ok(tx.query_one("SELECT resubmission_of FROM incidents WHERE id = $1", gridwork_server::params![draft.id.to_string()])?.text(0))).unwrap();
+    assert_eq!(linked, first.to_string());
+    sync(&worker.gw);
+    assert!(worker.gw.tasks(TaskFilter { kind: Some(TaskKind::Review), ..Default::default() }).unwrap().iter().any(|t| t.incident_id == draft.id));
 }

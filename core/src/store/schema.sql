@@ -58,7 +58,9 @@ CREATE TABLE incidents (
     department           TEXT,
     deadline_ms          INTEGER,
     task_since_ms        INTEGER,
-    rating               INTEGER
+    rating               INTEGER,
+    -- A draft correcting a rejected report of this user's: the report it resubmits.
+    resubmission_of      TEXT
 ) STRICT;
 CREATE INDEX incidents_status ON incidents (status, created_corrected_ms);
 CREATE INDEX incidents_created ON incidents (created_corrected_ms);

@@ -6,6 +6,8 @@ ALTER TABLE incidents ADD COLUMN department TEXT;
 ALTER TABLE incidents ADD COLUMN deadline_ms INTEGER;
 ALTER TABLE incidents ADD COLUMN task_since_ms INTEGER;
 ALTER TABLE incidents ADD COLUMN rating INTEGER;
+-- A draft correcting a rejected report: the report it resubmits.
+ALTER TABLE incidents ADD COLUMN resubmission_of TEXT;
 
 -- What a photo shows: the report's evidence, an after-photo, a verifier's.
 ALTER TABLE photos ADD COLUMN role TEXT NOT NULL DEFAULT 'evidence';

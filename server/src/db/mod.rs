@@ -222,8 +222,10 @@ const SCHEMA_VERSION: i64 = 3;
 const UPGRADES: &[&str] = &[
     // 2: refresh token reuse detection counts replays.
     "ALTER TABLE tokens ADD COLUMN replays BIGINT NOT NULL DEFAULT 0",
-    // 3: a closed case's rating; who announced each photo (only they upload it).
-    "ALTER TABLE incidents ADD COLUMN rating BIGINT; ALTER TABLE incident_photos ADD COLUMN added_by TEXT",
+    // 3: a closed case's rating; the rejected report a case resubmits; who
+    // announced each photo (only they upload it).
+    "ALTER TABLE incidents ADD COLUMN rating BIGINT; ALTER TABLE incidents ADD COLUMN resubmission_of TEXT;
+     ALTER TABLE incident_photos ADD COLUMN added_by TEXT",
 ];
 /// One schema file per dialect, each in its own types and run by the
 /// driver as a batch.

@@ -306,6 +306,7 @@ pub fn report(category: &str, grid: Option<&str>, photos: &[&[u8]]) -> (Uuid, Op
             })
             .collect(),
         resolved_on_spot: None,
+        resubmission_of: None,
     };
     (incident_id, envelope(incident_id, OperationKind::SubmitIncident, serde_json::to_value(payload).unwrap()))
 }

@@ -154,6 +154,11 @@ public final class Gridwork: Sendable {
         try await quick { try $0.stats(query: query) }
     }
 
+    /// A new draft correcting the user's own rejected report, linked to it.
+    public func resubmit(_ rejectedId: String) async throws -> Incident {
+        try await quick { try $0.resubmit(rejectedId: rejectedId) }
+    }
+
     /// The signed-in user's tasks (待办), soonest deadline first.
     public func tasks(_ filter: TaskFilter = TaskFilter()) async throws -> [CaseTask] {
         try await quick { try $0.tasks(filter: filter) }

@@ -74,7 +74,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     captured_corrected_ms BIGINT NOT NULL,
     reported_at_ms BIGINT NOT NULL,
     updated_at_ms BIGINT NOT NULL,
-    rating BIGINT
+    rating BIGINT,
+    resubmission_of TEXT
 );
 CREATE INDEX IF NOT EXISTS incidents_state ON incidents (state, reported_at_ms);
 CREATE INDEX IF NOT EXISTS incidents_grid ON incidents (grid_code);

@@ -110,6 +110,8 @@ class Gridwork private constructor(
     /** 现场解决: after-photos attached with [attachPhotoAs] `PhotoRole.AFTER`, and what was done. */
     suspend fun attachPhotoAs(incidentId: String, sourcePath: String, role: PhotoRole): Photo = store.attachPhotoAs(incidentId, sourcePath, role)
     suspend fun submitResolved(incidentId: String, note: String): Incident = quick { submitResolved(incidentId, note) }
+    /** A new draft correcting the user's own rejected report, linked to it. */
+    suspend fun resubmit(rejectedId: String): Incident = quick { resubmit(rejectedId) }
     suspend fun discardDraft(incidentId: String) = quick { discardDraft(incidentId) }
 
     // --- reads (a reader connection: never behind a running sync) ---

@@ -124,6 +124,16 @@ class WorkflowTest {
                     assertEquals(IncidentStatus.SUBMITTED, worker.submitResolved(fixed, "已当场清理").status)
                     worker.syncOk()
                     assertTrue(server.incidentLines().toString(), server.incidentLines().any { it.startsWith("$fixed handled") })
+
+                    // 件件有回音: a rejected report comes back as a linked draft to correct.
+                    val wrong = worker.createDraft(report("井盖松动")).id
+                    worker.submit(wrong)
+                    worker.syncOk()
+                    server.admin("reject", wrong, "--note", "照片看不清")
+                    worker.syncOk()
+                    val again = worker.resubmit(wrong)
+                    assertEquals(IncidentStatus.DRAFT, again.status)
+                    assertEquals("井盖松动", again.description)
                 }
             }
         }
