@@ -14,6 +14,7 @@ mod pillow;
 mod report;
 mod server_push;
 mod sync;
+mod tasks;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -32,8 +33,9 @@ benchmarks:
   outbox           outbox insert rate, vs raw SQLite INSERTs
   open             store open time on 10,000 incidents, vs plain SQLite open
   sync             push 10,000 queued incidents + 1,000 photos of 3 MB, initial pull of 100,000 changes
+  tasks            task list and review queue on a device holding 100,000 cases, vs plain rusqlite
   server-push      server push throughput and p99 with 200 concurrent devices, SQLite and PostgreSQL
-  all              all of the above except server-push
+  all              all of the above except server-push and tasks
 
 options (defaults keep `all` under ~3 minutes on 2 cores):
   --captures N     captures per configuration (default 30)
@@ -133,6 +135,7 @@ fn main() {
         "capture-memory" => capture::run_memory(),
         "outbox" => outbox::run(options.ops, options.single_ops),
         "open" => open::run(options.incidents, options.opens),
+        "tasks" => tasks::run(options.pull_changes),
         "sync" => sync::run(&sync::SyncOptions {
             incidents: options.sync_incidents,
             photos: options.sync_photos,

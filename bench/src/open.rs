@@ -76,8 +76,9 @@ fn populate(data_dir: &Path, incidents: usize) -> BenchResult<usize> {
 
 /// Export the encrypted database to a plain SQLite file (SQLCipher's own
 /// `sqlcipher_export`): same schema, same rows, no encryption.
-fn export_plain(data_dir: &Path, plain: &Path) -> BenchResult<()> {
-    let gridwork = Gridwork::open(gridwork_tests::config(data_dir, ACCOUNT))?;
+/// A plain (unencrypted) SQLite copy of an account's store, for peers.
+pub fn export_plain(data_dir: &Path, account: &str, plain: &Path) -> BenchResult<()> {
+    let gridwork = Gridwork::open(gridwork_tests::config(data_dir, account))?;
     gridwork.with_connection(|conn| {
         conn.execute("ATTACH DATABASE ?1 AS plaintext KEY ''", [plain.to_string_lossy()])?;
         conn.query_row("SELECT sqlcipher_export('plaintext')", [], |_| Ok(()))?;
@@ -187,7 +188,7 @@ pub fn run(incidents: usize, opens: usize) -> BenchResult<()> {
     let plain: PathBuf = dir.path().join("plain.db");
     let started = Instant::now();
     let files = populate(&data_dir, incidents)?;
-    export_plain(&data_dir, &plain)?;
+    export_plain(&data_dir, ACCOUNT, &plain)?;
     eprintln!("  built the databases in {:.1} s", started.elapsed().as_secs_f64());
     let database = AccountPaths::new(&data_dir, ACCOUNT).database;
 
