@@ -658,6 +658,8 @@ pub struct SyncReport {
     pub photos_uploaded: u32,
     pub previews_uploaded: u32,
     pub pulled: u32,
+    /// Thumbnails of other devices' photos fetched for offline case screens.
+    pub thumbnails_fetched: u32,
     pub errors: SyncErrorCounts,
     /// When to run again (device time, Unix ms); `None` when only a new
     /// trigger needs another run.
@@ -677,6 +679,7 @@ impl From<core::SyncReport> for SyncReport {
             photos_uploaded: r.photos_uploaded,
             previews_uploaded: r.previews_uploaded,
             pulled: r.pulled,
+            thumbnails_fetched: r.thumbnails_fetched,
             errors: SyncErrorCounts {
                 network: r.errors.network,
                 transient: r.errors.transient,
@@ -943,6 +946,9 @@ pub struct CasePhoto {
     pub byte_size: u64,
     /// Its bytes reached the server.
     pub arrived: bool,
+    /// A small JPEG on this device (this device's photo, or one sync
+    /// fetched for a task or a report under review); absent until then.
+    pub thumbnail_path: Option<String>,
 }
 
 /// One step of a case's life on the server.
@@ -995,6 +1001,7 @@ impl From<core::CaseInfo> for CaseInfo {
                     sha256: p.sha256,
                     byte_size: p.byte_size,
                     arrived: p.arrived,
+                    thumbnail_path: p.thumbnail_path.as_deref().map(path_string),
                 })
                 .collect(),
             timeline: c

@@ -240,6 +240,7 @@ pub fn sync_report_json(r: &SyncReport) -> Value {
         "uploaded_bytes": r.uploaded_bytes,
         "photos_uploaded": r.photos_uploaded,
         "pulled": r.pulled,
+        "thumbnails_fetched": r.thumbnails_fetched,
         "errors": {
             "network": r.errors.network,
             "transient": r.errors.transient,

@@ -255,6 +255,7 @@ pub fn case_json(case: &CaseInfo) -> Value {
         "version": case.version,
         "photos": case.photos.iter().map(|p| json!({
             "photo_id": p.photo_id.to_string(), "role": p.role, "sha256": p.sha256, "bytes": p.byte_size, "arrived": p.arrived,
+            "thumbnail_path": p.thumbnail_path.as_ref().map(|t| t.display().to_string()),
         })).collect::<Vec<_>>(),
         "timeline": case.timeline.iter().map(|e| json!({
             "action": e.action, "actor": e.actor, "from": e.from_state.map(|s| s.as_str()), "to": e.to_state.as_str(),

@@ -545,7 +545,9 @@ pub fn sync_state(conn: &Connection, incident_id: Uuid) -> Result<SyncState> {
 
 /// Every photo hash a row references (for the sweeper).
 pub fn referenced_hashes(conn: &Connection) -> Result<std::collections::HashSet<String>> {
-    let mut stmt = conn.prepare("SELECT DISTINCT sha256 FROM photos")?;
+    // Photos of this device's reports and steps, and thumbnails of other
+    // devices' photos kept for offline case screens.
+    let mut stmt = conn.prepare("SELECT sha256 FROM photos UNION SELECT sha256 FROM case_thumbnails")?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -589,6 +589,22 @@ impl Transport for SimTransport {
         )
     }
 
+    fn thumbnail(&self, access_token: &str, sha256: &str) -> Result<Vec<u8>, TransportError> {
+        self.exchange(
+            &format!("thumbnail {}", &sha256[..sha256.len().min(8)]),
+            |server, now, _| {
+                let caller = self.caller(server, access_token, now)?;
+                // As the server's download route: the preview while the original travels.
+                let original = match server.blobs.download(&server.db, &caller, sha256) {
+                    Err(e) if e.code == "blob_incomplete" => server.blobs.download_preview(&server.db, &caller, sha256)?,
+                    other => other?,
+                };
+                gridwork_server::renditions::render(&original, 320)
+            },
+            |b| Some(b.to_vec()),
+        )
+    }
+
     fn blob_chunk(&self, access_token: &str, sha256: &str, offset: u64, chunk: &[u8]) -> Result<BlobStatus, TransportError> {
         self.exchange(
             &format!("blob_chunk {} @{offset}+{}", &sha256[..sha256.len().min(8)], chunk.len()),

@@ -121,8 +121,10 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
     let now = gridwork_server::http::now_ms();
     assert_eq!(dispatch(&server, id, "sanitation", now + 48 * 3_600_000), CaseState::Dispatched);
 
-    // Next day the department finds it on its task list, offline.
-    sync(&department.gw);
+    // Next day the department finds it on its task list, offline, with a
+    // thumbnail of the volunteer's photo fetched by the sync.
+    let report = sync(&department.gw);
+    assert_eq!(report.thumbnails_fetched, 1, "{report:?}");
     let tasks = department.gw.tasks(TaskFilter::default()).unwrap();
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     let task = &tasks[0];
@@ -134,6 +136,10 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
     let case = detail.case.expect("the server's story of the case is on the device");
     assert_eq!(case.photos.len(), 1, "the volunteer's photo is announced with the task");
     assert_eq!(case.photos[0].role, "evidence");
+    let thumbnail = case.photos[0].thumbnail_path.clone().expect("the evidence thumbnail is on the department's phone");
+    let (width, height) = image::image_dimensions(&thumbnail).unwrap();
+    assert!(width.max(height) <= 320 && width.max(height) >= 200, "{width}x{height}");
+    assert_eq!(department.gw.sync_now(Trigger::AppForegrounded, Duration::from_secs(30)).unwrap().thumbnails_fetched, 0, "fetched once");
     let actions: Vec<&str> = case.timeline.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["report", "photo_arrived", "register", "dispatch"]);
 
@@ -162,6 +168,8 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
     sync(&worker.gw);
     let tasks = worker.gw.tasks(TaskFilter::default()).unwrap();
     assert_eq!(tasks.iter().map(|t| (t.incident_id, t.kind)).collect::<Vec<_>>(), [(id, TaskKind::Verify)]);
+    let photos = worker.gw.get_incident(id).unwrap().case.unwrap().photos;
+    assert!(photos.iter().all(|p| p.thumbnail_path.as_ref().is_some_and(|t| t.exists())), "the verifier sees the before and after offline: {photos:?}");
     worker.gw.set_network(false, false);
     let refused = worker.gw.take_step(id, step(CaseAction::Close, None, Some(6)), &[]).unwrap_err();
     assert_eq!(refused.code(), "invalid_rating");

@@ -13,7 +13,7 @@ pub use audit::AuditEntry;
 pub use category::Category;
 pub use grid::{Grid, GridTier, ManagementLevel};
 pub use incident::{Incident, IncidentDetail, IncidentFilter, IncidentStatus, Photo, SyncState};
-pub use task::{CaseInfo, Task, TaskFilter, TaskKind};
+pub use task::{CaseInfo, CasePhoto, Task, TaskFilter, TaskKind};
 
 /// The one conversion of a stored name (incident status, grid tier and
 /// level, operation kind and state) from an SQL text column; names are

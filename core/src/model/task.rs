@@ -9,7 +9,10 @@ use gridwork_protocol::{CaseState, DeadlineLight, Named};
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use uuid::Uuid;
 
+use std::path::PathBuf;
+
 use crate::error::Result;
+use crate::photo::PhotoStore;
 
 /// Why a case is on someone's task list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,13 +99,27 @@ pub struct CaseInfo {
     pub rating: Option<u8>,
     pub merged_into: Option<Uuid>,
     /// Every photo of the case on the server: evidence, after, verification.
-    pub photos: Vec<PhotoView>,
+    pub photos: Vec<CasePhoto>,
     pub timeline: Vec<TimelineEntry>,
     pub version: i64,
 }
 
+/// A photo of a case as the server knows it, with its thumbnail on this
+/// device when there is one (this device's own photo, or one sync fetched).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CasePhoto {
+    pub photo_id: Uuid,
+    /// A [`gridwork_protocol::PhotoRole`] name.
+    pub role: String,
+    pub sha256: String,
+    pub byte_size: u64,
+    /// Its bytes reached the server.
+    pub arrived: bool,
+    pub thumbnail_path: Option<PathBuf>,
+}
+
 /// The case's server view as last pulled, if any.
-pub fn case_info(conn: &Connection, id: Uuid, now_ms: i64) -> Result<Option<CaseInfo>> {
+pub fn case_info(conn: &Connection, id: Uuid, now_ms: i64, store: &PhotoStore) -> Result<Option<CaseInfo>> {
     let stored: Option<(Option<String>, Option<i64>)> = conn
         .prepare_cached("SELECT server_view, task_since_ms FROM incidents WHERE id = ?1")?
         .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -118,10 +135,70 @@ pub fn case_info(conn: &Connection, id: Uuid, now_ms: i64) -> Result<Option<Case
         deadline_ms: view.deadline_ms,
         rating: view.rating,
         merged_into: view.merged_into,
-        photos: view.photos,
+        photos: view.photos.into_iter().map(|p| case_photo(conn, store, p)).collect::<Result<_>>()?,
         timeline: view.timeline,
         version: view.version,
     }))
+}
+
+fn case_photo(conn: &Connection, store: &PhotoStore, p: PhotoView) -> Result<CasePhoto> {
+    let here: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM photos WHERE sha256 = ?1) OR EXISTS (SELECT 1 FROM case_thumbnails WHERE sha256 = ?1)")?
+        .query_row([&p.sha256], |r| r.get(0))?;
+    Ok(CasePhoto {
+        thumbnail_path: (here && is_sha256(&p.sha256)).then(|| store.thumbnail_path(&p.sha256)),
+        photo_id: p.photo_id,
+        role: p.role,
+        sha256: p.sha256,
+        byte_size: p.byte_size,
+        arrived: p.arrived,
+    })
+}
+
+/// A hash as the server must send it; anything else never names a file.
+fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The next photo, on a case in review or a task, whose thumbnail this
+/// device lacks (its bytes or a preview reached the server), other than
+/// `skip`. Closed history is not fetched.
+pub fn wanted_thumbnail(conn: &Connection, skip: &[String]) -> Result<Option<String>> {
+    let skip = serde_json::to_string(skip).expect("strings serialize");
+    let mut stmt = conn.prepare_cached(
+        "SELECT json_extract(p.value, '$.sha256') AS sha
+         FROM incidents AS i, json_each(i.server_view, '$.photos') AS p
+         WHERE i.status IN ('pending_review', 'info_requested', 'dispatched', 'signed', 'in_progress', 'reopened', 'handled')
+           AND (json_extract(p.value, '$.arrived') OR json_extract(p.value, '$.preview_arrived'))
+           AND sha NOT IN (SELECT sha256 FROM photos)
+           AND sha NOT IN (SELECT sha256 FROM case_thumbnails)
+           AND sha NOT IN (SELECT value FROM json_each(?1))
+         ORDER BY i.id",
+    )?;
+    let mut rows = stmt.query([skip])?;
+    while let Some(row) = rows.next()? {
+        let sha: Option<String> = row.get(0)?;
+        // A malformed hash from a server is never fetched (nor a file name).
+        if let Some(sha) = sha.filter(|s| is_sha256(s)) {
+            return Ok(Some(sha));
+        }
+    }
+    Ok(None)
+}
+
+/// The cases this device holds whose server view lists this photo.
+pub fn cases_with_photo(conn: &Connection, sha256: &str) -> Result<Vec<Uuid>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT i.id FROM incidents AS i, json_each(i.server_view, '$.photos') AS p WHERE json_extract(p.value, '$.sha256') = ?1",
+    )?;
+    let ids = stmt.query_map([sha256], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect())
+}
+
+/// A fetched thumbnail is kept.
+pub fn record_thumbnail(conn: &Connection, sha256: &str, now_ms: i64) -> Result<()> {
+    conn.execute("INSERT INTO case_thumbnails (sha256, fetched_ms) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING", rusqlite::params![sha256, now_ms])?;
+    Ok(())
 }
 
 /// A light only while someone still has to act on the case.

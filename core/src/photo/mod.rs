@@ -29,6 +29,8 @@ pub use exif::ExifFacts;
 pub use format::PhotoFormat;
 
 pub const THUMBNAIL_LONG_EDGE: u32 = 320;
+/// A thumbnail fetched from the server is at most this big.
+const MAX_THUMBNAIL_BYTES: usize = 512 * 1024;
 const THUMBNAIL_QUALITY: u8 = 80;
 const RENDITION_QUALITY: u8 = 85;
 
@@ -303,6 +305,21 @@ impl PhotoStore {
         Ok(path)
     }
 
+    /// Keep a thumbnail of another device's photo (a JPEG of at most the
+    /// thumbnail edge, as the server renders it): checked, written durably,
+    /// then `commit` records it, all while the sweeper leaves the hash alone.
+    pub fn keep_thumbnail(&self, sha256: &str, bytes: &[u8], commit: impl FnOnce() -> Result<()>) -> Result<()> {
+        check_thumbnail(bytes)?;
+        let guard = self.guard(sha256);
+        let path = self.thumbnail_path(sha256);
+        if !path.exists() {
+            write_durably(&path, bytes)?;
+        }
+        commit()?;
+        drop(guard);
+        Ok(())
+    }
+
     /// Remove every file whose hash no row references, and any temp file
     /// when `include_temp` (only safe when no ingest runs: at open).
     /// Returns how many files were removed.
@@ -333,6 +350,16 @@ impl PhotoStore {
         }
         Ok(removed)
     }
+}
+
+/// Whether bytes from a server are a thumbnail a phone can keep and show: a
+/// JPEG of at most the thumbnail edge, and small.
+pub fn check_thumbnail(bytes: &[u8]) -> Result<()> {
+    let (width, height) = format::header_size(PhotoFormat::Jpeg, bytes)?;
+    if width.max(height) > THUMBNAIL_LONG_EDGE || bytes.len() > MAX_THUMBNAIL_BYTES {
+        return Err(Error::PhotoCorrupt("not a thumbnail".into()));
+    }
+    Ok(())
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> Result<usize> {

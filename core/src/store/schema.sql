@@ -158,3 +158,10 @@ CREATE TABLE sync_previews (
     preview_sha256 TEXT NOT NULL,
     long_edge      INTEGER NOT NULL
 ) STRICT;
+
+-- Thumbnails of other devices' photos on the cases this user works (files
+-- under photos/thumbs/ named by SHA-256), fetched by sync for offline screens.
+CREATE TABLE case_thumbnails (
+    sha256     TEXT PRIMARY KEY,
+    fetched_ms INTEGER NOT NULL
+) STRICT;

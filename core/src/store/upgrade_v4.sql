@@ -21,3 +21,10 @@ UPDATE incidents SET
     deadline_ms = json_extract(server_view, '$.deadline_ms'),
     rating = json_extract(server_view, '$.rating')
 WHERE server_view IS NOT NULL AND json_valid(server_view);
+
+-- Thumbnails of other devices' photos on the cases this user works (files
+-- under photos/thumbs/ named by SHA-256), fetched by sync for offline screens.
+CREATE TABLE case_thumbnails (
+    sha256     TEXT PRIMARY KEY,
+    fetched_ms INTEGER NOT NULL
+) STRICT;

@@ -11,7 +11,9 @@
 //! tomorrow) performs the same decisions.
 //!
 //! A round is: push every ready operation (text first), upload the photos
-//! the network policy allows, pull until the server has no more. Failures
+//! the network policy allows, pull until the server has no more, then fetch
+//! the thumbnails of other devices' photos on the cases the user works
+//! (tasks, the review queue), so those screens work offline. Failures
 //! fall in four classes, each with its own answer:
 //!
 //! | class | answer |
@@ -73,6 +75,7 @@ pub enum Step {
     Push,
     Upload,
     Pull,
+    Thumbnails,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +191,8 @@ pub enum Record {
     PreviewSent { original_sha256: String, preview_sha256: Option<String>, long_edge: u32 },
     /// Apply a pulled page and move the cursor, in one transaction.
     ApplyPage(PullResponse),
+    /// Keep a fetched thumbnail of a case's photo.
+    ThumbnailFetched { sha256: String, bytes: Vec<u8> },
     /// The server's clock, read off a reply.
     ServerTime(i64),
 }
@@ -217,6 +222,12 @@ pub enum Action {
     SendChunk { sha256: String, path: PathBuf, offset: u64, len: usize },
     /// Pull one page of changes; answer [`Event::Pulled`].
     Pull { cursor: i64, limit: u32 },
+    /// Find the next photo of a case the user works whose thumbnail this
+    /// device lacks, other than `skip`; answer [`Event::ThumbnailWanted`]
+    /// or [`Event::NothingReady`].
+    NextThumbnail { skip: Vec<String> },
+    /// Download that thumbnail; answer [`Event::Thumbnail`].
+    FetchThumbnail { sha256: String },
     /// Refresh the access token; answer [`Event::TokenProvided`] or
     /// [`Event::RefreshFailed`].
     RefreshToken,
@@ -251,6 +262,8 @@ pub enum Event {
     /// The photo file cannot be read on this device (the error's code).
     UploadFileUnreadable { code: String },
     Pulled(Result<PullResponse, TransportError>),
+    ThumbnailWanted { sha256: String },
+    Thumbnail { sha256: String, result: Result<Vec<u8>, TransportError> },
     Remaining { ready: bool },
     /// Stop at this request boundary: the run was cancelled or its time
     /// budget is spent. A later run picks up where this one stopped.
@@ -279,6 +292,8 @@ pub struct SyncReport {
     pub previews_uploaded: u32,
     /// Changes pulled and applied (or deferred).
     pub pulled: u32,
+    /// Thumbnails of other devices' photos fetched for offline screens.
+    pub thumbnails_fetched: u32,
     pub errors: ErrorCounts,
     /// When to run again (device time, Unix ms); `None` when the round
     /// finished and only a new trigger needs another.
@@ -326,6 +341,11 @@ struct Run {
     report: SyncReport,
     cursor: i64,
     upload: Option<Upload>,
+    /// The thumbnail being fetched.
+    thumbnail: Option<String>,
+    /// Thumbnails the server would not give this run (not arrived yet, not
+    /// an image): asked for again in a later run.
+    skipped_thumbnails: Vec<String>,
     /// Progress (pushed + uploaded + parked) when the last round ended, so
     /// a new round starts only when the last one moved something.
     round_progress: u32,
@@ -486,10 +506,12 @@ impl SyncEngine {
                 }
             },
             Event::NothingReady => {
-                if let State::Running(step @ (Step::Push | Step::Upload)) = self.state {
+                if let State::Running(step @ (Step::Push | Step::Upload | Step::Thumbnails)) = self.state {
                     self.step_done(step, false);
                 }
             }
+            Event::ThumbnailWanted { sha256 } => self.run().thumbnail = Some(sha256),
+            Event::Thumbnail { sha256, result } => self.thumbnail(sha256, result, now_ms),
             Event::Pushed { ops, result } => self.pushed(ops, result, now_ms),
             Event::UploadSelected(job) => {
                 if job.preview.is_none() {
@@ -581,7 +603,8 @@ impl SyncEngine {
             (_, true) => State::Running(step),
             (Step::Push, false) => State::Running(Step::Upload),
             (Step::Upload, false) => State::Running(Step::Pull),
-            (Step::Pull, false) => State::Idle,
+            (Step::Pull, false) => State::Running(Step::Thumbnails),
+            (Step::Thumbnails, false) => State::Idle,
         };
     }
 
@@ -717,6 +740,32 @@ impl SyncEngine {
         }
     }
 
+    fn thumbnail(&mut self, sha256: String, result: Result<Vec<u8>, TransportError>, now_ms: i64) {
+        if self.state != State::Running(Step::Thumbnails) {
+            return; // stale
+        }
+        self.run().thumbnail = None;
+        match result {
+            Ok(bytes) => {
+                self.record(Record::ThumbnailFetched { sha256, bytes });
+                self.run().report.thumbnails_fetched += 1;
+                self.step_done(Step::Thumbnails, true);
+            }
+            Err(error) => match classify(&error) {
+                Disposition::Retry(class) => {
+                    self.run().count(class);
+                    self.step_failed(Step::Thumbnails, class, now_ms);
+                }
+                // Not there yet (the photo is still uploading) or not an
+                // image: nothing is lost, a later run asks again.
+                Disposition::Reject { .. } => {
+                    self.run().skipped_thumbnails.push(sha256);
+                    self.step_done(Step::Thumbnails, true);
+                }
+            },
+        }
+    }
+
     fn pulled(&mut self, result: Result<PullResponse, TransportError>, now_ms: i64) {
         if self.state != State::Running(Step::Pull) {
             return; // stale: the cursor did not move, the page comes again
@@ -762,6 +811,15 @@ impl SyncEngine {
             State::Running(Step::Push) => Action::Push { limit: self.push_batch },
             State::Running(Step::Upload) => self.next_upload_action(now_ms),
             State::Running(Step::Pull) => Action::Pull { cursor: self.run().cursor, limit: PULL_PAGE },
+            // Thumbnails are small, but on a text-only link they wait too.
+            State::Running(Step::Thumbnails) if !self.uploads_allowed() => {
+                self.step_done(Step::Thumbnails, false);
+                self.poll(now_ms)
+            }
+            State::Running(Step::Thumbnails) => match self.run().thumbnail.clone() {
+                Some(sha256) => Action::FetchThumbnail { sha256 },
+                None => Action::NextThumbnail { skip: self.run().skipped_thumbnails.clone() },
+            },
             State::BackingOff { until_ms, resume } => {
                 if now_ms >= until_ms {
                     self.state = State::Running(resume);

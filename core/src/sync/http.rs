@@ -90,6 +90,16 @@ fn describe(error: &reqwest::Error) -> String {
     }
 }
 
+/// The bytes of a 2xx reply, or the error it carries.
+fn send_for_bytes(request: RequestBuilder) -> Result<Vec<u8>, TransportError> {
+    let response = request.send().map_err(|e| TransportError::Network(describe(&e)))?;
+    if response.status().is_success() {
+        return response.bytes().map(|b| b.to_vec()).map_err(|e| TransportError::Network(describe(&e)));
+    }
+    // Not 2xx: `read` turns the reply into its error.
+    read::<serde_json::Value>(response).map(|_| Vec::new())
+}
+
 fn read<T: DeserializeOwned>(response: Response) -> Result<T, TransportError> {
     let status = response.status();
     let retry_after_ms = response
@@ -148,5 +158,9 @@ impl Transport for HttpTransport {
                 .header("x-gridwork-chunk-sha256", hex::encode(Sha256::digest(chunk)))
                 .body(chunk.to_vec()),
         )
+    }
+
+    fn thumbnail(&self, token: &str, sha256: &str) -> Result<Vec<u8>, TransportError> {
+        send_for_bytes(self.request(reqwest::Method::GET, &format!("/v1/blobs/{sha256}?rendition=thumb")).bearer_auth(token))
     }
 }

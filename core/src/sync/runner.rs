@@ -20,8 +20,9 @@ use uuid::Uuid;
 use super::apply;
 use super::engine::{Action, BlobJob, Event, PreviewOf, Record, SyncEngine, SyncReport, Verdict};
 use super::session::{self, Session};
-use super::transport::Transport;
+use super::transport::{Transport, TransportError};
 use crate::capture;
+use crate::model::task;
 use crate::clock::CorrectedClock;
 use crate::error::{Error, Result};
 use crate::observe::{Change, Notifier};
@@ -139,6 +140,18 @@ fn perform(ctx: &SyncContext, transport: &dyn Transport, engine: &mut SyncEngine
             }
         },
         Action::Pull { cursor, limit } => Event::Pulled(transport.pull(&token, cursor, limit)),
+        Action::NextThumbnail { skip } => match ctx.with(|c| task::wanted_thumbnail(c, &skip))? {
+            Some(sha256) => Event::ThumbnailWanted { sha256 },
+            None => Event::NothingReady,
+        },
+        Action::FetchThumbnail { sha256 } => {
+            // Bytes a phone cannot keep count as a refusal: skipped this run.
+            let result = transport.thumbnail(&token, &sha256).and_then(|bytes| match crate::photo::check_thumbnail(&bytes) {
+                Ok(()) => Ok(bytes),
+                Err(error) => Err(TransportError::Http { status: 422, code: error.code().into(), message: "not a thumbnail".into(), retry_after_ms: None }),
+            });
+            Event::Thumbnail { sha256, result }
+        }
         Action::RefreshToken => match transport.refresh(&session.refresh_token) {
             Ok(tokens) => {
                 let refreshed = Session::from_tokens(&session.server_url, tokens);
@@ -171,6 +184,11 @@ fn perform(ctx: &SyncContext, transport: &dyn Transport, engine: &mut SyncEngine
 fn perform_record(ctx: &SyncContext, record: Record) -> Result<()> {
     let now = ctx.now();
     match record {
+        Record::ThumbnailFetched { sha256, bytes } => {
+            ctx.photos.keep_thumbnail(&sha256, &bytes, || ctx.write(|c| task::record_thumbnail(c, &sha256, now)))?;
+            let ids = ctx.with(|c| task::cases_with_photo(c, &sha256))?;
+            ctx.notifier.notify(Change::Incidents { ids });
+        }
         Record::Verdicts(verdicts) => {
             ctx.write(|c| {
                 for (op_id, verdict) in &verdicts {

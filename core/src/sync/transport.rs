@@ -27,4 +27,7 @@ pub trait Transport: Send + Sync {
     fn blob_create(&self, access_token: &str, sha256: &str, size: u64, preview_of: Option<&str>) -> Result<BlobStatus, TransportError>;
     fn blob_status(&self, access_token: &str, sha256: &str) -> Result<BlobStatus, TransportError>;
     fn blob_chunk(&self, access_token: &str, sha256: &str, offset: u64, chunk: &[u8]) -> Result<BlobStatus, TransportError>;
+    /// A 320 px JPEG of a case's photo (another device's), for the case
+    /// screens offline.
+    fn thumbnail(&self, access_token: &str, sha256: &str) -> Result<Vec<u8>, TransportError>;
 }

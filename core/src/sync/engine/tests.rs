@@ -55,7 +55,7 @@ fn request(e: &mut SyncEngine, now: i64) -> Action {
 fn finish_round(e: &mut SyncEngine, now: i64) -> Action {
     loop {
         match request(e, now) {
-            Action::Push { .. } | Action::NextUpload | Action::NextPreview { .. } => e.handle(Event::NothingReady, now),
+            Action::Push { .. } | Action::NextUpload | Action::NextPreview { .. } | Action::NextThumbnail { .. } => e.handle(Event::NothingReady, now),
             Action::Pull { .. } => e.handle(Event::Pulled(Ok(page(0, false, 0))), now),
             Action::CheckRemaining { .. } => e.handle(Event::Remaining { ready: false }, now),
             other => return other,
@@ -91,6 +91,8 @@ fn a_round_is_push_upload_pull_then_idle() {
     assert!(matches!(records[0], Record::ApplyPage(_)));
     assert_eq!(action, Action::Pull { cursor: 90, limit: PULL_PAGE }, "the next page from the new cursor");
     e.handle(Event::Pulled(Ok(page(0, false, 95))), 0);
+    assert_eq!(request(&mut e, 0), Action::NextThumbnail { skip: vec![] }, "then the thumbnails the case screens need");
+    e.handle(Event::NothingReady, 0);
     assert_eq!(request(&mut e, 0), Action::CheckRemaining { uploads_allowed: true });
     e.handle(Event::Remaining { ready: false }, 0);
     assert_eq!(request(&mut e, 0), Action::Finish);
@@ -520,7 +522,7 @@ fn work_that_became_ready_during_a_round_starts_another_only_after_progress() {
 fn finish_round_until_check(e: &mut SyncEngine) -> Action {
     loop {
         match request(e, 0) {
-            Action::Push { .. } | Action::NextUpload => e.handle(Event::NothingReady, 0),
+            Action::Push { .. } | Action::NextUpload | Action::NextThumbnail { .. } => e.handle(Event::NothingReady, 0),
             Action::Pull { .. } => e.handle(Event::Pulled(Ok(page(0, false, 0))), 0),
             other => return other,
         }
@@ -556,4 +558,43 @@ fn four_classes() {
     assert_eq!(classify(&with_retry(403, "http_403")), Disposition::Retry(FailureClass::Transient { retry_after_ms: Some(5) }));
     assert_eq!(classify(&with_retry(413, "body_too_large")), Disposition::Retry(FailureClass::Transient { retry_after_ms: Some(5) }));
     assert_eq!(classify(&TransportError::Malformed("truncated".into())), Disposition::Retry(FailureClass::Transient { retry_after_ms: None }));
+}
+
+/// After the pull: thumbnails of other devices' photos, one at a time; a
+/// refused one is skipped for the run, a network failure waits like any
+/// step, and a text-only metered link fetches none.
+#[test]
+fn thumbnails_follow_the_pull_and_a_refused_one_is_skipped() {
+    let mut e = started(11, Trigger::AppForegrounded);
+    let to_thumbnails = |e: &mut SyncEngine| loop {
+        match request(e, 0) {
+            Action::Push { .. } | Action::NextUpload => e.handle(Event::NothingReady, 0),
+            Action::Pull { .. } => e.handle(Event::Pulled(Ok(page(0, false, 0))), 0),
+            other => return other,
+        }
+    };
+    assert_eq!(to_thumbnails(&mut e), Action::NextThumbnail { skip: vec![] });
+    e.handle(Event::ThumbnailWanted { sha256: "a".into() }, 0);
+    assert_eq!(request(&mut e, 0), Action::FetchThumbnail { sha256: "a".into() });
+    e.handle(Event::Thumbnail { sha256: "a".into(), result: Ok(vec![1, 2, 3]) }, 0);
+    let (records, action) = next(&mut e, 0);
+    assert_eq!(records, [Record::ThumbnailFetched { sha256: "a".into(), bytes: vec![1, 2, 3] }]);
+    assert_eq!(action, Action::NextThumbnail { skip: vec![] });
+    e.handle(Event::ThumbnailWanted { sha256: "b".into() }, 0);
+    request(&mut e, 0);
+    let not_yet = TransportError::Http { status: 404, code: "blob_incomplete".into(), message: "m".into(), retry_after_ms: None };
+    e.handle(Event::Thumbnail { sha256: "b".into(), result: Err(not_yet) }, 0);
+    assert_eq!(request(&mut e, 0), Action::NextThumbnail { skip: vec!["b".into()] }, "skipped for this run");
+    e.handle(Event::ThumbnailWanted { sha256: "c".into() }, 0);
+    request(&mut e, 0);
+    e.handle(Event::Thumbnail { sha256: "c".into(), result: Err(TransportError::Network("reset".into())) }, 0);
+    assert_eq!(request(&mut e, 0), Action::Finish, "the link dropped: wait for it");
+    let report = e.finish_run();
+    assert_eq!((report.thumbnails_fetched, report.completed, report.next_wake_ms), (1, false, Some(NETWORK_PROBE_MS)));
+
+    // Metered, text only: no thumbnails either.
+    let mut e = started(12, Trigger::AppForegrounded);
+    e.handle(Event::PolicyChanged(MeteredPolicy::TextOnly), 0);
+    e.handle(Event::NetworkChanged { online: true, metered: true }, 0);
+    assert_eq!(to_thumbnails(&mut e), Action::CheckRemaining { uploads_allowed: false }, "no thumbnail asked for");
 }
