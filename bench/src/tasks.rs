@@ -149,7 +149,7 @@ pub fn run(cases: usize) -> BenchResult<()> {
     let peer_review = time(|| rows(PEER_REVIEW, "G-001"), PENDING_REVIEWS)?;
 
     let mut table = Table::new(
-        format!("tasks: a device holding {cases} cases ({} encrypted), {RUNS} queries each", report::bytes(file_size(&gridwork.database_path().to_path_buf()))),
+        format!("tasks: a device holding {cases} cases ({} encrypted), {RUNS} queries each", report::bytes(file_size(gridwork.database_path()))),
         "plain rusqlite: the same rows from an unencrypted copy, without lights or notes",
     );
     for (label, ours, peer) in [

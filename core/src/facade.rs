@@ -404,7 +404,7 @@ impl Gridwork {
             photos: capture::photos(&tx, incident_id, Some(&self.photos))?,
             audit: audit::for_incident(&tx, incident_id)?,
             sync_state: capture::sync_state(&tx, incident_id)?,
-            case: task::case_info(&tx, incident_id, self.clock.now().corrected_ms, &self.photos)?,
+            case: task::case_info(&tx, incident_id, self.clock.now().corrected_ms, &|sha| self.photos.thumbnail_path(sha))?,
         })
     }
 

@@ -12,7 +12,6 @@ use uuid::Uuid;
 use std::path::PathBuf;
 
 use crate::error::Result;
-use crate::photo::PhotoStore;
 
 /// Why a case is on someone's task list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -118,8 +117,9 @@ pub struct CasePhoto {
     pub thumbnail_path: Option<PathBuf>,
 }
 
-/// The case's server view as last pulled, if any.
-pub fn case_info(conn: &Connection, id: Uuid, now_ms: i64, store: &PhotoStore) -> Result<Option<CaseInfo>> {
+/// The case's server view as last pulled, if any; `thumbnail_path` names
+/// the file of a photo's thumbnail (the photo store's).
+pub fn case_info(conn: &Connection, id: Uuid, now_ms: i64, thumbnail_path: &dyn Fn(&str) -> PathBuf) -> Result<Option<CaseInfo>> {
     let stored: Option<(Option<String>, Option<i64>)> = conn
         .prepare_cached("SELECT server_view, task_since_ms FROM incidents WHERE id = ?1")?
         .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -135,18 +135,18 @@ pub fn case_info(conn: &Connection, id: Uuid, now_ms: i64, store: &PhotoStore) -
         deadline_ms: view.deadline_ms,
         rating: view.rating,
         merged_into: view.merged_into,
-        photos: view.photos.into_iter().map(|p| case_photo(conn, store, p)).collect::<Result<_>>()?,
+        photos: view.photos.into_iter().map(|p| case_photo(conn, thumbnail_path, p)).collect::<Result<_>>()?,
         timeline: view.timeline,
         version: view.version,
     }))
 }
 
-fn case_photo(conn: &Connection, store: &PhotoStore, p: PhotoView) -> Result<CasePhoto> {
+fn case_photo(conn: &Connection, thumbnail_path: &dyn Fn(&str) -> PathBuf, p: PhotoView) -> Result<CasePhoto> {
     let here: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM photos WHERE sha256 = ?1) OR EXISTS (SELECT 1 FROM case_thumbnails WHERE sha256 = ?1)")?
         .query_row([&p.sha256], |r| r.get(0))?;
     Ok(CasePhoto {
-        thumbnail_path: (here && is_sha256(&p.sha256)).then(|| store.thumbnail_path(&p.sha256)),
+        thumbnail_path: (here && is_sha256(&p.sha256)).then(|| thumbnail_path(&p.sha256)),
         photo_id: p.photo_id,
         role: p.role,
         sha256: p.sha256,
