@@ -469,7 +469,10 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
             }
             case.assignee_id = assignee;
             case.department = department;
-            case.deadline_ms = request.deadline_ms;
+            case.deadline_ms = match request.deadline_ms {
+                Some(deadline) => Some(deadline),
+                None => reference::default_deadline(tx, &case.category_code, now_ms)?,
+            };
         }
         CaseAction::Merge => {
             let Some(into) = request.merge_into else {
@@ -491,6 +494,12 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
             case.deadline_ms = None;
         }
         CaseAction::Close => case.rating = request.rating,
+        // 返工 is a new task on the same case: a new deadline from the table, if it has one.
+        CaseAction::Reopen => {
+            if let Some(deadline) = reference::default_deadline(tx, &case.category_code, now_ms)? {
+                case.deadline_ms = Some(deadline);
+            }
+        }
         _ => {}
     }
     let from = case.state;

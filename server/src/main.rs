@@ -46,6 +46,14 @@ enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// 时限: the hours cases of a category have to be handled once dispatched
+    /// or reworked, when the dispatcher gives no deadline (a 大类's applies to its 小类).
+    Deadline {
+        #[arg(long)]
+        category: String,
+        #[arg(long)]
+        hours: i64,
+    },
     /// Serve the /v1 API.
     Serve {
         /// Address to listen on.
@@ -219,6 +227,10 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             let table = read_json(&file)?;
             let count = db.write(|tx| reference::import_categories(tx, &table, now_ms()))?;
             println!("imported {count} categories");
+        }
+        Command::Deadline { category, hours } => {
+            db.write(|tx| reference::set_deadline(tx, &category, hours))?;
+            println!("category {category}: {hours} h to handle");
         }
         Command::Serve { listen, access_ttl_secs, refresh_ttl_secs } => {
             let policy = TokenPolicy { access_ttl_ms: access_ttl_secs * 1000, refresh_ttl_ms: refresh_ttl_secs * 1000 };

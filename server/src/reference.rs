@@ -81,6 +81,36 @@ pub fn category_is_active(tx: &mut dyn Tx, code: &str) -> Result<bool> {
     Ok(tx.query_opt("SELECT 1 FROM categories WHERE code = $1 AND active = 1", params![code])?.is_some())
 }
 
+/// 时限: set the hours cases of a category have to be handled.
+pub fn set_deadline(tx: &mut dyn Tx, category_code: &str, handle_hours: i64) -> Result<()> {
+    if tx.query_opt("SELECT 1 FROM categories WHERE code = $1", params![category_code])?.is_none() {
+        return Err(ServerError::bad_request("unknown_category", "the category is not in the table"));
+    }
+    if !(1..=24 * 365).contains(&handle_hours) {
+        return Err(ServerError::bad_request("invalid_deadline", "a deadline is 1 hour to a year"));
+    }
+    tx.execute(
+        "INSERT INTO category_deadlines (category_code, handle_hours) VALUES ($1, $2)
+         ON CONFLICT (category_code) DO UPDATE SET handle_hours = $2",
+        params![category_code, handle_hours],
+    )?;
+    Ok(())
+}
+
+/// The deadline a case of this category gets when dispatched (or reworked)
+/// at `now_ms` without one: its own category's, else its 大类's.
+pub fn default_deadline(tx: &mut dyn Tx, category_code: &str, now_ms: i64) -> Result<Option<i64>> {
+    let hours = tx
+        .query_opt(
+            "SELECT d.handle_hours FROM category_deadlines d
+             WHERE d.category_code = $1 OR d.category_code = (SELECT parent_code FROM categories WHERE code = $1)
+             ORDER BY CASE WHEN d.category_code = $1 THEN 0 ELSE 1 END LIMIT 1",
+            params![category_code],
+        )?
+        .map(|r| r.int(0));
+    Ok(hours.map(|h| now_ms + h * 3_600_000))
+}
+
 pub fn grid_exists(tx: &mut dyn Tx, code: &str) -> Result<bool> {
     Ok(tx.query_opt("SELECT 1 FROM grids WHERE code = $1 AND tier = 'grid'", params![code])?.is_some())
 }

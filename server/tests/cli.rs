@@ -327,6 +327,9 @@ fn the_admin_command_line_runs_a_case_end_to_end() {
         let unknown = Uuid::now_v7().to_string();
         admin.fails(&["register", &unknown], "not_found");
         admin.fails(&["close", &unknown], "not_found");
+        assert_eq!(admin.ok(&["deadline", "--category", "0602", "--hours", "24"]).trim(), "category 0602: 24 h to handle", "{name}");
+        admin.fails(&["deadline", "--category", "9999", "--hours", "24"], "unknown_category");
+        admin.fails(&["deadline", "--category", "0602", "--hours", "0"], "invalid_deadline");
         admin.fails(&["timeline", &unknown, "--json"], "not_found");
         admin.fails(&["register", "not-a-uuid"], "invalid_id");
         admin.fails(&["timeline", "not-a-uuid"], "invalid_id");

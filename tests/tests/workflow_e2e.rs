@@ -551,3 +551,40 @@ fn a_rejected_report_is_corrected_and_resubmitted_linked_to_the_first() {
     sync(&worker.gw);
     assert!(worker.gw.tasks(TaskFilter { kind: Some(TaskKind::Review), ..Default::default() }).unwrap().iter().any(|t| t.incident_id == draft.id));
 }
+
+/// 时限: a category's deadline applies when the dispatcher gives none, and
+/// a rework is a new task with a new deadline.
+#[test]
+fn category_deadlines_apply_when_the_dispatcher_gives_none() {
+    let (_server_dir, server) = setup();
+    let reporter = phone(&server, "worker1");
+    let department = phone(&server, "sanitation");
+    let supervisor = phone(&server, "supervisor1");
+    // 06 (the 大类) 72 h; 0602 itself 24 h.
+    server.db.write(|tx| gridwork_server::reference::set_deadline(tx, "06", 72)).unwrap();
+    let refused = server.db.write(|tx| gridwork_server::reference::set_deadline(tx, "06", 0)).unwrap_err();
+    assert_eq!(refused.code, "invalid_deadline");
+    let draft = reporter.gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "路灯不亮".into(), location: Some(STREET), ..Default::default() }).unwrap();
+    reporter.gw.submit(draft.id).unwrap();
+    sync(&reporter.gw);
+    center(&server, draft.id, TransitionRequest::new(CaseAction::Register));
+    let before = gridwork_server::http::now_ms();
+    center(&server, draft.id, TransitionRequest { assignee: Some("sanitation".into()), ..TransitionRequest::new(CaseAction::Dispatch) });
+    sync(&department.gw);
+    let task = department.gw.tasks(TaskFilter::default()).unwrap().remove(0);
+    let due = task.deadline_ms.expect("the category's deadline") - before;
+    assert!((72 * 3_600_000..72 * 3_600_000 + 60_000).contains(&due), "the 大类's 72 h apply to its 小类: {due}");
+    assert_eq!(task.light, Some(DeadlineLight::Green));
+
+    server.db.write(|tx| gridwork_server::reference::set_deadline(tx, "0602", 24)).unwrap();
+    department.gw.take_step(draft.id, step(CaseAction::Handle, Some("已修复"), None), &[]).unwrap();
+    sync(&department.gw);
+    sync(&supervisor.gw);
+    let before = gridwork_server::http::now_ms();
+    supervisor.gw.take_step(draft.id, step(CaseAction::Reopen, Some("仍不亮"), None), &[]).unwrap();
+    sync(&supervisor.gw);
+    sync(&department.gw);
+    let task = department.gw.tasks(TaskFilter::default()).unwrap().remove(0);
+    let due = task.deadline_ms.unwrap() - before;
+    assert!((24 * 3_600_000..24 * 3_600_000 + 60_000).contains(&due), "the rework gets the 小类's own 24 h: {due}");
+}

@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS categories (
     sort_order BIGINT NOT NULL,
     active BIGINT NOT NULL DEFAULT 1
 );
+-- 时限: hours a dispatched (or reworked) case of a category has to be handled,
+-- when the dispatcher gives no deadline. A 大类's applies to its 小类.
+CREATE TABLE IF NOT EXISTS category_deadlines (
+    category_code TEXT PRIMARY KEY,
+    handle_hours BIGINT NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS incidents (
     id TEXT PRIMARY KEY,
