@@ -168,7 +168,15 @@ pub fn photo_json(p: &Photo) -> Value {
 }
 
 pub fn photo_line(p: &Photo) -> String {
-    format!("photo {} {}x{} {} sha256 {}…", p.mime_type, p.width, p.height, bytes_words(p.byte_size), &p.sha256[..p.sha256.len().min(12)])
+    format!(
+        "photo {:<12} {} {}x{} {} sha256 {}…",
+        p.role.as_str(),
+        p.mime_type,
+        p.width,
+        p.height,
+        bytes_words(p.byte_size),
+        &p.sha256[..p.sha256.len().min(12)]
+    )
 }
 
 pub fn summary_json(s: &OutboxSummary) -> Value {
