@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use gridwork_core::model::task::{self, TaskFilter, TaskKind};
 use gridwork_core::sync::apply;
 use gridwork_core::{Gridwork, Uuid};
-use gridwork_protocol::api::{Change, ChangeBody, IncidentView, Role, TimelineEntry, UserInfo};
+use gridwork_protocol::api::{Change, ChangeBody, IncidentView, PhotoView, Role, TimelineEntry, UserInfo};
 use gridwork_protocol::CaseState;
 use rusqlite::Connection;
 
@@ -70,12 +70,29 @@ fn view(n: usize, now_ms: i64) -> IncidentView {
         merged_into: None,
         resubmission_of: None,
         rating,
-        photos: vec![],
+        // Each report to review has a photo whose thumbnail sync fetched.
+        photos: if n < PENDING_REVIEWS { vec![photo(n)] } else { vec![] },
         missing_evidence: false,
         version: timeline.len() as i64,
         reported_at_ms: at,
         updated_at_ms: at,
         timeline,
+    }
+}
+
+fn photo_sha(n: usize) -> String {
+    format!("{n:064x}")
+}
+
+fn photo(n: usize) -> PhotoView {
+    PhotoView {
+        photo_id: Uuid::now_v7(),
+        sha256: photo_sha(n),
+        byte_size: 3_000_000,
+        mime_type: "image/jpeg".into(),
+        role: "evidence".into(),
+        arrived: true,
+        preview_arrived: false,
     }
 }
 
@@ -97,6 +114,9 @@ fn populate(gridwork: &Gridwork, cases: usize) -> BenchResult<()> {
                 .collect();
             apply::apply_page(&tx, &page)?;
         }
+        for n in 0..PENDING_REVIEWS {
+            task::record_thumbnail(&tx, &photo_sha(n), now_ms)?;
+        }
         tx.commit()?;
         Ok(())
     })?;
@@ -106,7 +126,8 @@ fn populate(gridwork: &Gridwork, cases: usize) -> BenchResult<()> {
 /// The task list's statement without what the core adds (lights, notes).
 const PEER_TASKS: &str = "SELECT id, status, category_code, description, address, grid_code, assignee, department, deadline_ms, task_since_ms
     FROM incidents WHERE status IN ('dispatched', 'signed', 'in_progress', 'reopened') AND assignee = ?1 ORDER BY deadline_ms, id";
-const PEER_REVIEW: &str = "SELECT id, status, category_code, description, address, grid_code, assignee, department, deadline_ms, task_since_ms
+const PEER_REVIEW: &str = "SELECT id, status, category_code, description, address, grid_code, assignee, department, deadline_ms, task_since_ms,
+        EXISTS (SELECT 1 FROM case_thumbnails WHERE sha256 = json_extract(server_view, '$.photos[0].sha256'))
     FROM incidents WHERE status = 'pending_review' AND grid_code = ?1 ORDER BY id";
 
 fn time(mut f: impl FnMut() -> BenchResult<usize>, expected: usize) -> BenchResult<Vec<Duration>> {
@@ -141,8 +162,17 @@ pub fn run(cases: usize) -> BenchResult<()> {
     let now_ms = gridwork.now().corrected_ms;
     let handle = TaskFilter { kind: Some(TaskKind::Handle), ..Default::default() };
     let review = TaskFilter { kind: Some(TaskKind::Review), ..Default::default() };
-    let ours_tasks = time(|| Ok(gridwork.with_connection(|c| task::tasks(c, &me, &handle, now_ms))?.len()), OPEN_TASKS)?;
-    let ours_review = time(|| Ok(gridwork.with_connection(|c| task::tasks(c, &me, &review, now_ms))?.len()), PENDING_REVIEWS)?;
+    let thumbnails = data_dir.join("thumbs");
+    let thumbnail_path = |sha: &str| thumbnails.join(format!("{sha}.jpg"));
+    let ours_tasks = time(|| Ok(gridwork.with_connection(|c| task::tasks(c, &me, &handle, now_ms, &thumbnail_path))?.len()), OPEN_TASKS)?;
+    let ours_review = time(
+        || {
+            let queue = gridwork.with_connection(|c| task::tasks(c, &me, &review, now_ms, &thumbnail_path))?;
+            assert!(queue.iter().all(|t| t.thumbnail_path.is_some()), "every report shows its thumbnail");
+            Ok(queue.len())
+        },
+        PENDING_REVIEWS,
+    )?;
     let peer = Connection::open(&plain)?;
     let rows = |sql: &str, arg: &str| -> BenchResult<usize> { Ok(peer.prepare_cached(sql)?.query_map([arg], |r| r.get::<_, String>(0))?.count()) };
     let peer_tasks = time(|| rows(PEER_TASKS, USER), OPEN_TASKS)?;
@@ -155,8 +185,8 @@ pub fn run(cases: usize) -> BenchResult<()> {
     for (label, ours, peer) in [
         (format!("task list ({OPEN_TASKS} open tasks), p50"), percentile(&ours_tasks, 50), percentile(&peer_tasks, 50)),
         (format!("task list ({OPEN_TASKS} open tasks), p99"), percentile(&ours_tasks, 99), percentile(&peer_tasks, 99)),
-        (format!("review queue ({PENDING_REVIEWS} reports), p50"), percentile(&ours_review, 50), percentile(&peer_review, 50)),
-        (format!("review queue ({PENDING_REVIEWS} reports), p99"), percentile(&ours_review, 99), percentile(&peer_review, 99)),
+        (format!("review queue ({PENDING_REVIEWS} reports with thumbnails), p50"), percentile(&ours_review, 50), percentile(&peer_review, 50)),
+        (format!("review queue ({PENDING_REVIEWS} reports with thumbnails), p99"), percentile(&ours_review, 99), percentile(&peer_review, 99)),
     ] {
         table.time_row(&label, Some(ours), Some(peer));
     }

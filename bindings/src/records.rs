@@ -881,6 +881,8 @@ pub struct CaseTask {
     pub note: Option<String>,
     /// Who reported the case.
     pub reporter: Option<String>,
+    /// The thumbnail of the case's first photo, when it is on this device.
+    pub thumbnail_path: Option<String>,
 }
 
 impl From<core::Task> for CaseTask {
@@ -899,6 +901,7 @@ impl From<core::Task> for CaseTask {
             light: t.light.map(Into::into),
             note: t.note,
             reporter: t.reporter,
+            thumbnail_path: t.thumbnail_path.as_deref().map(path_string),
         }
     }
 }

@@ -188,6 +188,7 @@ fn task_json(t: &Task) -> Value {
         "light": t.light.map(|l| l.as_str()),
         "note": t.note,
         "reporter": t.reporter,
+        "thumbnail_path": t.thumbnail_path.as_ref().map(|p| p.display().to_string()),
     })
 }
 

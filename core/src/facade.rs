@@ -415,7 +415,7 @@ impl Gridwork {
     pub fn tasks(&self, filter: TaskFilter) -> Result<Vec<Task>> {
         let conn = self.read();
         let Some(me) = session::load(&conn)?.map(|s| s.user) else { return Ok(Vec::new()) };
-        task::tasks(&conn, &me, &filter, self.clock.now().corrected_ms)
+        task::tasks(&conn, &me, &filter, self.clock.now().corrected_ms, &|sha| self.photos.thumbnail_path(sha))
     }
 
     /// A grid's or a person's figures (统计) for a period, computed here from

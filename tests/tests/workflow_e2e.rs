@@ -132,6 +132,7 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
     assert_eq!(task.light, Some(DeadlineLight::Green));
     assert_eq!(task.note.as_deref(), Some("请尽快修复公厕墙体裂缝"));
     assert_eq!(task.assignee.as_deref(), Some("sanitation"));
+    assert!(task.thumbnail_path.as_ref().is_some_and(|t| t.exists()), "the task list shows the photo");
     let detail = department.gw.get_incident(id).unwrap();
     let case = detail.case.expect("the server's story of the case is on the device");
     assert_eq!(case.photos.len(), 1, "the volunteer's photo is announced with the task");

@@ -74,6 +74,8 @@ pub struct Task {
     pub note: Option<String>,
     /// Who reported the case (a user name).
     pub reporter: Option<String>,
+    /// The thumbnail of the case's first photo, when it is on this device.
+    pub thumbnail_path: Option<PathBuf>,
 }
 
 /// Filters for the task list; all optional, combined with AND.
@@ -142,11 +144,8 @@ pub fn case_info(conn: &Connection, id: Uuid, now_ms: i64, thumbnail_path: &dyn 
 }
 
 fn case_photo(conn: &Connection, thumbnail_path: &dyn Fn(&str) -> PathBuf, p: PhotoView) -> Result<CasePhoto> {
-    let here: bool = conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM photos WHERE sha256 = ?1) OR EXISTS (SELECT 1 FROM case_thumbnails WHERE sha256 = ?1)")?
-        .query_row([&p.sha256], |r| r.get(0))?;
     Ok(CasePhoto {
-        thumbnail_path: (here && is_sha256(&p.sha256)).then(|| thumbnail_path(&p.sha256)),
+        thumbnail_path: thumbnail_here(conn, &p.sha256)?.then(|| thumbnail_path(&p.sha256)),
         photo_id: p.photo_id,
         role: p.role,
         sha256: p.sha256,
@@ -219,8 +218,8 @@ fn states_of(kind: TaskKind) -> &'static [CaseState] {
 
 /// The user's tasks, soonest deadline first (no deadline last), at `now_ms`
 /// server time. A case the user's own device moved on (a step not yet sent)
-/// shows in its new state.
-pub fn tasks(conn: &Connection, me: &UserInfo, filter: &TaskFilter, now_ms: i64) -> Result<Vec<Task>> {
+/// shows in its new state. `thumbnail_path` names a photo's thumbnail file.
+pub fn tasks(conn: &Connection, me: &UserInfo, filter: &TaskFilter, now_ms: i64, thumbnail_path: &dyn Fn(&str) -> PathBuf) -> Result<Vec<Task>> {
     let mut out = Vec::new();
     for kind in TaskKind::ALL {
         if filter.kind.is_some_and(|k| k != kind) {
@@ -264,9 +263,13 @@ pub fn tasks(conn: &Connection, me: &UserInfo, filter: &TaskFilter, now_ms: i64)
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params_from_iter(args.iter()), |row| read_task(row, kind, now_ms))?;
-        for task in rows {
-            let task = task?;
+        for row in rows {
+            let (mut task, first_photo) = row?;
             if filter.light.is_none_or(|l| task.light == Some(l)) {
+                task.thumbnail_path = match first_photo {
+                    Some(sha) if thumbnail_here(conn, &sha)? => Some(thumbnail_path(&sha)),
+                    _ => None,
+                };
                 out.push(task);
             }
         }
@@ -278,7 +281,16 @@ pub fn tasks(conn: &Connection, me: &UserInfo, filter: &TaskFilter, now_ms: i64)
     Ok(out)
 }
 
-fn read_task(row: &Row, kind: TaskKind, now_ms: i64) -> rusqlite::Result<Task> {
+/// Whether this device holds a thumbnail of the photo: its own, or fetched.
+fn thumbnail_here(conn: &Connection, sha256: &str) -> Result<bool> {
+    Ok(is_sha256(sha256)
+        && conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM photos WHERE sha256 = ?1) OR EXISTS (SELECT 1 FROM case_thumbnails WHERE sha256 = ?1)")?
+            .query_row([sha256], |r| r.get(0))?)
+}
+
+/// A task, and the hash of its case's first photo.
+fn read_task(row: &Row, kind: TaskKind, now_ms: i64) -> rusqlite::Result<(Task, Option<String>)> {
     let id: String = row.get(0)?;
     // The query matched task states only, which are stored by their case state's name.
     let status: String = row.get(1)?;
@@ -286,7 +298,8 @@ fn read_task(row: &Row, kind: TaskKind, now_ms: i64) -> rusqlite::Result<Task> {
     let deadline_ms: Option<i64> = row.get(8)?;
     let since_ms: Option<i64> = row.get(9)?;
     let view: Option<IncidentView> = row.get::<_, Option<String>>(10)?.and_then(|json| serde_json::from_str(&json).ok());
-    Ok(Task {
+    let first_photo = view.as_ref().and_then(|v| v.photos.first()).map(|p| p.sha256.clone());
+    let task = Task {
         incident_id: Uuid::parse_str(&id).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))?,
         state,
         kind,
@@ -300,7 +313,9 @@ fn read_task(row: &Row, kind: TaskKind, now_ms: i64) -> rusqlite::Result<Task> {
         light: light(state, since_ms, deadline_ms, now_ms),
         note: view.as_ref().and_then(|v| last_note(v, kind.note_of())),
         reporter: view.map(|v| v.reporter),
-    })
+        thumbnail_path: None,
+    };
+    Ok((task, first_photo))
 }
 
 /// The note of the last of these steps in the case's timeline.
