@@ -748,6 +748,8 @@ pub enum CaseAction {
     AskInfo,
     /// Answer a reviewer's question (the reporter, with text and photos).
     Answer,
+    /// A note on a task in work (the handler); the state stays.
+    Note,
     /// 核查通过: closed, with a 1-5 star rating and on-site photos.
     Close,
     /// 返工: back to the handler, with a note and on-site photos.
@@ -767,6 +769,7 @@ impl From<CaseAction> for core::CaseAction {
             CaseAction::HandBack => core::CaseAction::HandBack,
             CaseAction::AskInfo => core::CaseAction::AskInfo,
             CaseAction::Answer => core::CaseAction::Answer,
+            CaseAction::Note => core::CaseAction::Note,
             CaseAction::Close => core::CaseAction::Close,
             CaseAction::Reopen => core::CaseAction::Reopen,
         }

@@ -39,6 +39,8 @@ pub enum TaskCommand {
     Sign(StepArgs),
     /// 处置: start work on a task
     Start(StepArgs),
+    /// A note on a task in work (what was done so far); the state stays (--note is required)
+    Note(StepArgs),
     /// 反馈: report the result, with after-photos (--note is required)
     Handle(StepArgs),
     /// 退回: hand the task back to the command center (--note gives the reason)
@@ -198,6 +200,7 @@ pub fn task(ctx: &Ctx, command: TaskCommand) -> CliResult<()> {
         TaskCommand::Show { .. } => unreachable!("routed to show by commands::run"),
         TaskCommand::Sign(args) => (args, CaseAction::Sign, None),
         TaskCommand::Start(args) => (args, CaseAction::Start, None),
+        TaskCommand::Note(args) => (args, CaseAction::Note, None),
         TaskCommand::Handle(args) => (args, CaseAction::Handle, None),
         TaskCommand::HandBack(args) => (args, CaseAction::HandBack, None),
         TaskCommand::Verify(v) => {

@@ -86,6 +86,8 @@ pub enum CaseAction {
     AskInfo,
     /// The reporter answers a question, with text and photos.
     Answer,
+    /// The handler adds a note to a task in work (处置记录); the state stays.
+    Note,
 }
 
 impl Named for CaseAction {}
@@ -126,7 +128,10 @@ impl CaseAction {
             _ => None,
         };
         StepRule {
-            note_required: matches!(self, CaseAction::Reject | CaseAction::Handle | CaseAction::HandBack | CaseAction::AskInfo | CaseAction::Answer),
+            note_required: matches!(
+                self,
+                CaseAction::Reject | CaseAction::Handle | CaseAction::HandBack | CaseAction::AskInfo | CaseAction::Answer | CaseAction::Note
+            ),
             rating_allowed: self == CaseAction::Close,
             photos,
         }
@@ -209,6 +214,7 @@ pub fn next_state(state: CaseState, action: CaseAction, who: Relation) -> Result
         (CaseAction::Merge, Reported | PendingReview | InfoRequested | Registered) => Merged,
         (CaseAction::AskInfo, PendingReview) => InfoRequested,
         (CaseAction::Answer, InfoRequested) => PendingReview,
+        (CaseAction::Note, Dispatched | Signed | InProgress | Reopened) => state,
         (CaseAction::Dispatch, Registered | Reopened) => Dispatched,
         (CaseAction::Sign, Dispatched | Reopened) => Signed,
         (CaseAction::Start, Dispatched | Signed | Reopened) => InProgress,
@@ -235,7 +241,7 @@ pub fn next_state(state: CaseState, action: CaseAction, who: Relation) -> Result
         // 派遣 is the command center's alone.
         CaseAction::Dispatch => command_center,
         // 签收, 处置, 反馈 and 退回: the one it was dispatched to.
-        CaseAction::Sign | CaseAction::Start | CaseAction::Handle | CaseAction::HandBack => who.is_assignee || command_center,
+        CaseAction::Sign | CaseAction::Start | CaseAction::Handle | CaseAction::HandBack | CaseAction::Note => who.is_assignee || command_center,
         // 核查结案 and 返工: the command center, the grid's supervisor, or
         // (for a handled case) a worker of the grid who did not handle it.
         CaseAction::Close => command_center || grid_supervisor || grid_verifier,
@@ -307,7 +313,10 @@ mod tests {
             ]
         );
         let actions: Vec<&str> = CaseAction::iter().map(CaseAction::as_str).collect();
-        assert_eq!(actions, ["register", "reject", "merge", "dispatch", "start", "handle", "close", "reopen", "sign", "hand_back", "ask_info", "answer"]);
+        assert_eq!(
+            actions,
+            ["register", "reject", "merge", "dispatch", "start", "handle", "close", "reopen", "sign", "hand_back", "ask_info", "answer", "note"]
+        );
     }
 
     #[test]
@@ -366,6 +375,10 @@ mod tests {
             (S::InfoRequested, A::Register),
             (S::InfoRequested, A::Reject),
             (S::InfoRequested, A::Merge),
+            (S::Dispatched, A::Note),
+            (S::Signed, A::Note),
+            (S::InProgress, A::Note),
+            (S::Reopened, A::Note),
         ];
         let admin = Relation { role: Role::Admin, in_grid: true, is_assignee: true, is_reporter: true };
         for state in CaseState::iter() {

@@ -10,11 +10,33 @@ use gridwork_protocol::PhotoRef;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-const STATES: [&str; 11] =
-    ["reported", "pending_review", "registered", "rejected", "merged", "dispatched", "in_progress", "handled", "closed", "reopened", "signed"];
-const ACTIONS: [&str; 10] = ["register", "reject", "merge", "dispatch", "start", "handle", "close", "reopen", "sign", "hand_back"];
+const STATES: [&str; 12] = [
+    "reported",
+    "pending_review",
+    "registered",
+    "rejected",
+    "merged",
+    "dispatched",
+    "in_progress",
+    "handled",
+    "closed",
+    "reopened",
+    "signed",
+    "info_requested",
+];
+const ACTIONS: [&str; 13] =
+    ["register", "reject", "merge", "dispatch", "start", "handle", "close", "reopen", "sign", "hand_back", "ask_info", "answer", "note"];
 /// The only (state, action) pairs that are transitions.
-const VALID: [(&str, &str); 24] = [
+const VALID: [(&str, &str); 33] = [
+    ("pending_review", "ask_info"),
+    ("info_requested", "answer"),
+    ("info_requested", "register"),
+    ("info_requested", "reject"),
+    ("info_requested", "merge"),
+    ("dispatched", "note"),
+    ("signed", "note"),
+    ("in_progress", "note"),
+    ("reopened", "note"),
     ("dispatched", "sign"),
     ("reopened", "sign"),
     ("signed", "start"),
@@ -280,7 +302,7 @@ fn every_invalid_state_action_pair_is_refused() {
         let target = submit(&reporter, "G-001");
 
         // One case in each state, brought there by the command center.
-        let path: [(&str, &[Value]); 11] = [
+        let path: [(&str, &[Value]); 12] = [
             ("reported", &[]),
             ("pending_review", &[]),
             ("registered", &[json!({"action": "register"})]),
@@ -298,10 +320,11 @@ fn every_invalid_state_action_pair_is_refused() {
                 &[json!({"action": "register"}), json!({"action": "dispatch", "assignee": "worker1"}), json!({"action": "handle", "note": "ok"}), json!({"action": "reopen"})],
             ),
             ("signed", &[json!({"action": "register"}), json!({"action": "dispatch", "assignee": "worker1"}), json!({"action": "sign"})]),
+            ("info_requested", &[json!({"action": "ask_info", "note": "请补充照片"})]),
         ];
         let mut refusals = 0;
         for (state, steps) in path {
-            let id = if state == "pending_review" { submit(&volunteer, "G-001") } else { submit(&reporter, "G-001") };
+            let id = if matches!(state, "pending_review" | "info_requested") { submit(&volunteer, "G-001") } else { submit(&reporter, "G-001") };
             for body in steps {
                 let reply = center.transition(id, body.clone());
                 assert_eq!(reply.status(), 200, "{name}: reaching {state} with {body}: {}", reply.text().unwrap());

@@ -152,6 +152,8 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
     // 签收, 处置, then 反馈 with an after-photo; all offline.
     department.gw.take_step(id, step(CaseAction::Sign, None, None), &[]).unwrap();
     department.gw.take_step(id, step(CaseAction::Start, None, None), &[]).unwrap();
+    let noted = department.gw.take_step(id, step(CaseAction::Note, Some("已联系物业，明日施工"), None), &[]).unwrap();
+    assert_eq!(noted.status, IncidentStatus::Case(CaseState::InProgress), "a note keeps the state");
     let refused = department.gw.take_step(id, step(CaseAction::Handle, None, None), &[photo(files.path(), 2)]).unwrap_err();
     assert_eq!(refused.code(), "note_required");
     let handled = department.gw.take_step(id, step(CaseAction::Handle, Some("已修补墙体"), None), &[photo(files.path(), 2)]).unwrap();
@@ -159,10 +161,10 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
     let refused = department.gw.take_step(id, step(CaseAction::Close, None, Some(5)), &[]).unwrap_err();
     assert_eq!(refused.code(), "step_not_allowed", "the handler never verifies their own work");
     assert!(department.gw.tasks(TaskFilter::default()).unwrap().is_empty(), "handled: no longer the department's task");
-    assert_eq!(department.gw.get_incident(id).unwrap().sync_state, SyncState::Unsent { pending_operations: 4 });
+    assert_eq!(department.gw.get_incident(id).unwrap().sync_state, SyncState::Unsent { pending_operations: 5 });
     department.gw.set_network(true, false);
     let report = sync(&department.gw);
-    assert_eq!((report.pushed, report.photos_uploaded), (3, 1), "{report:?}");
+    assert_eq!((report.pushed, report.photos_uploaded), (4, 1), "{report:?}");
     assert_eq!(server.step_state(id), "handled");
 
     // 核查, first visit: not fixed. The worker reopens it with an on-site photo (返工).
@@ -229,6 +231,7 @@ fn the_district_case_from_a_volunteers_photo_to_a_rated_close() {
             ("dispatch", "cli"),
             ("sign", "sanitation"),
             ("start", "sanitation"),
+            ("note", "sanitation"),
             ("handle", "sanitation"),
             ("reopen", "worker1"),
             ("sign", "sanitation"),
