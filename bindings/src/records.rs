@@ -734,8 +734,6 @@ pub enum CaseAction {
     /// Reject a report, with a note.
     Reject,
     Merge,
-    /// 派遣 (the command center).
-    Dispatch,
     /// 签收: the assignee signs for the task.
     Sign,
     /// 处置: work starts.
@@ -762,7 +760,6 @@ impl From<CaseAction> for core::CaseAction {
             CaseAction::Register => core::CaseAction::Register,
             CaseAction::Reject => core::CaseAction::Reject,
             CaseAction::Merge => core::CaseAction::Merge,
-            CaseAction::Dispatch => core::CaseAction::Dispatch,
             CaseAction::Sign => core::CaseAction::Sign,
             CaseAction::Start => core::CaseAction::Start,
             CaseAction::Handle => core::CaseAction::Handle,

@@ -290,7 +290,8 @@ fn submit_with(conn: &Connection, id: Uuid, resolution: Option<&str>, actor: &st
         None if !after.is_empty() => return Err(Error::Incomplete("this draft has after-photos: submit it as resolved on the spot")),
         None => None,
     };
-    if incident.description.is_empty() && photos.is_empty() {
+    // As the server counts it: the evidence, not the after-photos.
+    if incident.description.is_empty() && evidence.is_empty() {
         return Err(Error::Incomplete("add a description or a photo before submitting"));
     }
     conn.prepare_cached(

@@ -358,6 +358,13 @@ impl Gridwork {
     /// the problem, its after-photos and `note` what was done. The case goes
     /// to verification, not dispatch.
     pub fn submit_resolved(&self, incident_id: Uuid, note: &str) -> Result<Incident> {
+        // Refused on the spot, as the server would: volunteers' reports are
+        // reviewed first. Without a session the server decides at sync.
+        if let Some(me) = session::load(&self.read())?.map(|s| s.user)
+            && !gridwork_protocol::case::may_resolve_on_spot(me.role)
+        {
+            return Err(Error::StepNotAllowed { action: "resolve on the spot" });
+        }
         self.submit_with(incident_id, Some(note))
     }
 
@@ -418,11 +425,14 @@ impl Gridwork {
         task::tasks(&conn, &me, &filter, self.clock.now().corrected_ms, &|sha| self.photos.thumbnail_path(sha))
     }
 
-    /// A grid's or a person's figures (统计) for a period, computed here from
-    /// the cases this device holds (equal to the server's for the user's
-    /// own grids and for themselves).
+    /// A grid's or a person's figures (统计) for a period ending by now,
+    /// computed here from the cases this device holds: equal to the server's
+    /// for the user's own grids once synced; a person's own figures can miss
+    /// cases that left their hands (handed back, re-dispatched elsewhere).
     pub fn stats(&self, query: &StatsQuery) -> Result<Stats> {
-        task::stats(&self.read(), query)
+        // Figures up to now (server time): a deadline still ahead is not overdue yet.
+        let query = StatsQuery { to_ms: query.to_ms.min(self.clock.now().corrected_ms), ..query.clone() };
+        task::stats(&self.read(), &query)
     }
 
     /// Take a workflow step on a case (sign, start, handle, hand back,

@@ -51,6 +51,10 @@ pub fn check(conn: &Connection, incident_id: Uuid, input: &StepInput, photo_coun
         is_reporter,
     };
     let action = input.action.as_str();
+    if input.action == CaseAction::Dispatch {
+        // 派遣 names an assignee and a deadline: the command center's console does it.
+        return Err(Error::StepInvalid { code: "dispatch_from_console", message: "dispatch from the command center's console".to_owned() });
+    }
     let target = case::next_state(state, input.action, relation).map_err(|refusal| match refusal {
         case::Refusal::InvalidTransition => Error::InvalidState { state: state.as_str().to_owned(), action },
         case::Refusal::Forbidden => Error::StepNotAllowed { action },
@@ -129,16 +133,22 @@ pub fn take(
     let note = input.note.as_deref().map(|n| text::validate("note", n, DESCRIPTION_MAX_CHARS)).transpose()?.filter(|n| !n.is_empty());
     let role = input.action.rule().photos;
     let mut rows = Vec::with_capacity(photos.len());
+    let mut reused = Vec::new();
     for photo in photos {
-        let taken: bool = conn
-            .query_row("SELECT 1 FROM photos WHERE incident_id = ?1 AND sha256 = ?2", params![incident_id.to_string(), photo.sha256], |_| Ok(()))
-            .optional()?
-            .is_some();
-        if taken {
-            return Err(Error::StepInvalid { code: "photo_exists", message: "this photo is already on the case".to_owned() });
-        }
         let role = role.ok_or(Error::StepInvalid { code: "invalid_payload", message: format!("{} carries no photos", input.action.as_str()) })?;
-        let id = capture::insert_photo_row(conn, incident_id, photo, role, now)?;
+        // The same bytes already on the case (a refused step taken again):
+        // its row serves this step too; the server keeps one reference.
+        let existing: Option<String> = conn
+            .query_row("SELECT id FROM photos WHERE incident_id = ?1 AND sha256 = ?2", params![incident_id.to_string(), photo.sha256], |r| r.get(0))
+            .optional()?;
+        let id = match existing {
+            Some(id) => {
+                let id = Uuid::parse_str(&id).map_err(|_| Error::InvalidId)?;
+                reused.push(id);
+                id
+            }
+            None => capture::insert_photo_row(conn, incident_id, photo, role, now)?,
+        };
         rows.push(capture::photo(conn, id, None)?);
     }
     let request = TransitionRequest {
@@ -161,7 +171,13 @@ pub fn take(
         },
         now,
     )?;
-    capture::enqueue_uploads(conn, incident_id, &rows, op_id, now)?;
+    let new_rows: Vec<_> = rows.iter().filter(|p| !reused.contains(&p.id)).cloned().collect();
+    capture::enqueue_uploads(conn, incident_id, &new_rows, op_id, now)?;
+    // A reused photo's upload, held back with a refused step, now follows
+    // this one (one upload per photo: a second would wait behind the first).
+    for photo in &reused {
+        outbox::reattach_held_upload(conn, *photo, op_id, now.device_ms)?;
+    }
     // What the device shows until the server answers: the state the step
     // leads to; a hand-back leaves the handler's hands, a close carries its rating.
     let hand_back = input.action == CaseAction::HandBack;

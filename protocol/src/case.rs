@@ -130,7 +130,13 @@ impl CaseAction {
         StepRule {
             note_required: matches!(
                 self,
-                CaseAction::Reject | CaseAction::Handle | CaseAction::HandBack | CaseAction::AskInfo | CaseAction::Answer | CaseAction::Note
+                CaseAction::Reject
+                    | CaseAction::Handle
+                    | CaseAction::HandBack
+                    | CaseAction::AskInfo
+                    | CaseAction::Answer
+                    | CaseAction::Note
+                    | CaseAction::Reopen
             ),
             rating_allowed: self == CaseAction::Close,
             photos,
@@ -226,8 +232,9 @@ pub fn next_state(state: CaseState, action: CaseAction, who: Relation) -> Result
     };
     let command_center = matches!(who.role, Role::Dispatcher | Role::Admin);
     let grid_supervisor = who.role == Role::Supervisor && who.in_grid;
-    // 核查 is done on site by the grid's worker, never by the one who did the work.
-    let grid_verifier = who.role == Role::GridWorker && who.in_grid && !who.is_assignee;
+    // 核查 is done on site by the grid's worker or supervisor, never by the
+    // one who did the work.
+    let grid_verifier = matches!(who.role, Role::GridWorker | Role::Supervisor) && who.in_grid && !who.is_assignee;
     // 核实 of a volunteer's report: a worker of its grid goes and looks.
     let grid_reviewer = who.role == Role::GridWorker && who.in_grid && state.in_review();
     let allowed = match action {
@@ -244,8 +251,9 @@ pub fn next_state(state: CaseState, action: CaseAction, who: Relation) -> Result
         CaseAction::Sign | CaseAction::Start | CaseAction::Handle | CaseAction::HandBack | CaseAction::Note => who.is_assignee || command_center,
         // 核查结案 and 返工: the command center, the grid's supervisor, or
         // (for a handled case) a worker of the grid who did not handle it.
-        CaseAction::Close => command_center || grid_supervisor || grid_verifier,
-        CaseAction::Reopen => command_center || grid_supervisor || (grid_verifier && state == Handled),
+        CaseAction::Close => command_center || grid_verifier,
+        // Reopening a closed case is the command center's or the grid supervisor's call.
+        CaseAction::Reopen => command_center || (grid_verifier && (state == Handled || who.role == Role::Supervisor)),
     };
     if allowed { Ok(target) } else { Err(Refusal::Forbidden) }
 }
@@ -411,6 +419,10 @@ mod tests {
         assert_eq!(next_state(CaseState::Handled, CaseAction::Reopen, worker_not_assigned), Ok(CaseState::Reopened));
         // Reopening a closed case is the command center's or supervisor's call.
         assert_eq!(next_state(CaseState::Closed, CaseAction::Reopen, worker_not_assigned), Err(Refusal::Forbidden));
+        assert_eq!(next_state(CaseState::Closed, CaseAction::Reopen, supervisor_here), Ok(CaseState::Reopened));
+        // A supervisor who handled it (resolved on the spot) does not verify it either.
+        let supervisor_handler = Relation { role: Role::Supervisor, in_grid: true, is_assignee: true, is_reporter: true };
+        assert_eq!(next_state(CaseState::Handled, CaseAction::Close, supervisor_handler), Err(Refusal::Forbidden));
         assert_eq!(initial_state(Role::Volunteer), CaseState::PendingReview);
         // 核实: a worker of the grid reviews volunteers' reports, not others'.
         assert_eq!(next_state(CaseState::PendingReview, CaseAction::Register, worker_not_assigned), Ok(CaseState::Registered));

@@ -72,22 +72,29 @@ pub fn compute<'a>(cases: impl IntoIterator<Item = &'a IncidentView>, query: &St
                         stats.handled += 1;
                     }
                 }
-                Some(CaseAction::Close) => {
-                    if by(&entry.actor) {
-                        stats.closed += 1;
-                    }
-                    if assigned && let Some(stars) = case.rating {
-                        stats.rated += 1;
-                        rating_sum += u32::from(stars);
-                    }
-                }
+                Some(CaseAction::Close) if by(&entry.actor) => stats.closed += 1,
                 _ => {}
             }
         }
+        // A rating belongs to the case as it stands: counted once, when its
+        // last close falls in the period (a reopen clears it on the server).
+        let last_close = case.timeline.iter().rfind(|e| e.action == CaseAction::Close.as_str());
+        if case.state == CaseState::Closed
+            && last_close.is_some_and(|e| in_period(e.at_ms))
+            && assigned
+            && let Some(stars) = case.rating
+        {
+            stats.rated += 1;
+            rating_sum += u32::from(stars);
+        }
+        // Overdue: due in the period and not handled by then since the task
+        // last started (its dispatch or rework). Ask for periods that end by
+        // now: a deadline still ahead is not overdue yet.
         if let Some(deadline) = case.deadline_ms.filter(|d| in_period(*d))
             && assigned
         {
-            let handled_in_time = case.timeline.iter().any(|e| e.action == CaseAction::Handle.as_str() && e.at_ms <= deadline);
+            let since = case.timeline.iter().rev().find(|e| matches!(e.action.as_str(), "dispatch" | "reopen")).map_or(i64::MIN, |e| e.at_ms);
+            let handled_in_time = case.timeline.iter().any(|e| e.action == CaseAction::Handle.as_str() && e.at_ms >= since && e.at_ms <= deadline);
             if !handled_in_time {
                 stats.overdue += 1;
             }

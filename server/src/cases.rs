@@ -494,8 +494,10 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
             case.deadline_ms = None;
         }
         CaseAction::Close => case.rating = request.rating,
-        // 返工 is a new task on the same case: a new deadline from the table, if it has one.
+        // 返工 is a new task on the same case: a new deadline from the table,
+        // if it has one; the rating of the close it undoes no longer stands.
         CaseAction::Reopen => {
+            case.rating = None;
             if let Some(deadline) = reference::default_deadline(tx, &case.category_code, now_ms)? {
                 case.deadline_ms = Some(deadline);
             }
@@ -531,11 +533,13 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
 /// ask for anything; others for their own grids or themselves.
 pub fn stats(tx: &mut dyn Tx, caller: &Caller, query: &StatsQuery) -> Result<Stats> {
     let command_center = matches!(caller.role, Role::Dispatcher | Role::Admin);
+    // A grid's figures for those who see every case of it.
+    let grid_staff = |grid: &str| matches!(caller.role, Role::GridWorker | Role::Supervisor) && caller.in_grid(Some(grid));
     let allowed = command_center
         || match (&query.grid_code, &query.user) {
-            (Some(grid), None) => caller.in_grid(Some(grid)),
+            (Some(grid), None) => grid_staff(grid),
             (None, Some(user)) => *user == caller.username,
-            (Some(grid), Some(user)) => caller.in_grid(Some(grid)) && *user == caller.username,
+            (Some(grid), Some(user)) => grid_staff(grid) && *user == caller.username,
             (None, None) => false,
         };
     if !allowed {

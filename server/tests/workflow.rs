@@ -276,7 +276,8 @@ fn review_and_dispatch_refusals_have_stable_codes() {
         assert_eq!(refused(&worker2, original, json!({"action": "close"})), (404, "not_found".into()), "{name}: a worker of another grid does not even see it");
         assert_eq!(refused(&volunteer, original, json!({"action": "close"})), (403, "forbidden".into()), "{name}: nor do reporters");
         assert_eq!(refused(&supervisor, original, json!({"action": "close", "rating": 6})), (400, "invalid_rating".into()), "{name}");
-        assert_eq!(refused(&supervisor, original, json!({"action": "reopen", "rating": 3})), (400, "invalid_payload".into()), "{name}: only a close rates");
+        assert_eq!(refused(&supervisor, original, json!({"action": "reopen", "note": "n", "rating": 3})), (400, "invalid_payload".into()), "{name}: only a close rates");
+        assert_eq!(refused(&supervisor, original, json!({"action": "reopen"})), (400, "note_required".into()), "{name}: a rework says why");
         let closed = ok(&worker1, original, json!({"action": "close", "rating": 2, "note": "基本处理"}), "closed", name);
         assert_eq!(closed["rating"], 2, "{name}: a worker of the grid verifies on site and rates");
 
@@ -317,7 +318,7 @@ fn every_invalid_state_action_pair_is_refused() {
             ),
             (
                 "reopened",
-                &[json!({"action": "register"}), json!({"action": "dispatch", "assignee": "worker1"}), json!({"action": "handle", "note": "ok"}), json!({"action": "reopen"})],
+                &[json!({"action": "register"}), json!({"action": "dispatch", "assignee": "worker1"}), json!({"action": "handle", "note": "ok"}), json!({"action": "reopen", "note": "返工"})],
             ),
             ("signed", &[json!({"action": "register"}), json!({"action": "dispatch", "assignee": "worker1"}), json!({"action": "sign"})]),
             ("info_requested", &[json!({"action": "ask_info", "note": "请补充照片"})]),
@@ -427,7 +428,7 @@ fn the_same_steps_through_push_apply_once_and_replay_as_duplicates() {
         // (a rejection had no effect) and here is refused again.
         let invalid = transition_op(id, json!({"action": "start"}));
         let unknown = transition_op(id, json!({"action": "teleport"}));
-        let no_note = transition_op(id, json!({"action": "reopen"}));
+        let reopen = transition_op(id, json!({"action": "reopen", "note": "返工"}));
         let mut mismatched = transition_op(id, json!({"action": "reopen", "note": "x"}));
         mismatched.entity_id = Uuid::now_v7();
         let ops = vec![invalid, unknown, mismatched];
@@ -439,11 +440,11 @@ fn the_same_steps_through_push_apply_once_and_replay_as_duplicates() {
         let again_codes: Vec<&str> = again.iter().map(|r| r["code"].as_str().unwrap()).collect();
         assert!(again.iter().all(|r| r["status"] == "rejected"), "{name}: {again:?}");
         assert_eq!(again_codes, codes, "{name}");
-        // A worker elsewhere cannot see it; reopening needs no note but the role.
+        // A worker elsewhere cannot see it; reopening needs the role.
         let outsider = server.device("worker2");
         assert_eq!(outsider.push_ok(&[transition_op(id, json!({"action": "reopen", "note": "x"}))])[0]["code"], "not_found", "{name}");
-        assert_eq!(worker.push_ok(std::slice::from_ref(&no_note))[0]["code"], "forbidden", "{name}: workers do not reopen");
-        let reopened = center.push_ok(&[no_note])[0].clone();
+        assert_eq!(worker.push_ok(std::slice::from_ref(&reopen))[0]["code"], "forbidden", "{name}: workers do not reopen");
+        let reopened = center.push_ok(&[reopen])[0].clone();
         assert_eq!(reopened["status"], "applied", "{name}: the same op id from another device is that device's op");
         assert_eq!(incident(&center, id)["state"], "reopened", "{name}");
         assert_eq!(timeline(&center, id).len(), 10, "{name}");

@@ -315,6 +315,22 @@ fn two_verifiers_offline_the_first_wins_and_the_second_is_told_plainly() {
     assert_eq!(parked.len(), 2, "{parked:?}");
     assert_eq!(server.count("SELECT COUNT(*) FROM incident_photos"), 0, "the refused step's photo was never announced");
     assert_eq!(server.step_state(id), "reopened");
+
+    // The refused step holds nothing back: once the rework is handled, the
+    // supervisor closes it with the same on-site photo, and it travels.
+    sync(&department.gw);
+    department.gw.take_step(id, step(CaseAction::Start, None, None), &[]).unwrap();
+    department.gw.take_step(id, step(CaseAction::Handle, Some("重新清理"), None), &[]).unwrap();
+    sync(&department.gw);
+    sync(&supervisor.gw);
+    supervisor.gw.take_step(id, step(CaseAction::Close, Some("合格"), Some(4)), &[photo(files.path(), 7)]).unwrap();
+    let report = sync(&supervisor.gw);
+    assert_eq!((report.pushed, report.photos_uploaded), (1, 1), "{report:?}");
+    assert_eq!(server.step_state(id), "closed");
+    assert_eq!(server.count("SELECT COUNT(*) FROM incident_photos"), 1, "the photo, announced once");
+    // Retrying the held-back photo goes through its step, which the server refuses again.
+    let held = supervisor.gw.outbox_items().unwrap().into_iter().find(|op| op.park_reason.as_ref().is_some_and(|r| r.code == "dependency_parked"));
+    assert!(held.is_none(), "the photo travelled with the new step; nothing is held back any more");
 }
 
 #[test]
@@ -515,11 +531,9 @@ fn a_problem_resolved_on_the_spot_goes_to_verification_not_dispatch() {
         .create_draft(DraftFields { category_code: Some("0602".into()), description: "自行清理".into(), location: Some(STREET), ..Default::default() })
         .unwrap();
     volunteer.gw.attach_photo_as(draft.id, &photo(files.path(), 43), PhotoRole::After).unwrap();
-    volunteer.gw.submit_resolved(draft.id, "已清理").unwrap();
-    let report = sync(&volunteer.gw);
-    assert_eq!(report.parked, 1);
-    let SyncState::Parked { code, .. } = volunteer.gw.get_incident(draft.id).unwrap().sync_state else { panic!() };
-    assert_eq!(code, "forbidden");
+    let refused = volunteer.gw.submit_resolved(draft.id, "已清理").unwrap_err();
+    assert_eq!(refused.code(), "step_not_allowed", "refused on the phone, as the server would");
+    assert_eq!(status(&volunteer.gw, draft.id), IncidentStatus::Draft, "the draft stays, to be sent as a plain report");
 }
 
 /// 件件有回音: a rejected volunteer learns why, corrects the report and

@@ -200,9 +200,10 @@ pub fn record_thumbnail(conn: &Connection, sha256: &str, now_ms: i64) -> Result<
     Ok(())
 }
 
-/// A light only while someone still has to act on the case.
+/// A light only while the handler still has work to do: a handled case
+/// waits for its verifier, and the handling deadline no longer applies.
 fn light(state: CaseState, since_ms: Option<i64>, deadline_ms: Option<i64>, now_ms: i64) -> Option<DeadlineLight> {
-    let deadline = deadline_ms.filter(|_| state.is_task())?;
+    let deadline = deadline_ms.filter(|_| state.awaits_handler())?;
     Some(deadline_light(since_ms.unwrap_or(deadline), deadline, now_ms))
 }
 

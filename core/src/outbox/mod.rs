@@ -168,11 +168,16 @@ fn ready_filtered(conn: &Connection, now_ms: i64, limit: u32, kinds: Option<&[Op
         ),
         None => String::new(),
     };
+    // An entity's operations go in order: one waits while an earlier one is
+    // not acknowledged. A refused (parked) workflow step is the exception:
+    // each step is judged on the server's state of the case, so the next
+    // one (taken on the state the refusal brought back) goes on its own.
     let sql = format!(
         "SELECT {COLUMNS} FROM outbox AS o
          WHERE o.state = 'pending' AND o.next_attempt_ms <= ?1{kind_clause}
            AND NOT EXISTS (SELECT 1 FROM outbox AS e
-                           WHERE e.entity_id = o.entity_id AND e.seq < o.seq AND e.state != 'acknowledged')
+                           WHERE e.entity_id = o.entity_id AND e.seq < o.seq AND e.state != 'acknowledged'
+                             AND NOT (e.state = 'parked' AND e.kind = 'transition_incident'))
            AND (o.depends_on IS NULL OR EXISTS (SELECT 1 FROM outbox AS d
                                                 WHERE d.op_id = o.depends_on AND d.state = 'acknowledged'))
          ORDER BY o.seq LIMIT ?2"
@@ -240,6 +245,16 @@ pub fn park_dependents(conn: &Connection, op_id: Uuid) -> Result<u64> {
     )? as u64)
 }
 
+/// A photo's upload held back by a refused step follows `step` instead.
+pub fn reattach_held_upload(conn: &Connection, photo_id: Uuid, step: Uuid, now_ms: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE outbox SET depends_on = ?2, state = 'pending', next_attempt_ms = ?4, park_code = NULL, park_message = NULL
+         WHERE entity_id = ?1 AND state = 'parked' AND park_code = ?3",
+        params![photo_id.to_string(), step.to_string(), DEPENDENCY_PARKED, now_ms],
+    )?;
+    Ok(())
+}
+
 /// Sending failed in a way worth retrying; try again at `next_attempt_ms`.
 pub fn retry_later(conn: &Connection, op_id: Uuid, next_attempt_ms: i64, error_class: &str) -> Result<()> {
     set_state(
@@ -251,8 +266,16 @@ pub fn retry_later(conn: &Connection, op_id: Uuid, next_attempt_ms: i64, error_c
     )
 }
 
-/// The user asked to try a parked operation again; what it held back comes too.
+/// The user asked to try a parked operation again; what it held back comes
+/// too. A photo held back by its refused step is retried through that step.
 pub fn unpark(conn: &Connection, op_id: Uuid, now_ms: i64) -> Result<()> {
+    if let Some(op) = get(conn, op_id)?
+        && op.state == OperationState::Parked
+        && op.park_reason.as_ref().is_some_and(|r| r.code == DEPENDENCY_PARKED)
+        && let Some(step) = op.depends_on
+    {
+        return unpark(conn, step, now_ms);
+    }
     set_state(
         conn,
         op_id,

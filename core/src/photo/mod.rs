@@ -324,7 +324,6 @@ impl PhotoStore {
     /// when `include_temp` (only safe when no ingest runs: at open).
     /// Returns how many files were removed.
     pub fn sweep(&self, referenced: &HashSet<String>, include_temp: bool) -> Result<u64> {
-        let in_progress: HashSet<String> = lock(&self.in_progress).keys().cloned().collect();
         let mut removed = 0;
         for dir in ["originals", "thumbs", "renditions"] {
             for entry in fs::read_dir(self.root.join(dir))? {
@@ -332,7 +331,10 @@ impl PhotoStore {
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
                 let sha = name.get(..64).unwrap_or("");
-                if referenced.contains(sha) || in_progress.contains(sha) {
+                // Checked live, file by file: an ingest or a fetched thumbnail
+                // guards its hash before writing, so a file written after the
+                // walk began is never taken for an orphan.
+                if referenced.contains(sha) || lock(&self.in_progress).contains_key(sha) {
                     continue;
                 }
                 if name.starts_with('.') && !include_temp {

@@ -1,4 +1,4 @@
--- The latest schema (version 3), whole: what a new database is created with.
+-- The latest schema (version 4), whole: what a new database is created with.
 -- An old database reaches the same schema through upgrade_v2.sql, upgrade_v3.sql,
 -- ... one version at a time; a test checks both paths agree. A new version
 -- changes this file and adds its upgrade file.

@@ -19,7 +19,9 @@ UPDATE incidents SET
     assignee = json_extract(server_view, '$.assignee'),
     department = json_extract(server_view, '$.department'),
     deadline_ms = json_extract(server_view, '$.deadline_ms'),
-    rating = json_extract(server_view, '$.rating')
+    rating = json_extract(server_view, '$.rating'),
+    task_since_ms = (SELECT max(json_extract(e.value, '$.at_ms')) FROM json_each(server_view, '$.timeline') AS e
+                     WHERE json_extract(e.value, '$.action') IN ('dispatch', 'reopen'))
 WHERE server_view IS NOT NULL AND json_valid(server_view);
 
 -- Thumbnails of other devices' photos on the cases this user works (files

@@ -37,6 +37,17 @@ fn has_unacknowledged(conn: &Connection, entity_id: &str) -> Result<bool> {
     Ok(count > 0)
 }
 
+/// Any operation of the incident or its photos not acknowledged, parked ones included.
+fn has_unsettled(conn: &Connection, entity_id: &str) -> Result<bool> {
+    let count: i64 = conn.query_row(
+        "SELECT count(*) FROM outbox WHERE state != 'acknowledged'
+           AND (entity_id = ?1 OR entity_id IN (SELECT id FROM photos WHERE incident_id = ?1))",
+        [entity_id],
+        |r| r.get(0),
+    )?;
+    Ok(count > 0)
+}
+
 pub fn apply_page(conn: &Connection, changes: &[Change]) -> Result<Applied> {
     let mut applied = Applied::default();
     for change in changes {
@@ -123,6 +134,11 @@ pub fn operation_refused(conn: &Connection, op_id: Uuid) -> Result<()> {
 fn apply_incident(conn: &Connection, id: &str, body: &ChangeBody) -> Result<()> {
     let data = match body {
         ChangeBody::Remove => {
+            // A case still carrying this device's refused work (a parked step
+            // and its photos) stays: nothing the user did is dropped.
+            if has_unsettled(conn, id)? {
+                return Ok(());
+            }
             // Out of this user's view now. Keep our own reports; forget others.
             conn.execute("DELETE FROM photos WHERE incident_id = ?1 AND incident_id IN (SELECT id FROM incidents WHERE server_view IS NOT NULL AND submitted_device_ms IS NULL)", [id])?;
             conn.execute("DELETE FROM incidents WHERE id = ?1 AND server_view IS NOT NULL AND submitted_device_ms IS NULL", [id])?;
