@@ -111,10 +111,9 @@ pub fn update_draft(conn: &Connection, id: Uuid, fields: &DraftFields, actor: &s
 /// A new draft correcting the user's own rejected report (件件有回音): its
 /// text, address and location copied, linked to the report it resubmits.
 /// Photos are not copied: the correction usually needs new ones.
-pub fn resubmit(conn: &Connection, rejected: Uuid, actor: &str, now: Timestamp, actor_at: Option<GeoPoint>) -> Result<Uuid> {
+pub fn resubmit(conn: &Connection, rejected: Uuid, username: &str, actor: &str, now: Timestamp, actor_at: Option<GeoPoint>) -> Result<Uuid> {
     require_status(conn, rejected, IncidentStatus::Case(gridwork_protocol::CaseState::Rejected), "resubmit")?;
-    let own: bool = conn.query_row("SELECT submitted_device_ms IS NOT NULL FROM incidents WHERE id = ?1", [rejected.to_string()], |r| r.get(0))?;
-    if !own {
+    if !crate::model::task::is_own_report(conn, rejected, username)? {
         return Err(Error::InvalidState { state: "rejected".into(), action: "resubmit someone else's report" });
     }
     let original = get(conn, rejected)?;

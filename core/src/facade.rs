@@ -384,8 +384,11 @@ impl Gridwork {
     /// A new draft correcting the user's own rejected report, linked to it:
     /// edit it, attach photos, submit it as any draft.
     pub fn resubmit(&self, rejected_id: Uuid) -> Result<Incident> {
+        // Whose report it is comes from the session (before any login: only
+        // reports this device sent).
+        let username = session::load(&self.read())?.map(|s| s.user.username).unwrap_or_default();
         let draft = self.write(|tx, now, at| {
-            let id = capture::resubmit(tx, rejected_id, &self.account_id, now, at)?;
+            let id = capture::resubmit(tx, rejected_id, &username, &self.account_id, now, at)?;
             capture::get(tx, id)
         })?;
         self.incident_changed(draft.id);

@@ -102,14 +102,12 @@ struct CaseFacts {
 /// Only a case the server has can take a step. The user reported it if this
 /// device submitted it, or the server names them its reporter.
 fn case_facts(conn: &Connection, id: Uuid, me: &UserInfo) -> Result<CaseFacts> {
-    let row: Option<(String, Option<String>, Option<String>, bool)> = conn
-        .prepare_cached(
-            "SELECT status, grid_code, assignee, submitted_device_ms IS NOT NULL OR json_extract(server_view, '$.reporter') = ?2
-             FROM incidents WHERE id = ?1",
-        )?
-        .query_row(params![id.to_string(), me.username], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, Option<bool>>(3)?.unwrap_or(false))))
+    let row: Option<(String, Option<String>, Option<String>)> = conn
+        .prepare_cached("SELECT status, grid_code, assignee FROM incidents WHERE id = ?1")?
+        .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let (status, grid_code, assignee, is_reporter) = row.ok_or(Error::NotFound { what: "incident" })?;
+    let (status, grid_code, assignee) = row.ok_or(Error::NotFound { what: "incident" })?;
+    let is_reporter = crate::model::task::is_own_report(conn, id, &me.username)?;
     match IncidentStatus::parse(&status) {
         Some(IncidentStatus::Case(state)) => Ok(CaseFacts { state, grid_code, assignee, is_reporter }),
         _ => Err(Error::InvalidState { state: status, action: "take a workflow step on" }),

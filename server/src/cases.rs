@@ -436,6 +436,9 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
     };
     let target = match case::next_state(case.state, action, relation) {
         Ok(target) => target,
+        Err(case::Refusal::InvalidTransition) => {
+            return Ok(Err(Rejection::new("invalid_transition", moved_on(tx, &case, action)?)));
+        }
         Err(refusal) => return Ok(Err(Rejection::new(refusal.code(), refusal.message(action, case.state)))),
     };
     let note = match request.note.as_deref().map(|n| text::clean("note", n, DESCRIPTION_MAX_CHARS)).transpose() {
@@ -567,6 +570,21 @@ pub fn stats(tx: &mut dyn Tx, caller: &Caller, query: &StatsQuery) -> Result<Sta
         }
     }
     Ok(gridwork_protocol::stats::compute(&views, query))
+}
+
+/// Why a step no longer applies, in words a user reads on their phone: who
+/// took the case where it is now (two reviewers, two verifiers: the first
+/// one's decision stands).
+fn moved_on(tx: &mut dyn Tx, case: &CaseRow, action: CaseAction) -> Result<String> {
+    let last = tx.query_opt(
+        "SELECT action, actor FROM timeline WHERE incident_id = $1 AND action <> 'report' AND action NOT LIKE '%_arrived' ORDER BY seq DESC LIMIT 1",
+        params![case.id.clone()],
+    )?;
+    let generic = case::Refusal::InvalidTransition.message(action, case.state);
+    Ok(match last {
+        Some(row) => format!("{generic}: {} took the step \"{}\" first; your {} was not applied", row.text(1), row.text(0), action.as_str()),
+        None => generic,
+    })
 }
 
 /// A blob finished uploading: every case announcing it changes (its

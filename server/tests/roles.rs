@@ -157,6 +157,7 @@ enum Step {
     HandBack,
     AskInfo,
     Answer,
+    Note,
 }
 
 impl Step {
@@ -174,6 +175,7 @@ impl Step {
             Step::HandBack => "hand_back",
             Step::AskInfo => "ask_info",
             Step::Answer => "answer",
+            Step::Note => "note",
         }
     }
     fn target_state(self) -> &'static str {
@@ -190,6 +192,7 @@ impl Step {
             Step::HandBack => "registered",
             Step::AskInfo => "info_requested",
             Step::Answer => "pending_review",
+            Step::Note => "in_progress",
         }
     }
 }
@@ -317,6 +320,8 @@ const WORKFLOW: &[(Step, Case, [Expect; 8])] = &[
     (Step::AskInfo,  Case::Pending,                [OK,    HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
     (Step::Register, Case::InfoRequested,          [OK,    HIDE,   DENY,      OK,         HIDE,       OK,        OK, HIDE]),
     (Step::Answer,   Case::InfoRequested,          [DENY,  HIDE,   OK,        DENY,       HIDE,       DENY,      DENY, HIDE]),
+    // A note on work in progress: the handler's (or the command center's).
+    (Step::Note,     Case::InProgress,             [OK,    HIDE,   HIDE,      DENY,       HIDE,       OK,        OK, HIDE]),
     // 核查: a worker of the grid who did not handle it, never the handler.
     (Step::Close,    Case::HandledByDepartment1,   [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, DENY]),
     (Step::Reopen,   Case::HandledByDepartment1,   [OK,    HIDE,   HIDE,      OK,         HIDE,       OK,        OK, DENY]),
@@ -651,6 +656,7 @@ impl<'a> World<'a> {
             Step::HandBack => json!({"action": "hand_back", "note": "不属本部门"}),
             Step::AskInfo => json!({"action": "ask_info", "note": "请补充具体楼号"}),
             Step::Answer => json!({"action": "answer", "note": "5号楼2单元"}),
+            Step::Note => json!({"action": "note", "note": "已联系物业"}),
         }
     }
 

@@ -217,6 +217,19 @@ fn states_of(kind: TaskKind) -> &'static [CaseState] {
     }
 }
 
+/// The rule for "the user's own report", in SQL over `incidents AS i` with
+/// the user name as parameter `?N`: this device submitted it, or the server
+/// names the user its reporter (a report sent from their other phone).
+pub fn own_report_sql(param: usize) -> String {
+    format!("(i.submitted_device_ms IS NOT NULL OR json_extract(i.server_view, '$.reporter') = ?{param})")
+}
+
+/// Whether the incident is the user's own report (see [`own_report_sql`]).
+pub fn is_own_report(conn: &Connection, id: Uuid, username: &str) -> Result<bool> {
+    let sql = format!("SELECT {} FROM incidents AS i WHERE i.id = ?1", own_report_sql(2));
+    Ok(conn.query_row(&sql, rusqlite::params![id.to_string(), username], |r| r.get::<_, Option<bool>>(0))?.unwrap_or(false))
+}
+
 /// The user's tasks, soonest deadline first (no deadline last), at `now_ms`
 /// server time. A case the user's own device moved on (a step not yet sent)
 /// shows in its new state. `thumbnail_path` names a photo's thumbnail file.
@@ -254,7 +267,7 @@ pub fn tasks(conn: &Connection, me: &UserInfo, filter: &TaskFilter, now_ms: i64,
             // Reports this device sent, or the server names this user their reporter.
             TaskKind::Answer => {
                 args.push(me.username.clone());
-                format!("(i.submitted_device_ms IS NOT NULL OR json_extract(i.server_view, '$.reporter') = ?{})", args.len())
+                own_report_sql(args.len())
             }
         };
         let sql = format!(
