@@ -348,3 +348,51 @@ pub fn stats(conn: &Connection, query: &StatsQuery) -> Result<Stats> {
         .collect();
     Ok(gridwork_protocol::stats::compute(&views, query))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::apply;
+    use gridwork_protocol::api::{Change, ChangeBody};
+    use serde_json::json;
+
+    fn store() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrations::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    fn pulled(conn: &Connection, id: Uuid, state: &str, photos: serde_json::Value) {
+        let view = json!({
+            "id": id, "state": state, "category_code": "0602", "description": "d", "grid_code": "G-001",
+            "reporter": "volunteer1", "reporter_role": "volunteer", "photos": photos, "missing_evidence": false,
+            "version": 1, "reported_at_ms": 1, "updated_at_ms": 1, "timeline": [],
+        });
+        let change = Change { cursor: 1, entity_kind: "incident".into(), entity_id: id.to_string(), body: ChangeBody::Upsert { data: view } };
+        apply::apply_page(conn, &[change]).unwrap();
+    }
+
+    fn photo(sha: &str) -> serde_json::Value {
+        json!({"photo_id": Uuid::now_v7(), "sha256": sha, "byte_size": 10, "mime_type": "image/jpeg", "role": "evidence", "arrived": true})
+    }
+
+    /// A hostile or broken server's hash never becomes a file name, and only
+    /// cases in review or in work want thumbnails.
+    #[test]
+    fn only_well_formed_hashes_of_open_cases_are_wanted() {
+        let conn = store();
+        let good = "ab".repeat(32);
+        pulled(&conn, Uuid::now_v7(), "pending_review", json!([photo("../../../etc/passwd"), photo(&"AB".repeat(32))]));
+        pulled(&conn, Uuid::now_v7(), "closed", json!([photo(&"cd".repeat(32))]));
+        assert_eq!(wanted_thumbnail(&conn, &[]).unwrap(), None, "malformed hashes and closed history are not fetched");
+        let case = Uuid::now_v7();
+        pulled(&conn, case, "handled", json!([photo(&good)]));
+        assert_eq!(wanted_thumbnail(&conn, &[]).unwrap(), Some(good.clone()));
+        assert_eq!(wanted_thumbnail(&conn, std::slice::from_ref(&good)).unwrap(), None, "skipped for the run");
+        record_thumbnail(&conn, &good, 5).unwrap();
+        assert_eq!(wanted_thumbnail(&conn, &[]).unwrap(), None, "kept once");
+        assert_eq!(cases_with_photo(&conn, &good).unwrap(), [case]);
+        let info = case_info(&conn, case, 0, &|sha| PathBuf::from(format!("/thumbs/{sha}.jpg"))).unwrap().unwrap();
+        assert_eq!(info.photos[0].thumbnail_path, Some(PathBuf::from(format!("/thumbs/{good}.jpg"))));
+    }
+}
