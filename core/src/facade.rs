@@ -434,7 +434,7 @@ impl Gridwork {
     /// cases that left their hands (handed back, re-dispatched elsewhere).
     pub fn stats(&self, query: &StatsQuery) -> Result<Stats> {
         // Figures up to now (server time): a deadline still ahead is not overdue yet.
-        let query = StatsQuery { to_ms: query.to_ms.min(self.clock.now().corrected_ms), ..query.clone() };
+        let query = StatsQuery { to_ms: query.to_ms.min(self.clock.now().corrected_ms + 1), ..query.clone() };
         task::stats(&self.read(), &query)
     }
 

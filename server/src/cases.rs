@@ -196,9 +196,10 @@ pub fn list_for(tx: &mut dyn Tx, caller: &Caller, state: Option<&str>, grid: Opt
 }
 
 pub fn timeline(tx: &mut dyn Tx, caller: &Caller, id: &str) -> Result<Vec<TimelineEntry>> {
-    match load_view_for(tx, caller, id)? {
-        Some(view) => Ok(view.timeline),
-        None => Err(ServerError::not_found("incident")),
+    // Only the scope check and the timeline: not the whole view.
+    match load(tx, id, false)? {
+        Some(case) if can_see(caller, &case.scope()) => timeline_of(tx, id),
+        _ => Err(ServerError::not_found("incident")),
     }
 }
 

@@ -295,7 +295,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
         Command::Close { id, note, rating } => step(&db, &id, TransitionRequest { rating, ..transition(CaseAction::Close, note) })?,
         Command::Reopen { id, note } => step(&db, &id, transition(CaseAction::Reopen, note))?,
         Command::Stats { grid, user, from_ms, to_ms } => {
-            let query = gridwork_protocol::stats::StatsQuery { grid_code: grid, user, from_ms, to_ms: to_ms.unwrap_or(i64::MAX).min(now_ms()) };
+            let query = gridwork_protocol::stats::StatsQuery { grid_code: grid, user, from_ms, to_ms: to_ms.unwrap_or(i64::MAX).min(now_ms() + 1) };
             let stats = db.read(|tx| cases::stats(tx, &admin::system_caller(), &query))?;
             println!("{}", serde_json::to_string_pretty(&stats).expect("serializes"));
         }
