@@ -572,6 +572,23 @@ impl From<core::Operation> for OutboxItem {
     }
 }
 
+/// What `adopt_unsent_from` took over.
+#[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
+pub struct Adopted {
+    /// Reports and drafts moved.
+    pub incidents: u32,
+    /// Their queued operations.
+    pub operations: u32,
+    /// Their photos.
+    pub photos: u32,
+}
+
+impl From<core::Adopted> for Adopted {
+    fn from(a: core::Adopted) -> Self {
+        Adopted { incidents: a.incidents, operations: a.operations, photos: a.photos }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
 pub struct OutboxSummary {
     pub pending: u64,

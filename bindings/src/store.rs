@@ -12,7 +12,7 @@ use crate::observe::{
 };
 use crate::offload::offload;
 use crate::records::{
-    CaseTask, Category, DraftFields, Durability, GeoPoint, Grid, Incident, IncidentDetail, IncidentFilter, MeteredPolicy, OpenReport,
+    Adopted, CaseTask, Category, DraftFields, Durability, GeoPoint, Grid, Incident, IncidentDetail, IncidentFilter, MeteredPolicy, OpenReport,
     OutboxItem, OutboxSummary, Photo, PhotoRole, Rendition, SimilarPhoto, Stats, StatsQuery, StepInput, StoreConfig, SyncReport, SyncTrigger, TaskFilter,
     TlsSettings, UserInfo, parse_id,
 };
@@ -86,6 +86,16 @@ impl GridworkStore {
     pub async fn sweep_orphan_files(&self) -> Result<u64> {
         let core = self.core.clone();
         offload("sweep", move || Ok(core.sweep_orphan_files()?)).await
+    }
+
+    /// Take over `source`'s work that no server has seen (reports and
+    /// drafts with their photos, trail and queued operations), typically
+    /// the store used before the first sign-in on this phone, right after
+    /// it. It goes out with this account's next sync and leaves `source`.
+    /// Safe to call again after a crash; a no-op on the same account.
+    pub async fn adopt_unsent_from(&self, source: Arc<GridworkStore>) -> Result<Adopted> {
+        let core = self.core.clone();
+        offload("adopt", move || Ok(core.adopt_unsent_from(&source.core)?.into())).await
     }
 
     // ---- reference data ----

@@ -6,19 +6,20 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gridwork_core::{DraftFields, GeoPoint, IncidentFilter, IncidentStatus, Named, OutboxSummary, PhotoRole, Trigger};
+use gridwork_core::{DraftFields, GeoPoint, IncidentFilter, IncidentStatus, Named, OutboxSummary, PhotoRole, SyncReport, Trigger};
 use serde_json::{Value, json};
 
 use crate::context::{Ctx, parse_id, text};
 use crate::device::{Device, KeySource, LOCAL_ACCOUNT};
-use crate::error::{CliError, CliResult};
+use crate::error::{CliError, CliResult, sync_exit};
 use crate::output::{self, printable};
 use crate::{Cli, Command, IncidentsArgs, LoginArgs, ReportArgs, SyncArgs};
 
-pub fn run(cli: Cli) -> CliResult<()> {
+/// Runs one command; `Ok` carries the exit status (0 but for `sync`).
+pub fn run(cli: Cli) -> CliResult<i32> {
     let json = cli.json;
     if let Command::Demo = cli.command {
-        return crate::demo::run(json);
+        return crate::demo::run(json).map(|()| 0);
     }
     let Some(dir) = cli.device else {
         return Err(CliError::usage("--device DIR is required (or set GRIDWORK_DEVICE)"));
@@ -35,6 +36,9 @@ pub fn run(cli: Cli) -> CliResult<()> {
         None => device.current_account()?,
     };
     let ctx = Ctx { device, account, json };
+    if let Command::Sync(args) = cli.command {
+        return sync(&ctx, args);
+    }
     match cli.command {
         Command::Login(args) => login(&ctx, args),
         Command::Logout => logout(&ctx),
@@ -54,9 +58,9 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Stats(args) => crate::tasks::stats(&ctx, args),
         Command::Outbox => outbox(&ctx),
         Command::Retry { op_id } => retry(&ctx, op_id),
-        Command::Sync(args) => sync(&ctx, args),
-        Command::Demo => unreachable!("handled above"),
+        Command::Sync(_) | Command::Demo => unreachable!("handled above"),
     }
+    .map(|()| 0)
 }
 
 /// "username@host:port", the account id a login on this server makes.
@@ -86,12 +90,19 @@ fn login(ctx: &Ctx, args: LoginArgs) -> CliResult<()> {
     let gw = ctx.device.open(&account)?;
     let user = gw.login(&server, &username, &password, args.allow_insecure_http)?;
     ctx.device.set_current_account(Some(&account))?;
+    // Work captured before anyone signed in on this device ("local") is
+    // taken over by the account signing in now and goes out with its sync.
+    // Work of another account that signed in here earlier is never moved: a
+    // shared phone does not send one person's reports under another's name.
+    let adopted = if account != LOCAL_ACCOUNT && ctx.device.account_exists(LOCAL_ACCOUNT) {
+        gw.adopt_unsent_from(&ctx.device.open(LOCAL_ACCOUNT)?)?
+    } else {
+        gridwork_core::Adopted::default()
+    };
     // Like a phone right after sign-in: fetch the reference data (and send
     // what this account had waiting). A failure here is not a failed login.
     let first_sync = if args.no_sync { None } else { Some(gw.sync_now(Trigger::AppForegrounded, Duration::from_secs(30))?) };
     let waiting = gw.outbox_summary()?;
-    // Reports captured before any login stay in the local account: a
-    // shared phone never sends one account's items under another's session.
     let local_unsent = if account != LOCAL_ACCOUNT && ctx.device.account_exists(LOCAL_ACCOUNT) {
         unsent(&ctx.device.open(LOCAL_ACCOUNT)?.outbox_summary()?)
     } else {
@@ -104,10 +115,19 @@ fn login(ctx: &Ctx, args: LoginArgs) -> CliResult<()> {
             "user": output::user_json(&user),
             "outbox": output::summary_json(&waiting),
             "local_unsent": local_unsent,
+            "adopted": { "incidents": adopted.incidents, "operations": adopted.operations, "photos": adopted.photos },
             "sync": first_sync.as_ref().map(output::sync_report_json),
         }),
         || {
             let mut text = format!("logged in as {} at {}\naccount {} is now current", output::user_line(&user), printable(&server, true), printable(&account, true));
+            if adopted.incidents > 0 {
+                text.push_str(&format!(
+                    "\n{} report(s) captured before sign-in ({} photo(s)) now belong to this account{}",
+                    adopted.incidents,
+                    adopted.photos,
+                    if first_sync.is_some() { " and go out with the first sync" } else { ": run `gridwork sync` to send them" }
+                ));
+            }
             if let Some(report) = &first_sync {
                 text.push_str(&format!("\nfirst sync: {}", output::sync_report_line(report)));
             }
@@ -116,7 +136,7 @@ fn login(ctx: &Ctx, args: LoginArgs) -> CliResult<()> {
             }
             if local_unsent > 0 {
                 text.push_str(&format!(
-                    "\nnote: {local_unsent} item(s) captured before login stay queued under the account \"local\" (see `gridwork --account local outbox`)"
+                    "\nnote: {local_unsent} item(s) remain under the account \"local\" (see `gridwork --account local outbox`)"
                 ));
             }
             text
@@ -515,13 +535,33 @@ fn retry(ctx: &Ctx, op_id: OsString) -> CliResult<()> {
     Ok(())
 }
 
-fn sync(ctx: &Ctx, args: SyncArgs) -> CliResult<()> {
+/// What a sync round came to, as `gridwork sync`'s exit status tells it.
+fn sync_outcome(report: &SyncReport, was_signed_in: bool) -> (&'static str, i32) {
+    if report.needs_login {
+        return if was_signed_in { ("session_ended", sync_exit::SESSION_ENDED) } else { ("not_signed_in", sync_exit::NOT_SIGNED_IN) };
+    }
+    if report.errors.rejected > 0 {
+        ("refused", sync_exit::REFUSED)
+    } else if report.completed {
+        ("complete", 0)
+    } else if report.errors.network > 0 {
+        ("unreachable", sync_exit::UNREACHABLE)
+    } else {
+        ("unfinished", sync_exit::UNFINISHED)
+    }
+}
+
+fn sync(ctx: &Ctx, args: SyncArgs) -> CliResult<i32> {
     let gw = ctx.open()?;
+    let was_signed_in = gw.session_user()?.is_some();
     let report = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(args.budget_secs))?;
     let summary = gw.outbox_summary()?;
+    let (outcome, status) = sync_outcome(&report, was_signed_in);
     let mut value = output::sync_report_json(&report);
     value["account"] = ctx.account.clone().into();
     value["outbox"] = output::summary_json(&summary);
+    value["outcome"] = outcome.into();
+    value["exit_status"] = status.into();
     ctx.emit(value, || {
         let mut lines = vec![format!("sync of {}: {}", printable(&ctx.account, true), output::sync_report_line(&report))];
         let e = &report.errors;
@@ -529,21 +569,27 @@ fn sync(ctx: &Ctx, args: SyncArgs) -> CliResult<()> {
             lines.push(format!("errors: network {}, transient {}, auth {}, rejected {}", e.network, e.transient, e.auth, e.rejected));
         }
         if report.needs_login {
-            lines.push(if ctx.account == LOCAL_ACCOUNT {
-                "not logged in: run `gridwork login --server URL --username U --password P`".into()
-            } else {
+            lines.push(if was_signed_in {
                 "the session has ended: log in again with `gridwork login`; nothing was dropped".into()
+            } else {
+                "not logged in: run `gridwork login --server URL --username U --password P`".into()
             });
-        } else if report.completed {
-            lines.push("round complete".into());
-        } else if let Some(at) = report.next_wake_ms {
-            let wait = (at - gw.now().device_ms).max(0);
-            lines.push(format!("not finished; try again in {} or later", output::duration_words(wait)));
+        } else {
+            if e.rejected > 0 {
+                lines.push(format!("the server refused {} operation(s): they are parked, see `gridwork outbox`", e.rejected));
+            }
+            if report.completed {
+                lines.push("round complete".into());
+            } else {
+                let when = report.next_wake_ms.map(|at| format!(" in {} or later", output::duration_words((at - gw.now().device_ms).max(0))));
+                let why = if e.network > 0 { "the server could not be reached; nothing was lost" } else { "not finished" };
+                lines.push(format!("{why}; try again{}", when.unwrap_or_default()));
+            }
         }
         lines.push(format!("outbox: {}", output::summary_line(&summary)));
         lines.join("\n")
     });
-    Ok(())
+    Ok(status)
 }
 
 #[cfg(test)]

@@ -37,6 +37,21 @@ impl CliError {
     }
 }
 
+/// Exit statuses of `gridwork sync` besides 0 (the round completed) and the
+/// error statuses 1 and 2, so a script can tell what to do next.
+pub mod sync_exit {
+    /// The server could not be reached (nothing lost: run again later).
+    pub const UNREACHABLE: i32 = 3;
+    /// No one is signed in on this account: `gridwork login`.
+    pub const NOT_SIGNED_IN: i32 = 4;
+    /// The session ended (signed out elsewhere, token revoked): log in again.
+    pub const SESSION_ENDED: i32 = 5;
+    /// The server refused operations: they are parked, see `gridwork outbox`.
+    pub const REFUSED: i32 = 6;
+    /// The round did not finish (time budget, server busy): run again.
+    pub const UNFINISHED: i32 = 7;
+}
+
 /// Codes the CLI adds to the core's.
 pub const INVALID_ARGUMENTS: &str = "invalid_arguments";
 pub const KEY_FILE_UNREADABLE: &str = "key_file_unreadable";

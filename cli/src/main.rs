@@ -34,11 +34,27 @@ Device key:
 Accounts:
   One device directory holds several accounts, each in its own encrypted store.
   `login` makes the account (username@server-host:port) current; before any login
-  commands use the account \"local\", whose reports stay queued on this device.
+  commands use the account \"local\". The next login takes over what \"local\"
+  holds unsent (reports, photos, queued operations) and sends it with its sync.
 
 Errors:
   Exit status 1 (2 for wrong usage). With --json, {\"code\": ..., \"message\": ...} on
   stdout; without, \"error: message (code)\" on stderr. Codes are stable.";
+
+const SYNC_EXIT_HELP: &str = "\
+Exit status:
+  0  the round completed: everything queued was sent and the pull is current
+  1  an error before or around the round (see the message and its code)
+  3  the server could not be reached; nothing was lost, run again later
+  4  not signed in on this account: run `gridwork login`
+  5  the session ended (signed out elsewhere, revoked): log in again
+  6  the server refused some operations: they are parked, see `gridwork outbox`
+  7  the round did not finish (time budget, server busy): run again
+With --json the report carries the same as \"outcome\" and \"exit_status\".
+
+Examples:
+  gridwork sync
+  gridwork sync --budget-secs 20 --json";
 
 #[derive(Parser, Debug)]
 #[command(name = "gridwork", version, about = "Gridwork on the command line: a phone's offline-first core in a terminal", after_help = KEY_HELP)]
@@ -125,6 +141,7 @@ pub enum Command {
         op_id: OsString,
     },
     /// Run one sync: push, upload photos, pull
+    #[command(after_help = SYNC_EXIT_HELP)]
     Sync(SyncArgs),
     /// Run the whole loop on embedded defaults: server, phone, capture, sync, dispatch
     Demo,
@@ -211,9 +228,13 @@ fn main() {
         Err(e) => usage_error(e, &args),
     };
     let json = cli.json;
-    if let Err(error) = commands::run(cli) {
-        report_error(&error, json);
-        std::process::exit(error.exit_code());
+    match commands::run(cli) {
+        Ok(0) => {}
+        Ok(status) => std::process::exit(status),
+        Err(error) => {
+            report_error(&error, json);
+            std::process::exit(error.exit_code());
+        }
     }
 }
 

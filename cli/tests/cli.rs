@@ -160,11 +160,86 @@ fn before_login_reports_queue_on_the_local_account() {
     assert_eq!(status["account"], "local");
     assert_eq!(status["logged_in"], false);
     assert_eq!(status["outbox"]["pending"], 1);
-    // Sync runs, sends nothing, says a login is needed, and exits 0.
-    let sync = json(&ok(run(gridwork(device.path()), ["sync", "--json"])));
+    // Sync runs, sends nothing, says a login is needed, and exits 4.
+    let sync = run(gridwork(device.path()), ["sync", "--json"]);
+    assert_eq!(sync.status.code(), Some(4), "not signed in");
+    let sync = json(&sync);
+    assert_eq!(sync["outcome"], "not_signed_in");
     assert_eq!(sync["needs_login"], true);
     assert_eq!(sync["pushed"], 0);
     assert_eq!(sync["outbox"]["pending"], 1, "nothing dropped");
+}
+
+#[test]
+fn the_first_login_takes_over_and_sends_what_was_captured_before() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device = tempfile::tempdir().unwrap();
+    let camera = tempfile::tempdir().unwrap();
+    let picture = photo(camera.path(), "wall.jpg", 11);
+
+    // No account yet: the report (with a photo) and a draft wait under "local".
+    let report = json(&ok(run(
+        gridwork(device.path()),
+        [
+            OsStr::new("report"),
+            OsStr::new("--category"),
+            OsStr::new("0602"),
+            OsStr::new("--description"),
+            OsStr::new("公厕外墙开裂"),
+            OsStr::new("--photo"),
+            picture.as_os_str(),
+            OsStr::new("--json"),
+        ],
+    )));
+    let id = report["id"].as_str().unwrap().to_owned();
+    let sha = report["photos"][0]["sha256"].as_str().unwrap().to_owned();
+    let local_photos = device.path().join("accounts");
+    assert_eq!(json(&ok(run(gridwork(device.path()), ["outbox", "--json"])))["pending"], 2);
+
+    let login = ok(run(gridwork(device.path()), ["login", "--server", &server.url(), "--username", "worker1", "--password", PASSWORD]));
+    let text = stdout(&login);
+    assert!(text.contains("1 report(s) captured before sign-in (1 photo(s)) now belong to this account"), "{text}");
+    assert!(!text.contains("remain under the account"), "{text}");
+
+    // Sent by the login's first sync, photo included, under worker1.
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents"), 1);
+    assert_eq!(server.photos(&id), vec![(sha.clone(), true)], "the photo arrived");
+    let shown = json(&ok(run(gridwork(device.path()), ["show", &id, "--json"])));
+    assert_eq!(shown["status"], "reported", "{shown}");
+    let actions: Vec<&str> = shown["audit"].as_array().unwrap().iter().filter_map(|a| a["action"].as_str()).collect();
+    assert!(actions.contains(&"submitted"), "the trail moved along: {actions:?}");
+    assert!(actions.contains(&"adopted"), "{actions:?}");
+
+    // Nothing is left under "local", nor its copy of the photo.
+    let local = json(&ok(run(gridwork(device.path()), ["--account", "local", "outbox", "--json"])));
+    assert_eq!(local["pending"], 0, "{local}");
+    let local_incidents = json(&ok(run(gridwork(device.path()), ["--account", "local", "incidents", "--json"])));
+    assert_eq!(local_incidents.as_array().unwrap().len(), 0, "{local_incidents}");
+    let copies = walk(&local_photos)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(&sha) && !p.to_string_lossy().contains("renditions"))
+        .count();
+    assert_eq!(copies, 2, "one original and one thumbnail, in worker1's folder only");
+
+    // A second login (another user) takes nothing: worker1's work is theirs.
+    server.add_user("worker2", gridwork_protocol::api::Role::GridWorker, &["G-001"]);
+    let second = ok(run(gridwork(device.path()), ["login", "--server", &server.url(), "--username", "worker2", "--password", PASSWORD, "--json"]));
+    assert_eq!(json(&second)["adopted"]["incidents"], 0);
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 #[test]
@@ -210,11 +285,20 @@ fn wrong_password_and_unreachable_server() {
     let insecure = run(gridwork(device.path()), ["login", "--server", "http://gridwork.example.org", "--username", "w", "--password", "p", "--json"]);
     assert_eq!(error_code(&insecure), "invalid_server_url");
 
-    // Logged in, then the server goes away: sync still exits 0 and keeps everything.
+    // Logged in, a round with nothing left to do: 0. Then the server goes
+    // away: sync exits 3 ("unreachable") and keeps everything.
     ok(run(gridwork(device.path()), ["login", "--server", &server.url(), "--username", "worker1", "--password", PASSWORD]));
+    let complete = json(&ok(run(gridwork(device.path()), ["sync", "--json"])));
+    assert_eq!((complete["outcome"].as_str(), complete["exit_status"].as_i64()), (Some("complete"), Some(0)));
     ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "x"]));
     server.stop();
-    let sync = json(&ok(run(gridwork(device.path()), ["sync", "--json", "--budget-secs", "10"])));
+    let sync = run(gridwork(device.path()), ["sync", "--json", "--budget-secs", "10"]);
+    assert_eq!(sync.status.code(), Some(3), "unreachable: {}", stdout(&sync));
+    let human = run(gridwork(device.path()), ["sync", "--budget-secs", "5"]);
+    assert_eq!(human.status.code(), Some(3));
+    assert!(stdout(&human).contains("could not be reached; nothing was lost"), "{}", stdout(&human));
+    let sync = json(&sync);
+    assert_eq!(sync["outcome"], "unreachable");
     assert_eq!(sync["pushed"], 0);
     assert!(sync["errors"]["network"].as_u64().unwrap() > 0, "{sync}");
     assert_eq!(sync["outbox"]["pending"], 1);
@@ -468,6 +552,43 @@ fn tasks_are_worked_and_verified_from_the_terminal() {
     assert_eq!((mine["user"].as_str(), mine["handled"].as_u64()), (Some("sanitation"), Some(1)), "{mine}");
     let human = stdout(&ok(run(gridwork(worker.path()), ["stats", "--grid", "G-001"])));
     assert!(human.contains("average rating    2.0 of 5 (1 rated)"), "{human}");
+}
+
+#[test]
+fn sync_exit_statuses_tell_refused_and_unfinished_rounds_apart() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let (volunteer, worker) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (dir, user) in [(&volunteer, "volunteer1"), (&worker, "worker1")] {
+        ok(run(gridwork(dir.path()), ["login", "--server", &server.url(), "--username", user, "--password", PASSWORD]));
+    }
+    let id = stdout(&ok(run(gridwork(volunteer.path()), ["report", "--category", "0602", "--description", "井盖松动", "--lat", "31.23", "--lon", "121.465"])));
+    let id = id.trim().to_owned();
+    ok(run(gridwork(volunteer.path()), ["sync"]));
+    ok(run(gridwork(worker.path()), ["sync"]));
+
+    // The command center registers the report first; the worker, offline,
+    // rejects it. Their sync is refused: exit 6, the step parked.
+    server.step(&id, "register", None);
+    ok(run(gridwork(worker.path()), ["review", "reject", &id, "--note", "重复上报"]));
+    let refused = run(gridwork(worker.path()), ["sync", "--json"]);
+    assert_eq!(refused.status.code(), Some(6), "{}", stdout(&refused));
+    let refused = json(&refused);
+    assert_eq!(refused["outcome"], "refused");
+    assert_eq!(refused["outbox"]["parked"], 1, "{refused}");
+
+    // A round with no time: not finished, exit 7; the next one completes.
+    ok(run(gridwork(volunteer.path()), ["report", "--category", "0602", "--description", "路灯不亮"]));
+    let unfinished = run(gridwork(volunteer.path()), ["sync", "--budget-secs", "0", "--json"]);
+    assert_eq!(unfinished.status.code(), Some(7), "{}", stdout(&unfinished));
+    assert_eq!(json(&unfinished)["outcome"], "unfinished");
+    assert_eq!(json(&ok(run(gridwork(volunteer.path()), ["sync", "--json"])))["outcome"], "complete");
+
+    let help = stdout(&ok(run(bare(), ["sync", "--help"])));
+    for status in ["3  the server could not be reached", "4  not signed in", "5  the session ended", "6  the server refused", "7  the round did not finish"] {
+        assert!(help.contains(status), "{help}");
+    }
 }
 
 #[test]

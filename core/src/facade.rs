@@ -499,6 +499,41 @@ impl Gridwork {
         self.photos.rendition(&photo.sha256, format, photo.orientation, rendition, self.photo_limits)
     }
 
+    /// Take over the work of another account's store that no server has
+    /// seen (reports and drafts, their photos, trail and queued
+    /// operations): typically the "before sign-in" store, right after the
+    /// first sign-in on a device. It goes out with this account's next
+    /// sync and is gone from `source`. Safe to repeat after a crash (see
+    /// [`crate::adopt`]). Both stores must be open in this process.
+    pub fn adopt_unsent_from(&self, source: &Gridwork) -> Result<crate::Adopted> {
+        if source.account_id == self.account_id {
+            // Its own work is already here.
+            return Ok(crate::Adopted::default());
+        }
+        // Source before target: the one order every adopt takes.
+        let mut from = source.lock();
+        let ids = crate::adopt::unseen_incidents(&from)?;
+        if ids.is_empty() {
+            return Ok(crate::Adopted::default());
+        }
+        let files = crate::adopt::photo_files(&from, &ids)?;
+        let guards = crate::adopt::copy_files(&source.photos, &self.photos, &files)?;
+        let adopted = self.write(|tx, now, at| crate::adopt::insert_into(&from, tx, &ids, &self.account_id, now, at))?;
+        drop(guards);
+        let tx = from.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        crate::adopt::remove_from(&tx, &ids, &source.account_id, source.clock.now())?;
+        tx.commit()?;
+        // The source's copies of the files now belong to no row there.
+        source.photos.sweep(&capture::referenced_hashes(&from)?, false)?;
+        drop(from);
+        log::info!("adopt: {} incidents, {} operations, {} photos moved between accounts", adopted.incidents, adopted.operations, adopted.photos);
+        source.notifier.notify(Change::Incidents { ids: ids.clone() });
+        source.notifier.notify(Change::Outbox);
+        self.notifier.notify(Change::Incidents { ids });
+        self.notifier.notify(Change::Outbox);
+        Ok(adopted)
+    }
+
     /// Remove photo files no row references; returns how many.
     pub fn sweep_orphan_files(&self) -> Result<u64> {
         let conn = self.lock();

@@ -5,6 +5,7 @@
 //! durable outbox for the sync engine. [`Gridwork`] is the one facade: the
 //! CLI, the tests and the mobile bindings (`gridwork-ffi`) call it.
 
+pub mod adopt;
 pub mod capture;
 pub mod clock;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod store;
 pub mod sync;
 pub mod text;
 
+pub use adopt::Adopted;
 pub use capture::DraftFields;
 pub use steps::StepInput;
 pub use error::{Error, Result};

@@ -251,3 +251,69 @@ fn accounts_are_partitioned() {
     // No user name in any path.
     assert!(!a.database_path().to_string_lossy().contains("worker-a"));
 }
+
+#[test]
+fn work_captured_before_sign_in_moves_to_the_account_once_even_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let camera = tempfile::tempdir().unwrap();
+    let local = open(dir.path(), "local");
+    let worker = open(dir.path(), "worker-1@gridwork.example:443");
+
+    // Before sign-in: a submitted report with two photos, a draft, a discarded draft.
+    let report = local
+        .create_draft(DraftFields { category_code: Some("0602".into()), description: "公厕外墙开裂".into(), ..Default::default() })
+        .unwrap();
+    for seed in [1, 2] {
+        let file = write_file(camera.path(), &format!("p{seed}.jpg"), &jpeg_bytes(&scene(320, 240, seed), 85, None));
+        local.attach_photo(report.id, &file).unwrap();
+    }
+    local.submit(report.id).unwrap();
+    let draft = local.create_draft(DraftFields { description: "井盖松动".into(), ..Default::default() }).unwrap();
+    let dropped = local.create_draft(DraftFields { description: "不要了".into(), ..Default::default() }).unwrap();
+    local.discard_draft(dropped.id).unwrap();
+    let queued: Vec<String> = local.outbox_items().unwrap().iter().map(|o| o.op_id.to_string()).collect();
+    assert_eq!(queued.len(), 3, "the submit and two uploads");
+
+    // A crash after the rows reached the worker's store but before they left
+    // "local": both hold them. (The module's own steps, as the facade runs them.)
+    let ids = local.with_connection(|c| gridwork_core::adopt::unseen_incidents(c)).unwrap();
+    assert_eq!(ids, vec![report.id, draft.id], "not the discarded draft");
+    local
+        .with_connection(|source| {
+            worker.with_connection(|target| {
+                let tx = target.transaction()?;
+                gridwork_core::adopt::insert_into(source, &tx, &ids, "worker-1@gridwork.example:443", worker.now(), None)?;
+                tx.commit()?;
+                Ok(())
+            })
+        })
+        .unwrap();
+
+    // Run again, as the next sign-in does: taken over once, gone from "local".
+    let adopted = worker.adopt_unsent_from(&local).unwrap();
+    assert_eq!(adopted.incidents, 0, "already there: skipped, not doubled");
+    assert!(local.list_incidents(IncidentFilter::default()).unwrap().iter().all(|i| i.status == IncidentStatus::Discarded));
+    assert!(local.outbox_items().unwrap().is_empty());
+    let mine = worker.list_incidents(IncidentFilter::default()).unwrap();
+    assert_eq!(mine.len(), 2);
+    assert!(mine.iter().all(|i| i.reporter == "worker-1@gridwork.example:443"));
+    let ops: Vec<String> = worker.outbox_items().unwrap().iter().map(|o| o.op_id.to_string()).collect();
+    assert_eq!(ops, queued, "the same operations (ids kept: the server applies each once), in order");
+    assert!(worker.outbox_items().unwrap().iter().all(|o| o.state == OperationState::Pending));
+    let detail = worker.get_incident(report.id).unwrap();
+    assert_eq!(detail.photos.len(), 2);
+    for photo in &detail.photos {
+        assert!(photo.original_path.exists() && photo.thumbnail_path.exists(), "the files came along");
+    }
+
+    // And a clean run from scratch moves everything in one go.
+    let fresh = tempfile::tempdir().unwrap();
+    let local2 = open(fresh.path(), "local");
+    let other = open(fresh.path(), "worker-2@gridwork.example:443");
+    let only = local2.create_draft(DraftFields { description: "路灯不亮".into(), ..Default::default() }).unwrap();
+    let moved = other.adopt_unsent_from(&local2).unwrap();
+    assert_eq!((moved.incidents, moved.operations, moved.photos), (1, 0, 0));
+    assert_eq!(other.get_incident(only.id).unwrap().incident.description, "路灯不亮");
+    assert!(local2.list_incidents(IncidentFilter::default()).unwrap().is_empty());
+    assert_eq!(other.adopt_unsent_from(&local2).unwrap().incidents, 0, "nothing twice");
+}

@@ -320,6 +320,25 @@ impl PhotoStore {
         Ok(())
     }
 
+    /// Copy a photo's original and thumbnail from another account's folder
+    /// (work moving between accounts, see `adopt`), durably, unless this
+    /// folder has them. The guard keeps the sweeper away until the rows
+    /// referencing them commit. Renditions are not copied: they are made
+    /// again on demand.
+    pub fn import_from(&self, source: &PhotoStore, sha256: &str, format: PhotoFormat) -> Result<IngestGuard> {
+        let guard = self.guard(sha256);
+        for (from, to) in [
+            (source.original_path(sha256, format), self.original_path(sha256, format)),
+            (source.thumbnail_path(sha256), self.thumbnail_path(sha256)),
+        ] {
+            if !to.exists() {
+                let bytes = fs::read(&from).map_err(|_| Error::NotFound { what: "photo file" })?;
+                write_durably(&to, &bytes)?;
+            }
+        }
+        Ok(guard)
+    }
+
     /// Remove every file whose hash no row references, and any temp file
     /// when `include_temp` (only safe when no ingest runs: at open).
     /// Returns how many files were removed.

@@ -97,6 +97,12 @@ public final class Gridwork: Sendable {
         return Int(clamping: removed)
     }
 
+    /// Takes over `source`'s unsent work (the store used before the first
+    /// sign-in): it goes out with this account's next sync.
+    public func adoptUnsentFrom(_ source: Gridwork) async throws -> Adopted {
+        try await store.adoptUnsentFrom(source: source.store)
+    }
+
     // MARK: capture
 
     public func createDraft(_ fields: DraftFields) async throws -> Incident {

@@ -1,5 +1,6 @@
 package app.gridwork
 
+import app.gridwork.ffi.Adopted
 import app.gridwork.ffi.CaseTask
 import app.gridwork.ffi.Category
 import app.gridwork.ffi.DraftFields
@@ -99,6 +100,9 @@ class Gridwork private constructor(
     suspend fun importGridsGeojson(geojson: String): Int = store.importGridsGeojson(geojson).toInt()
     suspend fun locateGrid(location: GeoPoint): String? = quick { locateGrid(location) }
     suspend fun sweepOrphanFiles(): Long = store.sweepOrphanFiles().toLong()
+
+    /** Take over [source]'s unsent work (the store used before the first sign-in): it goes out with this account's sync. */
+    suspend fun adoptUnsentFrom(source: Gridwork): Adopted = store.adoptUnsentFrom(source.store)
 
     // --- capture ---
     suspend fun createDraft(fields: DraftFields): Incident = quick { createDraft(fields) }

@@ -185,6 +185,34 @@ class StoreTest : FlowScope() {
     }
 
     @Test
+    fun workCapturedBeforeSignInMovesToTheAccount() = runBlocking {
+        val dir = tempDir("gw-device")
+        val key = randomKey()
+        val camera = tempDir("gw-camera")
+        Gridwork.open(storeConfig(dir, key, account = "local")).use { local ->
+            Gridwork.open(storeConfig(dir, key)).use { worker ->
+                val draft = local.createDraft(report("公厕外墙开裂"))
+                local.attachPhoto(draft.id, writeJpeg(File(camera, "wall.jpg"), 640, 480, seed = 5).path)
+                local.submit(draft.id)
+                val outbox = worker.outbox().collected()
+                assertEquals(0UL, outbox.receive().pending)
+
+                val adopted = worker.adoptUnsentFrom(local)
+                assertEquals(1U, adopted.incidents)
+                assertEquals(2U, adopted.operations)
+                assertEquals(1U, adopted.photos)
+                outbox.until("the submit and the upload queued here") { it.pending == 2UL }
+                val moved = worker.incident(draft.id)
+                assertEquals("worker1@test", moved.incident.reporter)
+                assertTrue(File(moved.photos.single().originalPath).exists())
+                assertTrue(local.listIncidents().isEmpty())
+                assertEquals(0UL, local.outboxSummary().pending)
+                assertEquals(0U, worker.adoptUnsentFrom(local).incidents)
+            }
+        }
+    }
+
+    @Test
     fun logRecordsReachTheSinkWithoutPersonalData() = runBlocking {
         val records = Collections.synchronizedList(mutableListOf<LogRecord>())
         setLogSink(object : LogSink {
