@@ -56,6 +56,8 @@ pub mod sync_exit {
 pub const INVALID_ARGUMENTS: &str = "invalid_arguments";
 pub const KEY_FILE_UNREADABLE: &str = "key_file_unreadable";
 pub const DEVICE_DIR_UNUSABLE: &str = "device_dir_unusable";
+/// Another gridwork process holds this account's store.
+pub const DEVICE_BUSY: &str = "device_busy";
 
 impl From<gridwork_core::Error> for CliError {
     fn from(error: gridwork_core::Error) -> Self {

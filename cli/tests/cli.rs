@@ -243,6 +243,35 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
+fn one_process_at_a_time_per_account_store() {
+    let device = tempfile::tempdir().unwrap();
+    ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "占道经营"]));
+    let lock_path = std::fs::read_dir(device.path().join("accounts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "lock"))
+        .expect("the store's lock file");
+    let pid: u32 = std::fs::read_to_string(&lock_path).unwrap().trim().parse().expect("the pid of the last holder");
+    assert!(pid > 0);
+
+    // Another process (a sync, say) holds the store: a clear refusal naming it.
+    let holder = std::fs::OpenOptions::new().write(true).open(&lock_path).unwrap();
+    holder.lock().unwrap();
+    std::fs::write(&lock_path, "4242\n").unwrap();
+    let busy = run(gridwork(device.path()), ["outbox", "--json"]);
+    assert_eq!(error_code(&busy), "device_busy");
+    assert!(json(&busy)["message"].as_str().unwrap().contains("another gridwork (pid 4242) is using this account"), "{}", stdout(&busy));
+    let human = run(gridwork(device.path()), ["sync"]);
+    assert_eq!(human.status.code(), Some(1));
+    assert!(stderr(&human).contains("try again when it has finished (device_busy)"), "{}", stderr(&human));
+
+    // Released (as when that process exits, even killed): work goes on, nothing lost.
+    drop(holder);
+    let outbox = json(&ok(run(gridwork(device.path()), ["outbox", "--json"])));
+    assert_eq!(outbox["pending"], 1);
+}
+
+#[test]
 fn accounts_are_partitioned() {
     let server_dir = tempfile::tempdir().unwrap();
     let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
