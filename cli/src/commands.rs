@@ -46,6 +46,7 @@ pub fn run(cli: Cli) -> CliResult<i32> {
         Command::Accounts => accounts(&ctx),
         Command::Report(args) => report(&ctx, args),
         Command::Resubmit { id, description, photo } => resubmit(&ctx, id, description, &photo),
+        Command::Drafts { command } => crate::drafts::drafts(&ctx, command),
         Command::Categories => categories(&ctx),
         Command::Grids => grids(&ctx),
         Command::ImportGrids { file } => import_grids(&ctx, &file),
@@ -328,7 +329,7 @@ fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
             incident.category_code.as_deref().unwrap_or("-"),
             incident.grid_code.as_deref().unwrap_or("none"),
             detail.photos.len(),
-            output::sync_state_words(&detail.sync_state),
+            output::sync_state_words(detail.incident.status, &detail.sync_state),
             if logged_in { "; run `gridwork sync` to send it" } else { "; it goes out after a login and a sync" }
         );
     }
@@ -441,7 +442,7 @@ fn incidents(ctx: &Ctx, args: IncidentsArgs) -> CliResult<()> {
                     i.category_code.as_deref().unwrap_or("-"),
                     i.grid_code.as_deref().map(|g| printable(g, true)).unwrap_or_else(|| "-".into()),
                     i.photo_count,
-                    output::sync_state_words(s),
+                    output::sync_state_words(i.status, s),
                     output::clip(&printable(&i.description, true), 40)
                 )
             })
@@ -483,7 +484,7 @@ fn show(ctx: &Ctx, id: OsString) -> CliResult<()> {
             format!("grid      {}", i.grid_code.as_deref().map(|g| printable(g, true)).unwrap_or_else(|| "-".into())),
             format!("reporter  {}", printable(&i.reporter, true)),
             format!("created   {}", output::iso_time(i.created_at.corrected_ms)),
-            format!("sync      {}", output::sync_state_words(&detail.sync_state)),
+            format!("sync      {}", output::sync_state_words(detail.incident.status, &detail.sync_state)),
         ];
         if let Some(location) = i.location {
             lines.push(format!("location  {:.6}, {:.6}", location.lat, location.lon));

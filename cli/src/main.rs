@@ -9,6 +9,7 @@ mod commands;
 mod context;
 mod demo;
 mod device;
+mod drafts;
 mod error;
 mod output;
 mod tasks;
@@ -102,6 +103,11 @@ pub enum Command {
         /// Photo evidence; repeat for several
         #[arg(long, value_name = "FILE")]
         photo: Vec<PathBuf>,
+    },
+    /// Drafts not submitted (an interrupted `report`, say): list, submit as they are, or discard
+    Drafts {
+        #[command(subcommand)]
+        command: Option<drafts::DraftsCommand>,
     },
     /// The device's category table
     Categories,

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use chrono::{DateTime, FixedOffset, Offset, SecondsFormat, Utc};
-use gridwork_core::{Category, Grid, Incident, Named, Operation, OutboxSummary, Photo, SyncReport, SyncState};
+use gridwork_core::{Category, Grid, Incident, IncidentStatus, Named, Operation, OutboxSummary, Photo, SyncReport, SyncState};
 use gridwork_protocol::api::UserInfo;
 use serde_json::{Value, json};
 
@@ -120,11 +120,16 @@ pub fn sync_state_json(state: &SyncState) -> Value {
     }
 }
 
-pub fn sync_state_words(state: &SyncState) -> String {
-    match state {
-        SyncState::Synced => "synced".to_owned(),
-        SyncState::Unsent { pending_operations } => format!("unsent ({pending_operations} queued)"),
-        SyncState::Parked { code, .. } => format!("parked: {}", printable(code, true)),
+/// Where an incident stands with the server, in words. A draft and a
+/// discarded draft have nothing queued, but they are not "synced": they
+/// never left the device.
+pub fn sync_state_words(status: IncidentStatus, state: &SyncState) -> String {
+    match (status, state) {
+        (IncidentStatus::Draft, _) => "draft, not submitted (see `gridwork drafts`)".to_owned(),
+        (IncidentStatus::Discarded, _) => "discarded, never sent".to_owned(),
+        (_, SyncState::Synced) => "synced".to_owned(),
+        (_, SyncState::Unsent { pending_operations }) => format!("unsent ({pending_operations} queued)"),
+        (_, SyncState::Parked { code, .. }) => format!("parked: {}", printable(code, true)),
     }
 }
 

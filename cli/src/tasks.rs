@@ -239,7 +239,7 @@ fn step(ctx: &Ctx, args: StepArgs, action: CaseAction, rating: Option<u8>, merge
             action.as_str(),
             incident.id,
             incident.status.as_str(),
-            output::sync_state_words(&detail.sync_state),
+            output::sync_state_words(detail.incident.status, &detail.sync_state),
         )
     });
     Ok(())

@@ -243,6 +243,53 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
+fn drafts_left_by_an_interrupted_report_are_listed_submitted_or_discarded() {
+    let device = tempfile::tempdir().unwrap();
+    let camera = tempfile::tempdir().unwrap();
+    // A report interrupted between its draft and its submit (the process
+    // killed, say), and a draft without a category, as the core leaves them.
+    let (complete, incomplete) = {
+        let gw = gridwork_core::Gridwork::open(gridwork_core::GridworkConfig::new(device.path(), "local", hex::decode(KEY).unwrap())).unwrap();
+        let fields = |category: Option<&str>, description: &str| gridwork_core::DraftFields {
+            category_code: category.map(str::to_owned),
+            description: description.to_owned(),
+            ..Default::default()
+        };
+        let complete = gw.create_draft(fields(Some("0602"), "楼道堆物")).unwrap();
+        gw.attach_photo(complete.id, &photo(camera.path(), "a.jpg", 4)).unwrap();
+        let incomplete = gw.create_draft(fields(None, "还没选类别")).unwrap();
+        (complete.id.to_string(), incomplete.id.to_string())
+    };
+
+    let listed = json(&ok(run(gridwork(device.path()), ["drafts", "--json"])));
+    let ids: Vec<&str> = listed.as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{listed}");
+    assert!(ids.contains(&complete.as_str()) && ids.contains(&incomplete.as_str()));
+    let human = stdout(&ok(run(gridwork(device.path()), ["incidents"])));
+    assert!(human.contains("draft, not submitted") && !human.contains("synced"), "{human}");
+
+    let submitted = json(&ok(run(gridwork(device.path()), ["drafts", "submit", &complete, "--json"])));
+    assert_eq!(submitted["status"], "submitted");
+    assert_eq!(json(&ok(run(gridwork(device.path()), ["outbox", "--json"])))["pending"], 2, "the report and its photo");
+    assert_eq!(error_code(&run(gridwork(device.path()), ["drafts", "submit", &incomplete, "--json"])), "incomplete");
+    ok(run(gridwork(device.path()), ["drafts", "discard", &incomplete]));
+    assert!(json(&ok(run(gridwork(device.path()), ["drafts", "--json"]))).as_array().unwrap().is_empty());
+    assert!(stdout(&ok(run(gridwork(device.path()), ["drafts"]))).contains("no drafts"));
+
+    // A report whose photo is refused leaves no draft behind, and what is
+    // left is shown for what it is.
+    let broken = write_file(camera.path(), "broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg");
+    let failed = run(
+        gridwork(device.path()),
+        [OsStr::new("report"), OsStr::new("--category"), OsStr::new("0602"), OsStr::new("--photo"), broken.as_os_str()],
+    );
+    assert!(!failed.status.success());
+    assert!(json(&ok(run(gridwork(device.path()), ["drafts", "--json"]))).as_array().unwrap().is_empty());
+    let discarded = stdout(&ok(run(gridwork(device.path()), ["incidents", "--status", "discarded"])));
+    assert!(discarded.contains("discarded, never sent") && !discarded.contains("synced"), "{discarded}");
+}
+
+#[test]
 fn one_process_at_a_time_per_account_store() {
     let device = tempfile::tempdir().unwrap();
     ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "占道经营"]));
