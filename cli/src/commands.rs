@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::context::{Ctx, parse_id, text};
 use crate::device::{Device, KeySource, LOCAL_ACCOUNT};
-use crate::error::{CliError, CliResult, sync_exit};
+use crate::error::{CliError, CliResult, UNKNOWN_ACCOUNT, sync_exit};
 use crate::output::{self, printable};
 use crate::{Cli, Command, IncidentsArgs, LoginArgs, ReportArgs, SyncArgs};
 
@@ -32,7 +32,21 @@ pub fn run(cli: Cli) -> CliResult<i32> {
         );
     }
     let account = match cli.account {
-        Some(account) => text("account", account)?.trim().to_owned(),
+        Some(account) => {
+            let account = text("account", account)?.trim().to_owned();
+            // A mistyped --account must not quietly open a new, empty store.
+            let is_login = matches!(cli.command, Command::Login(_));
+            if !is_login && account != LOCAL_ACCOUNT && !device.known_accounts()?.contains(&account) {
+                return Err(CliError::new(
+                    UNKNOWN_ACCOUNT,
+                    format!(
+                        "no account {} on this device: `gridwork accounts` lists them, `gridwork login` adds one",
+                        printable(&account, true)
+                    ),
+                ));
+            }
+            account
+        }
         None => device.current_account()?,
     };
     let ctx = Ctx { device, account, json };

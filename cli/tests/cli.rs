@@ -290,6 +290,20 @@ fn drafts_left_by_an_interrupted_report_are_listed_submitted_or_discarded() {
 }
 
 #[test]
+fn an_unknown_account_is_an_error_not_a_new_empty_store() {
+    let device = tempfile::tempdir().unwrap();
+    ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "x"]));
+    let stores = || std::fs::read_dir(device.path().join("accounts")).unwrap().count();
+    let before = stores();
+    let unknown = run(gridwork(device.path()), ["--account", "nosuch@x:1", "incidents", "--json"]);
+    assert_eq!(error_code(&unknown), "unknown_account");
+    assert!(json(&unknown)["message"].as_str().unwrap().contains("`gridwork accounts` lists them"));
+    assert_eq!(stores(), before, "no store was created");
+    // "local" is always there.
+    assert_eq!(json(&ok(run(gridwork(device.path()), ["--account", "local", "outbox", "--json"])))["pending"], 1);
+}
+
+#[test]
 fn one_process_at_a_time_per_account_store() {
     let device = tempfile::tempdir().unwrap();
     ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "占道经营"]));

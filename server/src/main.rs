@@ -14,9 +14,11 @@ use gridwork_server::{StorageConfig, ServerError, admin, auth, cases, open_stora
 #[derive(Parser)]
 #[command(name = "gridwork-server", version, about = "Gridwork reference sync server")]
 struct Cli {
-    /// Data directory (SQLite file and blob folder) for the embedded default.
-    #[arg(long, global = true, default_value = "gridwork-server-data")]
-    data: PathBuf,
+    /// Data folder of the embedded default (SQLite database and photo blobs);
+    /// created, with a note, when it does not exist. Needed unless
+    /// --database-url is given.
+    #[arg(long, global = true, value_name = "DIR", env = "GRIDWORK_SERVER_DATA")]
+    data: Option<PathBuf>,
     /// PostgreSQL URL (postgres://user:pass@host/db); blobs then live in the database too.
     #[arg(long, global = true, env = "GRIDWORK_DATABASE_URL")]
     database_url: Option<String>,
@@ -179,8 +181,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn storage(cli: &Cli) -> StorageConfig {
-    StorageConfig { data_dir: cli.data.clone(), database_url: cli.database_url.clone(), max_connections: cli.max_connections }
+/// Where this command's server state lives: never a folder picked silently.
+fn storage(cli: &Cli) -> Result<StorageConfig, ServerError> {
+    let data_dir = match (&cli.data, &cli.database_url) {
+        (Some(dir), _) => dir.clone(),
+        // PostgreSQL holds the blobs too: no folder is used.
+        (None, Some(_)) => PathBuf::new(),
+        (None, None) => {
+            return Err(ServerError::bad_request(
+                "data_dir_missing",
+                "say where the server's data lives: --data DIR (or GRIDWORK_SERVER_DATA) for SQLite, or --database-url for PostgreSQL",
+            ));
+        }
+    };
+    if cli.database_url.is_none() && !data_dir.exists() {
+        eprintln!("note: creating a new server data folder at {} (SQLite database and photo blobs)", data_dir.display());
+    }
+    Ok(StorageConfig { data_dir, database_url: cli.database_url.clone(), max_connections: cli.max_connections })
 }
 
 fn read_json(path: &PathBuf) -> Result<serde_json::Value, ServerError> {
@@ -206,7 +223,7 @@ fn transition(action: CaseAction, note: Option<String>) -> TransitionRequest {
 }
 
 fn run(cli: Cli) -> Result<(), ServerError> {
-    let (db, blobs) = open_storage(&storage(&cli))?;
+    let (db, blobs) = open_storage(&storage(&cli)?)?;
     match cli.command {
         Command::Init => {
             println!("initialized");

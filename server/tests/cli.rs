@@ -338,6 +338,31 @@ fn the_admin_command_line_runs_a_case_end_to_end() {
 }
 
 #[test]
+fn the_data_folder_is_never_picked_silently() {
+    let cwd = tempfile::tempdir().unwrap();
+    let bare = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gridwork-server"));
+        command.current_dir(cwd.path()).env_remove("GRIDWORK_DATABASE_URL").env_remove("GRIDWORK_SERVER_DATA").env("GRIDWORK_LOG", "warn");
+        command
+    };
+    // No --data, no env, no database URL: refused, and nothing is created.
+    let refused = bare().args(["incidents", "list"]).output().unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--data DIR (or GRIDWORK_SERVER_DATA)") && stderr.contains("data_dir_missing"), "{stderr}");
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0, "no folder appeared");
+
+    // From the environment, created with a note the first time only.
+    let first = bare().env("GRIDWORK_SERVER_DATA", cwd.path().join("srv")).args(["init"]).output().unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stderr).contains("creating a new server data folder at"), "says so");
+    assert!(cwd.path().join("srv/gridwork-server.db").exists());
+    let again = bare().env("GRIDWORK_SERVER_DATA", cwd.path().join("srv")).args(["incidents", "list"]).output().unwrap();
+    assert!(again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("creating"), "an existing folder is just used");
+}
+
+#[test]
 fn serve_refuses_an_address_it_cannot_listen_on() {
     for backend in backends() {
         let admin = Admin::new(&backend);
