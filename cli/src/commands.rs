@@ -79,15 +79,11 @@ pub fn run(cli: Cli) -> CliResult<i32> {
 }
 
 /// "username@host:port", the account id a login on this server makes.
+/// The server is named as the core names it, so `localhost` and
+/// `127.0.0.1`, or an address with and without `/v1`, are one account.
 pub fn account_id(server_url: &str, username: &str) -> CliResult<String> {
-    let invalid = |why: &str| CliError::from(gridwork_core::Error::InvalidServerUrl(why.to_owned()));
-    let url = url::Url::parse(server_url.trim_end_matches('/')).map_err(|_| invalid("not a URL"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid("the scheme must be https"));
-    }
-    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| invalid("the URL has no host"))?;
-    let port = url.port_or_known_default().ok_or_else(|| invalid("the URL has no port"))?;
-    Ok(format!("{username}@{host}:{port}"))
+    let url = gridwork_core::sync::server_url::parse(server_url)?;
+    Ok(format!("{username}@{}:{}{}", url.host, url.port, url.path))
 }
 
 fn unsent(summary: &OutboxSummary) -> u64 {
@@ -103,7 +99,11 @@ fn login(ctx: &Ctx, args: LoginArgs) -> CliResult<()> {
     }
     let account = account_id(&server, &username)?;
     let gw = ctx.device.open(&account)?;
-    let user = gw.login(&server, &username, &password, args.allow_insecure_http)?;
+    let user = gw.login(&server, &username, &password, args.allow_insecure_http).map_err(|e| match e {
+        gridwork_core::Error::Network(why) => CliError::from(gridwork_core::Error::Network(why.clone()))
+            .with_message(format!("cannot reach {}: {why}; check that the server is running and the address is right", printable(&server, true))),
+        other => other.into(),
+    })?;
     ctx.device.set_current_account(Some(&account))?;
     // Work captured before anyone signed in on this device ("local") is
     // taken over by the account signing in now and goes out with its sync.
@@ -273,12 +273,6 @@ fn number(field: &'static str, value: OsString) -> CliResult<f64> {
         .map_err(|_| CliError::from(gridwork_core::Error::InvalidLocation).with_message(format!("--{field} must be a number of degrees")))
 }
 
-impl CliError {
-    fn with_message(mut self, message: impl Into<String>) -> CliError {
-        self.message = message.into();
-        self
-    }
-}
 
 fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
     let category = text("category", args.category)?;
@@ -617,6 +611,7 @@ mod tests {
         assert_eq!(account_id("https://Gridwork.Example.org", "w").unwrap(), "w@gridwork.example.org:443");
         assert_eq!(account_id("ftp://example.org", "w").unwrap_err().code, "invalid_server_url");
         assert_eq!(account_id("not a url", "w").unwrap_err().code, "invalid_server_url");
+        assert_eq!(account_id("http://localhost:8470/v1", "w").unwrap(), "w@127.0.0.1:8470", "one account for both names");
     }
 
     #[test]

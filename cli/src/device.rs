@@ -132,6 +132,28 @@ impl Device {
         gridwork_core::store::AccountPaths::new(&self.dir, account).database.exists()
     }
 
+    /// A wrong key, said with where it came from and which other source
+    /// would have been used without it.
+    fn wrong_key(&self) -> CliError {
+        let device_file = self.dir.join(KEY_FILE_NAME);
+        let (source, other) = match &self.key_source {
+            KeySource::KeyFile(path) => (
+                format!("the key file {}", path.display()),
+                if std::env::var_os(KEY_ENV).is_some() { Some(format!("{KEY_ENV} is set too")) } else { None }
+                    .or_else(|| device_file.exists().then(|| format!("{} exists too", device_file.display()))),
+            ),
+            KeySource::Environment => {
+                ("GRIDWORK_DEVICE_KEY".to_owned(), device_file.exists().then(|| format!("{} exists too (used when {KEY_ENV} is not set)", device_file.display())))
+            }
+            KeySource::DeviceFile { path, .. } => (format!("{} (no --key-file, no {KEY_ENV})", path.display()), None),
+        };
+        let mut message = format!("this device's database cannot be opened with the key from {source}; the data is untouched");
+        if let Some(other) = other {
+            message.push_str(&format!(": {other}"));
+        }
+        CliError::from(gridwork_core::Error::DatabaseWrongKey).with_message(message)
+    }
+
     /// One gridwork process at a time per account store: two would each
     /// sweep, recover and send the other's work in progress. The lock is
     /// an OS file lock, so a killed process never leaves it behind.
@@ -164,7 +186,10 @@ impl Device {
 
     pub fn open(&self, account: &str) -> CliResult<Gridwork> {
         self.lock_account(account)?;
-        let gw = Gridwork::open(GridworkConfig::new(&self.dir, account, self.key.clone()))?;
+        let gw = Gridwork::open(GridworkConfig::new(&self.dir, account, self.key.clone())).map_err(|e| match e {
+            gridwork_core::Error::DatabaseWrongKey => self.wrong_key(),
+            other => other.into(),
+        })?;
         let report = gw.open_report();
         if let Some(moved) = &report.corrupt_database_moved_to {
             eprintln!(

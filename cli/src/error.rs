@@ -19,6 +19,12 @@ impl CliError {
         CliError { code: Cow::Borrowed(code), message: message.into(), server_code: None }
     }
 
+    /// The same error said better (the code stays).
+    pub fn with_message(mut self, message: impl Into<String>) -> CliError {
+        self.message = message.into();
+        self
+    }
+
     /// Wrong command-line usage (exit status 2, like clap's own).
     pub fn usage(message: impl Into<String>) -> CliError {
         CliError::new(INVALID_ARGUMENTS, message)

@@ -374,12 +374,27 @@ fn wrong_password_and_unreachable_server() {
     assert!(!device.path().join("current-account").exists(), "a failed login changes nothing");
     let insecure = run(gridwork(device.path()), ["login", "--server", "http://gridwork.example.org", "--username", "w", "--password", "p", "--json"]);
     assert_eq!(error_code(&insecure), "invalid_server_url");
+    // Addresses that are wrong say what to write instead.
+    let no_scheme = run(gridwork(device.path()), ["login", "--server", "127.0.0.1:8470", "--username", "w", "--password", "p"]);
+    assert!(stderr(&no_scheme).contains("write https://127.0.0.1:8470 (or http://127.0.0.1:8470"), "{}", stderr(&no_scheme));
+    let typo = run(gridwork(device.path()), ["login", "--server", "htp://127.0.0.1:8470", "--username", "w", "--password", "p"]);
+    assert!(stderr(&typo).contains("unknown scheme \"htp\""), "{}", stderr(&typo));
+    let dead = run(gridwork(device.path()), ["login", "--server", "http://127.0.0.1:9", "--username", "w", "--password", "p"]);
+    assert!(stderr(&dead).contains("cannot reach http://127.0.0.1:9") && stderr(&dead).contains("check that the server is running"), "{}", stderr(&dead));
 
     // Logged in, a round with nothing left to do: 0. Then the server goes
     // away: sync exits 3 ("unreachable") and keeps everything.
     ok(run(gridwork(device.path()), ["login", "--server", &server.url(), "--username", "worker1", "--password", PASSWORD]));
     let complete = json(&ok(run(gridwork(device.path()), ["sync", "--json"])));
     assert_eq!((complete["outcome"].as_str(), complete["exit_status"].as_i64()), (Some("complete"), Some(0)));
+    // The same server written another way is the same account and store.
+    let account = std::fs::read_to_string(device.path().join("current-account")).unwrap();
+    let port = server.addr.port();
+    let again = json(&ok(run(
+        gridwork(device.path()),
+        ["login", "--server", &format!("http://localhost:{port}/v1/"), "--username", "worker1", "--password", PASSWORD, "--json"],
+    )));
+    assert_eq!(again["account"].as_str().unwrap(), account.trim());
     ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "x"]));
     server.stop();
     let sync = run(gridwork(device.path()), ["sync", "--json", "--budget-secs", "10"]);
@@ -486,6 +501,12 @@ fn bad_keys_are_clear_errors() {
     let other = write_file(keys.path(), "other.key", format!("{}\n", "ab".repeat(32)).as_bytes());
     let output = run(bare(), [OsStr::new("--device"), device.path().as_os_str(), OsStr::new("--key-file"), other.as_os_str(), OsStr::new("outbox"), OsStr::new("--json")]);
     assert_eq!(error_code(&output), "database_wrong_key");
+    let message = json(&output)["message"].as_str().unwrap().to_owned();
+    assert!(message.contains(&format!("the key from the key file {}", other.display())), "{message}");
+    let mut wrong_env = gridwork(device.path());
+    wrong_env.env("GRIDWORK_DEVICE_KEY", "ab".repeat(32));
+    let from_env = run(wrong_env, ["outbox", "--json"]);
+    assert!(json(&from_env)["message"].as_str().unwrap().contains("the key from GRIDWORK_DEVICE_KEY"), "{}", stdout(&from_env));
     assert_eq!(json(&ok(run(gridwork(device.path()), ["outbox", "--json"])))["pending"], 1);
     // The right key from a file works as well as from the environment.
     let right = write_file(keys.path(), "right.key", KEY.as_bytes());

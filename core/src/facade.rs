@@ -584,15 +584,20 @@ impl Gridwork {
             TransportError::Network(why) | TransportError::Malformed(why) => Error::Network(why),
         })?;
         // A store is one person's on one server (AB岗: a shared phone must
-        // never send one user's unsent work under another's session).
-        let owner = format!("{}@{}", tokens.user.id, server_url.trim_end_matches('/'));
+        // never send one user's unsent work under another's session). The
+        // server is named however it was written (localhost or 127.0.0.1,
+        // with or without /v1); owners recorded before that normalisation
+        // were the typed address.
+        let url = crate::sync::server_url::parse(server_url)?;
+        let owner = format!("{}@{}", tokens.user.id, url.identity());
+        let typed_owner = format!("{}@{}", tokens.user.id, server_url.trim_end_matches('/'));
         let existing = session::owner(&self.lock())?;
         match existing {
-            Some(existing) if existing != owner => return Err(Error::AccountMismatch),
+            Some(existing) if existing != owner && existing != typed_owner => return Err(Error::AccountMismatch),
             Some(_) => {}
             None => session::set_meta(&self.lock(), "owner", &owner)?,
         }
-        let session = Session::from_tokens(server_url, tokens);
+        let session = Session::from_tokens(&url.base, tokens);
         session::save(&self.lock(), &session)?;
         *locked(&self.sync.transport) = Some(transport);
         self.tell_engine(Event::TokenProvided);

@@ -13,6 +13,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use super::server_url;
 use super::tls::TlsConfig;
 use super::transport::{Transport, TransportError};
 use crate::error::{Error, Result};
@@ -26,27 +27,13 @@ pub struct HttpTransport {
 impl HttpTransport {
     /// `allow_insecure_http`: permit `http://` to a non-loopback host.
     pub fn new(server_url: &str, device_id: &str, allow_insecure_http: bool, tls: &TlsConfig) -> Result<HttpTransport> {
-        let base = server_url.trim_end_matches('/').to_owned();
-        let url = reqwest::Url::parse(&base).map_err(|_| Error::InvalidServerUrl("not a URL".into()))?;
-        match url.scheme() {
-            "https" => {}
-            "http" => {
-                let loopback = match url.host() {
-                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                    Some(url::Host::Domain(d)) => d == "localhost",
-                    None => false,
-                };
-                if !loopback && !allow_insecure_http {
-                    return Err(Error::InvalidServerUrl("plain http is only allowed to loopback; use https".into()));
-                }
-            }
-            _ => return Err(Error::InvalidServerUrl("the scheme must be https".into())),
-        }
+        let url = server_url::parse(server_url)?;
+        url.check_security(allow_insecure_http)?;
+        let base = url.base;
         let mut builder = Client::builder();
         // Only https needs the trust store: loopback http (tests, the demo)
         // works on a machine with no CA certificates at all.
-        if url.scheme() == "https" {
+        if url.https {
             builder = builder.use_preconfigured_tls(tls.client_config()?);
         }
         let client = builder

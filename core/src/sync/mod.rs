@@ -13,6 +13,7 @@ pub mod apply;
 pub mod engine;
 pub mod http;
 pub mod runner;
+pub mod server_url;
 pub mod session;
 pub mod tls;
 pub mod transport;
