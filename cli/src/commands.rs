@@ -294,6 +294,7 @@ fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
         }),
         _ => return Err(CliError::from(gridwork_core::Error::InvalidLocation).with_message("give both --lat and --lon, or neither")),
     };
+    crate::context::check_photo_files(args.photo.iter().chain(&args.after))?;
     let gw = ctx.open()?;
     let draft = gw.create_draft(DraftFields { category_code: Some(category), description, address, location })?;
     let resolved = args.resolved.map(|r| text("resolved", r)).transpose()?;
@@ -347,6 +348,7 @@ fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
 fn resubmit(ctx: &Ctx, id: OsString, description: Option<OsString>, photos: &[PathBuf]) -> CliResult<()> {
     let rejected = parse_id("id", id)?;
     let description = description.map(|d| text("description", d)).transpose()?;
+    crate::context::check_photo_files(photos)?;
     let gw = ctx.open()?;
     let draft = gw.resubmit(rejected)?;
     let done = (|| -> CliResult<()> {
@@ -411,7 +413,10 @@ fn grids(ctx: &Ctx) -> CliResult<()> {
 }
 
 fn import_grids(ctx: &Ctx, file: &Path) -> CliResult<()> {
-    let bytes = std::fs::read(file).map_err(|e| CliError::from(gridwork_core::Error::from(e)).with_message(format!("cannot read {}", file.display())))?;
+    let bytes = std::fs::read(file).map_err(|e| {
+        let problem = crate::context::file_problem(file, &e);
+        CliError::from(gridwork_core::Error::from(e)).with_message(problem)
+    })?;
     let geojson = gridwork_core::text::text_from_bytes("geojson", bytes)?;
     let count = ctx.open()?.import_grids_geojson(&geojson)?;
     ctx.emit(json!({ "imported": count }), || format!("imported {count} grid(s)"));

@@ -2,12 +2,13 @@
 //! the output mode; and the argument decoding they share.
 
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 use gridwork_core::{Gridwork, Uuid};
 use serde_json::Value;
 
 use crate::device::Device;
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult};
 use crate::output;
 
 /// Decode an argument that may be any bytes into text, refusing invalid
@@ -31,6 +32,32 @@ impl Ctx {
     /// JSON for scripts, or lines for people.
     pub fn emit(&self, value: Value, human: impl FnOnce() -> String) {
         if self.json { output::print_json(&value) } else { output::print(&human()) }
+    }
+}
+
+/// The files a command was given, checked before any work starts, so a
+/// typo is "no such file: PATH" and not a half-made report.
+pub fn check_photo_files<'a>(paths: impl IntoIterator<Item = &'a PathBuf>) -> CliResult<()> {
+    for path in paths {
+        let problem = match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => format!("{} is a folder, not a photo", path.display()),
+            Ok(_) => match std::fs::File::open(path) {
+                Ok(_) => continue,
+                Err(e) => file_problem(path, &e),
+            },
+            Err(e) => file_problem(path, &e),
+        };
+        return Err(CliError::from(gridwork_core::Error::PhotoFileNotFound).with_message(problem));
+    }
+    Ok(())
+}
+
+/// "no such file: PATH", "cannot read PATH: permission denied", …
+pub fn file_problem(path: &Path, error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => format!("no such file: {}", path.display()),
+        std::io::ErrorKind::PermissionDenied => format!("cannot read {}: permission denied", path.display()),
+        kind => format!("cannot read {}: {kind}", path.display()),
     }
 }
 

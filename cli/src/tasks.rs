@@ -229,6 +229,7 @@ fn step(ctx: &Ctx, args: StepArgs, action: CaseAction, rating: Option<u8>, merge
     let id = parse_id("id", args.id)?;
     let note = args.note.map(|n| text("note", n)).transpose()?;
     let gw = ctx.open()?;
+    crate::context::check_photo_files(&args.photo)?;
     let incident = gw.take_step(id, StepInput { note, rating, merge_into, ..StepInput::new(action) }, &args.photo)?;
     let detail = gw.get_incident(id)?;
     let mut value = output::incident_json(&incident, Some(&detail.sync_state));

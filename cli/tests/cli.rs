@@ -290,6 +290,25 @@ fn drafts_left_by_an_interrupted_report_are_listed_submitted_or_discarded() {
 }
 
 #[test]
+fn a_missing_file_is_named_and_leaves_nothing_behind() {
+    let device = tempfile::tempdir().unwrap();
+    let missing = device.path().join("no-such-photo.jpg");
+    let report = run(
+        gridwork(device.path()),
+        [OsStr::new("report"), OsStr::new("--category"), OsStr::new("0602"), OsStr::new("--photo"), missing.as_os_str()],
+    );
+    assert_eq!(report.status.code(), Some(1));
+    assert!(stderr(&report).contains(&format!("no such file: {}", missing.display())), "{}", stderr(&report));
+    assert!(stderr(&report).contains("(photo_file_not_found)"));
+    let discarded = json(&ok(run(gridwork(device.path()), ["incidents", "--status", "discarded", "--json"])));
+    assert!(discarded.as_array().unwrap().is_empty(), "checked before any row was made: {discarded}");
+    let folder = run(gridwork(device.path()), [OsStr::new("import-grids"), device.path().as_os_str()]);
+    assert!(!folder.status.success());
+    let grids = run(gridwork(device.path()), [OsStr::new("import-grids"), missing.as_os_str()]);
+    assert!(stderr(&grids).contains(&format!("no such file: {}", missing.display())), "{}", stderr(&grids));
+}
+
+#[test]
 fn an_unknown_account_is_an_error_not_a_new_empty_store() {
     let device = tempfile::tempdir().unwrap();
     ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "x"]));
