@@ -9,7 +9,8 @@ use std::time::Duration;
 use gridwork_core::{DraftFields, GeoPoint, IncidentFilter, IncidentStatus, Named, OutboxSummary, PhotoRole, SyncReport, Trigger};
 use serde_json::{Value, json};
 
-use crate::context::{Ctx, parse_id, text};
+use crate::context::{Ctx, resolve_id, text};
+use gridwork_core::model::short_id::IdKind;
 use crate::device::{Device, KeySource, LOCAL_ACCOUNT};
 use crate::error::{CliError, CliResult, UNKNOWN_ACCOUNT, sync_exit};
 use crate::output::{self, printable};
@@ -346,10 +347,10 @@ fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
 }
 
 fn resubmit(ctx: &Ctx, id: OsString, description: Option<OsString>, photos: &[PathBuf]) -> CliResult<()> {
-    let rejected = parse_id("id", id)?;
     let description = description.map(|d| text("description", d)).transpose()?;
     crate::context::check_photo_files(photos)?;
     let gw = ctx.open()?;
+    let rejected = resolve_id(&gw, IdKind::Incident, "id", id)?;
     let draft = gw.resubmit(rejected)?;
     let done = (|| -> CliResult<()> {
         if let Some(description) = description {
@@ -450,7 +451,7 @@ fn incidents(ctx: &Ctx, args: IncidentsArgs) -> CliResult<()> {
             .map(|(i, s)| {
                 format!(
                     "{}  {:<14} {:<6} {:<8} {} photo(s)  {:<20} {}",
-                    i.id,
+                    crate::context::short(&gw, IdKind::Incident, i.id),
                     i.status.as_str(),
                     i.category_code.as_deref().unwrap_or("-"),
                     i.grid_code.as_deref().map(|g| printable(g, true)).unwrap_or_else(|| "-".into()),
@@ -467,8 +468,9 @@ fn incidents(ctx: &Ctx, args: IncidentsArgs) -> CliResult<()> {
 
 
 fn show(ctx: &Ctx, id: OsString) -> CliResult<()> {
-    let id = parse_id("id", id)?;
-    let detail = ctx.open()?.get_incident(id)?;
+    let gw = ctx.open()?;
+    let id = resolve_id(&gw, IdKind::Incident, "id", id)?;
+    let detail = gw.get_incident(id)?;
     let mut value = output::incident_json(&detail.incident, Some(&detail.sync_state));
     value["photos"] = detail.photos.iter().map(output::photo_json).collect();
     value["audit"] = detail
@@ -533,7 +535,11 @@ fn outbox(ctx: &Ctx) -> CliResult<()> {
     value["items"] = items.iter().map(output::operation_json).collect();
     ctx.emit(value, || {
         let mut lines = vec![format!("outbox of {}: {}", printable(&ctx.account, true), output::summary_line(&summary))];
-        lines.extend(items.iter().map(output::operation_line));
+        lines.extend(items.iter().map(|op| {
+            // An upload's entity is a photo: its incident is what people know.
+            let entity = if op.entity_kind == "incident" { crate::context::short(&gw, IdKind::Incident, op.entity_id) } else { op.entity_id.to_string()[..8].to_owned() };
+            output::operation_line(op, &crate::context::short(&gw, IdKind::Operation, op.op_id), &entity)
+        }));
         if items.is_empty() {
             lines.push("nothing waiting to be sent".into());
         }
@@ -543,8 +549,9 @@ fn outbox(ctx: &Ctx) -> CliResult<()> {
 }
 
 fn retry(ctx: &Ctx, op_id: OsString) -> CliResult<()> {
-    let op_id = parse_id("op_id", op_id)?;
-    ctx.open()?.retry_parked(op_id)?;
+    let gw = ctx.open()?;
+    let op_id = resolve_id(&gw, IdKind::Operation, "op_id", op_id)?;
+    gw.retry_parked(op_id)?;
     ctx.emit(json!({ "op_id": op_id.to_string(), "state": "pending" }), || format!("operation {op_id} is queued again; run `gridwork sync`"));
     Ok(())
 }

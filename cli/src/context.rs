@@ -4,11 +4,12 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use gridwork_core::model::short_id::IdKind;
 use gridwork_core::{Gridwork, Uuid};
 use serde_json::Value;
 
 use crate::device::Device;
-use crate::error::{CliError, CliResult};
+use crate::error::{AMBIGUOUS_ID, CliError, CliResult};
 use crate::output;
 
 /// Decode an argument that may be any bytes into text, refusing invalid
@@ -61,7 +62,32 @@ pub fn file_problem(path: &Path, error: &std::io::Error) -> String {
     }
 }
 
-pub fn parse_id(field: &'static str, value: OsString) -> CliResult<Uuid> {
-    let text = text(field, value)?;
-    Uuid::parse_str(text.trim()).map_err(|_| gridwork_core::Error::InvalidId.into())
+/// An incident or operation id as typed: the whole id, or a unique prefix
+/// of at least 4 characters (as `gridwork outbox`, `incidents` and `tasks`
+/// print them).
+pub fn resolve_id(gw: &Gridwork, kind: IdKind, field: &'static str, value: OsString) -> CliResult<Uuid> {
+    let typed = text(field, value)?;
+    let typed = typed.trim();
+    if let Ok(id) = Uuid::parse_str(typed) {
+        return Ok(id);
+    }
+    let what = match kind {
+        IdKind::Incident => "incident",
+        IdKind::Operation => "operation",
+    };
+    if typed.chars().count() < 4 {
+        return Err(CliError::from(gridwork_core::Error::InvalidId).with_message(format!("give at least 4 characters of the {what}'s id")));
+    }
+    let ids = gw.ids_with_prefix(kind, typed, 2)?;
+    match ids.as_slice() {
+        [id] => Ok(*id),
+        [] => Err(CliError::from(gridwork_core::Error::NotFound { what }).with_message(format!("no {what} on this device has an id starting with {}", output::printable(typed, true)))),
+        _ => Err(CliError::new(AMBIGUOUS_ID, format!("several {what}s have ids starting with {}: give more characters", output::printable(typed, true)))),
+    }
 }
+
+/// The short id people see: the shortest unique prefix, at least 8 characters.
+pub fn short(gw: &Gridwork, kind: IdKind, id: Uuid) -> String {
+    gw.short_id(kind, id, 8).unwrap_or_else(|_| id.to_string())
+}
+

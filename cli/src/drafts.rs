@@ -6,7 +6,8 @@ use clap::Subcommand;
 use gridwork_core::{IncidentFilter, IncidentStatus, Named};
 use serde_json::{Value, json};
 
-use crate::context::{Ctx, parse_id};
+use crate::context::{Ctx, resolve_id, short};
+use gridwork_core::model::short_id::IdKind;
 use crate::error::CliResult;
 use crate::output::{self, printable};
 
@@ -30,8 +31,8 @@ pub fn drafts(ctx: &Ctx, command: Option<DraftsCommand>) -> CliResult<()> {
     match command.unwrap_or(DraftsCommand::List) {
         DraftsCommand::List => list(ctx),
         DraftsCommand::Submit { id } => {
-            let id = parse_id("id", id)?;
             let gw = ctx.open()?;
+            let id = resolve_id(&gw, IdKind::Incident, "id", id)?;
             let incident = gw.submit(id)?;
             let detail = gw.get_incident(id)?;
             let mut value = output::incident_json(&incident, Some(&detail.sync_state));
@@ -40,8 +41,9 @@ pub fn drafts(ctx: &Ctx, command: Option<DraftsCommand>) -> CliResult<()> {
             Ok(())
         }
         DraftsCommand::Discard { id } => {
-            let id = parse_id("id", id)?;
-            ctx.open()?.discard_draft(id)?;
+            let gw = ctx.open()?;
+            let id = resolve_id(&gw, IdKind::Incident, "id", id)?;
+            gw.discard_draft(id)?;
             ctx.emit(json!({ "id": id.to_string(), "status": IncidentStatus::Discarded.as_str() }), || format!("discarded {id}: it will not be sent"));
             Ok(())
         }
@@ -60,7 +62,7 @@ fn list(ctx: &Ctx) -> CliResult<()> {
         lines.extend(drafts.iter().map(|d| {
             format!(
                 "{}  {}  {:<6} {} photo(s)  {}",
-                d.id,
+                short(&gw, IdKind::Incident, d.id),
                 output::iso_time(d.created_at.corrected_ms),
                 d.category_code.as_deref().unwrap_or("-"),
                 d.photo_count,

@@ -62,6 +62,8 @@ pub mod sync_exit {
 pub const INVALID_ARGUMENTS: &str = "invalid_arguments";
 pub const KEY_FILE_UNREADABLE: &str = "key_file_unreadable";
 pub const DEVICE_DIR_UNUSABLE: &str = "device_dir_unusable";
+/// A typed id prefix matches more than one id.
+pub const AMBIGUOUS_ID: &str = "ambiguous_id";
 /// `--account` names no account this device holds.
 pub const UNKNOWN_ACCOUNT: &str = "unknown_account";
 /// Another gridwork process holds this account's store.

@@ -225,14 +225,15 @@ pub fn operation_json(op: &Operation) -> Value {
     })
 }
 
-pub fn operation_line(op: &Operation) -> String {
+/// One queued operation; `op_id` and `entity_id` as people read them
+/// (short unique prefixes, which `gridwork retry` and `show` accept).
+pub fn operation_line(op: &Operation, op_id: &str, entity_id: &str) -> String {
     let mut line = format!(
-        "{:>4}  {:<16} {:<10} {} {} attempts {}",
+        "{:>4}  {op_id}  {:<16} {:<10} {} {entity_id} attempts {}",
         op.seq,
         op.kind_name,
         op.state.as_str(),
         op.entity_kind,
-        op.entity_id,
         op.attempts
     );
     if op.blob_bytes > 0 {

@@ -10,7 +10,8 @@ use clap::{Args, Subcommand};
 use gridwork_core::{CaseAction, CaseInfo, CaseState, DeadlineLight, Named, StatsQuery, StepInput, Task, TaskFilter, TaskKind};
 use serde_json::{Value, json};
 
-use crate::context::{Ctx, parse_id, text};
+use crate::context::{Ctx, resolve_id, short, text};
+use gridwork_core::model::short_id::IdKind;
 use crate::error::{CliError, CliResult};
 use crate::output::{self, printable};
 
@@ -157,11 +158,13 @@ pub fn tasks(ctx: &Ctx, args: TasksArgs) -> CliResult<()> {
         if tasks.is_empty() {
             return "no tasks".to_owned();
         }
-        let mut lines = vec![format!("{:<36}  {:<6}  {:<11}  {:<6}  {:<25}  description", "id", "kind", "state", "light", "deadline")];
-        for t in &tasks {
+        let ids: Vec<String> = tasks.iter().map(|t| short(&gw, IdKind::Incident, t.incident_id)).collect();
+        let width = ids.iter().map(String::len).max().unwrap_or(2);
+        let mut lines = vec![format!("{:<width$}  {:<6}  {:<11}  {:<6}  {:<25}  description", "id", "kind", "state", "light", "deadline")];
+        for (t, id) in tasks.iter().zip(&ids) {
             lines.push(format!(
-                "{}  {:<6}  {:<11}  {:<6}  {:<25}  {}",
-                t.incident_id,
+                "{:<width$}  {:<6}  {:<11}  {:<6}  {:<25}  {}",
+                id,
                 t.kind.as_str(),
                 t.state.as_str(),
                 t.light.map_or("-", |l| l.as_str()),
@@ -220,15 +223,16 @@ pub fn review(ctx: &Ctx, command: ReviewCommand) -> CliResult<()> {
         ReviewCommand::Approve(args) => (args, CaseAction::Register, None),
         ReviewCommand::Reject(args) => (args, CaseAction::Reject, None),
         ReviewCommand::Ask(args) => (args, CaseAction::AskInfo, None),
-        ReviewCommand::Merge { id, into, note } => (StepArgs { id, note, photo: Vec::new() }, CaseAction::Merge, Some(parse_id("into", into)?)),
+        ReviewCommand::Merge { id, into, note } => (StepArgs { id, note, photo: Vec::new() }, CaseAction::Merge, Some(into)),
     };
     step(ctx, args, action, None, merge_into)
 }
 
-fn step(ctx: &Ctx, args: StepArgs, action: CaseAction, rating: Option<u8>, merge_into: Option<gridwork_core::Uuid>) -> CliResult<()> {
-    let id = parse_id("id", args.id)?;
+fn step(ctx: &Ctx, args: StepArgs, action: CaseAction, rating: Option<u8>, merge_into: Option<std::ffi::OsString>) -> CliResult<()> {
     let note = args.note.map(|n| text("note", n)).transpose()?;
     let gw = ctx.open()?;
+    let id = resolve_id(&gw, IdKind::Incident, "id", args.id)?;
+    let merge_into = merge_into.map(|into| resolve_id(&gw, IdKind::Incident, "into", into)).transpose()?;
     crate::context::check_photo_files(&args.photo)?;
     let incident = gw.take_step(id, StepInput { note, rating, merge_into, ..StepInput::new(action) }, &args.photo)?;
     let detail = gw.get_incident(id)?;

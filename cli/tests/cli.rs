@@ -309,6 +309,31 @@ fn a_missing_file_is_named_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn ids_are_shown_short_and_taken_back_by_unique_prefix() {
+    let device = tempfile::tempdir().unwrap();
+    let a = stdout(&ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "第一件"]))).trim().to_owned();
+    let b = stdout(&ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "第二件"]))).trim().to_owned();
+
+    let outbox = stdout(&ok(run(gridwork(device.path()), ["outbox"])));
+    let items = json(&ok(run(gridwork(device.path()), ["outbox", "--json"])));
+    for op in items["items"].as_array().unwrap() {
+        let op_id = op["op_id"].as_str().unwrap();
+        let shown = outbox.split_whitespace().find(|w| op_id.starts_with(w) && w.len() >= 8).unwrap_or_else(|| panic!("{op_id} in {outbox}"));
+        assert!(shown.len() < op_id.len(), "short: {outbox}");
+    }
+    let listed = stdout(&ok(run(gridwork(device.path()), ["incidents"])));
+    let short_a = listed.split_whitespace().find(|w| a.starts_with(w) && w.len() >= 8).expect("a's short id");
+    let shown = json(&ok(run(gridwork(device.path()), ["show", short_a, "--json"])));
+    assert_eq!(shown["id"].as_str(), Some(a.as_str()));
+    assert_eq!(json(&ok(run(gridwork(device.path()), ["show", &b.to_uppercase()[..13], "--json"])))["id"].as_str(), Some(b.as_str()));
+
+    // Both were made this second: their first digits are the same time.
+    assert_eq!(error_code(&run(gridwork(device.path()), ["show", &a[..6], "--json"])), "ambiguous_id");
+    assert_eq!(error_code(&run(gridwork(device.path()), ["show", "019", "--json"])), "invalid_id");
+    assert_eq!(error_code(&run(gridwork(device.path()), ["show", "ffffffff", "--json"])), "not_found");
+}
+
+#[test]
 fn an_unknown_account_is_an_error_not_a_new_empty_store() {
     let device = tempfile::tempdir().unwrap();
     ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "x"]));
@@ -621,11 +646,15 @@ fn tasks_are_worked_and_verified_from_the_terminal() {
     assert_eq!((tasks[0]["id"].as_str(), tasks[0]["kind"].as_str(), tasks[0]["state"].as_str()), (Some(id.as_str()), Some("handle"), Some("dispatched")));
     let human = stdout(&ok(run(gridwork(department.path()), ["tasks"])));
     assert!(human.lines().next().unwrap().starts_with("id"), "a header row: {human}");
-    assert!(human.contains(&id) && human.contains("公厕墙体开裂"), "{human}");
+    // People see a short id (a unique prefix) and can type it back.
+    let short = human.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    assert!(short.len() >= 8 && short.len() < id.len() && id.starts_with(&short), "{human}");
+    assert!(human.contains("公厕墙体开裂"), "{human}");
     assert!(json(&ok(run(gridwork(department.path()), ["tasks", "--kind", "verify", "--json"]))).as_array().unwrap().is_empty());
 
     // Steps, offline-first: each shows its new state at once and waits for sync.
-    let signed = json(&ok(run(gridwork(department.path()), ["task", "sign", &id, "--json"])));
+    let signed = json(&ok(run(gridwork(department.path()), ["task", "sign", &short, "--json"])));
+    assert_eq!(signed["id"].as_str(), Some(id.as_str()), "the short id named the case");
     assert_eq!((signed["status"].as_str(), signed["sync"]["state"].as_str()), (Some("signed"), Some("unsent")));
     assert_eq!(error_code(&run(gridwork(department.path()), ["task", "handle", &id, "--json"])), "note_required");
     let after = photo(camera.path(), "after.jpg", 11);

@@ -534,6 +534,18 @@ impl Gridwork {
         Ok(adopted)
     }
 
+    /// The incidents (`IdKind::Incident`) or queued operations whose id
+    /// starts with `prefix`, at most `limit`: what a typed short id may mean.
+    pub fn ids_with_prefix(&self, kind: crate::model::short_id::IdKind, prefix: &str, limit: u32) -> Result<Vec<Uuid>> {
+        crate::model::short_id::with_prefix(&self.read(), kind, prefix, limit)
+    }
+
+    /// The shortest prefix (at least `min` characters) naming this id alone
+    /// among its kind on this device, for people to read and type.
+    pub fn short_id(&self, kind: crate::model::short_id::IdKind, id: Uuid, min: usize) -> Result<String> {
+        crate::model::short_id::shortest(&self.read(), kind, id, min)
+    }
+
     /// Remove photo files no row references; returns how many.
     pub fn sweep_orphan_files(&self) -> Result<u64> {
         let conn = self.lock();

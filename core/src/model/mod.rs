@@ -4,6 +4,7 @@ pub mod audit;
 pub mod category;
 pub mod grid;
 pub mod incident;
+pub mod short_id;
 pub mod task;
 
 use gridwork_protocol::Named;
