@@ -148,10 +148,13 @@ pub(crate) struct Dispatcher {
 impl Dispatcher {
     /// Start the dispatch thread; it ends when the store is gone.
     pub(crate) fn start(core: Weak<Gridwork>) -> Arc<Dispatcher> {
+        // A session that ended before this process started (refused, or
+        // its refresh token expired) shows as ended from the first snapshot.
+        let needs_login = core.upgrade().and_then(|core| core.needs_login().ok()).unwrap_or(false);
         let registry = Arc::new(Registry {
             subscribers: Mutex::new(Vec::new()),
             sync: Mutex::new(SyncStatus::default()),
-            needs_login: AtomicBool::new(false),
+            needs_login: AtomicBool::new(needs_login),
         });
         let (signals, receiver) = channel();
         let thread_registry = registry.clone();

@@ -197,13 +197,20 @@ fn key_source_words(source: &KeySource) -> (String, String) {
 fn status(ctx: &Ctx) -> CliResult<()> {
     let gw = ctx.open()?;
     let user = gw.session_user()?;
+    let ended = user.is_some() && gw.needs_login()?;
     let summary = gw.outbox_summary()?;
     let (key_kind, key_words) = key_source_words(&ctx.device.key_source);
+    let session_words = match &user {
+        Some(_) if ended => format!("signed out (the session ended): sign in again with `gridwork login`; {} item(s) wait", unsent(&summary)),
+        Some(user) => output::user_line(user),
+        None => "not logged in".into(),
+    };
     ctx.emit(
         json!({
             "device": ctx.device.dir.display().to_string(),
             "account": ctx.account,
-            "logged_in": user.is_some(),
+            "logged_in": user.is_some() && !ended,
+            "session_ended": ended,
             "user": user.as_ref().map(output::user_json),
             "key_source": key_kind,
             "outbox": output::summary_json(&summary),
@@ -213,7 +220,7 @@ fn status(ctx: &Ctx) -> CliResult<()> {
                 "device   {}\naccount  {}\nsession  {}\nkey      {}\noutbox   {}",
                 ctx.device.dir.display(),
                 printable(&ctx.account, true),
-                user.as_ref().map(output::user_line).unwrap_or_else(|| "not logged in".into()),
+                session_words,
                 key_words,
                 output::summary_line(&summary)
             )

@@ -309,6 +309,37 @@ fn a_missing_file_is_named_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn status_tells_the_truth_once_the_session_has_ended() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let policy = gridwork_server::auth::TokenPolicy { access_ttl_ms: 1_000, refresh_ttl_ms: 3_000 };
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", policy);
+    server.seed();
+    let device = tempfile::tempdir().unwrap();
+    ok(run(gridwork(device.path()), ["login", "--server", &server.url(), "--username", "worker1", "--password", PASSWORD]));
+    // A refresh that works is not an auth error.
+    std::thread::sleep(std::time::Duration::from_millis(1_300));
+    ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "过期前"]));
+    let refreshed = json(&ok(run(gridwork(device.path()), ["sync", "--json"])));
+    assert_eq!((refreshed["pushed"].as_u64(), refreshed["errors"]["auth"].as_u64()), (Some(1), Some(0)), "{refreshed}");
+
+    // Past the refresh token's life: status says so without asking the server.
+    std::thread::sleep(std::time::Duration::from_millis(3_300));
+    ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "过期后"]));
+    let status = json(&ok(run(gridwork(device.path()), ["status", "--json"])));
+    assert_eq!((status["logged_in"].as_bool(), status["session_ended"].as_bool()), (Some(false), Some(true)), "{status}");
+    let human = stdout(&ok(run(gridwork(device.path()), ["status"])));
+    assert!(human.contains("signed out (the session ended): sign in again with `gridwork login`; 1 item(s) wait"), "{human}");
+    let sync = run(gridwork(device.path()), ["sync", "--json"]);
+    assert_eq!(sync.status.code(), Some(5), "session ended: {}", stdout(&sync));
+    assert_eq!(json(&sync)["outbox"]["pending"], 1, "nothing dropped");
+
+    // A new login ends it; the waiting report goes.
+    ok(run(gridwork(device.path()), ["login", "--server", &server.url(), "--username", "worker1", "--password", PASSWORD]));
+    let status = json(&ok(run(gridwork(device.path()), ["status", "--json"])));
+    assert_eq!((status["logged_in"].as_bool(), status["outbox"]["pending"].as_u64()), (Some(true), Some(0)), "{status}");
+}
+
+#[test]
 fn ids_are_shown_short_and_taken_back_by_unique_prefix() {
     let device = tempfile::tempdir().unwrap();
     let a = stdout(&ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "第一件"]))).trim().to_owned();

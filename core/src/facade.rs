@@ -629,6 +629,13 @@ impl Gridwork {
         Ok(session::load(&self.read())?.map(|s| s.user))
     }
 
+    /// Whether the session has ended and only a new login helps: the
+    /// server refused to refresh it (remembered across restarts), or its
+    /// refresh token has expired by server time. Unsent work stays queued.
+    pub fn needs_login(&self) -> Result<bool> {
+        session::needs_login(&self.read(), self.clock.now().corrected_ms)
+    }
+
     /// Forget the session on this device (unsent work stays queued). A
     /// running sync stops at its next request boundary.
     pub fn logout(&self) -> Result<()> {

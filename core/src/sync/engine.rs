@@ -361,7 +361,9 @@ impl Run {
         match class {
             FailureClass::Network => self.report.errors.network += 1,
             FailureClass::Transient { .. } => self.report.errors.transient += 1,
-            FailureClass::Auth => self.report.errors.auth += 1,
+            // A 401 leads to a refresh; only a refused refresh is an auth
+            // error (counted at `RefreshFailed`), not one that worked.
+            FailureClass::Auth => {}
         }
     }
 }

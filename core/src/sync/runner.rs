@@ -172,6 +172,7 @@ fn perform(ctx: &SyncContext, transport: &dyn Transport, engine: &mut SyncEngine
         Action::Record(record) => return perform_record(ctx, record),
         Action::NeedLogin => {
             info!("sync: paused until a new login");
+            ctx.with(|c| session::mark_needs_login(c))?;
             ctx.notifier.notify(Change::Session { signed_in: true, needs_login: true });
             return Ok(());
         }

@@ -43,13 +43,32 @@ pub fn load(conn: &Connection) -> Result<Option<Session>> {
     Ok(get_meta(conn, "session")?.and_then(|text| serde_json::from_str(&text).ok()))
 }
 
+/// Keep a session (a login, or a refresh the server granted): its tokens
+/// are good, so any earlier "needs a new login" is over.
 pub fn save(conn: &Connection, session: &Session) -> Result<()> {
-    set_meta(conn, "session", &serde_json::to_string(session).expect("session serializes"))
+    set_meta(conn, "session", &serde_json::to_string(session).expect("session serializes"))?;
+    conn.execute("DELETE FROM meta WHERE key = 'needs_login'", [])?;
+    Ok(())
 }
 
 pub fn clear(conn: &Connection) -> Result<()> {
-    conn.execute("DELETE FROM meta WHERE key = 'session'", [])?;
+    conn.execute("DELETE FROM meta WHERE key IN ('session', 'needs_login')", [])?;
     Ok(())
+}
+
+/// The server refused to refresh the session (expired, revoked): remembered
+/// in the store, so the next process knows before it tries the network.
+pub fn mark_needs_login(conn: &Connection) -> Result<()> {
+    set_meta(conn, "needs_login", "1")
+}
+
+/// Whether the session has ended: the server refused it, or its refresh
+/// token has expired by server time (`now_ms`, server-corrected).
+pub fn needs_login(conn: &Connection, now_ms: i64) -> Result<bool> {
+    if get_meta(conn, "needs_login")?.is_some() {
+        return Ok(true);
+    }
+    Ok(load(conn)?.is_some_and(|s| s.refresh_expires_at_ms <= now_ms))
 }
 
 /// This install's device id for this account, made once.
