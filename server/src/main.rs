@@ -25,8 +25,19 @@ struct Cli {
     /// Database connections per server instance (PostgreSQL).
     #[arg(long, global = true, default_value_t = 16)]
     max_connections: usize,
+    /// Log lines on stderr: readable on a terminal and JSON otherwise (auto),
+    /// or always one of them.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Auto,
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -165,13 +176,47 @@ enum IncidentsCommand {
     },
 }
 
+/// A line on stdout. A closed pipe (`gridwork-server incidents list | head`)
+/// ends the program quietly, as Unix tools do, instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => { print_line(&format!($($arg)*)) };
+}
+
+fn print_line(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
+/// A time for people: the server's zone is China's (+08:00) unless
+/// GRIDWORK_UTC is set; JSON keeps milliseconds.
+fn time_words(ms: i64) -> String {
+    use chrono::{DateTime, FixedOffset};
+    let zone = if std::env::var_os("GRIDWORK_UTC").is_some() { FixedOffset::east_opt(0) } else { FixedOffset::east_opt(8 * 3600) };
+    match (DateTime::from_timestamp_millis(ms), zone) {
+        (Some(time), Some(zone)) => time.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %:z").to_string(),
+        _ => ms.to_string(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("GRIDWORK_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GRIDWORK_LOG").unwrap_or_else(|_| "info".into());
+    let human = match cli.log_format {
+        LogFormat::Human => true,
+        LogFormat::Json => false,
+        LogFormat::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if human {
+        logs.compact().init();
+    } else {
+        logs.json().init();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -213,7 +258,7 @@ fn step(db: &Database, id: &str, request: TransitionRequest) -> Result<(), Serve
         Err(rejection) => Err(rejection_error(rejection)),
     })?;
     if let Some(view) = view {
-        println!("{} {}", view.id, view.state.as_str());
+        out!("{} {}", view.id, view.state.as_str());
     }
     Ok(())
 }
@@ -226,28 +271,28 @@ fn run(cli: Cli) -> Result<(), ServerError> {
     let (db, blobs) = open_storage(&storage(&cli)?)?;
     match cli.command {
         Command::Init => {
-            println!("initialized");
+            out!("initialized");
         }
         Command::User { command: UserCommand::Add { username, password, role, grids } } => {
             let role = Role::parse(&role).ok_or_else(|| ServerError::bad_request("invalid_role", "role must be grid_worker, volunteer, supervisor, dispatcher, admin or department"))?;
             admin::validate_password(&password)?;
             let hash = auth::hash_password(&password)?;
             let user = db.write(|tx| admin::add_user(tx, &username, &hash, role, &grids, now_ms()))?;
-            println!("{}", serde_json::to_string(&user).expect("serializes"));
+            out!("{}", serde_json::to_string(&user).expect("serializes"));
         }
         Command::Grid { command: ImportCommand::Import { file } } => {
             let collection = read_json(&file)?;
             let count = db.write(|tx| reference::import_grids(tx, &collection, now_ms()))?;
-            println!("imported {count} grids");
+            out!("imported {count} grids");
         }
         Command::Category { command: ImportCommand::Import { file } } => {
             let table = read_json(&file)?;
             let count = db.write(|tx| reference::import_categories(tx, &table, now_ms()))?;
-            println!("imported {count} categories");
+            out!("imported {count} categories");
         }
         Command::Deadline { category, hours } => {
             db.write(|tx| reference::set_deadline(tx, &category, hours))?;
-            println!("category {category}: {hours} h to handle");
+            out!("category {category}: {hours} h to handle");
         }
         Command::Serve { listen, access_ttl_secs, refresh_ttl_secs } => {
             let policy = TokenPolicy { access_ttl_ms: access_ttl_secs * 1000, refresh_ttl_ms: refresh_ttl_secs * 1000 };
@@ -261,7 +306,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                         .await
                         .map_err(|e| ServerError::new(500, "listen_failed", format!("cannot listen on {listen}: {}", e.kind())))?;
                     let address = listener.local_addr().map_err(|_| ServerError::internal("no local address"))?;
-                    println!("gridwork-server listening on http://{address}");
+                    out!("gridwork-server listening on http://{address}");
                     tracing::info!(%address, backend = ?backend, "serving");
                     gridwork_server::serve(listener, app, async {
                         let _ = tokio::signal::ctrl_c().await;
@@ -275,17 +320,24 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             drop(runtime);
             drop(app);
             served?;
+            tracing::info!("stopped");
             return Ok(());
         }
         Command::Incidents { command: IncidentsCommand::List { json, state } } => {
             let caller = admin::system_caller();
+            if let Some(state) = &state
+                && gridwork_protocol::CaseState::parse(state).is_none()
+            {
+                let known: Vec<&str> = <gridwork_protocol::CaseState as strum::IntoEnumIterator>::iter().map(Named::as_str).collect();
+                return Err(ServerError::bad_request("invalid_state", format!("unknown state; one of: {}", known.join(", "))));
+            }
             let views = db.read(|tx| cases::list_for(tx, &caller, state.as_deref(), None, u32::MAX))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&views).expect("serializes"));
+                out!("{}", serde_json::to_string_pretty(&views).expect("serializes"));
             } else {
                 for v in views {
                     let arrived = v.photos.iter().filter(|p| p.arrived).count();
-                    println!("{} {:<14} {:<6} {:<12} photos {}/{}", v.id, v.state.as_str(), v.category_code, v.reporter, arrived, v.photos.len());
+                    out!("{} {:<14} {:<6} {:<12} photos {}/{}", v.id, v.state.as_str(), v.category_code, v.reporter, arrived, v.photos.len());
                 }
             }
         }
@@ -293,10 +345,10 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             let id = uuid::Uuid::parse_str(&id).map_err(|_| ServerError::bad_request("invalid_id", "incident ids are UUIDs"))?.to_string();
             let entries = db.read(|tx| cases::timeline(tx, &admin::system_caller(), &id))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&entries).expect("serializes"));
+                out!("{}", serde_json::to_string_pretty(&entries).expect("serializes"));
             } else {
                 for e in entries {
-                    println!("{} {:<12} {:<10} {} -> {} {}", e.at_ms, e.action, e.actor, e.from_state.map_or("", Named::as_str), e.to_state.as_str(), e.note.unwrap_or_default());
+                    out!("{} {:<12} {:<10} {} -> {} {}", time_words(e.at_ms), e.action, e.actor, e.from_state.map_or("", Named::as_str), e.to_state.as_str(), e.note.unwrap_or_default());
                 }
             }
         }
@@ -314,7 +366,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
         Command::Stats { grid, user, from_ms, to_ms } => {
             let query = gridwork_protocol::stats::StatsQuery { grid_code: grid, user, from_ms, to_ms: to_ms.unwrap_or(i64::MAX).min(now_ms() + 1) };
             let stats = db.read(|tx| cases::stats(tx, &admin::system_caller(), &query))?;
-            println!("{}", serde_json::to_string_pretty(&stats).expect("serializes"));
+            out!("{}", serde_json::to_string_pretty(&stats).expect("serializes"));
         }
         Command::Merge { id, into, note } => step(&db, &id, TransitionRequest { merge_into: Some(into), ..transition(CaseAction::Merge, note) })?,
     }

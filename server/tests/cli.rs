@@ -103,10 +103,19 @@ impl Admin {
 
     /// `serve --listen 127.0.0.1:0` as a child; killed when dropped.
     fn serve(&self) -> Serving {
+        self.serve_with(&[], None)
+    }
+
+    /// `serve` with more arguments and, if given, a GRIDWORK_LOG level.
+    fn serve_with(&self, extra: &[&str], log_level: Option<&str>) -> Serving {
         let log = self.dir.path().join(format!("serve-{}.log", Uuid::now_v7().simple()));
-        let mut child = self
-            .command()
+        let mut command = self.command();
+        if let Some(level) = log_level {
+            command.env("GRIDWORK_LOG", level);
+        }
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -262,6 +271,9 @@ fn the_admin_command_line_runs_a_case_end_to_end() {
         assert_eq!(actions, [("report", "zhang"), ("photo_arrived", "system")], "{name}");
         assert_eq!(timeline[0]["from_state"], Value::Null, "{name}");
         assert_eq!(timeline[0]["to_state"], "reported", "{name}");
+        let readable = admin.ok(&["timeline", &id.to_string()]);
+        let first = readable.lines().next().unwrap();
+        assert!(first.starts_with("20") && first.contains(" +08:00 report"), "{name}: a date and time in +08:00, not milliseconds: {readable}");
 
         // 立案 and 派遣 from the command line.
         let case_id = id.to_string();
@@ -373,6 +385,31 @@ fn serve_refuses_an_address_it_cannot_listen_on() {
         assert!(!stderr.contains("panicked"), "{}: {stderr}", admin.backend);
         server.stop();
     }
+}
+
+#[test]
+fn logs_mark_start_and_stop_readably_and_a_closed_pipe_is_not_a_panic() {
+    let backend = backends().into_iter().next().unwrap();
+    let admin = Admin::new(&backend);
+    admin.ok(&["init"]);
+    let server = admin.serve_with(&["--log-format", "human"], Some("info"));
+    let (status, log) = server.interrupt();
+    assert!(status.success());
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.contains("serving")), "a line at start: {log}");
+    assert!(lines.last().is_some_and(|l| l.contains("stopped")), "a line at shutdown: {log}");
+    assert!(lines.iter().all(|l| !l.trim_start().starts_with('{')), "readable, not JSON: {log}");
+
+    // `gridwork-server … | head`: the reader is gone before the first line.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = admin.command().arg("init").stdout(writer).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", output.status);
+
+    // Unknown states are refused, and times in the timeline read as times.
+    let bogus = admin.run(&["incidents", "list", "--state", "bogus"]);
+    assert!(!bogus.status.success() && String::from_utf8_lossy(&bogus.stderr).contains("unknown state; one of: reported"));
 }
 
 #[test]
