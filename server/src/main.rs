@@ -25,6 +25,9 @@ struct Cli {
     /// Database connections per server instance (PostgreSQL).
     #[arg(long, global = true, default_value_t = 16)]
     max_connections: usize,
+    /// Print JSON instead of lines for people (every command).
+    #[arg(long, global = true)]
+    json: bool,
     /// Log lines on stderr: readable on a terminal and JSON otherwise (auto),
     /// or always one of them.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
@@ -52,12 +55,12 @@ enum Command {
     /// Grids.
     Grid {
         #[command(subcommand)]
-        command: ImportCommand,
+        command: ReferenceCommand,
     },
     /// Incident categories.
     Category {
         #[command(subcommand)]
-        command: ImportCommand,
+        command: ReferenceCommand,
     },
     /// 时限: the hours cases of a category have to be handled once dispatched
     /// or reworked, when the dispatcher gives no deadline (a 大类's applies to its 小类).
@@ -85,11 +88,7 @@ enum Command {
         command: IncidentsCommand,
     },
     /// The timeline of one case.
-    Timeline {
-        id: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Timeline { id: String },
     /// 立案: register a reported case.
     Register { id: String, #[arg(long)] note: Option<String> },
     /// Reject a reported case (a note is required).
@@ -153,16 +152,32 @@ enum UserCommand {
         /// grid_worker, volunteer, supervisor, dispatcher or admin.
         #[arg(long)]
         role: String,
-        /// A grid code this user works in (repeatable).
+        /// A grid code this user works in (repeatable; grid workers and
+        /// supervisors need one).
         #[arg(long = "grid")]
         grids: Vec<String>,
+    },
+    /// Every user: role, grids, whether disabled.
+    List,
+    /// Disable a user: signed out everywhere, no new login; their cases stay.
+    Disable { username: String },
+    /// Let a disabled user log in again.
+    Enable { username: String },
+    /// Set a new password (signs the user out everywhere).
+    Password {
+        username: String,
+        /// The new password (or the GRIDWORK_PASSWORD environment variable).
+        #[arg(long, env = "GRIDWORK_PASSWORD", hide_env_values = true)]
+        password: String,
     },
 }
 
 #[derive(Subcommand)]
-enum ImportCommand {
+enum ReferenceCommand {
     /// Import from a file (grids: GeoJSON FeatureCollection; categories: {"version", "categories": [...]}).
     Import { file: PathBuf },
+    /// What this server has.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -170,10 +185,10 @@ enum IncidentsCommand {
     /// List cases with their photos and whether each arrived.
     List {
         #[arg(long)]
-        json: bool,
-        #[arg(long)]
         state: Option<String>,
     },
+    /// One case: its state, who has it, its photos and its timeline.
+    Show { id: String },
 }
 
 /// A line on stdout. A closed pipe (`gridwork-server incidents list | head`)
@@ -263,6 +278,18 @@ fn step(db: &Database, id: &str, request: TransitionRequest) -> Result<(), Serve
     Ok(())
 }
 
+fn grid_words(grids: &[String]) -> String {
+    if grids.is_empty() { String::new() } else { format!(", grids {}", grids.join(" ")) }
+}
+
+fn user_changed(json: bool, what: &str, user: admin::UserRow) {
+    if json {
+        out!("{}", serde_json::to_string(&user).expect("serializes"));
+    } else {
+        out!("{} {what}", user.info.username);
+    }
+}
+
 fn transition(action: CaseAction, note: Option<String>) -> TransitionRequest {
     TransitionRequest { note, ..TransitionRequest::new(action) }
 }
@@ -277,18 +304,74 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             let role = Role::parse(&role).ok_or_else(|| ServerError::bad_request("invalid_role", "role must be grid_worker, volunteer, supervisor, dispatcher, admin or department"))?;
             admin::validate_password(&password)?;
             let hash = auth::hash_password(&password)?;
-            let user = db.write(|tx| admin::add_user(tx, &username, &hash, role, &grids, now_ms()))?;
-            out!("{}", serde_json::to_string(&user).expect("serializes"));
+            let (user, unknown) = db.write(|tx| {
+                let user = admin::add_user(tx, &username, &hash, role, &grids, now_ms())?;
+                Ok((user, admin::unknown_grids(tx, &grids)?))
+            })?;
+            if !unknown.is_empty() {
+                eprintln!(
+                    "warning: this server has no grid {}; reports will not reach {} until the grids are imported (gridwork-server grid import FILE)",
+                    unknown.join(", "),
+                    user.username
+                );
+            }
+            if cli.json {
+                out!("{}", serde_json::to_string(&user).expect("serializes"));
+            } else {
+                out!("added {} ({}{})", user.username, user.role.as_str(), grid_words(&user.grids));
+            }
         }
-        Command::Grid { command: ImportCommand::Import { file } } => {
+        Command::User { command: UserCommand::List } => {
+            let users = db.read(admin::list_users)?;
+            if cli.json {
+                out!("{}", serde_json::to_string_pretty(&users).expect("serializes"));
+            } else {
+                out!("{:<20} {:<12} {:<9} grids", "username", "role", "status");
+                for u in users {
+                    out!("{:<20} {:<12} {:<9} {}", u.info.username, u.info.role.as_str(), if u.disabled { "disabled" } else { "active" }, u.info.grids.join(" "));
+                }
+            }
+        }
+        Command::User { command: UserCommand::Disable { username } } => user_changed(cli.json, "disabled (signed out everywhere)", db.write(|tx| admin::set_disabled(tx, &username, true))?),
+        Command::User { command: UserCommand::Enable { username } } => user_changed(cli.json, "enabled", db.write(|tx| admin::set_disabled(tx, &username, false))?),
+        Command::User { command: UserCommand::Password { username, password } } => {
+            admin::validate_password(&password)?;
+            let hash = auth::hash_password(&password)?;
+            user_changed(cli.json, "has a new password (signed out everywhere)", db.write(|tx| admin::set_password(tx, &username, &hash))?);
+        }
+        Command::Grid { command: ReferenceCommand::Import { file } } => {
             let collection = read_json(&file)?;
             let count = db.write(|tx| reference::import_grids(tx, &collection, now_ms()))?;
-            out!("imported {count} grids");
+            if cli.json { out!("{}", serde_json::json!({ "imported": count })) } else { out!("imported {count} grids") }
         }
-        Command::Category { command: ImportCommand::Import { file } } => {
+        Command::Grid { command: ReferenceCommand::List } => {
+            let grids = db.read(reference::list_grids)?;
+            if cli.json {
+                out!("{}", serde_json::to_string_pretty(&grids).expect("serializes"));
+            } else if grids.is_empty() {
+                out!("no grids yet: gridwork-server grid import FILE (a GeoJSON FeatureCollection)");
+            } else {
+                for g in grids {
+                    out!("{:<12} {:<9} {:<12} {}{}", g.code, g.tier, g.parent_code.unwrap_or_else(|| "-".into()), g.name, if g.has_boundary { "" } else { "  (no boundary)" });
+                }
+            }
+        }
+        Command::Category { command: ReferenceCommand::Import { file } } => {
             let table = read_json(&file)?;
             let count = db.write(|tx| reference::import_categories(tx, &table, now_ms()))?;
-            out!("imported {count} categories");
+            if cli.json { out!("{}", serde_json::json!({ "imported": count })) } else { out!("imported {count} categories") }
+        }
+        Command::Category { command: ReferenceCommand::List } => {
+            let categories = db.read(reference::list_categories)?;
+            if cli.json {
+                out!("{}", serde_json::to_string_pretty(&categories).expect("serializes"));
+            } else {
+                for c in categories {
+                    let indent = if c.parent_code.is_some() { "  " } else { "" };
+                    let hours = c.handle_hours.map(|h| format!("  {h} h to handle")).unwrap_or_default();
+                    out!("{indent}{:<6} {}{}{}", c.code, c.name_zh, if c.active { "" } else { "  (retired)" }, hours);
+                }
+            }
         }
         Command::Deadline { category, hours } => {
             db.write(|tx| reference::set_deadline(tx, &category, hours))?;
@@ -323,7 +406,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             tracing::info!("stopped");
             return Ok(());
         }
-        Command::Incidents { command: IncidentsCommand::List { json, state } } => {
+        Command::Incidents { command: IncidentsCommand::List { state } } => {
             let caller = admin::system_caller();
             if let Some(state) = &state
                 && gridwork_protocol::CaseState::parse(state).is_none()
@@ -332,7 +415,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                 return Err(ServerError::bad_request("invalid_state", format!("unknown state; one of: {}", known.join(", "))));
             }
             let views = db.read(|tx| cases::list_for(tx, &caller, state.as_deref(), None, u32::MAX))?;
-            if json {
+            if cli.json {
                 out!("{}", serde_json::to_string_pretty(&views).expect("serializes"));
             } else {
                 for v in views {
@@ -341,10 +424,39 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                 }
             }
         }
-        Command::Timeline { id, json } => {
+        Command::Incidents { command: IncidentsCommand::Show { id } } => {
+            let id = uuid::Uuid::parse_str(&id).map_err(|_| ServerError::bad_request("invalid_id", "incident ids are UUIDs"))?.to_string();
+            let view = db
+                .read(|tx| cases::load_view_for(tx, &admin::system_caller(), &id))?
+                .ok_or_else(|| ServerError::new(404, "not_found", "no case with this id"))?;
+            if cli.json {
+                out!("{}", serde_json::to_string_pretty(&view).expect("serializes"));
+            } else {
+                out!("case      {}", view.id);
+                out!("state     {}", view.state.as_str());
+                out!("category  {}   grid {}", view.category_code, view.grid_code.as_deref().unwrap_or("-"));
+                out!("reporter  {}", view.reporter);
+                out!("text      {}", view.description);
+                if let Some(assignee) = &view.assignee {
+                    out!("assignee  {assignee}");
+                }
+                if let Some(deadline) = view.deadline_ms {
+                    out!("deadline  {}", time_words(deadline));
+                }
+                if let Some(rating) = view.rating {
+                    out!("rating    {rating} of 5");
+                }
+                let arrived = view.photos.iter().filter(|p| p.arrived).count();
+                out!("photos    {arrived} of {} arrived", view.photos.len());
+                for e in &view.timeline {
+                    out!("  {} {:<12} {:<10} -> {} {}", time_words(e.at_ms), e.action, e.actor, e.to_state.as_str(), e.note.as_deref().unwrap_or_default());
+                }
+            }
+        }
+        Command::Timeline { id } => {
             let id = uuid::Uuid::parse_str(&id).map_err(|_| ServerError::bad_request("invalid_id", "incident ids are UUIDs"))?.to_string();
             let entries = db.read(|tx| cases::timeline(tx, &admin::system_caller(), &id))?;
-            if json {
+            if cli.json {
                 out!("{}", serde_json::to_string_pretty(&entries).expect("serializes"));
             } else {
                 for e in entries {

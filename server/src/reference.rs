@@ -185,3 +185,52 @@ fn ensure_parent(tx: &mut dyn Tx, code: &str, tier: GridTier, parent: Option<&st
     Ok(())
 }
 
+/// A grid as an administrator lists it (without its boundary).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GridRow {
+    pub code: String,
+    pub tier: String,
+    pub name: String,
+    pub parent_code: Option<String>,
+    pub level: Option<String>,
+    pub has_boundary: bool,
+}
+
+pub fn list_grids(tx: &mut dyn Tx) -> Result<Vec<GridRow>> {
+    let rows = tx.query("SELECT code, tier, name, parent_code, level, CASE WHEN boundary IS NULL THEN 0 ELSE 1 END FROM grids ORDER BY code", &[])?;
+    Ok(rows
+        .into_iter()
+        .map(|r| GridRow { code: r.text(0), tier: r.text(1), name: r.text(2), parent_code: r.opt_text(3), level: r.opt_text(4), has_boundary: r.int(5) != 0 })
+        .collect())
+}
+
+/// A category as an administrator lists it, with its handling deadline.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CategoryRow {
+    pub code: String,
+    pub parent_code: Option<String>,
+    pub name_zh: String,
+    pub name_en: String,
+    pub active: bool,
+    pub handle_hours: Option<i64>,
+}
+
+pub fn list_categories(tx: &mut dyn Tx) -> Result<Vec<CategoryRow>> {
+    let rows = tx.query(
+        "SELECT c.code, c.parent_code, c.name_zh, c.name_en, c.active, d.handle_hours
+         FROM categories AS c LEFT JOIN category_deadlines AS d ON d.category_code = c.code
+         ORDER BY c.sort_order, c.code",
+        &[],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|r| CategoryRow {
+            code: r.text(0),
+            parent_code: r.opt_text(1),
+            name_zh: r.text(2),
+            name_en: r.text(3),
+            active: r.int(4) != 0,
+            handle_hours: r.opt_int(5),
+        })
+        .collect())
+}

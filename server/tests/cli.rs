@@ -204,11 +204,11 @@ fn the_admin_command_line_runs_a_case_end_to_end() {
         admin.fails(&["grid", "import", path_str(&admin.file("point.geojson", r#"{"type": "Point"}"#))], "invalid_geojson");
 
         // Users.
-        let user = admin.json(&["user", "add", "--username", "zhang", "--password", WORKER_PASSWORD, "--role", "grid_worker", "--grid", "G-001"]);
+        let user = admin.json(&["user", "add", "--username", "zhang", "--password", WORKER_PASSWORD, "--role", "grid_worker", "--grid", "G-001", "--json"]);
         assert_eq!(user["username"], "zhang", "{name}");
         assert_eq!(user["role"], "grid_worker", "{name}");
         assert_eq!(user["grids"], json!(["G-001"]), "{name}");
-        let fixer = admin.json(&["user", "add", "--username", "wang", "--password", FIXER_PASSWORD, "--role", "grid_worker", "--grid", "G-001", "--grid", "G-002"]);
+        let fixer = admin.json(&["user", "add", "--username", "wang", "--password", FIXER_PASSWORD, "--role", "grid_worker", "--grid", "G-001", "--grid", "G-002", "--json"]);
         assert_eq!(fixer["grids"], json!(["G-001", "G-002"]), "{name}");
         let stderr = admin.fails(&["user", "add", "--username", "li", "--password", "long-enough-1", "--role", "mayor"], "invalid_role");
         assert!(stderr.contains("grid_worker, volunteer, supervisor, dispatcher, admin or department"), "{name}: the message lists the roles: {stderr}");
@@ -383,6 +383,68 @@ fn serve_refuses_an_address_it_cannot_listen_on() {
         let taken = server.base.trim_start_matches("http://").to_owned();
         let stderr = admin.fails(&["serve", "--listen", &taken], "listen_failed");
         assert!(!stderr.contains("panicked"), "{}: {stderr}", admin.backend);
+        server.stop();
+    }
+}
+
+#[test]
+fn a_district_administers_users_grids_categories_and_cases() {
+    for backend in backends() {
+        let admin = Admin::new(&backend);
+        let name = admin.backend;
+        admin.ok(&["init"]);
+        assert!(admin.ok(&["grid", "list"]).contains("no grids yet"), "{name}");
+        admin.ok(&["grid", "import", path_str(&admin.file("grids.geojson", &two_grids_geojson()))]);
+        let grids = admin.json(&["grid", "list", "--json"]);
+        let codes: Vec<&str> = grids.as_array().unwrap().iter().map(|g| g["code"].as_str().unwrap()).collect();
+        assert!(codes.contains(&"G-001") && codes.contains(&"G-002"), "{name}: {grids}");
+        let categories = admin.json(&["category", "list", "--json"]);
+        assert!(categories.as_array().unwrap().iter().any(|c| c["code"] == "0602" && c["name_zh"].as_str().is_some_and(|n| !n.is_empty())), "{name}");
+        admin.ok(&["deadline", "--category", "06", "--hours", "48"]);
+        assert!(admin.ok(&["category", "list"]).lines().any(|l| l.starts_with("06 ") && l.contains("48 h to handle")), "{name}");
+
+        // Adding users: people read a line; grid workers need a grid; an
+        // unknown grid is said (the user is still added: grids may come later).
+        let added = admin.ok(&["user", "add", "--username", "zhang", "--password", WORKER_PASSWORD, "--role", "grid_worker", "--grid", "G-001"]);
+        assert_eq!(added.trim(), "added zhang (grid_worker, grids G-001)", "{name}");
+        admin.fails(&["user", "add", "--username", "li", "--password", WORKER_PASSWORD, "--role", "grid_worker"], "grid_required");
+        let warned = admin.run(&["user", "add", "--username", "zhao", "--password", WORKER_PASSWORD, "--role", "volunteer", "--grid", "G-009"]);
+        assert!(warned.status.success(), "{name}");
+        assert!(String::from_utf8_lossy(&warned.stderr).contains("this server has no grid G-009"), "{name}");
+
+        let users = admin.json(&["user", "list", "--json"]);
+        let zhang = users.as_array().unwrap().iter().find(|u| u["username"] == "zhang").cloned().unwrap();
+        assert_eq!((zhang["role"].as_str(), zhang["disabled"].as_bool()), (Some("grid_worker"), Some(false)), "{name}");
+
+        // Disable: the phone's session ends and no new login; enable: back.
+        let server = admin.serve();
+        let phone = server.device("zhang", WORKER_PASSWORD);
+        let (_, op) = report("0602", None, &[]);
+        assert_eq!(phone.push_ok(&[op])[0]["status"], "applied", "{name}");
+        admin.ok(&["user", "disable", "zhang"]);
+        assert!(admin.ok(&["user", "list"]).lines().any(|l| l.starts_with("zhang") && l.contains("disabled")), "{name}");
+        let login_status = |password: &str| {
+            let fresh = Device { id: format!("dev-{}", Uuid::now_v7().simple()), base: server.base.clone(), client: reqwest::blocking::Client::new(), tokens: Default::default() };
+            fresh.login("zhang", password).status().as_u16()
+        };
+        assert_eq!(phone.get("/v1/me").status(), 401, "{name}: the session ended");
+        assert_eq!(login_status(WORKER_PASSWORD), 401, "{name}: no new login");
+        admin.ok(&["user", "enable", "zhang"]);
+        let phone = server.device("zhang", WORKER_PASSWORD);
+        // A new password ends that session too; the new one works.
+        admin.ok(&["user", "password", "zhang", "--password", "another-long-secret"]);
+        assert_eq!(phone.get("/v1/me").status(), 401, "{name}");
+        assert_eq!(login_status(WORKER_PASSWORD), 401, "{name}");
+        server.device("zhang", "another-long-secret");
+        admin.fails(&["user", "disable", "nobody"], "unknown_user");
+
+        // One case, whole.
+        let id = admin.json(&["incidents", "list", "--json"])[0]["id"].as_str().unwrap().to_owned();
+        let shown = admin.ok(&["incidents", "show", &id]);
+        assert!(shown.contains(&format!("case      {id}")) && shown.contains("state     reported") && shown.contains("reporter  zhang"), "{name}: {shown}");
+        assert!(shown.contains(" +08:00 report"), "{name}: {shown}");
+        assert_eq!(admin.json(&["incidents", "show", &id, "--json"])["id"].as_str(), Some(id.as_str()), "{name}");
+        admin.fails(&["incidents", "show", &Uuid::now_v7().to_string()], "not_found");
         server.stop();
     }
 }
