@@ -19,6 +19,8 @@ use crate::{Cli, Command, IncidentsArgs, LoginArgs, ReportArgs, SyncArgs};
 /// Runs one command; `Ok` carries the exit status (0 but for `sync`).
 pub fn run(cli: Cli) -> CliResult<i32> {
     let json = cli.json;
+    let zone = output::choose_zone(cli.utc, std::env::var(output::ZONE_ENV).ok().as_deref()).map_err(CliError::usage)?;
+    output::set_zone(zone);
     if let Command::Demo = cli.command {
         return crate::demo::run(json).map(|()| 0);
     }
@@ -505,7 +507,7 @@ fn show(ctx: &Ctx, id: OsString) -> CliResult<()> {
             format!("category  {}", i.category_code.as_deref().unwrap_or("-")),
             format!("grid      {}", i.grid_code.as_deref().map(|g| printable(g, true)).unwrap_or_else(|| "-".into())),
             format!("reporter  {}", printable(&i.reporter, true)),
-            format!("created   {}", output::iso_time(i.created_at.corrected_ms)),
+            format!("created   {}", output::time_words(i.created_at.corrected_ms)),
             format!("sync      {}", output::sync_state_words(detail.incident.status, &detail.sync_state)),
         ];
         if let Some(location) = i.location {
@@ -526,7 +528,7 @@ fn show(ctx: &Ctx, id: OsString) -> CliResult<()> {
         }
         lines.push("audit trail on this device".into());
         for a in &detail.audit {
-            lines.push(format!("  {}  {:<14} {}", output::iso_time(a.at.corrected_ms), printable(&a.action, true), printable(&a.actor, true)));
+            lines.push(format!("  {}  {:<14} {}", output::time_words(a.at.corrected_ms), printable(&a.action, true), printable(&a.actor, true)));
         }
         lines.join("\n")
     });

@@ -63,7 +63,7 @@ fn list(ctx: &Ctx) -> CliResult<()> {
             format!(
                 "{}  {}  {:<6} {} photo(s)  {}",
                 short(&gw, IdKind::Incident, d.id),
-                output::iso_time(d.created_at.corrected_ms),
+                output::time_words(d.created_at.corrected_ms),
                 d.category_code.as_deref().unwrap_or("-"),
                 d.photo_count,
                 output::clip(&printable(&d.description, true), 40)

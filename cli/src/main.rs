@@ -73,9 +73,14 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "ACCOUNT")]
     pub account: Option<OsString>,
 
-    /// Machine-readable JSON on stdout (errors too)
+    /// Machine-readable JSON on stdout (errors too); its times are UTC
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Show times in UTC instead of the user's zone (GRIDWORK_TIME_ZONE, e.g.
+    /// +08:00 or UTC; default +08:00)
+    #[arg(long, global = true)]
+    pub utc: bool,
 
     #[command(subcommand)]
     pub command: Command,

@@ -1,6 +1,7 @@
 //! Turning core values into JSON for scripts and into lines for people.
 
 use std::io::Write;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, FixedOffset, Offset, SecondsFormat, Utc};
 use gridwork_core::{Category, Grid, Incident, IncidentStatus, Named, Operation, OutboxSummary, Photo, SyncReport, SyncState};
@@ -57,10 +58,55 @@ pub fn format_time(ms: i64, offset: FixedOffset) -> String {
     }
 }
 
-/// A time as the CLI prints it: UTC, so scripts reading the output get the
-/// same text on every machine.
+/// A time in JSON: ISO-8601 in UTC, so scripts get the same text on every
+/// machine whatever zone its user reads in.
 pub fn iso_time(ms: i64) -> String {
     format_time(ms, Utc.fix())
+}
+
+/// The zone people read times in, chosen once at start.
+static ZONE: OnceLock<FixedOffset> = OnceLock::new();
+pub const ZONE_ENV: &str = "GRIDWORK_TIME_ZONE";
+
+/// `--utc`, else `GRIDWORK_TIME_ZONE` ("+08:00", "-05:30", "UTC"), else
+/// China's +08:00 (where grid workers are).
+pub fn choose_zone(utc: bool, setting: Option<&str>) -> Result<FixedOffset, String> {
+    if utc {
+        return Ok(Utc.fix());
+    }
+    match setting.map(str::trim) {
+        None | Some("") => Ok(FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset")),
+        Some(text) if text.eq_ignore_ascii_case("utc") || text == "Z" => Ok(Utc.fix()),
+        Some(text) => {
+            let parsed = (|| {
+                let (sign, rest) = match text.as_bytes().first()? {
+                    b'+' => (1, &text[1..]),
+                    b'-' => (-1, &text[1..]),
+                    _ => return None,
+                };
+                let (hours, minutes) = rest.split_once(':').unwrap_or((rest, "0"));
+                let (hours, minutes): (i32, i32) = (hours.parse().ok()?, minutes.parse().ok()?);
+                if !(0..=14).contains(&hours) || !(0..60).contains(&minutes) {
+                    return None;
+                }
+                FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
+            })();
+            parsed.ok_or_else(|| format!("{ZONE_ENV} must be an offset like +08:00 or -05:30, or UTC"))
+        }
+    }
+}
+
+pub fn set_zone(zone: FixedOffset) {
+    let _ = ZONE.set(zone);
+}
+
+/// A time for people: "2026-12-03 19:45 +08:00" in their zone.
+pub fn time_words(ms: i64) -> String {
+    let zone = *ZONE.get_or_init(|| FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset"));
+    match DateTime::from_timestamp_millis(ms) {
+        Some(time) => time.with_timezone(&zone).format("%Y-%m-%d %H:%M %:z").to_string(),
+        None => ms.to_string(),
+    }
 }
 
 pub fn duration_words(ms: i64) -> String {
@@ -288,6 +334,18 @@ mod tests {
         assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!(iso_time(1_795_858_200_999), "2026-11-28T09:30:00Z");
         assert_eq!(iso_time(-1_000), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn zones_people_choose() {
+        assert_eq!(choose_zone(false, None).unwrap().local_minus_utc(), 8 * 3600);
+        assert_eq!(choose_zone(true, Some("+05:30")).unwrap().local_minus_utc(), 0, "--utc wins");
+        assert_eq!(choose_zone(false, Some("-05:30")).unwrap().local_minus_utc(), -(5 * 3600 + 1800));
+        assert_eq!(choose_zone(false, Some("utc")).unwrap().local_minus_utc(), 0);
+        assert_eq!(choose_zone(false, Some("+9")).unwrap().local_minus_utc(), 9 * 3600);
+        for nonsense in ["Asia/Shanghai", "+25:00", "08:00", "+08:75"] {
+            assert!(choose_zone(false, Some(nonsense)).unwrap_err().contains("like +08:00"), "{nonsense}");
+        }
     }
 
     #[test]

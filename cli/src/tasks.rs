@@ -168,7 +168,7 @@ pub fn tasks(ctx: &Ctx, args: TasksArgs) -> CliResult<()> {
                 t.kind.as_str(),
                 t.state.as_str(),
                 t.light.map_or("-", |l| l.as_str()),
-                t.deadline_ms.map(output::iso_time).unwrap_or_else(|| "-".into()),
+                t.deadline_ms.map(output::time_words).unwrap_or_else(|| "-".into()),
                 output::clip(&printable(&t.description, true), 40),
             ));
         }
@@ -283,7 +283,7 @@ pub fn case_lines(case: &CaseInfo) -> Vec<String> {
         lines.push(format!("  department {}", printable(department, true)));
     }
     if let Some(deadline) = case.deadline_ms {
-        lines.push(format!("  deadline   {}{}", output::iso_time(deadline), case.light.map(|l| format!(" ({})", l.as_str())).unwrap_or_default()));
+        lines.push(format!("  deadline   {}{}", output::time_words(deadline), case.light.map(|l| format!(" ({})", l.as_str())).unwrap_or_default()));
     }
     if let Some(rating) = case.rating {
         lines.push(format!("  rating     {}{} ({rating}/5)", "★".repeat(rating as usize), "☆".repeat(5usize.saturating_sub(rating as usize))));
@@ -295,7 +295,7 @@ pub fn case_lines(case: &CaseInfo) -> Vec<String> {
     lines.push("timeline".into());
     for e in &case.timeline {
         let note = e.note.as_deref().map(|n| format!("  “{}”", printable(n, true))).unwrap_or_default();
-        lines.push(format!("  {}  {:<15} {:<12} → {}{note}", output::iso_time(e.at_ms), printable(&e.action, true), printable(&e.actor, true), e.to_state.as_str()));
+        lines.push(format!("  {}  {:<15} {:<12} → {}{note}", output::time_words(e.at_ms), printable(&e.action, true), printable(&e.actor, true), e.to_state.as_str()));
     }
     lines
 }
@@ -332,7 +332,7 @@ pub fn stats(ctx: &Ctx, args: StatsArgs) -> CliResult<()> {
     });
     ctx.emit(value, || {
         [
-            format!("figures of {whose}, {} to {}", output::iso_time(from_ms), output::iso_time(to_ms)),
+            format!("figures of {whose}, {} to {}", output::time_words(from_ms), output::time_words(to_ms)),
             format!("  reported          {}", figures.reported),
             format!("  verified (核实)   {}", figures.verified),
             format!("  resolved on spot  {}", figures.resolved_on_spot),

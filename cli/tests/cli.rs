@@ -340,6 +340,27 @@ fn status_tells_the_truth_once_the_session_has_ended() {
 }
 
 #[test]
+fn times_read_in_the_users_zone() {
+    let device = tempfile::tempdir().unwrap();
+    let id = stdout(&ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "时区"]))).trim().to_owned();
+    let created = |out: &Output| stdout(out).lines().find(|l| l.starts_with("created")).map(str::to_owned).unwrap_or_default();
+    let china = created(&ok(run(gridwork(device.path()), ["show", &id])));
+    assert!(china.ends_with("+08:00") && china.len() == "created   2026-12-03 19:45 +08:00".len(), "{china}");
+    assert!(created(&ok(run(gridwork(device.path()), ["show", &id, "--utc"]))).ends_with("+00:00"));
+    let mut elsewhere = gridwork(device.path());
+    elsewhere.env("GRIDWORK_TIME_ZONE", "-05:00");
+    assert!(created(&ok(run(elsewhere, ["show", &id]))).ends_with("-05:00"));
+    let mut nonsense = gridwork(device.path());
+    nonsense.env("GRIDWORK_TIME_ZONE", "Mars/Olympus");
+    let refused = run(nonsense, ["show", &id]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("like +08:00"), "{}", stderr(&refused));
+    // JSON stays UTC for scripts.
+    let shown = json(&ok(run(gridwork(device.path()), ["show", &id, "--json"])));
+    assert!(shown["created_at"].as_str().unwrap().ends_with('Z'), "{shown}");
+}
+
+#[test]
 fn ids_are_shown_short_and_taken_back_by_unique_prefix() {
     let device = tempfile::tempdir().unwrap();
     let a = stdout(&ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "第一件"]))).trim().to_owned();

@@ -100,7 +100,12 @@ enum Command {
         assignee: Option<String>,
         #[arg(long)]
         department: Option<String>,
-        /// Deadline, Unix milliseconds.
+        /// 时限: a duration from now ("24h", "3d", "1d12h", "90m") or a date
+        /// and time in +08:00 ("2026-11-30 18:00", "2026-11-30" for its
+        /// end, or RFC 3339 with its own offset). Default: the category's.
+        #[arg(long, conflicts_with = "deadline_ms")]
+        deadline: Option<String>,
+        /// The deadline as Unix milliseconds (for scripts).
         #[arg(long)]
         deadline_ms: Option<i64>,
         #[arg(long)]
@@ -210,12 +215,65 @@ fn print_line(text: &str) {
 /// A time for people: the server's zone is China's (+08:00) unless
 /// GRIDWORK_UTC is set; JSON keeps milliseconds.
 fn time_words(ms: i64) -> String {
-    use chrono::{DateTime, FixedOffset};
-    let zone = if std::env::var_os("GRIDWORK_UTC").is_some() { FixedOffset::east_opt(0) } else { FixedOffset::east_opt(8 * 3600) };
-    match (DateTime::from_timestamp_millis(ms), zone) {
-        (Some(time), Some(zone)) => time.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %:z").to_string(),
-        _ => ms.to_string(),
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(time) => time.with_timezone(&zone()).format("%Y-%m-%d %H:%M:%S %:z").to_string(),
+        None => ms.to_string(),
     }
+}
+
+fn zone() -> chrono::FixedOffset {
+    let seconds = if std::env::var_os("GRIDWORK_UTC").is_some() { 0 } else { 8 * 3600 };
+    chrono::FixedOffset::east_opt(seconds).expect("a valid offset")
+}
+
+/// A deadline as a dispatcher writes it, in Unix milliseconds: a duration
+/// from `now_ms` or a date and time (see `dispatch --deadline`). Nonsense
+/// and times already past are refused, never guessed at.
+fn parse_deadline(text: &str, now_ms: i64) -> Result<i64, ServerError> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+    let text = text.trim();
+    let invalid = || {
+        ServerError::bad_request(
+            "invalid_deadline",
+            "write the deadline as a duration (24h, 3d, 1d12h, 90m) or a date and time (2026-11-30 18:00, 2026-11-30, or RFC 3339)",
+        )
+    };
+    let duration_ms = (|| {
+        let mut total: i64 = 0;
+        let mut digits = String::new();
+        for c in text.chars() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            let unit: i64 = match c {
+                'd' => 86_400_000,
+                'h' => 3_600_000,
+                'm' => 60_000,
+                _ => return None,
+            };
+            let n: i64 = digits.parse().ok()?;
+            total = total.checked_add(n.checked_mul(unit)?)?;
+            digits.clear();
+        }
+        (digits.is_empty() && total > 0).then_some(total)
+    })();
+    let at_ms = if let Some(ms) = duration_ms {
+        now_ms.checked_add(ms).ok_or_else(invalid)?
+    } else if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        time.timestamp_millis()
+    } else {
+        let local = ["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+            .iter()
+            .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+            .or_else(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(23, 59, 59)))
+            .ok_or_else(invalid)?;
+        zone().from_local_datetime(&local).single().ok_or_else(invalid)?.timestamp_millis()
+    };
+    if at_ms <= now_ms {
+        return Err(ServerError::bad_request("deadline_in_past", format!("the deadline {} has passed", time_words(at_ms))));
+    }
+    Ok(at_ms)
 }
 
 fn main() -> ExitCode {
@@ -466,11 +524,14 @@ fn run(cli: Cli) -> Result<(), ServerError> {
         }
         Command::Register { id, note } => step(&db, &id, transition(CaseAction::Register, note))?,
         Command::Reject { id, note } => step(&db, &id, transition(CaseAction::Reject, Some(note)))?,
-        Command::Dispatch { id, assignee, department, deadline_ms, note } => {
+        Command::Dispatch { id, assignee, department, deadline, deadline_ms, note } => {
             let mut request = transition(CaseAction::Dispatch, note);
             request.assignee = assignee;
             request.department = department;
-            request.deadline_ms = deadline_ms;
+            request.deadline_ms = match deadline {
+                Some(text) => Some(parse_deadline(&text, now_ms())?),
+                None => deadline_ms,
+            };
             step(&db, &id, request)?
         }
         Command::Close { id, note, rating } => step(&db, &id, TransitionRequest { rating, ..transition(CaseAction::Close, note) })?,
@@ -483,4 +544,26 @@ fn run(cli: Cli) -> Result<(), ServerError> {
         Command::Merge { id, into, note } => step(&db, &id, TransitionRequest { merge_into: Some(into), ..transition(CaseAction::Merge, note) })?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_858_200_000; // 2026-11-28 17:30 +08:00
+
+    #[test]
+    fn deadlines_as_dispatchers_write_them() {
+        assert_eq!(parse_deadline("24h", NOW).unwrap(), NOW + 86_400_000);
+        assert_eq!(parse_deadline("1d12h", NOW).unwrap(), NOW + 36 * 3_600_000);
+        assert_eq!(parse_deadline(" 90m ", NOW).unwrap(), NOW + 90 * 60_000);
+        // 2026-11-30 18:00 in +08:00 is 10:00 UTC.
+        assert_eq!(parse_deadline("2026-11-30 18:00", NOW).unwrap(), 1_796_032_800_000);
+        assert_eq!(parse_deadline("2026-11-30T10:00:00Z", NOW).unwrap(), 1_796_032_800_000);
+        assert_eq!(parse_deadline("2026-11-30", NOW).unwrap(), 1_796_054_399_000, "the end of that day");
+        for nonsense in ["", "soon", "24", "h", "0h", "24x", "2026-13-01 10:00", "30/11/2026", "99999999999999999d"] {
+            assert_eq!(parse_deadline(nonsense, NOW).unwrap_err().code, "invalid_deadline", "{nonsense:?}");
+        }
+        assert_eq!(parse_deadline("2026-11-28 09:00", NOW).unwrap_err().code, "deadline_in_past");
+    }
 }

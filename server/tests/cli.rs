@@ -280,6 +280,9 @@ fn the_admin_command_line_runs_a_case_end_to_end() {
         assert_eq!(admin.ok(&["register", &case_id, "--note", "立案"]).trim(), format!("{id} registered"), "{name}");
         admin.fails(&["dispatch", &case_id], "assignee_required");
         admin.fails(&["dispatch", &case_id, "--assignee", "nobody"], "unknown_assignee");
+        let stderr = admin.fails(&["dispatch", &case_id, "--assignee", "wang", "--deadline", "soon"], "invalid_deadline");
+        assert!(stderr.contains("24h") && stderr.contains("2026-11-30 18:00"), "{name}: the message shows the forms: {stderr}");
+        admin.fails(&["dispatch", &case_id, "--assignee", "wang", "--deadline", "2020-01-01 08:00"], "deadline_in_past");
         let deadline = "1900000000000";
         assert_eq!(admin.ok(&["dispatch", &case_id, "--assignee", "wang", "--deadline-ms", deadline]).trim(), format!("{id} dispatched"), "{name}");
         let dispatched = admin.json(&["incidents", "list", "--json", "--state", "dispatched"]);
