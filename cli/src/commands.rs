@@ -306,18 +306,31 @@ fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
     };
     crate::context::check_photo_files(args.photo.iter().chain(&args.after))?;
     let gw = ctx.open()?;
-    let draft = gw.create_draft(DraftFields { category_code: Some(category), description, address, location })?;
+    let fields = DraftFields { category_code: Some(category), description, address, location };
+    let draft = gw.create_draft(fields.clone())?;
     let resolved = args.resolved.map(|r| text("resolved", r)).transpose()?;
     let photos: Vec<(&PathBuf, PhotoRole)> =
         args.photo.iter().map(|p| (p, PhotoRole::Evidence)).chain(args.after.iter().map(|p| (p, PhotoRole::After))).collect();
     let count = photos.len();
+    let mut from_photo = None;
     let attached = (|| -> CliResult<()> {
+        let mut evidence_location = None;
         for (i, (path, role)) in photos.iter().enumerate() {
-            gw.attach_photo_as(draft.id, path, *role).map_err(|e| {
+            let photo = gw.attach_photo_as(draft.id, path, *role).map_err(|e| {
                 let error = CliError::from(e);
                 let message = format!("photo {} of {count}: {}", i + 1, error.message);
                 error.with_message(message)
             })?;
+            if *role == PhotoRole::Evidence && evidence_location.is_none() {
+                evidence_location = photo.exif_location;
+            }
+        }
+        // No --lat/--lon: where the camera was, if its photo says (EXIF GPS).
+        if fields.location.is_none()
+            && let Some(point) = evidence_location
+        {
+            gw.update_draft(draft.id, DraftFields { location: Some(point), ..fields.clone() })?;
+            from_photo = Some(point);
         }
         match &resolved {
             Some(note) => gw.submit_resolved(draft.id, note)?,
@@ -336,9 +349,13 @@ fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
     let mut value = output::incident_json(incident, Some(&detail.sync_state));
     value["photos"] = detail.photos.iter().map(output::photo_json).collect();
     value["account"] = ctx.account.clone().into();
+    value["location_from"] = if from_photo.is_some() { "photo_exif".into() } else if incident.location.is_some() { "arguments".into() } else { Value::Null };
     if ctx.json {
         output::print_json(&value);
     } else {
+        if let Some(point) = from_photo {
+            eprintln!("location taken from the photo's GPS (EXIF): {:.6}, {:.6}", point.lat, point.lon);
+        }
         // stdout carries the id alone, so `id=$(gridwork report …)` works.
         output::print(&incident.id.to_string());
         let logged_in = gw.session_user()?.is_some();

@@ -188,7 +188,8 @@ pub struct ReportArgs {
     /// Address or landmark
     #[arg(long, value_name = "TEXT")]
     pub address: Option<OsString>,
-    /// Latitude (WGS84 degrees); with --lon
+    /// Latitude (WGS84 degrees); with --lon. Without both, the first photo's
+    /// GPS (EXIF) is used when it has one
     #[arg(long, value_name = "LAT", allow_negative_numbers = true)]
     pub lat: Option<OsString>,
     /// Longitude (WGS84 degrees); with --lat

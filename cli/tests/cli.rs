@@ -340,6 +340,32 @@ fn status_tells_the_truth_once_the_session_has_ended() {
 }
 
 #[test]
+fn a_report_without_coordinates_takes_them_from_the_photos_gps() {
+    let device = tempfile::tempdir().unwrap();
+    let camera = tempfile::tempdir().unwrap();
+    let grids = write_file(camera.path(), "grids.geojson", gridwork_tests::two_grids_geojson().as_bytes());
+    ok(run(gridwork(device.path()), [OsStr::new("import-grids"), grids.as_os_str()]));
+    let spec = gridwork_tests::ExifSpec { gps: Some((31.23, 121.465)), ..Default::default() };
+    let with_gps = write_file(camera.path(), "gps.jpg", &jpeg_bytes(&scene(640, 480, 21), 85, Some(&spec)));
+    let report = run(
+        gridwork(device.path()),
+        [OsStr::new("report"), OsStr::new("--category"), OsStr::new("0602"), OsStr::new("--photo"), with_gps.as_os_str(), OsStr::new("--json")],
+    );
+    let value = json(&ok(report));
+    assert_eq!(value["location_from"], "photo_exif", "{value}");
+    assert_eq!(value["grid"], "G-001", "placed by the photo's position: {value}");
+    assert!((value["location"]["lat"].as_f64().unwrap() - 31.23).abs() < 1e-6);
+    let human = run(gridwork(device.path()), [OsStr::new("report"), OsStr::new("--category"), OsStr::new("0602"), OsStr::new("--photo"), with_gps.as_os_str()]);
+    assert!(stderr(&ok(human)).contains("location taken from the photo's GPS (EXIF): 31.230000, 121.465000"));
+    // Given coordinates win over the photo's.
+    let given = json(&ok(run(
+        gridwork(device.path()),
+        [OsStr::new("report"), OsStr::new("--category"), OsStr::new("0602"), OsStr::new("--lat"), OsStr::new("31.23"), OsStr::new("--lon"), OsStr::new("121.475"), OsStr::new("--photo"), with_gps.as_os_str(), OsStr::new("--json")],
+    )));
+    assert_eq!((given["location_from"].as_str(), given["grid"].as_str()), (Some("arguments"), Some("G-002")));
+}
+
+#[test]
 fn times_read_in_the_users_zone() {
     let device = tempfile::tempdir().unwrap();
     let id = stdout(&ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "时区"]))).trim().to_owned();
