@@ -24,6 +24,11 @@ pub fn run(cli: Cli) -> CliResult<i32> {
     if let Command::Demo = cli.command {
         return crate::demo::run(json).map(|()| 0);
     }
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "gridwork", &mut std::io::stdout());
+        return Ok(0);
+    }
     let Some(dir) = cli.device else {
         return Err(CliError::usage("--device DIR is required (or set GRIDWORK_DEVICE)"));
     };
@@ -76,7 +81,7 @@ pub fn run(cli: Cli) -> CliResult<i32> {
         Command::Stats(args) => crate::tasks::stats(&ctx, args),
         Command::Outbox => outbox(&ctx),
         Command::Retry { op_id } => retry(&ctx, op_id),
-        Command::Sync(_) | Command::Demo => unreachable!("handled above"),
+        Command::Sync(_) | Command::Demo | Command::Completions { .. } => unreachable!("handled above"),
     }
     .map(|()| 0)
 }
@@ -96,7 +101,10 @@ fn unsent(summary: &OutboxSummary) -> u64 {
 fn login(ctx: &Ctx, args: LoginArgs) -> CliResult<()> {
     let server = text("server", args.server)?.trim().to_owned();
     let username = text("username", args.username)?.trim().to_owned();
-    let password = text("password", args.password)?;
+    let password = match args.password {
+        Some(password) => text("password", password)?,
+        None => ask_password(&username, &server)?,
+    };
     if username.is_empty() {
         return Err(CliError::usage("--username must not be empty"));
     }
@@ -161,6 +169,17 @@ fn login(ctx: &Ctx, args: LoginArgs) -> CliResult<()> {
         },
     );
     Ok(())
+}
+
+/// The password from the terminal, not echoed; a script with no terminal
+/// is told how to give it instead of waiting for input that never comes.
+fn ask_password(username: &str, server: &str) -> CliResult<String> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::usage("no password: give --password or GRIDWORK_PASSWORD (there is no terminal to ask on)"));
+    }
+    rpassword::prompt_password(format!("password for {} at {}: ", printable(username, true), printable(server, true)))
+        .map_err(|e| CliError::usage(format!("could not read the password: {}", e.kind())))
 }
 
 fn logout(ctx: &Ctx) -> CliResult<()> {

@@ -89,16 +89,22 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Sign in to a server and make that account current
+    #[command(after_help = "Examples:\n  gridwork --device ./phone login --server https://gridwork.example.org --username w1\n      (asks for the password)\n  GRIDWORK_PASSWORD=… gridwork --device ./phone login --server http://127.0.0.1:8470 --username w1")]
     Login(LoginArgs),
     /// Forget the session of the current account (its unsent work stays queued) and go back to "local"
+    #[command(after_help = "Examples:\n  gridwork --device ./phone logout")]
     Logout,
     /// The current account, who is signed in, and what is still unsent
+    #[command(after_help = "Examples:\n  gridwork --device ./phone status\n  gridwork --device ./phone status --json")]
     Status,
     /// Every account this device holds, with what each has unsent
+    #[command(after_help = "Examples:\n  gridwork --device ./phone accounts\n  gridwork --device ./phone --account local outbox")]
     Accounts,
     /// Capture a report: draft, photos, submit; queued for the next sync
+    #[command(after_help = "Examples:\n  gridwork --device ./phone report --category 0602 --description '楼道堆物' --lat 31.23 --lon 121.465 --photo hazard.jpg\n  ID=$(gridwork --device ./phone report --category 0602 --photo hazard.jpg)   # location from the photo's GPS\n  gridwork --device ./phone report --category 0602 --photo before.jpg --after after.jpg --resolved '已现场清理'")]
     Report(ReportArgs),
     /// Correct your rejected report and send it again, linked to the first (text copied; give new photos)
+    #[command(after_help = "Examples:\n  gridwork --device ./phone resubmit 01a23d67 --description '补充：三楼楼道' --photo more.jpg")]
     Resubmit {
         /// The rejected report's id
         id: OsString,
@@ -110,43 +116,55 @@ pub enum Command {
         photo: Vec<PathBuf>,
     },
     /// Drafts not submitted (an interrupted `report`, say): list, submit as they are, or discard
+    #[command(after_help = "Examples:\n  gridwork --device ./phone drafts\n  gridwork --device ./phone drafts submit 01a23d67\n  gridwork --device ./phone drafts discard 01a23d67")]
     Drafts {
         #[command(subcommand)]
         command: Option<drafts::DraftsCommand>,
     },
     /// The device's category table
+    #[command(after_help = "Examples:\n  gridwork --device ./phone categories")]
     Categories,
     /// The device's grids
+    #[command(after_help = "Examples:\n  gridwork --device ./phone grids")]
     Grids,
     /// Import grids from a GeoJSON FeatureCollection file
+    #[command(after_help = "Examples:\n  gridwork --device ./phone import-grids docs/examples/grids.geojson")]
     ImportGrids {
         /// GeoJSON file
         file: PathBuf,
     },
     /// Incidents on this device, newest first
+    #[command(after_help = "Examples:\n  gridwork --device ./phone incidents\n  gridwork --device ./phone incidents --status dispatched --grid G-001 --limit 20")]
     Incidents(IncidentsArgs),
     /// One incident with its photos, audit trail and sync state
+    #[command(after_help = "Examples:\n  gridwork --device ./phone show 01a23d67          (a unique prefix of the id)\n  gridwork --device ./phone show 01a23d67 --json")]
     Show {
         /// Incident id
         id: OsString,
     },
     /// Your tasks (待办): cases dispatched to you, and handled cases of your grids to verify; soonest deadline first
+    #[command(after_help = "Examples:\n  gridwork --device ./phone tasks\n  gridwork --device ./phone tasks --kind verify --light red")]
     Tasks(tasks::TasksArgs),
     /// Work a task: show, sign, start, handle, hand-back, verify (each queued for the next sync)
+    #[command(after_help = "Examples:\n  gridwork --device ./dept task sign 01a23d67\n  gridwork --device ./dept task handle 01a23d67 --note '已清理' --photo after.jpg\n  gridwork --device ./phone task verify 01a23d67 --pass --rating 4 --photo check.jpg")]
     Task {
         #[command(subcommand)]
         command: tasks::TaskCommand,
     },
     /// The review queue (核实): list volunteers' reports in your grids, approve, reject, merge, ask
+    #[command(after_help = "Examples:\n  gridwork --device ./phone review list\n  gridwork --device ./phone review approve 01a23d67 --note '现场核实属实'\n  gridwork --device ./phone review reject 01a23d67 --note '已自行清理'")]
     Review {
         #[command(subcommand)]
         command: tasks::ReviewCommand,
     },
     /// Figures (统计) of you, a grid or a person for a period, computed from the cases on this device
+    #[command(after_help = "Examples:\n  gridwork --device ./phone stats\n  gridwork --device ./phone stats --grid G-001")]
     Stats(tasks::StatsArgs),
     /// What is still waiting to be sent
+    #[command(after_help = "Examples:\n  gridwork --device ./phone outbox\n  gridwork --device ./phone outbox --json")]
     Outbox,
     /// Queue a parked operation again (after fixing what the server objected to)
+    #[command(after_help = "Examples:\n  gridwork --device ./phone retry 01a23d70        (a unique prefix, from `gridwork outbox`)")]
     Retry {
         /// Operation id (from `gridwork outbox`)
         op_id: OsString,
@@ -155,7 +173,14 @@ pub enum Command {
     #[command(after_help = SYNC_EXIT_HELP)]
     Sync(SyncArgs),
     /// Run the whole loop on embedded defaults: server, phone, capture, sync, dispatch
+    #[command(after_help = "Examples:\n  gridwork demo\n  gridwork demo --json")]
     Demo,
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell
+    #[command(after_help = "Examples:\n  gridwork completions bash > ~/.local/share/bash-completion/completions/gridwork\n  gridwork completions zsh > ~/.zfunc/_gridwork\n  gridwork completions fish > ~/.config/fish/completions/gridwork.fish")]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -163,11 +188,13 @@ pub struct LoginArgs {
     /// Server address, e.g. https://gridwork.example.org or http://127.0.0.1:8470
     #[arg(long, value_name = "URL")]
     pub server: OsString,
+    /// Your user name on that server
     #[arg(long, value_name = "U")]
     pub username: OsString,
-    /// Password (or the GRIDWORK_PASSWORD environment variable)
+    /// Password (or the GRIDWORK_PASSWORD environment variable); asked for,
+    /// without echo, when neither is given
     #[arg(long, value_name = "P", env = "GRIDWORK_PASSWORD", hide_env_values = true)]
-    pub password: OsString,
+    pub password: Option<OsString>,
     /// Allow plain http to a host that is not loopback (tokens travel unencrypted)
     #[arg(long)]
     pub allow_insecure_http: bool,

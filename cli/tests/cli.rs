@@ -366,6 +366,34 @@ fn a_report_without_coordinates_takes_them_from_the_photos_gps() {
 }
 
 #[test]
+fn every_command_has_examples_completions_and_a_password_prompt() {
+    let help = stdout(&ok(run(bare(), ["--help"])));
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 20 && commands.contains(&"completions"), "{help}");
+    for command in &commands {
+        let text = stdout(&ok(run(bare(), [command, "--help"])));
+        assert!(text.contains("Examples:\n  gridwork"), "`gridwork {command} --help` shows examples:\n{text}");
+    }
+    let bash = stdout(&ok(run(bare(), ["completions", "bash"])));
+    assert!(bash.contains("_gridwork()") && bash.contains("complete -F _gridwork"), "{bash}");
+    assert!(stdout(&ok(run(bare(), ["completions", "fish"]))).contains("complete -c gridwork"));
+    assert_eq!(run(bare(), ["completions", "tcsh"]).status.code(), Some(2));
+
+    // No password and no terminal to ask on: told how, not left waiting.
+    let device = tempfile::tempdir().unwrap();
+    let login = gridwork(device.path()).args(["login", "--server", "http://127.0.0.1:9", "--username", "w1"]).stdin(std::process::Stdio::null()).output().unwrap();
+    assert_eq!(login.status.code(), Some(2));
+    assert!(stderr(&login).contains("give --password or GRIDWORK_PASSWORD"), "{}", stderr(&login));
+}
+
+#[test]
 fn times_read_in_the_users_zone() {
     let device = tempfile::tempdir().unwrap();
     let id = stdout(&ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "时区"]))).trim().to_owned();
