@@ -425,12 +425,14 @@ fn categories(ctx: &Ctx) -> CliResult<()> {
     let categories = gw.categories()?;
     let version = gw.category_table_version()?;
     ctx.emit(Value::Array(categories.iter().map(output::category_json).collect()), || {
-        let mut lines = vec![format!("category table version {version}")];
-        for c in &categories {
-            let indent = if c.parent_code.is_some() { "  " } else { "" };
-            lines.push(format!("{indent}{:<8} {}  {}", c.code, printable(&c.name_zh, true), printable(&c.name_en, true)));
-        }
-        lines.join("\n")
+        let rows: Vec<Vec<String>> = categories
+            .iter()
+            .map(|c| {
+                let indent = if c.parent_code.is_some() { "  " } else { "" };
+                vec![format!("{indent}{}", printable(&c.code, true)), printable(&c.name_zh, true), printable(&c.name_en, true)]
+            })
+            .collect();
+        format!("category table version {version}\n{}", output::table(&["code", "名称", "name"], &rows))
     });
     Ok(())
 }
@@ -441,19 +443,18 @@ fn grids(ctx: &Ctx) -> CliResult<()> {
         if grids.is_empty() {
             return "no grids on this device yet (they arrive with a sync, or `gridwork import-grids FILE`)".into();
         }
-        grids
+        let rows: Vec<Vec<String>> = grids
             .iter()
             .map(|g| {
-                format!(
-                    "{:<10} {:<9} {}{}",
+                vec![
                     printable(&g.code, true),
-                    g.tier.as_str(),
+                    g.tier.as_str().to_owned(),
                     printable(&g.name, true),
-                    g.management_level.map(|l| format!("  ({})", l.name_zh())).unwrap_or_default()
-                )
+                    g.management_level.map(|l| l.name_zh().to_owned()).unwrap_or_default(),
+                ]
             })
-            .collect::<Vec<_>>()
-            .join("\n")
+            .collect();
+        output::table(&["code", "tier", "name", "level"], &rows)
     });
     Ok(())
 }
@@ -492,21 +493,28 @@ fn incidents(ctx: &Ctx, args: IncidentsArgs) -> CliResult<()> {
         if rows.is_empty() {
             return format!("no incidents on this device (account {})", printable(&ctx.account, true));
         }
-        rows.iter()
+        // The category's name beside its code: people know 楼道堆物, not 0602.
+        let names: std::collections::HashMap<String, String> =
+            gw.categories().unwrap_or_default().into_iter().map(|c| (c.code, c.name_zh)).collect();
+        let table: Vec<Vec<String>> = rows
+            .iter()
             .map(|(i, s)| {
-                format!(
-                    "{}  {:<14} {:<6} {:<8} {} photo(s)  {:<20} {}",
+                let category = match i.category_code.as_deref() {
+                    Some(code) => format!("{} {}", printable(code, true), names.get(code).map(|n| printable(n, true)).unwrap_or_default()),
+                    None => "-".into(),
+                };
+                vec![
                     crate::context::short(&gw, IdKind::Incident, i.id),
-                    i.status.as_str(),
-                    i.category_code.as_deref().unwrap_or("-"),
+                    i.status.as_str().to_owned(),
+                    category.trim_end().to_owned(),
                     i.grid_code.as_deref().map(|g| printable(g, true)).unwrap_or_else(|| "-".into()),
-                    i.photo_count,
+                    i.photo_count.to_string(),
                     output::sync_state_words(i.status, s),
-                    output::clip(&printable(&i.description, true), 40)
-                )
+                    output::clip(&printable(&i.description, true), 40),
+                ]
             })
-            .collect::<Vec<_>>()
-            .join("\n")
+            .collect();
+        output::table(&["id", "status", "category", "grid", "photos", "sync", "description"], &table)
     });
     Ok(())
 }

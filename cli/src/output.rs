@@ -18,6 +18,33 @@ pub fn print(text: &str) {
     let _ = out.flush();
 }
 
+/// A table for a terminal: a header row, columns padded to the widest cell
+/// by display width (a Han character takes two columns), the last column
+/// left as it is. Cells are made printable by the caller.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    use unicode_width::UnicodeWidthStr;
+    let columns = headers.len();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.width()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(columns) {
+            widths[i] = widths[i].max(cell.width());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            text.push_str(cell);
+            if i + 1 < cells.len() {
+                text.push_str(&" ".repeat(widths[i] - cell.width() + 2));
+            }
+        }
+        text.trim_end().to_owned()
+    };
+    let mut lines = vec![line(headers.to_vec())];
+    lines.extend(rows.iter().map(|row| line(row.iter().map(String::as_str).collect())));
+    lines.join("\n")
+}
+
 pub fn print_json(value: &Value) {
     print(&serde_json::to_string_pretty(value).expect("JSON values serialize"));
 }
@@ -334,6 +361,16 @@ mod tests {
         assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!(iso_time(1_795_858_200_999), "2026-11-28T09:30:00Z");
         assert_eq!(iso_time(-1_000), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn tables_align_cjk_text_by_display_width() {
+        let rows = vec![vec!["0602".to_owned(), "楼道堆物".to_owned(), "x".to_owned()], vec!["0101".to_owned(), "abc".to_owned(), "y".to_owned()]];
+        let text = table(&["code", "name", "n"], &rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "code  name      n");
+        assert_eq!(lines[1], "0602  楼道堆物  x", "8 columns of Han text, then two spaces");
+        assert_eq!(lines[2], "0101  abc       y");
     }
 
     #[test]

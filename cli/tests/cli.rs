@@ -267,6 +267,14 @@ fn drafts_left_by_an_interrupted_report_are_listed_submitted_or_discarded() {
     assert!(ids.contains(&complete.as_str()) && ids.contains(&incomplete.as_str()));
     let human = stdout(&ok(run(gridwork(device.path()), ["incidents"])));
     assert!(human.contains("draft, not submitted") && !human.contains("synced"), "{human}");
+    let header = human.lines().next().unwrap();
+    assert!(header.starts_with("id") && header.contains("category") && header.contains("description"), "a header row: {human}");
+    assert!(human.contains("0602 楼道堆物"), "the category's name beside its code: {human}");
+    // Columns line up by display width: "description" starts where each row's description does.
+    let at = header.find("description").unwrap();
+    let row = human.lines().find(|l| l.contains("0602 楼道堆物")).unwrap();
+    let description_at = row.rfind("楼道堆物").unwrap();
+    assert_eq!(unicode_width::UnicodeWidthStr::width(&row[..description_at]), at, "{human}");
 
     let submitted = json(&ok(run(gridwork(device.path()), ["drafts", "submit", &complete, "--json"])));
     assert_eq!(submitted["status"], "submitted");
