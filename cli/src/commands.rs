@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gridwork_core::{DraftFields, GeoPoint, IncidentFilter, IncidentStatus, Named, OutboxSummary, PhotoRole, SyncReport, Trigger};
@@ -625,11 +626,75 @@ fn sync_outcome(report: &SyncReport, was_signed_in: bool) -> (&'static str, i32)
     }
 }
 
+/// Set by Ctrl-C during `gridwork sync`.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// One sync round, watched: Ctrl-C asks the core to stop at the next
+/// request boundary (nothing half-done: each step is transactional, an
+/// upload resumes from its last chunk), and on a terminal a line on stderr
+/// tells how much is left while it runs.
+fn watched_sync(ctx: &Ctx, gw: &gridwork_core::Gridwork, budget: Duration) -> CliResult<(SyncReport, bool)> {
+    use std::io::{IsTerminal, Write};
+    // A second handler cannot be installed; a failure only loses the nicety.
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    let progress = !ctx.json && std::io::stderr().is_terminal();
+    let done = AtomicBool::new(false);
+    let report = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let (mut shown, mut stopping) = (false, false);
+            let mut tick = 0u32;
+            while !done.load(Ordering::SeqCst) {
+                if !stopping && INTERRUPTED.load(Ordering::SeqCst) {
+                    gw.cancel_sync();
+                    stopping = true;
+                    eprintln!("\rstopping at the next request boundary…");
+                }
+                // Reads never wait behind the sync (the reader connection).
+                if progress && tick % 5 == 4
+                    && let Ok(s) = gw.outbox_summary()
+                {
+                    eprint!("\rsyncing: {} to send, {} of photos waiting   ", s.pending + s.in_flight, output::bytes_words(s.photo_bytes_waiting));
+                    let _ = std::io::stderr().flush();
+                    shown = true;
+                }
+                tick += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if shown {
+                eprint!("\r{}\r", " ".repeat(60));
+            }
+        });
+        let report = gw.sync_now(Trigger::ManualRetry, budget);
+        done.store(true, Ordering::SeqCst);
+        report
+    })?;
+    Ok((report, INTERRUPTED.load(Ordering::SeqCst)))
+}
+
 fn sync(ctx: &Ctx, args: SyncArgs) -> CliResult<i32> {
     let gw = ctx.open()?;
     let was_signed_in = gw.session_user()?.is_some();
-    let report = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(args.budget_secs))?;
+    let (report, interrupted) = watched_sync(ctx, &gw, Duration::from_secs(args.budget_secs))?;
     let summary = gw.outbox_summary()?;
+    if interrupted {
+        let value = json!({
+            "account": ctx.account,
+            "outcome": "interrupted",
+            "exit_status": sync_exit::INTERRUPTED,
+            "pushed": report.pushed,
+            "photos_uploaded": report.photos_uploaded,
+            "outbox": output::summary_json(&summary),
+        });
+        ctx.emit(value, || {
+            format!(
+                "interrupted: {} operation(s) and {} photo(s) were sent and are kept; {} wait and the next `gridwork sync` resumes them (a photo upload from its last chunk)",
+                report.pushed,
+                report.photos_uploaded,
+                unsent(&summary)
+            )
+        });
+        return Ok(sync_exit::INTERRUPTED);
+    }
     let (outcome, status) = sync_outcome(&report, was_signed_in);
     let mut value = output::sync_report_json(&report);
     value["account"] = ctx.account.clone().into();

@@ -56,6 +56,8 @@ pub mod sync_exit {
     pub const REFUSED: i32 = 6;
     /// The round did not finish (time budget, server busy): run again.
     pub const UNFINISHED: i32 = 7;
+    /// Stopped by Ctrl-C at a request boundary; what was sent is kept.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 /// Codes the CLI adds to the core's.

@@ -51,6 +51,7 @@ Exit status:
   5  the session ended (signed out elsewhere, revoked): log in again
   6  the server refused some operations: they are parked, see `gridwork outbox`
   7  the round did not finish (time budget, server busy): run again
+  130  stopped by Ctrl-C at a request boundary: what was sent is kept, run again
 With --json the report carries the same as \"outcome\" and \"exit_status\".
 
 Examples:

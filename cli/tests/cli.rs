@@ -402,6 +402,51 @@ fn every_command_has_examples_completions_and_a_password_prompt() {
 }
 
 #[test]
+fn ctrl_c_during_sync_keeps_what_was_sent_and_the_next_sync_resumes() {
+    use gridwork_tests::proxy::{Fault, FaultConfig, Proxy};
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let proxy = Proxy::start(server.addr, 7, FaultConfig::none());
+    let device = tempfile::tempdir().unwrap();
+    let camera = tempfile::tempdir().unwrap();
+    ok(run(gridwork(device.path()), ["login", "--server", &proxy.url(), "--username", "worker1", "--password", PASSWORD]));
+    let (a, b) = (photo(camera.path(), "a.jpg", 31), photo(camera.path(), "b.jpg", 32));
+    let id = stdout(&ok(run(
+        gridwork(device.path()),
+        [OsStr::new("report"), OsStr::new("--category"), OsStr::new("0602"), OsStr::new("--photo"), a.as_os_str(), OsStr::new("--photo"), b.as_os_str()],
+    )))
+    .trim()
+    .to_owned();
+
+    // The first photo's chunk takes its time on a poor link; Ctrl-C meanwhile.
+    proxy.inject("PUT", "/chunks", Fault::Delay(std::time::Duration::from_secs(3)));
+    let child = gridwork(device.path()).args(["sync"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Once the report is on the server, the sync is uploading (and its
+    // Ctrl-C handler is in place).
+    let started = std::time::Instant::now();
+    while server.count("SELECT COUNT(*) FROM incidents") == 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the sync never pushed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let signalled = Command::new("kill").args(["-s", "INT", &child.id().to_string()]).status().unwrap();
+    assert!(signalled.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "stdout: {}\nstderr: {}", stdout(&output), stderr(&output));
+    let said = stdout(&output);
+    assert!(said.contains("interrupted: 1 operation(s)") && said.contains("the next `gridwork sync` resumes them"), "{said}");
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents"), 1, "the report was sent and kept");
+
+    // The next sync finishes the work: both photos arrive, each once.
+    let finished = json(&ok(run(gridwork(device.path()), ["sync", "--json"])));
+    assert_eq!(finished["outcome"], "complete", "{finished}");
+    let photos = server.photos(&id);
+    assert_eq!(photos.len(), 2);
+    assert!(photos.iter().all(|(_, arrived)| *arrived), "{photos:?}");
+}
+
+#[test]
 fn times_read_in_the_users_zone() {
     let device = tempfile::tempdir().unwrap();
     let id = stdout(&ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "时区"]))).trim().to_owned();
