@@ -67,6 +67,7 @@ fn view(n: usize, now_ms: i64) -> IncidentView {
         assignee,
         department: None,
         deadline_ms,
+        step_deadline_ms: None,
         merged_into: None,
         resubmission_of: None,
         rating,

@@ -873,6 +873,27 @@ impl From<DeadlineLight> for core::DeadlineLight {
     }
 }
 
+/// The step a time limit (时限) is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum TimedStep {
+    /// 签收: sign for a dispatched case.
+    Sign,
+    /// 处置: handle it.
+    Handle,
+    /// 核查: verify it on site once handled.
+    Verify,
+}
+
+impl From<core::TimedStep> for TimedStep {
+    fn from(step: core::TimedStep) -> Self {
+        match step {
+            core::TimedStep::Sign => TimedStep::Sign,
+            core::TimedStep::Handle => TimedStep::Handle,
+            core::TimedStep::Verify => TimedStep::Verify,
+        }
+    }
+}
+
 /// A case's state as an incident status (every case state is one).
 fn case_status(state: CaseState) -> IncidentStatus {
     core::IncidentStatus::Case(state).into()
@@ -890,7 +911,10 @@ pub struct CaseTask {
     pub grid_code: Option<String>,
     pub assignee: Option<String>,
     pub department: Option<String>,
+    /// When its current step is due (server time, Unix ms): signing,
+    /// handling or verifying, as `deadline_step` says.
     pub deadline_ms: Option<i64>,
+    pub deadline_step: Option<TimedStep>,
     pub light: Option<DeadlineLight>,
     /// What the last relevant step said: the dispatcher's instruction (or
     /// the rework's reason), the handler's result, the reporter's answer,
@@ -915,6 +939,7 @@ impl From<core::Task> for CaseTask {
             assignee: t.assignee,
             department: t.department,
             deadline_ms: t.deadline_ms,
+            deadline_step: t.deadline_step.map(Into::into),
             light: t.light.map(Into::into),
             note: t.note,
             reporter: t.reporter,
@@ -991,7 +1016,13 @@ pub struct CaseInfo {
     pub reporter: String,
     pub assignee: Option<String>,
     pub department: Option<String>,
+    /// The handling deadline (处置时限), server time (Unix ms).
     pub deadline_ms: Option<i64>,
+    /// The limit of the other step the case waits for: signing while
+    /// dispatched (签收时限), verifying while handled (核查时限).
+    pub step_deadline_ms: Option<i64>,
+    /// The step the case runs against a limit for now; `light` is its light.
+    pub deadline_step: Option<TimedStep>,
     pub light: Option<DeadlineLight>,
     /// 1 to 5 stars once closed.
     pub rating: Option<u8>,
@@ -1008,6 +1039,8 @@ impl From<core::CaseInfo> for CaseInfo {
             assignee: c.assignee,
             department: c.department,
             deadline_ms: c.deadline_ms,
+            step_deadline_ms: c.step_deadline_ms,
+            deadline_step: c.deadline_step.map(Into::into),
             light: c.light.map(Into::into),
             rating: c.rating,
             merged_into: c.merged_into.map(|m| m.to_string()),

@@ -7,7 +7,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use gridwork_core::{CaseAction, CaseInfo, CaseState, DeadlineLight, Named, StatsQuery, StepInput, Task, TaskFilter, TaskKind};
+use gridwork_core::{CaseAction, CaseInfo, CaseState, DeadlineLight, Named, StatsQuery, StepInput, Task, TaskFilter, TaskKind, TimedStep};
+use gridwork_protocol::case::step_besides_handling;
 use serde_json::{Value, json};
 
 use crate::context::{Ctx, resolve_id, short, text};
@@ -160,14 +161,15 @@ pub fn tasks(ctx: &Ctx, args: TasksArgs) -> CliResult<()> {
         }
         let ids: Vec<String> = tasks.iter().map(|t| short(&gw, IdKind::Incident, t.incident_id)).collect();
         let width = ids.iter().map(String::len).max().unwrap_or(2);
-        let mut lines = vec![format!("{:<width$}  {:<6}  {:<11}  {:<6}  {:<25}  description", "id", "kind", "state", "light", "deadline")];
+        let mut lines = vec![format!("{:<width$}  {:<6}  {:<11}  {:<6}  {:<6}  {:<25}  description", "id", "kind", "state", "light", "due", "deadline")];
         for (t, id) in tasks.iter().zip(&ids) {
             lines.push(format!(
-                "{:<width$}  {:<6}  {:<11}  {:<6}  {:<25}  {}",
+                "{:<width$}  {:<6}  {:<11}  {:<6}  {:<6}  {:<25}  {}",
                 id,
                 t.kind.as_str(),
                 t.state.as_str(),
                 t.light.map_or("-", |l| l.as_str()),
+                t.deadline_step.map_or("-", |s| s.as_str()),
                 t.deadline_ms.map(output::time_words).unwrap_or_else(|| "-".into()),
                 output::clip(&printable(&t.description, true), 40),
             ));
@@ -190,6 +192,7 @@ fn task_json(t: &Task) -> Value {
         "department": t.department,
         "deadline_ms": t.deadline_ms,
         "deadline": t.deadline_ms.map(output::iso_time),
+        "deadline_step": t.deadline_step.map(|s| s.as_str()),
         "light": t.light.map(|l| l.as_str()),
         "note": t.note,
         "reporter": t.reporter,
@@ -258,6 +261,8 @@ pub fn case_json(case: &CaseInfo) -> Value {
         "assignee": case.assignee,
         "department": case.department,
         "deadline_ms": case.deadline_ms,
+        "step_deadline_ms": case.step_deadline_ms,
+        "deadline_step": case.deadline_step.map(|s| s.as_str()),
         "light": case.light.map(|l| l.as_str()),
         "rating": case.rating,
         "merged_into": case.merged_into.map(|m| m.to_string()),
@@ -282,8 +287,20 @@ pub fn case_lines(case: &CaseInfo) -> Vec<String> {
     if let Some(department) = &case.department {
         lines.push(format!("  department {}", printable(department, true)));
     }
+    // Each limit the case has, the light beside the one it runs against now.
+    let light_of = |step: TimedStep| match (case.deadline_step, case.light) {
+        (Some(current), Some(light)) if current == step => format!(" ({})", light.as_str()),
+        _ => String::new(),
+    };
+    let step_limit = step_besides_handling(case.state).zip(case.step_deadline_ms);
+    if let Some((TimedStep::Sign, due)) = step_limit {
+        lines.push(format!("  sign by    {}{}", output::time_words(due), light_of(TimedStep::Sign)));
+    }
     if let Some(deadline) = case.deadline_ms {
-        lines.push(format!("  deadline   {}{}", output::time_words(deadline), case.light.map(|l| format!(" ({})", l.as_str())).unwrap_or_default()));
+        lines.push(format!("  deadline   {}{}", output::time_words(deadline), light_of(TimedStep::Handle)));
+    }
+    if let Some((TimedStep::Verify, due)) = step_limit {
+        lines.push(format!("  verify by  {}{}", output::time_words(due), light_of(TimedStep::Verify)));
     }
     if let Some(rating) = case.rating {
         lines.push(format!("  rating     {}{} ({rating}/5)", "★".repeat(rating as usize), "☆".repeat(5usize.saturating_sub(rating as usize))));

@@ -33,5 +33,5 @@ pub use outbox::{Operation, OperationState, OutboxSummary, ParkReason};
 pub use photo::{PhotoLimits, Rendition};
 pub use store::{Durability, OpenReport};
 pub use gridwork_protocol::stats::{Stats, StatsQuery};
-pub use gridwork_protocol::{CaseAction, CaseState, DeadlineLight, Named, OperationKind, PhotoRole};
+pub use gridwork_protocol::{CaseAction, CaseState, DeadlineLight, Named, OperationKind, PhotoRole, TimedStep};
 pub use uuid::Uuid;

@@ -192,6 +192,11 @@ pub struct IncidentView {
     pub department: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<i64>,
+    /// The time limit (server time, Unix ms) of the step the case waits for
+    /// besides handling: signing for it while dispatched (签收时限), verifying
+    /// it while handled (核查时限). Absent when the category sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_deadline_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<Uuid>,
     /// The rejected report this one corrects and resubmits.

@@ -285,6 +285,43 @@ pub fn deadline_light(since_ms: i64, deadline_ms: i64, now_ms: i64) -> DeadlineL
     if total <= 0 || left.saturating_mul(4) <= total { DeadlineLight::Yellow } else { DeadlineLight::Green }
 }
 
+/// The step a time limit (时限) is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumString, EnumIter)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum TimedStep {
+    /// 签收: the assignee signs for a dispatched case.
+    Sign,
+    /// 处置: the assignee handles it.
+    Handle,
+    /// 核查: a verifier checks the handled case on site.
+    Verify,
+}
+
+impl Named for TimedStep {}
+
+/// The time limit a case in `state` runs against, and its step: signing
+/// while dispatched and verifying while handled when the category sets a
+/// limit for that step (`step_deadline_ms`), else handling (`deadline_ms`)
+/// while the handler has work to do.
+pub fn current_limit(state: CaseState, deadline_ms: Option<i64>, step_deadline_ms: Option<i64>) -> Option<(TimedStep, i64)> {
+    match (step_besides_handling(state), step_deadline_ms) {
+        (Some(step), Some(due)) => Some((step, due)),
+        _ if state.awaits_handler() => deadline_ms.map(|due| (TimedStep::Handle, due)),
+        _ => None,
+    }
+}
+
+/// The step a case's limit besides handling (`step_deadline_ms`) is for in
+/// `state`: signing for a dispatched case, verifying a handled one.
+pub fn step_besides_handling(state: CaseState) -> Option<TimedStep> {
+    match state {
+        CaseState::Dispatched => Some(TimedStep::Sign),
+        CaseState::Handled => Some(TimedStep::Verify),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +339,7 @@ mod tests {
         assert_names_match_serde::<CaseAction>();
         assert_names_match_serde::<PhotoRole>();
         assert_names_match_serde::<DeadlineLight>();
+        assert_names_match_serde::<TimedStep>();
         let states: Vec<&str> = CaseState::iter().map(CaseState::as_str).collect();
         assert_eq!(
             states,
@@ -445,6 +483,21 @@ mod tests {
         assert_eq!(CaseAction::HandBack.check_extras(false, None, 0).unwrap_err().0, "note_required");
         assert_eq!(CaseAction::Handle.rule().photos, Some(PhotoRole::After));
         assert_eq!(CaseAction::Reopen.rule().photos, Some(PhotoRole::Verification));
+    }
+
+    #[test]
+    fn the_limit_of_the_current_step() {
+        use CaseState::*;
+        // A sign limit applies while dispatched, the handling one after.
+        assert_eq!(current_limit(Dispatched, Some(100), Some(10)), Some((TimedStep::Sign, 10)));
+        assert_eq!(current_limit(Dispatched, Some(100), None), Some((TimedStep::Handle, 100)));
+        assert_eq!(current_limit(Signed, Some(100), Some(10)), Some((TimedStep::Handle, 100)));
+        assert_eq!(current_limit(Reopened, Some(100), None), Some((TimedStep::Handle, 100)));
+        // Handled: only a verify limit; the handling one no longer applies.
+        assert_eq!(current_limit(Handled, Some(100), Some(200)), Some((TimedStep::Verify, 200)));
+        assert_eq!(current_limit(Handled, Some(100), None), None);
+        assert_eq!(current_limit(Closed, Some(100), Some(200)), None);
+        assert_eq!(current_limit(PendingReview, None, None), None);
     }
 
     #[test]

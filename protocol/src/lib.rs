@@ -20,7 +20,7 @@ pub mod role;
 pub mod stats;
 pub mod text;
 
-pub use case::{CaseAction, CaseState, DeadlineLight, PhotoRole};
+pub use case::{CaseAction, CaseState, DeadlineLight, PhotoRole, TimedStep};
 pub use geo::GeoPoint;
 pub use grid::{GridTier, GridView, ManagementLevel};
 pub use names::{IntoEnumIterator, Named};

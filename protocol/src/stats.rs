@@ -128,6 +128,7 @@ mod tests {
             assignee: assignee.map(str::to_owned),
             department: None,
             deadline_ms,
+            step_deadline_ms: None,
             merged_into: None,
             resubmission_of: None,
             rating,

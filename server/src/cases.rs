@@ -50,6 +50,9 @@ struct CaseRow {
     assignee_id: Option<String>,
     department: Option<String>,
     deadline_ms: Option<i64>,
+    /// The time limit of the step the case waits for besides handling:
+    /// signing a dispatched case, verifying a handled one.
+    step_deadline_ms: Option<i64>,
     merged_into: Option<String>,
     rating: Option<u8>,
     resubmission_of: Option<String>,
@@ -70,7 +73,8 @@ impl CaseRow {
 }
 
 const CASE_COLUMNS: &str = "id, state, category_code, description, address, lat, lon, accuracy_m, grid_code, reporter_id,
-    reporter_role, assignee_id, department, deadline_ms, merged_into, version, reported_at_ms, updated_at_ms, rating, resubmission_of";
+    reporter_role, assignee_id, department, deadline_ms, merged_into, version, reported_at_ms, updated_at_ms, rating, resubmission_of,
+    step_deadline_ms";
 
 fn read_case(r: &Row) -> Result<CaseRow> {
     Ok(CaseRow {
@@ -92,6 +96,7 @@ fn read_case(r: &Row) -> Result<CaseRow> {
         updated_at_ms: r.int(17),
         rating: r.opt_int(18).and_then(|stars| u8::try_from(stars).ok()),
         resubmission_of: r.opt_text(19),
+        step_deadline_ms: r.opt_int(20),
     })
 }
 
@@ -142,6 +147,7 @@ fn view(tx: &mut dyn Tx, case: &CaseRow) -> Result<IncidentView> {
         },
         department: case.department.clone(),
         deadline_ms: case.deadline_ms,
+        step_deadline_ms: case.step_deadline_ms,
         merged_into: case.merged_into.as_deref().and_then(|m| Uuid::parse_str(m).ok()),
         rating: case.rating,
         resubmission_of: case.resubmission_of.as_deref().and_then(|m| Uuid::parse_str(m).ok()),
@@ -372,6 +378,10 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
         assignee_id: resolution.as_ref().map(|_| caller.user_id.to_string()),
         department: None,
         deadline_ms: None,
+        step_deadline_ms: match resolution {
+            Some(_) => reference::time_limits(tx, &report.category_code)?.and_then(|l| l.verify_by(now_ms)),
+            None => None,
+        },
         merged_into: None,
         rating: None,
         resubmission_of: report.resubmission_of.map(|r| r.to_string()),
@@ -380,7 +390,7 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
         updated_at_ms: now_ms,
     };
     tx.execute(
-        &format!("INSERT INTO incidents ({CASE_COLUMNS}, captured_device_ms, captured_corrected_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"),
+        &format!("INSERT INTO incidents ({CASE_COLUMNS}, captured_device_ms, captured_corrected_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"),
         params![
             case.id.clone(),
             state.as_str(),
@@ -402,6 +412,7 @@ pub fn submit(tx: &mut dyn Tx, caller: &Caller, report: &SubmitIncident, now_ms:
             now_ms,
             None::<i64>,
             case.resubmission_of.clone(),
+            case.step_deadline_ms,
             report.captured_at.device_ms,
             report.captured_at.corrected_ms,
         ],
@@ -455,6 +466,7 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
         }
         insert_photos(tx, id, &request.photos, role, caller)?;
     }
+    let limits = reference::time_limits(tx, &case.category_code)?;
     match action {
         CaseAction::Dispatch => {
             let assignee = match &request.assignee {
@@ -475,7 +487,7 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
             case.department = department;
             case.deadline_ms = match request.deadline_ms {
                 Some(deadline) => Some(deadline),
-                None => reference::default_deadline(tx, &case.category_code, now_ms)?,
+                None => limits.as_ref().map(|l| l.handle_by(now_ms)),
             };
         }
         CaseAction::Merge => {
@@ -502,11 +514,21 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
         // if it has one; the rating of the close it undoes no longer stands.
         CaseAction::Reopen => {
             case.rating = None;
-            if let Some(deadline) = reference::default_deadline(tx, &case.category_code, now_ms)? {
-                case.deadline_ms = Some(deadline);
+            if let Some(limits) = &limits {
+                case.deadline_ms = Some(limits.handle_by(now_ms));
             }
         }
         _ => {}
+    }
+    // The time limit of the step besides handling starts when the case
+    // enters it (签收 after a dispatch, 核查 after a handle) and ends with it;
+    // a step that keeps the state (a note) keeps it.
+    if target != case.state {
+        case.step_deadline_ms = match target {
+            CaseState::Dispatched => limits.as_ref().and_then(|l| l.sign_by(now_ms)),
+            CaseState::Handled => limits.as_ref().and_then(|l| l.verify_by(now_ms)),
+            _ => None,
+        };
     }
     let from = case.state;
     case.state = target;
@@ -514,7 +536,7 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
     case.updated_at_ms = now_ms;
     tx.execute(
         "UPDATE incidents SET state = $2, assignee_id = $3, department = $4, deadline_ms = $5, merged_into = $6, version = $7, updated_at_ms = $8,
-             rating = $9 WHERE id = $1",
+             rating = $9, step_deadline_ms = $10 WHERE id = $1",
         params![
             case.id.clone(),
             target.as_str(),
@@ -524,7 +546,8 @@ pub fn transition(tx: &mut dyn Tx, caller: &Caller, id: &str, request: &Transiti
             case.merged_into.clone(),
             case.version,
             now_ms,
-            case.rating.map(i64::from)
+            case.rating.map(i64::from),
+            case.step_deadline_ms
         ],
     )?;
     append_timeline(tx, id, action.as_str(), &caller.username, Some(from), target, note.as_deref(), now_ms)?;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use gridwork_protocol::case::step_besides_handling;
 use gridwork_protocol::{CaseAction, Named};
 use gridwork_protocol::api::{Role, TransitionRequest};
 use gridwork_server::auth::TokenPolicy;
@@ -63,12 +64,21 @@ enum Command {
         command: ReferenceCommand,
     },
     /// 时限: the hours cases of a category have to be handled once dispatched
-    /// or reworked, when the dispatcher gives no deadline (a 大类's applies to its 小类).
+    /// or reworked, when the dispatcher gives no deadline, and optionally to
+    /// be signed for once dispatched and verified once handled (a 大类's
+    /// apply to its 小类). Sets all three: a limit not given is removed.
     Deadline {
         #[arg(long)]
         category: String,
+        /// Hours to handle (处置时限).
         #[arg(long)]
         hours: i64,
+        /// Hours to sign for a dispatched case (签收时限).
+        #[arg(long)]
+        sign_hours: Option<i64>,
+        /// Hours to verify a handled case (核查时限).
+        #[arg(long)]
+        verify_hours: Option<i64>,
     },
     /// Serve the /v1 API.
     Serve {
@@ -426,14 +436,18 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             } else {
                 for c in categories {
                     let indent = if c.parent_code.is_some() { "  " } else { "" };
-                    let hours = c.handle_hours.map(|h| format!("  {h} h to handle")).unwrap_or_default();
+                    let limits = [(c.sign_hours, "sign"), (c.handle_hours, "handle"), (c.verify_hours, "verify")];
+                    let hours: String = limits.iter().filter_map(|(h, step)| h.map(|h| format!("  {h} h to {step}"))).collect();
                     out!("{indent}{:<6} {}{}{}", c.code, c.name_zh, if c.active { "" } else { "  (retired)" }, hours);
                 }
             }
         }
-        Command::Deadline { category, hours } => {
-            db.write(|tx| reference::set_deadline(tx, &category, hours))?;
-            out!("category {category}: {hours} h to handle");
+        Command::Deadline { category, hours, sign_hours, verify_hours } => {
+            let limits = reference::TimeLimits { handle_hours: hours, sign_hours, verify_hours };
+            db.write(|tx| reference::set_deadline(tx, &category, &limits))?;
+            let sign = sign_hours.map(|h| format!("{h} h to sign, ")).unwrap_or_default();
+            let verify = verify_hours.map(|h| format!(", {h} h to verify")).unwrap_or_default();
+            out!("category {category}: {sign}{hours} h to handle{verify}");
         }
         Command::Serve { listen, access_ttl_secs, refresh_ttl_secs } => {
             let policy = TokenPolicy { access_ttl_ms: access_ttl_secs * 1000, refresh_ttl_ms: refresh_ttl_secs * 1000 };
@@ -500,6 +514,9 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                 }
                 if let Some(deadline) = view.deadline_ms {
                     out!("deadline  {}", time_words(deadline));
+                }
+                if let Some((step, due)) = step_besides_handling(view.state).zip(view.step_deadline_ms) {
+                    out!("{:<9} {}", format!("{} by", step.as_str()), time_words(due));
                 }
                 if let Some(rating) = view.rating {
                     out!("rating    {rating} of 5");

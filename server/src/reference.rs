@@ -81,34 +81,58 @@ pub fn category_is_active(tx: &mut dyn Tx, code: &str) -> Result<bool> {
     Ok(tx.query_opt("SELECT 1 FROM categories WHERE code = $1 AND active = 1", params![code])?.is_some())
 }
 
-/// 时限: set the hours cases of a category have to be handled.
-pub fn set_deadline(tx: &mut dyn Tx, category_code: &str, handle_hours: i64) -> Result<()> {
+/// 时限 of a category: hours to handle a dispatched (or reworked) case, and
+/// optionally hours to sign for it once dispatched and to verify it once
+/// handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeLimits {
+    pub handle_hours: i64,
+    pub sign_hours: Option<i64>,
+    pub verify_hours: Option<i64>,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl TimeLimits {
+    pub fn handle_by(&self, now_ms: i64) -> i64 {
+        now_ms + self.handle_hours * HOUR_MS
+    }
+    pub fn sign_by(&self, now_ms: i64) -> Option<i64> {
+        self.sign_hours.map(|h| now_ms + h * HOUR_MS)
+    }
+    pub fn verify_by(&self, now_ms: i64) -> Option<i64> {
+        self.verify_hours.map(|h| now_ms + h * HOUR_MS)
+    }
+}
+
+/// Set a category's time limits (all three at once: a limit not given is
+/// removed).
+pub fn set_deadline(tx: &mut dyn Tx, category_code: &str, limits: &TimeLimits) -> Result<()> {
     if tx.query_opt("SELECT 1 FROM categories WHERE code = $1", params![category_code])?.is_none() {
         return Err(ServerError::bad_request("unknown_category", "the category is not in the table"));
     }
-    if !(1..=24 * 365).contains(&handle_hours) {
+    let hours = [Some(limits.handle_hours), limits.sign_hours, limits.verify_hours];
+    if hours.iter().flatten().any(|h| !(1..=24 * 365).contains(h)) {
         return Err(ServerError::bad_request("invalid_deadline", "a deadline is 1 hour to a year"));
     }
     tx.execute(
-        "INSERT INTO category_deadlines (category_code, handle_hours) VALUES ($1, $2)
-         ON CONFLICT (category_code) DO UPDATE SET handle_hours = $2",
-        params![category_code, handle_hours],
+        "INSERT INTO category_deadlines (category_code, handle_hours, sign_hours, verify_hours) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (category_code) DO UPDATE SET handle_hours = $2, sign_hours = $3, verify_hours = $4",
+        params![category_code, limits.handle_hours, limits.sign_hours, limits.verify_hours],
     )?;
     Ok(())
 }
 
-/// The deadline a case of this category gets when dispatched (or reworked)
-/// at `now_ms` without one: its own category's, else its 大类's.
-pub fn default_deadline(tx: &mut dyn Tx, category_code: &str, now_ms: i64) -> Result<Option<i64>> {
-    let hours = tx
+/// The time limits of a category: its own, else its 大类's.
+pub fn time_limits(tx: &mut dyn Tx, category_code: &str) -> Result<Option<TimeLimits>> {
+    Ok(tx
         .query_opt(
-            "SELECT d.handle_hours FROM category_deadlines d
+            "SELECT d.handle_hours, d.sign_hours, d.verify_hours FROM category_deadlines d
              WHERE d.category_code = $1 OR d.category_code = (SELECT parent_code FROM categories WHERE code = $1)
              ORDER BY CASE WHEN d.category_code = $1 THEN 0 ELSE 1 END LIMIT 1",
             params![category_code],
         )?
-        .map(|r| r.int(0));
-    Ok(hours.map(|h| now_ms + h * 3_600_000))
+        .map(|r| TimeLimits { handle_hours: r.int(0), sign_hours: r.opt_int(1), verify_hours: r.opt_int(2) }))
 }
 
 pub fn grid_exists(tx: &mut dyn Tx, code: &str) -> Result<bool> {
@@ -204,7 +228,7 @@ pub fn list_grids(tx: &mut dyn Tx) -> Result<Vec<GridRow>> {
         .collect())
 }
 
-/// A category as an administrator lists it, with its handling deadline.
+/// A category as an administrator lists it, with its time limits.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct CategoryRow {
     pub code: String,
@@ -213,11 +237,13 @@ pub struct CategoryRow {
     pub name_en: String,
     pub active: bool,
     pub handle_hours: Option<i64>,
+    pub sign_hours: Option<i64>,
+    pub verify_hours: Option<i64>,
 }
 
 pub fn list_categories(tx: &mut dyn Tx) -> Result<Vec<CategoryRow>> {
     let rows = tx.query(
-        "SELECT c.code, c.parent_code, c.name_zh, c.name_en, c.active, d.handle_hours
+        "SELECT c.code, c.parent_code, c.name_zh, c.name_en, c.active, d.handle_hours, d.sign_hours, d.verify_hours
          FROM categories AS c LEFT JOIN category_deadlines AS d ON d.category_code = c.code
          ORDER BY c.sort_order, c.code",
         &[],
@@ -231,6 +257,8 @@ pub fn list_categories(tx: &mut dyn Tx) -> Result<Vec<CategoryRow>> {
             name_en: r.text(3),
             active: r.int(4) != 0,
             handle_hours: r.opt_int(5),
+            sign_hours: r.opt_int(6),
+            verify_hours: r.opt_int(7),
         })
         .collect())
 }

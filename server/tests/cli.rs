@@ -345,6 +345,16 @@ fn the_admin_command_line_runs_a_case_end_to_end() {
         assert_eq!(admin.ok(&["deadline", "--category", "0602", "--hours", "24"]).trim(), "category 0602: 24 h to handle", "{name}");
         admin.fails(&["deadline", "--category", "9999", "--hours", "24"], "unknown_category");
         admin.fails(&["deadline", "--category", "0602", "--hours", "0"], "invalid_deadline");
+        admin.fails(&["deadline", "--category", "0602", "--hours", "24", "--verify-hours", "0"], "invalid_deadline");
+        assert_eq!(
+            admin.ok(&["deadline", "--category", "0601", "--hours", "72", "--sign-hours", "2", "--verify-hours", "24"]).trim(),
+            "category 0601: 2 h to sign, 72 h to handle, 24 h to verify",
+            "{name}"
+        );
+        let categories = admin.json(&["category", "list", "--json"]);
+        let limits = categories.as_array().unwrap().iter().find(|c| c["code"] == "0601").unwrap();
+        assert_eq!((&limits["sign_hours"], &limits["handle_hours"], &limits["verify_hours"]), (&json!(2), &json!(72), &json!(24)), "{name}");
+        assert!(admin.ok(&["category", "list"]).contains("2 h to sign  72 h to handle  24 h to verify"), "{name}");
         admin.fails(&["timeline", &unknown, "--json"], "not_found");
         admin.fails(&["register", "not-a-uuid"], "invalid_id");
         admin.fails(&["timeline", "not-a-uuid"], "invalid_id");

@@ -11,7 +11,7 @@ use std::time::Duration;
 use gridwork_core::clock::{Clock, SystemClock};
 use gridwork_core::{
     CaseAction, CaseState, DeadlineLight, DraftFields, GeoPoint, Gridwork, IncidentStatus, OperationState, PhotoRole, Stats, StatsQuery, StepInput,
-    SyncState, TaskFilter, TaskKind, Trigger, Uuid,
+    SyncState, TaskFilter, TaskKind, TimedStep, Trigger, Uuid,
 };
 use gridwork_protocol::api::{Role, TransitionRequest};
 use gridwork_server::{admin, cases};
@@ -580,8 +580,10 @@ fn category_deadlines_apply_when_the_dispatcher_gives_none() {
     let department = phone(&server, "sanitation");
     let supervisor = phone(&server, "supervisor1");
     // 06 (the 大类) 72 h; 0602 itself 24 h.
-    server.db.write(|tx| gridwork_server::reference::set_deadline(tx, "06", 72)).unwrap();
-    let refused = server.db.write(|tx| gridwork_server::reference::set_deadline(tx, "06", 0)).unwrap_err();
+    server.db.write(|tx| gridwork_server::reference::set_deadline(tx, "06", &hours(72, None, None))).unwrap();
+    let refused = server.db.write(|tx| gridwork_server::reference::set_deadline(tx, "06", &hours(0, None, None))).unwrap_err();
+    assert_eq!(refused.code, "invalid_deadline");
+    let refused = server.db.write(|tx| gridwork_server::reference::set_deadline(tx, "06", &hours(72, Some(0), None))).unwrap_err();
     assert_eq!(refused.code, "invalid_deadline");
     let draft = reporter.gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "路灯不亮".into(), location: Some(STREET), ..Default::default() }).unwrap();
     reporter.gw.submit(draft.id).unwrap();
@@ -595,7 +597,7 @@ fn category_deadlines_apply_when_the_dispatcher_gives_none() {
     assert!((72 * 3_600_000..72 * 3_600_000 + 60_000).contains(&due), "the 大类's 72 h apply to its 小类: {due}");
     assert_eq!(task.light, Some(DeadlineLight::Green));
 
-    server.db.write(|tx| gridwork_server::reference::set_deadline(tx, "0602", 24)).unwrap();
+    server.db.write(|tx| gridwork_server::reference::set_deadline(tx, "0602", &hours(24, None, None))).unwrap();
     department.gw.take_step(draft.id, step(CaseAction::Handle, Some("已修复"), None), &[]).unwrap();
     sync(&department.gw);
     sync(&supervisor.gw);
@@ -606,4 +608,69 @@ fn category_deadlines_apply_when_the_dispatcher_gives_none() {
     let task = department.gw.tasks(TaskFilter::default()).unwrap().remove(0);
     let due = task.deadline_ms.unwrap() - before;
     assert!((24 * 3_600_000..24 * 3_600_000 + 60_000).contains(&due), "the rework gets the 小类's own 24 h: {due}");
+}
+
+fn hours(handle: i64, sign: Option<i64>, verify: Option<i64>) -> gridwork_server::reference::TimeLimits {
+    gridwork_server::reference::TimeLimits { handle_hours: handle, sign_hours: sign, verify_hours: verify }
+}
+
+/// Due `hours` after `before`, within a minute.
+fn due_in(due_ms: Option<i64>, before: i64, hours: i64) -> bool {
+    due_ms.is_some_and(|due| (hours * 3_600_000..hours * 3_600_000 + 60_000).contains(&(due - before)))
+}
+
+/// 时限 per step: a category's time to sign (签收) runs from the dispatch,
+/// its time to handle after the signature, its time to verify (核查) from
+/// the handle; each task shows the limit of its current step, a step taken
+/// offline moves the task to the next limit at once.
+#[test]
+fn sign_handle_and_verify_each_have_their_time_limit() {
+    let (_server_dir, server) = setup();
+    let reporter = phone(&server, "worker1");
+    let department = phone(&server, "sanitation");
+    let supervisor = phone(&server, "supervisor1");
+    server.db.write(|tx| gridwork_server::reference::set_deadline(tx, "06", &hours(72, Some(2), Some(24)))).unwrap();
+    let draft = reporter.gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "路灯不亮".into(), location: Some(STREET), ..Default::default() }).unwrap();
+    reporter.gw.submit(draft.id).unwrap();
+    sync(&reporter.gw);
+    center(&server, draft.id, TransitionRequest::new(CaseAction::Register));
+    let dispatched = gridwork_server::http::now_ms();
+    center(&server, draft.id, TransitionRequest { assignee: Some("sanitation".into()), ..TransitionRequest::new(CaseAction::Dispatch) });
+    sync(&department.gw);
+
+    let task = department.gw.tasks(TaskFilter::default()).unwrap().remove(0);
+    assert_eq!(task.deadline_step, Some(TimedStep::Sign));
+    assert!(due_in(task.deadline_ms, dispatched, 2), "2 h to sign: {:?}", task.deadline_ms);
+    assert_eq!(task.light, Some(DeadlineLight::Green));
+    let case = department.gw.get_incident(draft.id).unwrap().case.unwrap();
+    assert!(due_in(case.deadline_ms, dispatched, 72) && due_in(case.step_deadline_ms, dispatched, 2), "both limits on the case screen");
+    assert_eq!(case.deadline_step, Some(TimedStep::Sign));
+
+    // Signed offline: the task runs against the handling limit at once.
+    department.gw.take_step(draft.id, step(CaseAction::Sign, None, None), &[]).unwrap();
+    let task = department.gw.tasks(TaskFilter::default()).unwrap().remove(0);
+    assert_eq!(task.deadline_step, Some(TimedStep::Handle));
+    assert!(due_in(task.deadline_ms, dispatched, 72));
+    sync(&department.gw);
+    let case = department.gw.get_incident(draft.id).unwrap().case.unwrap();
+    assert_eq!((case.state, case.step_deadline_ms), (CaseState::Signed, None), "the sign limit ends with the signature");
+
+    department.gw.take_step(draft.id, step(CaseAction::Handle, Some("已修复"), None), &[]).unwrap();
+    let handled = gridwork_server::http::now_ms();
+    sync(&department.gw);
+    assert!(department.gw.tasks(TaskFilter::default()).unwrap().is_empty(), "nothing left for the department");
+    sync(&supervisor.gw);
+    let task = supervisor.gw.tasks(TaskFilter { kind: Some(TaskKind::Verify), ..Default::default() }).unwrap().remove(0);
+    assert_eq!(task.deadline_step, Some(TimedStep::Verify));
+    assert!(due_in(task.deadline_ms, handled, 24), "24 h to verify from the handle: {:?}", task.deadline_ms);
+    assert_eq!(task.light, Some(DeadlineLight::Green));
+
+    // Reworked: handling again, against a fresh handling limit; no step limit.
+    supervisor.gw.take_step(draft.id, step(CaseAction::Reopen, Some("仍不亮"), None), &[]).unwrap();
+    sync(&supervisor.gw);
+    sync(&department.gw);
+    let task = department.gw.tasks(TaskFilter::default()).unwrap().remove(0);
+    assert_eq!((task.state, task.deadline_step), (CaseState::Reopened, Some(TimedStep::Handle)));
+    let case = department.gw.get_incident(draft.id).unwrap().case.unwrap();
+    assert_eq!(case.step_deadline_ms, None);
 }

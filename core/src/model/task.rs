@@ -3,9 +3,9 @@
 //! case's server-side story (timeline, rating, photos) for the case screen.
 
 use gridwork_protocol::api::{IncidentView, PhotoView, Role, TimelineEntry, UserInfo};
-use gridwork_protocol::case::deadline_light;
+use gridwork_protocol::case::{current_limit, deadline_light};
 use gridwork_protocol::stats::{Stats, StatsQuery};
-use gridwork_protocol::{CaseState, DeadlineLight, Named};
+use gridwork_protocol::{CaseAction, CaseState, DeadlineLight, Named, TimedStep};
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use uuid::Uuid;
 
@@ -64,8 +64,11 @@ pub struct Task {
     /// The user name it is dispatched to, if a person.
     pub assignee: Option<String>,
     pub department: Option<String>,
-    /// Server time (Unix ms) it is due.
+    /// Server time (Unix ms) its current step is due: signing for it,
+    /// handling it or verifying it (see `deadline_step`).
     pub deadline_ms: Option<i64>,
+    /// The step `deadline_ms` is the limit of.
+    pub deadline_step: Option<TimedStep>,
     /// How it stands against its deadline now (server-corrected time).
     pub light: Option<DeadlineLight>,
     /// What the last relevant step said: the dispatcher's instruction or
@@ -95,7 +98,13 @@ pub struct CaseInfo {
     pub reporter: String,
     pub assignee: Option<String>,
     pub department: Option<String>,
+    /// The handling deadline (处置时限), server time.
     pub deadline_ms: Option<i64>,
+    /// The limit of the step besides handling the case waits for: signing
+    /// while dispatched, verifying while handled.
+    pub step_deadline_ms: Option<i64>,
+    /// The step the case runs against a limit for now, and its light.
+    pub deadline_step: Option<TimedStep>,
     pub light: Option<DeadlineLight>,
     pub rating: Option<u8>,
     pub merged_into: Option<Uuid>,
@@ -128,8 +137,11 @@ pub fn case_info(conn: &Connection, id: Uuid, now_ms: i64, thumbnail_path: &dyn 
         .optional()?;
     let Some((Some(json), since)) = stored else { return Ok(None) };
     let Ok(view) = serde_json::from_str::<IncidentView>(&json) else { return Ok(None) };
+    let due = Due::of(view.state, since, &view, now_ms);
     Ok(Some(CaseInfo {
-        light: light(view.state, since, view.deadline_ms, now_ms),
+        deadline_step: due.step,
+        light: due.light,
+        step_deadline_ms: view.step_deadline_ms,
         state: view.state,
         reporter: view.reporter,
         assignee: view.assignee,
@@ -200,11 +212,26 @@ pub fn record_thumbnail(conn: &Connection, sha256: &str, now_ms: i64) -> Result<
     Ok(())
 }
 
-/// A light only while the handler still has work to do: a handled case
-/// waits for its verifier, and the handling deadline no longer applies.
-fn light(state: CaseState, since_ms: Option<i64>, deadline_ms: Option<i64>, now_ms: i64) -> Option<DeadlineLight> {
-    let deadline = deadline_ms.filter(|_| state.awaits_handler())?;
-    Some(deadline_light(since_ms.unwrap_or(deadline), deadline, now_ms))
+/// The limit a case runs against now (see [`current_limit`]) and its light:
+/// measured from the last dispatch or rework (`since_ms`) for signing and
+/// handling, from the last handle for verifying.
+struct Due {
+    step: Option<TimedStep>,
+    deadline_ms: Option<i64>,
+    light: Option<DeadlineLight>,
+}
+
+impl Due {
+    fn of(state: CaseState, since_ms: Option<i64>, view: &IncidentView, now_ms: i64) -> Due {
+        let Some((step, deadline)) = current_limit(state, view.deadline_ms, view.step_deadline_ms) else {
+            return Due { step: None, deadline_ms: None, light: None };
+        };
+        let since = match step {
+            TimedStep::Verify => view.timeline.iter().rev().find(|e| e.action == CaseAction::Handle.as_str()).map(|e| e.at_ms),
+            TimedStep::Sign | TimedStep::Handle => since_ms,
+        };
+        Due { step: Some(step), deadline_ms: Some(deadline), light: Some(deadline_light(since.unwrap_or(deadline), deadline, now_ms)) }
+    }
 }
 
 /// The states in which a case is this kind of task.
@@ -272,7 +299,7 @@ pub fn tasks(conn: &Connection, me: &UserInfo, filter: &TaskFilter, now_ms: i64,
         };
         let sql = format!(
             "SELECT i.id, i.status, i.category_code, i.description, i.address, i.grid_code, i.assignee, i.department,
-                    i.deadline_ms, i.task_since_ms, i.server_view
+                    i.task_since_ms, i.server_view
              FROM incidents AS i WHERE i.status IN ({marks}) AND {who}"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
@@ -309,9 +336,11 @@ fn read_task(row: &Row, kind: TaskKind, now_ms: i64) -> rusqlite::Result<(Task, 
     // The query matched task states only, which are stored by their case state's name.
     let status: String = row.get(1)?;
     let state = CaseState::parse(&status).unwrap_or(CaseState::Dispatched);
-    let deadline_ms: Option<i64> = row.get(8)?;
-    let since_ms: Option<i64> = row.get(9)?;
-    let view: Option<IncidentView> = row.get::<_, Option<String>>(10)?.and_then(|json| serde_json::from_str(&json).ok());
+    let since_ms: Option<i64> = row.get(8)?;
+    let view: Option<IncidentView> = row.get::<_, Option<String>>(9)?.and_then(|json| serde_json::from_str(&json).ok());
+    // The state this device knows (a step taken here and not yet sent moves
+    // it on) against the limits the server set.
+    let due = view.as_ref().map(|v| Due::of(state, since_ms, v, now_ms));
     let first_photo = view.as_ref().and_then(|v| v.photos.first()).map(|p| p.sha256.clone());
     let task = Task {
         incident_id: Uuid::parse_str(&id).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))?,
@@ -323,8 +352,9 @@ fn read_task(row: &Row, kind: TaskKind, now_ms: i64) -> rusqlite::Result<(Task, 
         grid_code: row.get(5)?,
         assignee: row.get(6)?,
         department: row.get(7)?,
-        deadline_ms,
-        light: light(state, since_ms, deadline_ms, now_ms),
+        deadline_ms: due.as_ref().and_then(|d| d.deadline_ms),
+        deadline_step: due.as_ref().and_then(|d| d.step),
+        light: due.and_then(|d| d.light),
         note: view.as_ref().and_then(|v| last_note(v, kind.note_of())),
         reporter: view.map(|v| v.reporter),
         thumbnail_path: None,

@@ -216,7 +216,7 @@ impl Database {
     }
 }
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// Entry `i` upgrades an existing database from version `i + 1` to `i + 2`
 /// (the schema files create new tables whole, not new columns).
 const UPGRADES: &[&str] = &[
@@ -226,6 +226,9 @@ const UPGRADES: &[&str] = &[
     // announced each photo (only they upload it).
     "ALTER TABLE incidents ADD COLUMN rating BIGINT; ALTER TABLE incidents ADD COLUMN resubmission_of TEXT;
      ALTER TABLE incident_photos ADD COLUMN added_by TEXT",
+    // 4: time limits to sign for a dispatched case and to verify a handled one.
+    "ALTER TABLE incidents ADD COLUMN step_deadline_ms BIGINT; ALTER TABLE category_deadlines ADD COLUMN sign_hours BIGINT;
+     ALTER TABLE category_deadlines ADD COLUMN verify_hours BIGINT",
 ];
 /// One schema file per dialect, each in its own types and run by the
 /// driver as a batch.
@@ -270,5 +273,32 @@ mod tests {
             .replace("DOUBLE PRECISION", "REAL")
             .replace("BYTEA", "BLOB");
         assert_eq!(postgres_in_sqlite_types, statements(SQLITE_SCHEMA));
+    }
+
+    /// A database of the previous version gains what this one added, its
+    /// rows kept (SQLite here; the PostgreSQL statements are the same).
+    #[test]
+    fn a_version_3_database_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::Sqlite(SqliteDatabase::open(&dir.path().join("server.db")).unwrap());
+        db.migrate().unwrap();
+        db.write(|tx| {
+            tx.execute_batch(
+                "ALTER TABLE incidents DROP COLUMN step_deadline_ms; ALTER TABLE category_deadlines DROP COLUMN sign_hours;
+                 ALTER TABLE category_deadlines DROP COLUMN verify_hours; UPDATE meta SET value = '3' WHERE key = 'schema_version';
+                 INSERT INTO category_deadlines (category_code, handle_hours) VALUES ('06', 72)",
+            )
+        })
+        .unwrap();
+        db.migrate().unwrap();
+        let (version, kept, sign) = db
+            .read(|tx| {
+                let version = tx.query_one("SELECT value FROM meta WHERE key = 'schema_version'", &[])?.text(0);
+                let row = tx.query_one("SELECT handle_hours, sign_hours FROM category_deadlines WHERE category_code = '06'", &[])?;
+                tx.query_opt("SELECT step_deadline_ms FROM incidents", &[])?;
+                Ok((version, row.int(0), row.opt_int(1)))
+            })
+            .unwrap();
+        assert_eq!((version.as_str(), kept, sign), ("4", 72, None));
     }
 }

@@ -53,10 +53,13 @@ CREATE TABLE IF NOT EXISTS categories (
     active BIGINT NOT NULL DEFAULT 1
 );
 -- 时限: hours a dispatched (or reworked) case of a category has to be handled,
--- when the dispatcher gives no deadline. A 大类's applies to its 小类.
+-- when the dispatcher gives no deadline, and optionally hours to sign for it
+-- once dispatched and to verify it once handled. A 大类's apply to its 小类.
 CREATE TABLE IF NOT EXISTS category_deadlines (
     category_code TEXT PRIMARY KEY,
-    handle_hours BIGINT NOT NULL
+    handle_hours BIGINT NOT NULL,
+    sign_hours BIGINT,
+    verify_hours BIGINT
 );
 
 CREATE TABLE IF NOT EXISTS incidents (
@@ -81,7 +84,9 @@ CREATE TABLE IF NOT EXISTS incidents (
     reported_at_ms BIGINT NOT NULL,
     updated_at_ms BIGINT NOT NULL,
     rating BIGINT,
-    resubmission_of TEXT
+    resubmission_of TEXT,
+    -- The time limit of the step the case waits for besides handling (签收, 核查).
+    step_deadline_ms BIGINT
 );
 CREATE INDEX IF NOT EXISTS incidents_state ON incidents (state, reported_at_ms);
 CREATE INDEX IF NOT EXISTS incidents_grid ON incidents (grid_code);
