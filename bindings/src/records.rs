@@ -510,6 +510,31 @@ impl From<Rendition> for core::Rendition {
     }
 }
 
+/// A size of a case's photo to show (`case_photo_file`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum PhotoSize {
+    /// At most 320 px on the long edge.
+    Thumb,
+    /// At most 1280 px: a phone screen.
+    LongEdge1280,
+    /// At most 2048 px: zoomed in.
+    LongEdge2048,
+    /// The bytes as taken.
+    Original,
+}
+
+impl From<PhotoSize> for gridwork_protocol::api::PhotoRendition {
+    fn from(size: PhotoSize) -> Self {
+        use gridwork_protocol::api::PhotoRendition as R;
+        match size {
+            PhotoSize::Thumb => R::Thumb,
+            PhotoSize::LongEdge1280 => R::LongEdge1280,
+            PhotoSize::LongEdge2048 => R::LongEdge2048,
+            PhotoSize::Original => R::Original,
+        }
+    }
+}
+
 // ---- outbox ----
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]

@@ -13,7 +13,7 @@ use crate::observe::{
 use crate::offload::offload;
 use crate::records::{
     Adopted, CaseTask, Category, DraftFields, Durability, GeoPoint, Grid, Incident, IncidentDetail, IncidentFilter, MeteredPolicy, OpenReport,
-    OutboxItem, OutboxSummary, Photo, PhotoRole, Rendition, SimilarPhoto, Stats, StatsQuery, StepInput, StoreConfig, SyncReport, SyncTrigger, TaskFilter,
+    OutboxItem, OutboxSummary, Photo, PhotoRole, PhotoSize, Rendition, SimilarPhoto, Stats, StatsQuery, StepInput, StoreConfig, SyncReport, SyncTrigger, TaskFilter,
     TlsSettings, UserInfo, parse_id,
 };
 
@@ -234,6 +234,15 @@ impl GridworkStore {
         let id = parse_id("photo_id", &photo_id)?;
         let core = self.core.clone();
         offload("rendition", move || Ok(core.photo_upload_file(id, rendition.into())?.to_string_lossy().into_owned())).await
+    }
+
+    /// A photo of a case (any device's, by its `CasePhoto.sha256`) as a
+    /// file to show: this device's own, a thumbnail sync kept, or fetched
+    /// from the server now and kept in a bounded cache. Only photos of
+    /// cases this device holds; what the server sends is checked.
+    pub async fn case_photo_file(&self, sha256: String, size: PhotoSize) -> Result<String> {
+        let core = self.core.clone();
+        offload("case_photo_file", move || Ok(core.photo_file(&sha256, size.into())?.to_string_lossy().into_owned())).await
     }
 
     // ---- session ----

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use gridwork_protocol::api::PhotoRendition;
 use gridwork_core::{DraftFields, GeoPoint, IncidentFilter, IncidentStatus, Named, OutboxSummary, PhotoRole, SyncReport, Trigger};
 use serde_json::{Value, json};
 
@@ -75,6 +76,7 @@ pub fn run(cli: Cli) -> CliResult<i32> {
         Command::ImportGrids { file } => import_grids(&ctx, &file),
         Command::Incidents(args) => incidents(&ctx, args),
         Command::Show { id } => show(&ctx, id),
+        Command::Photo { id, number, size } => photo(&ctx, id, number, &size),
         Command::Tasks(args) => crate::tasks::tasks(&ctx, args),
         Command::Task { command: crate::tasks::TaskCommand::Show { id } } => show(&ctx, id),
         Command::Task { command } => crate::tasks::task(&ctx, command),
@@ -520,6 +522,23 @@ fn incidents(ctx: &Ctx, args: IncidentsArgs) -> CliResult<()> {
     Ok(())
 }
 
+
+fn photo(ctx: &Ctx, id: OsString, number: usize, size: &str) -> CliResult<()> {
+    let rendition = PhotoRendition::from_query(Some(size))
+        .ok_or_else(|| CliError::usage("--size is thumb, 1280, 2048 or original"))?;
+    let gw = ctx.open()?;
+    let id = resolve_id(&gw, IdKind::Incident, "id", id)?;
+    let case = gw.get_incident(id)?.case.ok_or_else(|| CliError::new("not_on_server", "the server has not told this device about the case yet: sync first"))?;
+    let photo = number
+        .checked_sub(1)
+        .and_then(|i| case.photos.get(i))
+        .ok_or_else(|| CliError::usage(format!("the case has {} photos: number is 1 to {}", case.photos.len(), case.photos.len())))?;
+    let path = gw.photo_file(&photo.sha256, rendition)?;
+    ctx.emit(json!({ "path": path.display().to_string(), "sha256": photo.sha256, "role": photo.role, "size": rendition.as_query() }), || {
+        path.display().to_string()
+    });
+    Ok(())
+}
 
 fn show(ctx: &Ctx, id: OsString) -> CliResult<()> {
     let gw = ctx.open()?;

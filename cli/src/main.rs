@@ -161,6 +161,17 @@ pub enum Command {
     /// Figures (统计) of you, a grid or a person for a period, computed from the cases on this device
     #[command(after_help = "Examples:\n  gridwork --device ./phone stats\n  gridwork --device ./phone stats --grid G-001")]
     Stats(tasks::StatsArgs),
+    /// A photo of a case as a file: this device's own, or fetched from the server and kept (the Nth as `show` lists them)
+    #[command(after_help = "Examples:\n  gridwork --device ./phone photo 01a23d67 1                (the first photo, 1280 px)\n  gridwork --device ./phone photo 01a23d67 2 --size original")]
+    Photo {
+        /// Incident id (a unique prefix)
+        id: OsString,
+        /// Which photo, counting from 1 as `show` lists them
+        number: usize,
+        /// thumb (320 px), 1280, 2048 or original
+        #[arg(long, default_value = "1280")]
+        size: String,
+    },
     /// What is still waiting to be sent
     #[command(after_help = "Examples:\n  gridwork --device ./phone outbox\n  gridwork --device ./phone outbox --json")]
     Outbox,

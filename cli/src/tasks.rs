@@ -305,9 +305,9 @@ pub fn case_lines(case: &CaseInfo) -> Vec<String> {
     if let Some(rating) = case.rating {
         lines.push(format!("  rating     {}{} ({rating}/5)", "★".repeat(rating as usize), "☆".repeat(5usize.saturating_sub(rating as usize))));
     }
-    for p in &case.photos {
+    for (n, p) in case.photos.iter().enumerate() {
         let arrived = if p.arrived { "arrived" } else { "on its way" };
-        lines.push(format!("  photo      {:<12} {} sha256 {}…", printable(&p.role, true), arrived, &p.sha256[..p.sha256.len().min(12)]));
+        lines.push(format!("  photo {:<4} {:<12} {} sha256 {}…", n + 1, printable(&p.role, true), arrived, &p.sha256[..p.sha256.len().min(12)]));
     }
     lines.push("timeline".into());
     for e in &case.timeline {

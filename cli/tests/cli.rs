@@ -862,6 +862,15 @@ fn tasks_are_worked_and_verified_from_the_terminal() {
     let human = stdout(&ok(run(gridwork(worker.path()), ["task", "show", &id])));
     assert!(human.contains("★★☆☆☆") && human.contains("施工粗糙"), "{human}");
 
+    // The department's after-photo (photo 1 as `show` lists it), full size on the worker's phone.
+    assert!(human.contains("  photo 1    after"), "{human}");
+    let fetched = json(&ok(run(gridwork(worker.path()), ["photo", &id, "1", "--size", "original", "--json"])));
+    assert_eq!(std::fs::read(fetched["path"].as_str().unwrap()).unwrap(), std::fs::read(&after).unwrap());
+    let path = stdout(&ok(run(gridwork(worker.path()), ["photo", &short, "1"])));
+    assert!(path.trim().ends_with("-1280.jpg") && std::path::Path::new(path.trim()).is_file(), "{path}");
+    assert_eq!(run(gridwork(worker.path()), ["photo", &id, "3"]).status.code(), Some(2), "there are two photos");
+    assert_eq!(run(gridwork(worker.path()), ["photo", &id, "1", "--size", "640"]).status.code(), Some(2));
+
     // 统计 on the device, for the grid and for a person.
     let grid = json(&ok(run(gridwork(worker.path()), ["stats", "--grid", "G-001", "--json"])));
     assert_eq!((grid["reported"].as_u64(), grid["closed"].as_u64(), grid["average_rating"].as_f64()), (Some(1), Some(1), Some(2.0)), "{grid}");

@@ -512,6 +512,12 @@ pub fn photo(conn: &Connection, photo_id: Uuid, store: Option<&PhotoStore>) -> R
         .ok_or(Error::NotFound { what: "photo" })
 }
 
+/// A photo of this device with these bytes, if any.
+pub fn photo_by_hash(conn: &Connection, sha256: &str) -> Result<Option<Photo>> {
+    let sql = format!("SELECT {PHOTO_COLUMNS} FROM photos WHERE sha256 = ?1 LIMIT 1");
+    Ok(conn.prepare_cached(&sql)?.query_row([sha256], |r| read_photo(r, None)).optional()?)
+}
+
 /// Photos whose perceptual hash is within `max_distance` bits of this one's,
 /// nearest first: the same scene photographed again, or a re-used picture.
 pub fn similar_photos(conn: &Connection, photo_id: Uuid, max_distance: u32, store: Option<&PhotoStore>) -> Result<Vec<(Photo, u32)>> {
@@ -545,9 +551,10 @@ pub fn sync_state(conn: &Connection, incident_id: Uuid) -> Result<SyncState> {
 
 /// Every photo hash a row references (for the sweeper).
 pub fn referenced_hashes(conn: &Connection) -> Result<std::collections::HashSet<String>> {
-    // Photos of this device's reports and steps, and thumbnails of other
-    // devices' photos kept for offline case screens.
-    let mut stmt = conn.prepare("SELECT sha256 FROM photos UNION SELECT sha256 FROM case_thumbnails")?;
+    // Photos of this device's reports and steps, thumbnails of other
+    // devices' photos kept for offline case screens, and the ones a person
+    // fetched to look at.
+    let mut stmt = conn.prepare("SELECT sha256 FROM photos UNION SELECT sha256 FROM case_thumbnails UNION SELECT sha256 FROM fetched_photos")?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -20,9 +20,10 @@ use crate::capture::{self, DraftFields};
 use crate::clock::{Clock, CorrectedClock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
 use crate::geo::{GeoPoint, validate_point};
-use crate::model::{Category, Grid, Incident, IncidentDetail, IncidentFilter, Photo, Task, TaskFilter, audit, category, grid, task};
+use crate::model::{Category, Grid, Incident, IncidentDetail, IncidentFilter, Photo, Task, TaskFilter, audit, category, fetched, grid, task};
 use crate::steps::{self, StepInput};
 use gridwork_protocol::PhotoRole;
+use gridwork_protocol::api::PhotoRendition;
 use gridwork_protocol::stats::{Stats, StatsQuery};
 use crate::observe::{Change, ChangeObserver, Notifier, Subscription};
 use crate::outbox::{self, Operation, OutboxSummary};
@@ -31,7 +32,7 @@ use crate::store::{self, AccountPaths, Durability, OpenReport};
 use crate::sync::http::HttpTransport;
 use crate::sync::session::{self, Session};
 use crate::sync::transport::{Transport, TransportError};
-use crate::sync::engine::Event;
+use crate::sync::engine::{Disposition, Event, FailureClass, classify};
 use crate::sync::runner::SyncContext;
 use crate::sync::{MeteredPolicy, SyncEngine, SyncReport, TlsConfig, Trigger, runner};
 
@@ -499,6 +500,121 @@ impl Gridwork {
         self.photos.rendition(&photo.sha256, format, photo.orientation, rendition, self.photo_limits)
     }
 
+    /// A photo of a case as a file the app can show: this device's own (its
+    /// original, a rendition made here, its thumbnail), a thumbnail sync
+    /// kept, or else one fetched from the server now and kept in a cache
+    /// bounded by size ([`crate::model::fetched::CACHE_MAX_BYTES`]). Only
+    /// photos of cases this device holds are fetched (`not_found`
+    /// otherwise); what the server sends is checked (an original must hash
+    /// to `sha256`, a rendition must be a JPEG within its edge). Waits on the
+    /// network, so call it off the UI thread; it never waits behind a sync
+    /// unless the access token has to be refreshed.
+    pub fn photo_file(&self, sha256: &str, rendition: PhotoRendition) -> Result<PathBuf> {
+        if !task::is_sha256(sha256) {
+            return Err(Error::InvalidId);
+        }
+        if let Some(path) = self.photo_here(sha256, rendition)? {
+            return Ok(path);
+        }
+        let now_ms = self.clock.now().device_ms;
+        let cached = fetched::lookup(&self.lock(), sha256, rendition, now_ms)?;
+        if let Some(name) = cached {
+            let path = self.photos.fetched_path(&name);
+            if path.is_file() {
+                return Ok(path);
+            }
+            fetched::forget(&self.lock(), sha256, rendition)?;
+        }
+        if task::cases_with_photo(&self.read(), sha256)?.is_empty() {
+            return Err(Error::NotFound { what: "photo" });
+        }
+        let transport = self.transport()?.ok_or(Error::NotLoggedIn)?;
+        let bytes = self.with_access_token(transport.as_ref(), |token| transport.photo(token, sha256, rendition))?;
+        let mut let_go = Vec::new();
+        let name = self.photos.keep_fetched(sha256, rendition, &bytes, |name| {
+            let_go = self.write(|tx, now, _| fetched::record(tx, sha256, rendition, name, bytes.len() as u64, now.device_ms, fetched::CACHE_MAX_BYTES))?;
+            Ok(())
+        })?;
+        self.photos.remove_fetched(&let_go);
+        Ok(self.photos.fetched_path(&name))
+    }
+
+    /// The file of a photo this device already has in that rendition.
+    fn photo_here(&self, sha256: &str, rendition: PhotoRendition) -> Result<Option<PathBuf>> {
+        let (own, kept_thumbnail) = {
+            let conn = self.read();
+            (capture::photo_by_hash(&conn, sha256)?, task::has_kept_thumbnail(&conn, sha256)?)
+        };
+        let Some(photo) = own else {
+            return Ok((rendition == PhotoRendition::Thumb && kept_thumbnail).then(|| self.photos.thumbnail_path(sha256)));
+        };
+        let format = PhotoFormat::from_mime_type(&photo.mime_type).unwrap_or(PhotoFormat::Jpeg);
+        let local = match rendition {
+            PhotoRendition::Thumb => return Ok(Some(self.photos.thumbnail_path(sha256))),
+            PhotoRendition::Original => Rendition::Original,
+            PhotoRendition::LongEdge1280 => Rendition::LongEdge1280,
+            PhotoRendition::LongEdge2048 => Rendition::LongEdge2048,
+        };
+        self.photos.rendition(sha256, format, photo.orientation, local, self.photo_limits).map(Some)
+    }
+
+    /// Call the server with the session's access token; refreshed first if
+    /// it has expired by server time, and once more if the server says so.
+    fn with_access_token<T>(&self, transport: &dyn Transport, call: impl Fn(&str) -> std::result::Result<T, TransportError>) -> Result<T> {
+        let session = session::load(&self.read())?.ok_or(Error::NotLoggedIn)?;
+        if self.needs_login()? {
+            return Err(Error::NotLoggedIn);
+        }
+        let token = if session.access_expires_at_ms <= self.clock.now().corrected_ms {
+            self.refresh_session(transport, &session)?
+        } else {
+            session.access_token.clone()
+        };
+        match call(&token) {
+            Err(TransportError::Http { status: 401, .. }) => {
+                let token = self.refresh_session(transport, &session)?;
+                call(&token).map_err(transport_error)
+            }
+            other => other.map_err(transport_error),
+        }
+    }
+
+    /// Spend the refresh token for a new pair, unless a sync already did
+    /// since `seen` was read. Holds the engine, as a sync run does: a
+    /// refresh token is spent once, so the two never refresh at once. A
+    /// refused refresh ends the session as it does in a sync.
+    fn refresh_session(&self, transport: &dyn Transport, seen: &Session) -> Result<String> {
+        if *locked(&self.sync.running_on) == Some(std::thread::current().id()) {
+            return Err(Error::InvalidState { state: "syncing".into(), action: "refresh the session from a sync observer" });
+        }
+        let _engine = locked(&self.sync.engine);
+        let current = session::load(&self.read())?.ok_or(Error::NotLoggedIn)?;
+        if current.access_token != seen.access_token {
+            return Ok(current.access_token);
+        }
+        match transport.refresh(&current.refresh_token) {
+            Ok(tokens) => {
+                let refreshed = Session::from_tokens(&current.server_url, tokens);
+                let conn = self.lock();
+                // A logout while the refresh was on its way wins.
+                if session::load(&conn)?.is_none() {
+                    return Err(Error::NotLoggedIn);
+                }
+                session::save(&conn, &refreshed)?;
+                Ok(refreshed.access_token)
+            }
+            Err(error) => match classify(&error) {
+                Disposition::Retry(FailureClass::Auth) | Disposition::Reject { .. } => {
+                    session::mark_needs_login(&self.lock())?;
+                    log::info!("session: the server refused to refresh it; a new login is needed");
+                    self.notifier.notify(Change::Session { signed_in: true, needs_login: true });
+                    Err(Error::NotLoggedIn)
+                }
+                Disposition::Retry(_) => Err(transport_error(error)),
+            },
+        }
+    }
+
     /// Take over the work of another account's store that no server has
     /// seen (reports and drafts, their photos, trail and queued
     /// operations): typically the "before sign-in" store, right after the
@@ -590,11 +706,7 @@ impl Gridwork {
     }
 
     fn login_through(&self, transport: Arc<dyn Transport>, server_url: &str, username: &str, password: &str) -> Result<gridwork_protocol::api::UserInfo> {
-        let tokens = transport.login(username, password).map_err(|e| match e {
-            TransportError::Http { status: 401, .. } => Error::AuthFailed,
-            TransportError::Http { code, message, .. } => Error::Server { code, message },
-            TransportError::Network(why) | TransportError::Malformed(why) => Error::Network(why),
-        })?;
+        let tokens = transport.login(username, password).map_err(transport_error)?;
         // A store is one person's on one server (AB岗: a shared phone must
         // never send one user's unsent work under another's session). The
         // server is named however it was written (localhost or 127.0.0.1,
@@ -751,6 +863,15 @@ impl Gridwork {
         self.write(|tx, now, _| outbox::unpark(tx, op_id, now.device_ms))?;
         self.notifier.notify(Change::Outbox);
         Ok(())
+    }
+}
+
+/// A failed request as the caller hears it.
+fn transport_error(error: TransportError) -> Error {
+    match error {
+        TransportError::Http { status: 401, .. } => Error::AuthFailed,
+        TransportError::Http { code, message, .. } => Error::Server { code, message },
+        TransportError::Network(why) | TransportError::Malformed(why) => Error::Network(why),
     }
 }
 

@@ -17,6 +17,60 @@ pub use crate::role::Role;
 /// Header carrying the device id on every request.
 pub const DEVICE_ID_HEADER: &str = "x-gridwork-device";
 
+/// A photo as `GET /v1/blobs/{sha256}?rendition=` serves it: the original
+/// bytes, or a JPEG whose long edge is at most 320, 1280 or 2048 pixels
+/// (orientation applied).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PhotoRendition {
+    Original,
+    Thumb,
+    LongEdge1280,
+    LongEdge2048,
+}
+
+impl PhotoRendition {
+    pub const ALL: [PhotoRendition; 4] = [PhotoRendition::Original, PhotoRendition::Thumb, PhotoRendition::LongEdge1280, PhotoRendition::LongEdge2048];
+
+    /// Its `rendition=` query value.
+    pub fn as_query(self) -> &'static str {
+        match self {
+            PhotoRendition::Original => "original",
+            PhotoRendition::Thumb => "thumb",
+            PhotoRendition::LongEdge1280 => "1280",
+            PhotoRendition::LongEdge2048 => "2048",
+        }
+    }
+
+    /// The query value (`320` is `thumb`); none is the original.
+    pub fn from_query(text: Option<&str>) -> Option<PhotoRendition> {
+        match text {
+            None | Some("original") => Some(PhotoRendition::Original),
+            Some("thumb") | Some("320") => Some(PhotoRendition::Thumb),
+            Some("1280") => Some(PhotoRendition::LongEdge1280),
+            Some("2048") => Some(PhotoRendition::LongEdge2048),
+            Some(_) => None,
+        }
+    }
+
+    /// The most bytes a device reads of it.
+    pub fn max_bytes(self) -> u64 {
+        match self {
+            PhotoRendition::Original => crate::limits::PHOTO_MAX_BYTES,
+            _ => crate::limits::RENDITION_MAX_BYTES,
+        }
+    }
+
+    /// The long edge bound in pixels; none for the original.
+    pub fn long_edge(self) -> Option<u32> {
+        match self {
+            PhotoRendition::Original => None,
+            PhotoRendition::Thumb => Some(320),
+            PhotoRendition::LongEdge1280 => Some(1280),
+            PhotoRendition::LongEdge2048 => Some(2048),
+        }
+    }
+}
+
 /// Limits the server enforces and devices respect.
 pub const MAX_PUSH_OPERATIONS: usize = 500;
 pub const MAX_PUSH_BYTES: usize = 4 << 20;
@@ -230,4 +284,20 @@ pub struct TimelineEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub at_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renditions_read_back_from_their_query_value() {
+        for rendition in PhotoRendition::ALL {
+            assert_eq!(PhotoRendition::from_query(Some(rendition.as_query())), Some(rendition));
+        }
+        assert_eq!(PhotoRendition::from_query(None), Some(PhotoRendition::Original));
+        assert_eq!(PhotoRendition::from_query(Some("320")), Some(PhotoRendition::Thumb));
+        assert_eq!(PhotoRendition::from_query(Some("640")), None);
+        assert_eq!(PhotoRendition::Thumb.long_edge(), Some(320));
+    }
 }

@@ -25,7 +25,8 @@ use crate::blobs::BlobStore;
 use crate::cases::{self, Rejection};
 use crate::db::Database;
 use crate::error::{Result, ServerError};
-use crate::renditions::{self, Rendition};
+use crate::renditions;
+use gridwork_protocol::api::PhotoRendition;
 use crate::throttle::LoginThrottle;
 use crate::{admin, pull, push, reference};
 
@@ -369,18 +370,18 @@ async fn download_blob(
     query: std::result::Result<Query<DownloadParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response> {
     let Query(params) = query.map_err(|_| ServerError::bad_request("invalid_query", "rendition must be original, thumb, 1280 or 2048"))?;
-    let rendition = Rendition::parse(params.rendition.as_deref())?;
+    let rendition = renditions::parse(params.rendition.as_deref())?;
     let (bytes, content_type) = as_caller(&app, &headers, move |app, caller| {
         let original = match app.blobs.download(&app.db, &caller, &sha256) {
             Ok(bytes) => bytes,
             // The original is still on its way: a rendition can come from
             // the preview the device sent ahead.
-            Err(e) if e.code == "blob_incomplete" && rendition != Rendition::Original => app.blobs.download_preview(&app.db, &caller, &sha256)?,
+            Err(e) if e.code == "blob_incomplete" && rendition != PhotoRendition::Original => app.blobs.download_preview(&app.db, &caller, &sha256)?,
             Err(e) => return Err(e),
         };
-        match rendition {
-            Rendition::Original => Ok((original, "application/octet-stream")),
-            Rendition::LongEdge(edge) => Ok((renditions::render(&original, edge)?, "image/jpeg")),
+        match rendition.long_edge() {
+            None => Ok((original, "application/octet-stream")),
+            Some(edge) => Ok((renditions::render(&original, edge)?, "image/jpeg")),
         }
     })
     .await?;

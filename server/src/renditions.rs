@@ -9,22 +9,11 @@ use image::{ImageReader, Limits};
 
 use crate::error::{Result, ServerError};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rendition {
-    Original,
-    LongEdge(u32),
-}
+use gridwork_protocol::api::PhotoRendition;
 
-impl Rendition {
-    pub fn parse(text: Option<&str>) -> Result<Rendition> {
-        match text {
-            None | Some("original") => Ok(Rendition::Original),
-            Some("thumb") | Some("320") => Ok(Rendition::LongEdge(320)),
-            Some("1280") => Ok(Rendition::LongEdge(1280)),
-            Some("2048") => Ok(Rendition::LongEdge(2048)),
-            Some(_) => Err(ServerError::bad_request("invalid_rendition", "rendition is original, thumb, 1280 or 2048")),
-        }
-    }
+/// The rendition a download asks for.
+pub fn parse(text: Option<&str>) -> Result<PhotoRendition> {
+    PhotoRendition::from_query(text).ok_or_else(|| ServerError::bad_request("invalid_rendition", "rendition is original, thumb, 1280 or 2048"))
 }
 
 const MAX_PIXELS: u64 = gridwork_protocol::limits::PHOTO_MAX_PIXELS;
@@ -64,7 +53,7 @@ mod tests {
         let decoded = image::load_from_memory(&jpeg).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (320, 160));
         assert_eq!(render(b"not an image", 320).unwrap_err().code, "photo_undecodable");
-        assert_eq!(Rendition::parse(Some("1280")).unwrap(), Rendition::LongEdge(1280));
-        assert!(Rendition::parse(Some("99")).is_err());
+        assert_eq!(parse(Some("1280")).unwrap(), PhotoRendition::LongEdge1280);
+        assert_eq!(parse(Some("99")).unwrap_err().code, "invalid_rendition");
     }
 }

@@ -58,7 +58,7 @@ use gridwork_core::clock::{Clock, ManualClock};
 use gridwork_core::sync::{Transport, TransportError};
 use gridwork_core::{DraftFields, Durability, GeoPoint, Gridwork, IncidentFilter, MeteredPolicy, OperationKind, OperationState, SyncReport, Trigger, Uuid};
 use gridwork_protocol::{Named, OperationEnvelope};
-use gridwork_protocol::api::{BlobStatus, OperationOutcome, PullResponse, PushResponse, Role, TokenResponse, TransitionRequest};
+use gridwork_protocol::api::{BlobStatus, OperationOutcome, PhotoRendition, PullResponse, PushResponse, Role, TokenResponse, TransitionRequest};
 use gridwork_server::auth::{self, Caller, TokenPolicy};
 use gridwork_server::blobs::BlobStore;
 use gridwork_server::db::Database;
@@ -589,17 +589,22 @@ impl Transport for SimTransport {
         )
     }
 
-    fn thumbnail(&self, access_token: &str, sha256: &str) -> Result<Vec<u8>, TransportError> {
+    fn photo(&self, access_token: &str, sha256: &str, rendition: PhotoRendition) -> Result<Vec<u8>, TransportError> {
         self.exchange(
-            &format!("thumbnail {}", &sha256[..sha256.len().min(8)]),
+            &format!("photo {} {}", &sha256[..sha256.len().min(8)], rendition.as_query()),
             |server, now, _| {
                 let caller = self.caller(server, access_token, now)?;
                 // As the server's download route: the preview while the original travels.
                 let original = match server.blobs.download(&server.db, &caller, sha256) {
-                    Err(e) if e.code == "blob_incomplete" => server.blobs.download_preview(&server.db, &caller, sha256)?,
+                    Err(e) if e.code == "blob_incomplete" && rendition != PhotoRendition::Original => {
+                        server.blobs.download_preview(&server.db, &caller, sha256)?
+                    }
                     other => other?,
                 };
-                gridwork_server::renditions::render(&original, 320)
+                match rendition.long_edge() {
+                    Some(edge) => gridwork_server::renditions::render(&original, edge),
+                    None => Ok(original),
+                }
             },
             |b| Some(b.to_vec()),
         )

@@ -291,3 +291,37 @@ fn config_is_validated() {
     let nul_account = GridworkConfig::new(dir.path(), "a\0b", TEST_KEY.to_vec());
     assert_eq!(Gridwork::open(nul_account).err().unwrap().code(), "text_control_character");
 }
+
+/// A server's photo is kept only if it is what was asked for: an original
+/// that hashes to its name, a rendition that is a JPEG within its edge.
+/// Anything else is refused and nothing is written or recorded.
+#[test]
+fn a_lying_server_photo_is_refused_and_nothing_is_kept() {
+    use gridwork_core::photo::PhotoStore;
+    use gridwork_protocol::api::PhotoRendition;
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let store = PhotoStore::open(dir.path()).unwrap();
+    let real = jpeg_bytes(&scene(640, 480, 3), 85, None);
+    let sha = hex::encode(Sha256::digest(&real));
+    let other = jpeg_bytes(&scene(640, 480, 4), 85, None);
+    let committed = std::cell::Cell::new(0);
+    let commit = |_: &str| {
+        committed.set(committed.get() + 1);
+        Ok(())
+    };
+    let refused = [
+        (PhotoRendition::Original, other.clone()),                           // other bytes under this name
+        (PhotoRendition::Original, b"<html>captive portal</html>".to_vec()), // not a photo
+        (PhotoRendition::Thumb, real.clone()),                               // 640 px is no thumbnail
+        (PhotoRendition::LongEdge1280, b"garbage".to_vec()),
+    ];
+    for (rendition, bytes) in refused {
+        let error = store.keep_fetched(&sha, rendition, &bytes, commit).unwrap_err();
+        assert!(error.code().starts_with("photo_"), "{rendition:?}: {}", error.code());
+    }
+    assert_eq!(committed.get(), 0);
+    assert_eq!(std::fs::read_dir(dir.path().join("fetched")).unwrap().count(), 0, "nothing written");
+    let name = store.keep_fetched(&sha, PhotoRendition::Original, &real, commit).unwrap();
+    assert_eq!((committed.get(), std::fs::read(store.fetched_path(&name)).unwrap()), (1, real));
+}

@@ -13,7 +13,7 @@ use gridwork_core::{
     CaseAction, CaseState, DeadlineLight, DraftFields, GeoPoint, Gridwork, IncidentStatus, OperationState, PhotoRole, Stats, StatsQuery, StepInput,
     SyncState, TaskFilter, TaskKind, TimedStep, Trigger, Uuid,
 };
-use gridwork_protocol::api::{Role, TransitionRequest};
+use gridwork_protocol::api::{PhotoRendition, Role, TransitionRequest};
 use gridwork_server::{admin, cases};
 use gridwork_tests::server::{LocalServer, PASSWORD, default_policy};
 use gridwork_tests::*;
@@ -673,4 +673,55 @@ fn sign_handle_and_verify_each_have_their_time_limit() {
     assert_eq!((task.state, task.deadline_step), (CaseState::Reopened, Some(TimedStep::Handle)));
     let case = department.gw.get_incident(draft.id).unwrap().case.unwrap();
     assert_eq!(case.step_deadline_ms, None);
+}
+
+/// Photos of other devices on demand: a worker opens a volunteer's photo
+/// full size, zoomed and as a thumbnail; the server's bytes are checked and
+/// kept, so the photo opens again with the server gone; the access token is
+/// refreshed when it has expired; photos of cases the device does not hold
+/// are never fetched.
+#[test]
+fn a_case_photo_is_fetched_on_demand_checked_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = gridwork_server::auth::TokenPolicy { access_ttl_ms: 1_500, ..default_policy() };
+    let server = LocalServer::start(dir.path(), "127.0.0.1:0", policy);
+    server.seed();
+    let files = tempfile::tempdir().unwrap();
+    let volunteer = phone(&server, "volunteer1");
+    let worker = phone(&server, "worker1");
+    let big = write_file(files.path(), "big.jpg", &jpeg_bytes(&scene(2400, 1800, 5), 85, None));
+    let draft = volunteer.gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "楼道堆物".into(), location: Some(STREET), ..Default::default() }).unwrap();
+    volunteer.gw.attach_photo(draft.id, &big).unwrap();
+    volunteer.gw.submit(draft.id).unwrap();
+    sync(&volunteer.gw);
+    sync(&worker.gw);
+    let case = worker.gw.get_incident(draft.id).unwrap().case.expect("the worker holds the case");
+    let sha = case.photos[0].sha256.clone();
+
+    // The access token has expired by now: the fetch refreshes it first.
+    std::thread::sleep(Duration::from_millis(1_600));
+    let original = worker.gw.photo_file(&sha, PhotoRendition::Original).unwrap();
+    assert_eq!(std::fs::read(&original).unwrap(), std::fs::read(&big).unwrap(), "the original, byte for byte");
+    let screen = worker.gw.photo_file(&sha, PhotoRendition::LongEdge1280).unwrap();
+    let decoded = image::open(&screen).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (1280, 960));
+    let thumb = worker.gw.photo_file(&sha, PhotoRendition::Thumb).unwrap();
+    assert_eq!(thumb, case.photos[0].thumbnail_path.clone().expect("sync kept the thumbnail"), "the kept thumbnail, not fetched again");
+    // The volunteer's own photo never needs the network.
+    let own = volunteer.gw.photo_file(&sha, PhotoRendition::Original).unwrap();
+    assert!(own.starts_with(volunteer._dir.path()) && std::fs::read(&own).unwrap() == std::fs::read(&big).unwrap());
+
+    // Kept: opens again with the server gone.
+    server.stop();
+    assert_eq!(worker.gw.photo_file(&sha, PhotoRendition::Original).unwrap(), original);
+    assert_eq!(worker.gw.photo_file(&sha, PhotoRendition::LongEdge1280).unwrap(), screen);
+    // Not a case photo here (never asked of a server), not a hash at all.
+    let stranger = "ab".repeat(32);
+    assert!(matches!(worker.gw.photo_file(&stranger, PhotoRendition::Original), Err(gridwork_core::Error::NotFound { .. })));
+    assert!(matches!(worker.gw.photo_file("../../etc/passwd", PhotoRendition::Original), Err(gridwork_core::Error::InvalidId)));
+    // 2048 was never fetched: with the server gone it is a network error, and nothing is kept.
+    assert!(matches!(worker.gw.photo_file(&sha, PhotoRendition::LongEdge2048), Err(gridwork_core::Error::Network(_))));
+    // The sweeper keeps what was fetched.
+    worker.gw.sweep_orphan_files().unwrap();
+    assert!(original.is_file() && screen.is_file());
 }

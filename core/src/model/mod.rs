@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod category;
+pub mod fetched;
 pub mod grid;
 pub mod incident;
 pub mod short_id;

@@ -167,7 +167,7 @@ fn case_photo(conn: &Connection, thumbnail_path: &dyn Fn(&str) -> PathBuf, p: Ph
 }
 
 /// A hash as the server must send it; anything else never names a file.
-fn is_sha256(text: &str) -> bool {
+pub fn is_sha256(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
@@ -320,6 +320,11 @@ pub fn tasks(conn: &Connection, me: &UserInfo, filter: &TaskFilter, now_ms: i64,
         out.truncate(limit as usize);
     }
     Ok(out)
+}
+
+/// Whether sync kept a thumbnail of another device's photo.
+pub fn has_kept_thumbnail(conn: &Connection, sha256: &str) -> Result<bool> {
+    Ok(conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM case_thumbnails WHERE sha256 = ?1)")?.query_row([sha256], |r| r.get(0))?)
 }
 
 /// Whether this device holds a thumbnail of the photo: its own, or fetched.

@@ -20,6 +20,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use gridwork_protocol::api::PhotoRendition;
 use gridwork_protocol::limits;
 use sha2::{Digest, Sha256};
 
@@ -122,7 +123,7 @@ impl Drop for IngestGuard {
 
 impl PhotoStore {
     pub fn open(root: &Path) -> Result<PhotoStore> {
-        for dir in ["originals", "thumbs", "renditions", "tmp"] {
+        for dir in ["originals", "thumbs", "renditions", "fetched", "tmp"] {
             fs::create_dir_all(root.join(dir))?;
         }
         Ok(PhotoStore { root: root.to_owned(), in_progress: Arc::default() })
@@ -320,6 +321,49 @@ impl PhotoStore {
         Ok(())
     }
 
+    /// Where a photo fetched to be looked at is kept (`file_name` as
+    /// [`PhotoStore::keep_fetched`] chose it).
+    pub fn fetched_path(&self, file_name: &str) -> PathBuf {
+        self.root.join("fetched").join(file_name)
+    }
+
+    /// Keep another device's photo a person asked to see, as the server sent
+    /// it: the original only if its bytes hash to `sha256` and are a photo
+    /// format, a rendition only if it is a JPEG within its edge. Written
+    /// durably, then `commit(file_name)` records it, all while the sweeper
+    /// leaves the hash alone. Returns the file name.
+    pub fn keep_fetched(&self, sha256: &str, rendition: PhotoRendition, bytes: &[u8], commit: impl FnOnce(&str) -> Result<()>) -> Result<String> {
+        let extension = match rendition.long_edge() {
+            None => {
+                if hex::encode(Sha256::digest(bytes)) != sha256 {
+                    return Err(Error::PhotoCorrupt("the server sent other bytes than the photo's".into()));
+                }
+                format::sniff(bytes)?.extension()
+            }
+            Some(edge) => {
+                let (width, height) = format::header_size(PhotoFormat::Jpeg, bytes)?;
+                if width.max(height) > edge {
+                    return Err(Error::PhotoCorrupt("the rendition is larger than asked".into()));
+                }
+                PhotoFormat::Jpeg.extension()
+            }
+        };
+        let file_name = format!("{sha256}-{}.{extension}", rendition.as_query());
+        let guard = self.guard(sha256);
+        write_durably(&self.fetched_path(&file_name), bytes)?;
+        commit(&file_name)?;
+        drop(guard);
+        Ok(file_name)
+    }
+
+    /// Remove fetched files the cache let go of (their rows are gone).
+    pub fn remove_fetched(&self, file_names: &[String]) {
+        for name in file_names {
+            // Best effort: a file left behind is an orphan the sweeper removes.
+            let _ = fs::remove_file(self.fetched_path(name));
+        }
+    }
+
     /// Copy a photo's original and thumbnail from another account's folder
     /// (work moving between accounts, see `adopt`), durably, unless this
     /// folder has them. The guard keeps the sweeper away until the rows
@@ -344,7 +388,7 @@ impl PhotoStore {
     /// Returns how many files were removed.
     pub fn sweep(&self, referenced: &HashSet<String>, include_temp: bool) -> Result<u64> {
         let mut removed = 0;
-        for dir in ["originals", "thumbs", "renditions"] {
+        for dir in ["originals", "thumbs", "renditions", "fetched"] {
             for entry in fs::read_dir(self.root.join(dir))? {
                 let entry = entry?;
                 let name = entry.file_name();

@@ -2,12 +2,13 @@
 //! HTTP is refused except to loopback or with an explicit opt-in, because
 //! tokens and evidence must not cross a network in the clear.
 
+use std::io::Read;
 use std::borrow::Cow;
 use std::time::Duration;
 
 use gridwork_protocol::OperationEnvelope;
 use gridwork_protocol::api::{
-    self, BlobStatus, CreateBlobRequest, ErrorBody, LoginRequest, PullResponse, PushRequest, PushResponse, RefreshRequest, TokenResponse,
+    self, BlobStatus, CreateBlobRequest, ErrorBody, LoginRequest, PhotoRendition, PullResponse, PushRequest, PushResponse, RefreshRequest, TokenResponse,
 };
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
@@ -78,10 +79,17 @@ fn describe(error: &reqwest::Error) -> String {
 }
 
 /// The bytes of a 2xx reply, or the error it carries.
-fn send_for_bytes(request: RequestBuilder) -> Result<Vec<u8>, TransportError> {
+/// A binary reply of at most `max_bytes`: a server sending more is refused
+/// before it fills the phone's memory.
+fn send_for_bytes(request: RequestBuilder, max_bytes: u64) -> Result<Vec<u8>, TransportError> {
     let response = request.send().map_err(|e| TransportError::Network(describe(&e)))?;
     if response.status().is_success() {
-        return response.bytes().map(|b| b.to_vec()).map_err(|e| TransportError::Network(describe(&e)));
+        let mut bytes = Vec::new();
+        response.take(max_bytes + 1).read_to_end(&mut bytes).map_err(|e| TransportError::Network(e.kind().to_string()))?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(TransportError::Malformed(format!("reply larger than {max_bytes} bytes")));
+        }
+        return Ok(bytes);
     }
     // Not 2xx: `read` turns the reply into its error.
     read::<serde_json::Value>(response).map(|_| Vec::new())
@@ -147,7 +155,10 @@ impl Transport for HttpTransport {
         )
     }
 
-    fn thumbnail(&self, token: &str, sha256: &str) -> Result<Vec<u8>, TransportError> {
-        send_for_bytes(self.request(reqwest::Method::GET, &format!("/v1/blobs/{sha256}?rendition=thumb")).bearer_auth(token))
+    fn photo(&self, token: &str, sha256: &str, rendition: PhotoRendition) -> Result<Vec<u8>, TransportError> {
+        send_for_bytes(
+            self.request(reqwest::Method::GET, &format!("/v1/blobs/{sha256}?rendition={}", rendition.as_query())).bearer_auth(token),
+            rendition.max_bytes(),
+        )
     }
 }

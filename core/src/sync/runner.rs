@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use gridwork_protocol::api::PhotoRendition;
 use gridwork_protocol::{OperationEnvelope, UploadPhoto};
 use log::{debug, info, warn};
 use rusqlite::{Connection, TransactionBehavior};
@@ -146,7 +147,7 @@ fn perform(ctx: &SyncContext, transport: &dyn Transport, engine: &mut SyncEngine
         },
         Action::FetchThumbnail { sha256 } => {
             // Bytes a phone cannot keep count as a refusal: skipped this run.
-            let result = transport.thumbnail(&token, &sha256).and_then(|bytes| match crate::photo::check_thumbnail(&bytes) {
+            let result = transport.photo(&token, &sha256, PhotoRendition::Thumb).and_then(|bytes| match crate::photo::check_thumbnail(&bytes) {
                 Ok(()) => Ok(bytes),
                 Err(error) => Err(TransportError::Http { status: 422, code: error.code().into(), message: "not a thumbnail".into(), retry_after_ms: None }),
             });

@@ -4,7 +4,7 @@
 //! the engine's policy (`engine::classify`), not the transport's.
 
 use gridwork_protocol::OperationEnvelope;
-use gridwork_protocol::api::{BlobStatus, PullResponse, PushResponse, TokenResponse};
+use gridwork_protocol::api::{BlobStatus, PhotoRendition, PullResponse, PushResponse, TokenResponse};
 
 /// A failed request, as the transport saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,7 +27,8 @@ pub trait Transport: Send + Sync {
     fn blob_create(&self, access_token: &str, sha256: &str, size: u64, preview_of: Option<&str>) -> Result<BlobStatus, TransportError>;
     fn blob_status(&self, access_token: &str, sha256: &str) -> Result<BlobStatus, TransportError>;
     fn blob_chunk(&self, access_token: &str, sha256: &str, offset: u64, chunk: &[u8]) -> Result<BlobStatus, TransportError>;
-    /// A 320 px JPEG of a case's photo (another device's), for the case
-    /// screens offline.
-    fn thumbnail(&self, access_token: &str, sha256: &str) -> Result<Vec<u8>, TransportError>;
+    /// A case's photo (another device's) as the server serves it: the
+    /// thumbnail sync keeps for the case screens offline, or what a person
+    /// asks to see.
+    fn photo(&self, access_token: &str, sha256: &str, rendition: PhotoRendition) -> Result<Vec<u8>, TransportError>;
 }

@@ -153,6 +153,11 @@ public final class Gridwork: Sendable {
         try await store.photoRendition(photoId: photoId, rendition: rendition)
     }
 
+    /// A case's photo (any device's) as a file to show, fetched and kept when needed.
+    public func casePhotoFile(_ sha256: String, size: PhotoSize) async throws -> String {
+        try await store.casePhotoFile(sha256: sha256, size: size)
+    }
+
     // MARK: tasks and workflow steps (checked offline, queued, shown in their new state at once)
 
     /// A grid's or a person's figures (统计) for a period, from the cases this device holds.

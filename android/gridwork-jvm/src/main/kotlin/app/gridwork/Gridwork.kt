@@ -19,6 +19,7 @@ import app.gridwork.ffi.OutboxObserver
 import app.gridwork.ffi.OutboxSummary
 import app.gridwork.ffi.Photo
 import app.gridwork.ffi.PhotoRole
+import app.gridwork.ffi.PhotoSize
 import app.gridwork.ffi.ReferenceDataObserver
 import app.gridwork.ffi.Rendition
 import app.gridwork.ffi.SessionObserver
@@ -125,6 +126,9 @@ class Gridwork private constructor(
         quick { similarPhotos(photoId, maxDistance.toUInt()) }
     /** A file path of the photo at [rendition], made on first use. */
     suspend fun photoRendition(photoId: String, rendition: Rendition): String = store.photoRendition(photoId, rendition)
+
+    /** A case's photo (any device's, by its sha256) as a file to show: fetched and kept when not on the phone. */
+    suspend fun casePhotoFile(sha256: String, size: PhotoSize): String = store.casePhotoFile(sha256, size)
 
     // Tasks (待办) and workflow steps: checked offline, queued, shown in their new state at once.
     suspend fun stats(query: StatsQuery): Stats = quick { stats(query) }

@@ -5,11 +5,13 @@ import app.gridwork.ffi.DeadlineLight
 import app.gridwork.ffi.GridworkException
 import app.gridwork.ffi.IncidentStatus
 import app.gridwork.ffi.PhotoRole
+import app.gridwork.ffi.PhotoSize
 import app.gridwork.ffi.StatsQuery
 import app.gridwork.ffi.StepInput
 import app.gridwork.ffi.SyncTrigger
 import app.gridwork.ffi.TaskFilter
 import app.gridwork.ffi.TaskKind
+import app.gridwork.ffi.TimedStep
 import kotlin.time.Duration.Companion.seconds
 import kotlinx.coroutines.runBlocking
 import org.junit.Assert.assertEquals
@@ -63,6 +65,7 @@ class WorkflowTest {
                     assertEquals(TaskKind.HANDLE, tasks[0].kind)
                     assertEquals(IncidentStatus.DISPATCHED, tasks[0].status)
                     assertEquals(DeadlineLight.GREEN, tasks[0].light)
+                    assertEquals(TimedStep.HANDLE, tasks[0].deadlineStep)
                     assertEquals("请尽快修复", tasks[0].note)
                     assertEquals(emptyList<Any>(), department.tasks(TaskFilter(kind = TaskKind.VERIFY)))
 
@@ -111,6 +114,10 @@ class WorkflowTest {
                         info.timeline.map { it.action }.filterNot { it.endsWith("_arrived") },
                     )
                     assertEquals(listOf(PhotoRole.VERIFICATION), detail.photos.map { it.role })
+                    // The department's after-photo, full size on the worker's phone.
+                    val fetched = worker.casePhotoFile(info.photos[0].sha256, PhotoSize.ORIGINAL)
+                    assertTrue(java.io.File(fetched).readBytes().contentEquals(after.readBytes()))
+                    assertEquals(fetched, worker.casePhotoFile(info.photos[0].sha256, PhotoSize.ORIGINAL))
                     val grid = worker.stats(StatsQuery(gridCode = "G-001", fromMs = 0, toMs = Long.MAX_VALUE))
                     assertEquals(1u, grid.closed)
                     assertEquals(2.0, grid.averageRating!!, 0.0)
