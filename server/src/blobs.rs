@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use crate::auth::Caller;
 use crate::db::{Database, Tx};
 use crate::error::{Result, ServerError};
-use crate::{cases, params};
+use crate::cases::{self, BlobAccess};
+use crate::params;
 
 #[derive(Clone)]
 pub enum BlobStore {
@@ -67,7 +68,7 @@ impl BlobStore {
                 return Err(ServerError::bad_request("invalid_preview", "a preview differs from its original"));
             }
             db.write(|tx| {
-                if !cases::may_access_blob(tx, caller, original, true)? {
+                if !cases::may_access_blob(tx, caller, original, BlobAccess::Upload)? {
                     return Err(ServerError::new(409, "blob_not_announced", "push the case announcing this photo first"));
                 }
                 tx.execute(
@@ -79,9 +80,9 @@ impl BlobStore {
         }
         db.write(|tx| {
             // Access first: whether a photo exists is itself not for everyone.
-            let uploader = cases::may_access_blob(tx, caller, sha256, true)?;
+            let uploader = cases::may_access_blob(tx, caller, sha256, BlobAccess::Upload)?;
             let not_announced = || ServerError::new(409, "blob_not_announced", "push the case announcing this photo first");
-            if !uploader && !cases::may_access_blob(tx, caller, sha256, false)? {
+            if !uploader && !cases::may_access_blob(tx, caller, sha256, BlobAccess::See)? {
                 return Err(not_announced());
             }
             if let Some(existing) = status(tx, sha256)? {
@@ -89,8 +90,7 @@ impl BlobStore {
                     return Err(ServerError::bad_request("blob_size_mismatch", "this hash was announced with another size"));
                 }
                 if existing.complete {
-                    // Anyone who may see the photo may learn it has arrived.
-                    return Ok(existing);
+                    return status_for(tx, caller, existing);
                 }
             }
             if !uploader {
@@ -148,10 +148,11 @@ impl BlobStore {
     pub fn status(&self, db: &Database, caller: &Caller, sha256: &str) -> Result<BlobStatus> {
         validate_sha(sha256)?;
         db.read(|tx| {
-            if !cases::may_access_blob(tx, caller, sha256, true)? && !cases::may_access_blob(tx, caller, sha256, false)? {
+            if !cases::may_access_blob(tx, caller, sha256, BlobAccess::Upload)? && !cases::may_access_blob(tx, caller, sha256, BlobAccess::See)? {
                 return Err(ServerError::not_found("blob"));
             }
-            status(tx, sha256)?.ok_or_else(|| ServerError::not_found("blob"))
+            let status = status(tx, sha256)?.ok_or_else(|| ServerError::not_found("blob"))?;
+            if status.complete { status_for(tx, caller, status) } else { Ok(status) }
         })
     }
 
@@ -174,14 +175,16 @@ impl BlobStore {
         };
         let _held = folder_lock.as_ref().map(|lock| lock.lock().unwrap_or_else(|e| e.into_inner()));
         let current = db.read(|tx| {
-            if !cases::may_access_blob(tx, caller, sha256, true)? {
+            if !cases::may_access_blob(tx, caller, sha256, BlobAccess::Upload)? {
                 return Err(ServerError::not_found("blob"));
             }
             status(tx, sha256)?.ok_or_else(|| ServerError::not_found("blob"))
         })?;
         if current.complete {
-            return Ok(current);
+            let shown = db.read(|tx| status_for(tx, caller, current.clone()))?;
+            return if shown.complete { Ok(shown) } else { self.prove(db, caller, &current, offset, chunk, now_ms) };
         }
+        let me = caller.user_id.to_string();
         if current.offset == current.size {
             self.finish_if_all_received(db, &current, now_ms)?;
             return db.read(|tx| status_row(tx, sha256));
@@ -198,7 +201,12 @@ impl BlobStore {
                 let path = dir.join("partial").join(sha256);
                 write_at(&path, offset, chunk)?;
                 let advanced = db.write(|tx| {
-                    tx.execute("UPDATE blobs SET received = $2 WHERE sha256 = $1 AND received = $3 AND complete = 0", params![sha256, end as i64, offset as i64])
+                    let advanced =
+                        tx.execute("UPDATE blobs SET received = $2 WHERE sha256 = $1 AND received = $3 AND complete = 0", params![sha256, end as i64, offset as i64])?;
+                    if advanced == 1 {
+                        extend_cover(tx, sha256, &me, offset, end)?;
+                    }
+                    Ok(advanced)
                 })?;
                 if advanced != 1 {
                     return Err(ServerError::new(409, "offset_mismatch", "another upload of this blob moved on; query the offset"));
@@ -220,7 +228,7 @@ impl BlobStore {
                         return Err(ServerError::new(409, "offset_mismatch", "another upload of this blob moved on; query the offset"));
                     }
                     tx.execute("INSERT INTO blob_chunks (sha256, start_at, data) VALUES ($1, $2, $3)", params![sha256, offset as i64, chunk.to_vec()])?;
-                    Ok(())
+                    extend_cover(tx, sha256, &me, offset, end)
                 })?;
                 if end == current.size {
                     let bytes = db.read(|tx| read_chunks(tx, sha256))?;
@@ -238,6 +246,7 @@ impl BlobStore {
             db.write(|tx| {
                 tx.execute("UPDATE blobs SET received = 0 WHERE sha256 = $1", params![sha256])?;
                 tx.execute("DELETE FROM blob_chunks WHERE sha256 = $1", params![sha256])?;
+                tx.execute("UPDATE blob_possession SET covered = 0 WHERE sha256 = $1", params![sha256])?;
                 Ok(())
             })?;
             if let BlobStore::Folder { dir, .. } = self {
@@ -248,7 +257,7 @@ impl BlobStore {
         db.write(|tx| {
             // Only the verification that completes the blob announces it.
             if tx.execute("UPDATE blobs SET complete = 1 WHERE sha256 = $1 AND complete = 0", params![sha256])? == 1 {
-                cases::evidence_arrived(tx, sha256, now_ms)?;
+                cases::evidence_arrived(tx, sha256, None, now_ms)?;
             }
             Ok(())
         })?;
@@ -260,11 +269,14 @@ impl BlobStore {
     /// The bytes of a complete blob, for callers who may see a case using it.
     pub fn download(&self, db: &Database, caller: &Caller, sha256: &str) -> Result<Vec<u8>> {
         validate_sha(sha256)?;
+        // Whoever may see a case announcing the photo learns whether it is
+        // here for them: only bytes that back a reference they see count,
+        // so a hash announced without its bytes finds nothing more.
         let complete = db.read(|tx| {
-            if !cases::may_access_blob(tx, caller, sha256, false)? {
+            if !cases::may_access_blob(tx, caller, sha256, BlobAccess::See)? {
                 return Err(ServerError::not_found("blob"));
             }
-            Ok(status(tx, sha256)?.is_some_and(|s| s.complete))
+            Ok(status(tx, sha256)?.is_some_and(|s| s.complete) && cases::may_access_blob(tx, caller, sha256, BlobAccess::Download)?)
         })?;
         if !complete {
             return Err(ServerError::new(404, "blob_incomplete", "the photo has not fully arrived yet"));
@@ -295,6 +307,99 @@ impl BlobStore {
             None => Err(ServerError::new(404, "blob_incomplete", "the photo has not fully arrived yet")),
         }
     }
+}
+
+impl BlobStore {
+    /// A chunk from an announcer who never showed the server the bytes of
+    /// this blob, which is already here: matched against the stored bytes
+    /// instead of stored. Once every byte has matched, their references are
+    /// backed (see `cases::may_access_blob`). So a hash learned elsewhere
+    /// grants nothing, and nothing tells the announcer whether the bytes
+    /// were here before: the upload looks like any other.
+    fn prove(&self, db: &Database, caller: &Caller, blob: &BlobStatus, offset: u64, chunk: &[u8], now_ms: i64) -> Result<BlobStatus> {
+        let me = caller.user_id.to_string();
+        let covered = db.read(|tx| covered(tx, &blob.sha256, &me))?;
+        if offset != covered {
+            return Err(ServerError::new(409, "offset_mismatch", format!("the upload continues at offset {covered}")));
+        }
+        let end = offset + chunk.len() as u64;
+        if end > blob.size {
+            return Err(ServerError::bad_request("chunk_past_end", "the chunk goes past the announced size"));
+        }
+        if self.read_range(db, &blob.sha256, offset, end)? != chunk {
+            db.write(|tx| tx.execute("UPDATE blob_possession SET covered = 0 WHERE sha256 = $1 AND user_id = $2", params![blob.sha256.clone(), me.clone()]))?;
+            return Err(ServerError::new(422, "blob_hash_mismatch", "the uploaded bytes do not hash to the announced SHA-256; upload again from offset 0"));
+        }
+        db.write(|tx| {
+            extend_cover(tx, &blob.sha256, &me, offset, end)?;
+            if end == blob.size {
+                cases::evidence_arrived(tx, &blob.sha256, Some(&me), now_ms)?;
+            }
+            Ok(())
+        })?;
+        Ok(BlobStatus { offset: end, complete: end == blob.size, ..blob.clone() })
+    }
+
+    /// Bytes `start..end` of a complete blob.
+    fn read_range(&self, db: &Database, sha256: &str, start: u64, end: u64) -> Result<Vec<u8>> {
+        let io = |e: std::io::Error| ServerError::storage(format!("blob read: {}", e.kind()));
+        let mut bytes = vec![0; (end - start) as usize];
+        match self {
+            BlobStore::Folder { dir, .. } => {
+                let path = dir.join("complete").join(sha256);
+                let path = if path.exists() { path } else { dir.join("partial").join(sha256) };
+                let mut file = fs::File::open(path).map_err(io)?;
+                file.seek(SeekFrom::Start(start)).map_err(io)?;
+                file.read_exact(&mut bytes).map_err(io)?;
+            }
+            BlobStore::Database => {
+                let rows = db.read(|tx| tx.query("SELECT start_at, data FROM blob_chunks WHERE sha256 = $1 AND start_at < $2 ORDER BY start_at", params![sha256, end as i64]))?;
+                for row in rows {
+                    let (at, data) = (row.int(0) as u64, row.bytes(1));
+                    let (from, to) = (start.max(at), end.min(at + data.len() as u64));
+                    if from < to {
+                        bytes[(from - start) as usize..(to - start) as usize].copy_from_slice(&data[(from - at) as usize..(to - at) as usize]);
+                    }
+                }
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+/// A complete blob's status as this caller hears it: complete for whoever
+/// may see it, unless they announced it themselves and never showed its
+/// bytes; then, how far they have shown them (see `BlobStore::prove`).
+fn status_for(tx: &mut dyn Tx, caller: &Caller, blob: BlobStatus) -> Result<BlobStatus> {
+    let me = caller.user_id.to_string();
+    let shown = covered(tx, &blob.sha256, &me)?;
+    if shown >= blob.size || !cases::announced_by(tx, caller, &blob.sha256)? {
+        return Ok(blob);
+    }
+    Ok(BlobStatus { offset: shown, complete: false, ..blob })
+}
+
+/// How many bytes of the blob, from offset 0, this user has shown the server.
+fn covered(tx: &mut dyn Tx, sha256: &str, user_id: &str) -> Result<u64> {
+    Ok(tx.query_opt("SELECT covered FROM blob_possession WHERE sha256 = $1 AND user_id = $2", params![sha256, user_id])?.map_or(0, |r| r.int(0) as u64))
+}
+
+/// The user sent bytes `from..to`: what they have shown grows when the
+/// chunk continues it.
+fn extend_cover(tx: &mut dyn Tx, sha256: &str, user_id: &str, from: u64, to: u64) -> Result<()> {
+    if from == 0 {
+        tx.execute(
+            "INSERT INTO blob_possession (sha256, user_id, covered) VALUES ($1, $2, $3)
+             ON CONFLICT (sha256, user_id) DO UPDATE SET covered = $3 WHERE blob_possession.covered < $3",
+            params![sha256, user_id, to as i64],
+        )?;
+    } else {
+        tx.execute(
+            "UPDATE blob_possession SET covered = $4 WHERE sha256 = $1 AND user_id = $2 AND covered >= $3 AND covered < $4",
+            params![sha256, user_id, from as i64, to as i64],
+        )?;
+    }
+    Ok(())
 }
 
 fn read_chunks(tx: &mut dyn Tx, sha256: &str) -> Result<Vec<u8>> {

@@ -113,11 +113,13 @@ fn username(tx: &mut dyn Tx, user_id: &str) -> Result<String> {
 fn view(tx: &mut dyn Tx, case: &CaseRow) -> Result<IncidentView> {
     let photos: Vec<PhotoView> = tx
         .query(
-            "SELECT p.photo_id, p.sha256, p.byte_size, p.mime_type, p.role, COALESCE(b.complete, 0),
-                    (SELECT COUNT(*) FROM blob_previews v JOIN blobs pb ON pb.sha256 = v.preview_sha256
-                      WHERE v.original_sha256 = p.sha256 AND pb.complete = 1)
-             FROM incident_photos p LEFT JOIN blobs b ON b.sha256 = p.sha256
-             WHERE p.incident_id = $1 ORDER BY p.position",
+            &format!(
+                "SELECT p.photo_id, p.sha256, p.byte_size, p.mime_type, p.role, CASE WHEN {} THEN 1 ELSE 0 END,
+                        (SELECT COUNT(*) FROM blob_previews v WHERE v.original_sha256 = p.sha256 AND {})
+                 FROM incident_photos p WHERE p.incident_id = $1 ORDER BY p.position",
+                shown_sql("p.sha256"),
+                shown_sql("v.preview_sha256"),
+            ),
             params![case.id.clone()],
         )?
         .iter()
@@ -611,44 +613,82 @@ fn moved_on(tx: &mut dyn Tx, case: &CaseRow, action: CaseAction) -> Result<Strin
     })
 }
 
-/// A blob finished uploading: every case announcing it changes (its
-/// missing-evidence flag may clear), with a timeline entry.
-pub fn evidence_arrived(tx: &mut dyn Tx, sha256: &str, now_ms: i64) -> Result<()> {
+/// A blob's bytes now back references to it (its upload finished, or an
+/// announcer showed the bytes of a blob already here): each case whose
+/// reference they back changes (its missing-evidence flag may clear), with
+/// a timeline entry.
+pub fn evidence_arrived(tx: &mut dyn Tx, sha256: &str, shown_by: Option<&str>, now_ms: i64) -> Result<()> {
     let original = tx.query_opt("SELECT original_sha256 FROM blob_previews WHERE preview_sha256 = $1", params![sha256])?.map(|r| r.text(0));
-    let (sha256, action) = match &original {
+    let (announced, action) = match &original {
         Some(original) => (original.as_str(), "preview_arrived"),
         None => (sha256, "photo_arrived"),
     };
-    for id in cases_with_photo(tx, sha256)? {
+    for id in cases_shown(tx, announced, sha256, shown_by)? {
         let Some(mut case) = load(tx, &id, true)? else { continue };
         case.version += 1;
         case.updated_at_ms = now_ms;
         tx.execute("UPDATE incidents SET version = $2, updated_at_ms = $3 WHERE id = $1", params![id.clone(), case.version, now_ms])?;
-        append_timeline(tx, &id, action, "system", Some(case.state), case.state, Some(&sha256[..12]), now_ms)?;
+        append_timeline(tx, &id, action, "system", Some(case.state), case.state, Some(&announced[..12]), now_ms)?;
         let scope = case.scope();
         record_case_change(tx, Some(&scope), &case, now_ms)?;
     }
     Ok(())
 }
 
-/// The cases whose reports reference this photo.
-fn cases_with_photo(tx: &mut dyn Tx, sha256: &str) -> Result<Vec<String>> {
-    Ok(tx.query("SELECT DISTINCT incident_id FROM incident_photos WHERE sha256 = $1", params![sha256])?.iter().map(|r| r.text(0)).collect())
+/// The cases whose references to `announced` the bytes of `blob` (the
+/// photo or a preview of it) now back: all of them, or those `shown_by`
+/// announced (who just showed the bytes).
+fn cases_shown(tx: &mut dyn Tx, announced: &str, blob: &str, shown_by: Option<&str>) -> Result<Vec<String>> {
+    let sql = format!("SELECT DISTINCT p.incident_id FROM incident_photos p WHERE p.sha256 = $1 AND {} AND ($3 = '' OR p.added_by = $3)", shown_sql("$2"));
+    Ok(tx.query(&sql, params![announced, blob, shown_by.unwrap_or("")])?.iter().map(|r| r.text(0)).collect())
 }
 
-/// Whether the caller may upload (they announced this photo in a step, or
-/// are the command center) or download (they may see a case announcing it)
-/// these bytes.
-pub fn may_access_blob(tx: &mut dyn Tx, caller: &Caller, sha256: &str, upload: bool) -> Result<bool> {
-    // A preview is accessible exactly as its original is.
+/// SQL, true when the photo reference `p` (a row of `incident_photos`) is
+/// backed by the bytes of blob `{blob}` (the photo, or a preview of it):
+/// they have arrived, and its announcer (or the command center) has shown
+/// the server every one of them. Content addressing alone grants nothing:
+/// a hash seen elsewhere, announced in one's own report, backs nothing
+/// until its bytes are shown. References from before schema 3 name no
+/// announcer and stand.
+fn shown_sql(blob: &str) -> String {
+    format!(
+        "(p.added_by IS NULL OR EXISTS (SELECT 1 FROM blob_possession o JOIN blobs ob ON ob.sha256 = o.sha256 JOIN users ou ON ou.id = o.user_id
+          WHERE o.sha256 = {blob} AND ob.complete = 1 AND o.covered >= ob.size AND (o.user_id = p.added_by OR ou.role IN ('{}', '{}'))))",
+        Role::Dispatcher.as_str(),
+        Role::Admin.as_str(),
+    )
+}
+
+/// What a caller wants to do with a blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobAccess {
+    /// Send its bytes: they announced this photo in a step, or are the
+    /// command center.
+    Upload,
+    /// Learn about it: they may see a case announcing it.
+    See,
+    /// Have its bytes: they may see a case whose reference to the photo
+    /// its bytes back (see [`shown_sql`]).
+    Download,
+}
+
+/// Whether the caller may do this with the blob.
+pub fn may_access_blob(tx: &mut dyn Tx, caller: &Caller, sha256: &str, access: BlobAccess) -> Result<bool> {
+    // A preview is accessible as its original is.
     let original = tx.query_opt("SELECT original_sha256 FROM blob_previews WHERE preview_sha256 = $1", params![sha256])?.map(|r| r.text(0));
+    let blob = sha256;
     let sha256 = original.as_deref().unwrap_or(sha256);
     let me = caller.user_id.to_string();
     let command_center = matches!(caller.role, Role::Dispatcher | Role::Admin);
-    let announced = tx.query("SELECT incident_id, added_by FROM incident_photos WHERE sha256 = $1", params![sha256])?;
+    let announced = if access == BlobAccess::Download {
+        let sql = format!("SELECT p.incident_id, p.added_by FROM incident_photos p WHERE p.sha256 = $1 AND ({} OR {})", shown_sql("p.sha256"), shown_sql("$2"));
+        tx.query(&sql, params![sha256, blob])?
+    } else {
+        tx.query("SELECT p.incident_id, p.added_by FROM incident_photos p WHERE p.sha256 = $1", params![sha256])?
+    };
     for row in announced {
         let Some(case) = load(tx, &row.text(0), false)? else { continue };
-        let allowed = if upload {
+        let allowed = if access == BlobAccess::Upload {
             match row.opt_text(1) {
                 Some(added_by) => added_by == me || command_center,
                 // Announced before schema 3 recorded who: the reporter or the assignee.
@@ -662,4 +702,12 @@ pub fn may_access_blob(tx: &mut dyn Tx, caller: &Caller, sha256: &str, upload: b
         }
     }
     Ok(false)
+}
+
+/// Whether the caller announced this photo (or the original of this
+/// preview) in a report or step of their own.
+pub fn announced_by(tx: &mut dyn Tx, caller: &Caller, sha256: &str) -> Result<bool> {
+    let original = tx.query_opt("SELECT original_sha256 FROM blob_previews WHERE preview_sha256 = $1", params![sha256])?.map(|r| r.text(0));
+    let sha256 = original.as_deref().unwrap_or(sha256);
+    Ok(tx.query_opt("SELECT 1 FROM incident_photos WHERE sha256 = $1 AND added_by = $2", params![sha256, caller.user_id.to_string()])?.is_some())
 }

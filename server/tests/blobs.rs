@@ -366,3 +366,68 @@ fn a_blob_with_every_byte_but_no_verification_is_finished_on_the_next_announce()
         assert_eq!(sha256_hex(&worker.get(&format!("/v1/blobs/{sha}")).bytes().unwrap()), sha);
     }
 }
+
+/// Issue 11, hole 1: content addressing grants nothing. A worker of another
+/// grid who knows a private case's photo hash announces it in a report of
+/// their own: the server neither lets them download it nor tells them it
+/// exists (their upload looks like any other, from offset 0, and their
+/// photo has not arrived); bytes that are not the photo's are refused. Only
+/// sending every byte of the photo (which they then have anyway) backs
+/// their reference. A legitimate second reporter of the same photo shows
+/// its bytes the same way, and then both cases have it.
+#[test]
+fn a_photo_hash_learned_elsewhere_grants_nothing() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let owner = server.device("worker1");
+        let photo = photo_bytes(31, 300_000);
+        let sha = sha256_hex(&photo);
+        let (private, op) = report("0101", Some("G-001"), &[&photo]);
+        owner.push_ok(&[op]);
+        assert_eq!(announce(&owner, &sha, photo.len() as u64).status(), 201, "{name}");
+        upload_chunks(&owner, &sha, &photo, 0, usize::MAX, name);
+        assert_eq!(incident(&owner, private)["photos"][0]["arrived"], true, "{name}");
+
+        // The attacker, in G-002, announces the hash in a report of their own.
+        let attacker = server.device("worker2");
+        let (own, op) = report("0101", Some("G-002"), &[&photo]);
+        assert_eq!(attacker.push_ok(&[op])[0]["status"], "applied", "{name}");
+        let told = announce(&attacker, &sha, photo.len() as u64);
+        assert!(told.status().is_success(), "{name}");
+        let told: Value = told.json().unwrap();
+        assert_eq!((told["offset"].as_u64(), told["complete"].as_bool()), (Some(0), Some(false)), "{name}: nothing says the photo is here");
+        assert_eq!(blob_status(&attacker, &sha)["complete"], false, "{name}");
+        for rendition in ["original", "thumb", "1280"] {
+            let got = attacker.get(&format!("/v1/blobs/{sha}?rendition={rendition}"));
+            assert_eq!(status_and_code(got), (404, "blob_incomplete".into()), "{name}: {rendition}: as if the bytes were not here");
+        }
+        let view = incident(&attacker, own);
+        assert_eq!((view["photos"][0]["arrived"].as_bool(), view["missing_evidence"].as_bool()), (Some(false), Some(true)), "{name}");
+
+        // Bytes that are not the photo's: refused, and shown from 0 again.
+        let mut forged = photo[..100_000].to_vec();
+        forged[50_000] ^= 1;
+        assert_eq!(attacker.put_chunk(&sha, 0, &forged[..40_000]).status(), 200, "{name}: a matching prefix is taken");
+        assert_eq!(status_and_code(attacker.put_chunk(&sha, 40_000, &forged[40_000..])), (422, "blob_hash_mismatch".into()), "{name}");
+        assert_eq!(offset_of(&attacker, &sha), 0, "{name}");
+        assert_eq!(status_and_code(attacker.get(&format!("/v1/blobs/{sha}"))), (404, "blob_incomplete".into()), "{name}");
+        // The owner's case is untouched by all this.
+        let mine = incident(&owner, private);
+        assert_eq!((mine["photos"][0]["arrived"].as_bool(), mine["missing_evidence"].as_bool()), (Some(true), Some(false)), "{name}");
+        assert_eq!(owner.get(&format!("/v1/blobs/{sha}")).bytes().unwrap().to_vec(), photo, "{name}");
+
+        // Every byte of the photo backs the reference (a second reporter of the same photo).
+        let done = upload_chunks(&attacker, &sha, &photo, 0, usize::MAX, name);
+        assert_eq!(done["complete"], true, "{name}");
+        assert_eq!(incident(&attacker, own)["photos"][0]["arrived"], true, "{name}");
+        assert!(timeline(&attacker, own).iter().any(|e| e["action"] == "photo_arrived"), "{name}");
+        assert_eq!(attacker.get(&format!("/v1/blobs/{sha}")).bytes().unwrap().to_vec(), photo, "{name}");
+        assert_eq!(timeline(&owner, private).iter().filter(|e| e["action"] == "photo_arrived").count(), 1, "{name}: the owner's case told once");
+        // The owner announcing it again in another report needs nothing more.
+        let (again, op) = report("0101", Some("G-001"), &[&photo]);
+        owner.push_ok(&[op]);
+        assert_eq!(announce(&owner, &sha, photo.len() as u64).json::<Value>().unwrap()["complete"], true, "{name}");
+        assert_eq!(incident(&owner, again)["photos"][0]["arrived"], true, "{name}");
+    }
+}

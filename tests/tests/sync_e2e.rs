@@ -432,3 +432,41 @@ fn a_cancel_between_request_and_start_stops_that_run_only() {
     assert!(later.completed && later.pushed == 1, "{later:?}");
     assert_eq!(gw.get_incident(draft.id).unwrap().sync_state, SyncState::Synced);
 }
+
+/// The same photo in two people's reports (a picture passed on in a chat):
+/// the second phone's upload shows the server every byte, as any upload
+/// does, and then both cases have it; neither phone does anything special.
+#[test]
+fn the_same_photo_reported_by_two_people_arrives_for_both() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let photos = tempfile::tempdir().unwrap();
+    let shared = write_file(photos.path(), "shared.jpg", &jpeg_bytes(&scene(900, 600, 77), 85, None));
+    let mut ids = Vec::new();
+    let mut dirs = Vec::new();
+    for user in ["volunteer1", "worker1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let gw = open(dir.path(), user);
+        gw.login(&server.url(), user, PASSWORD, false).unwrap();
+        let draft = gw
+            .create_draft(DraftFields {
+                category_code: Some("0602".into()),
+                description: "楼道堆物".into(),
+                location: Some(GeoPoint { lat: 31.23, lon: 121.465, accuracy_m: Some(5.0) }),
+                ..Default::default()
+            })
+            .unwrap();
+        gw.attach_photo(draft.id, &shared).unwrap();
+        gw.submit(draft.id).unwrap();
+        let report = gw.sync_now(Trigger::OperationQueued, Duration::from_secs(60)).unwrap();
+        assert!(report.completed, "{user}: {report:?}");
+        assert_eq!(report.photos_uploaded, 1, "{user}: the bytes travel for each reporter");
+        ids.push(draft.id);
+        dirs.push(dir);
+    }
+    for id in ids {
+        let view = server.db.read(|tx| gridwork_server::cases::view_after_step(tx, &id.to_string())).unwrap();
+        assert!(view.photos[0].arrived && !view.missing_evidence, "{id}: the photo arrived for this case too");
+    }
+}

@@ -149,6 +149,16 @@ CREATE TABLE IF NOT EXISTS blob_previews (
     original_sha256 TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blob_previews_original ON blob_previews (original_sha256);
+-- Who has shown the server a blob's bytes: `covered` bytes from offset 0,
+-- sent in its upload or, when the blob was already here, matched against
+-- it. A photo reference grants access only once its announcer covered the
+-- whole blob (content addressing alone grants nothing).
+CREATE TABLE IF NOT EXISTS blob_possession (
+    sha256 TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    covered BIGINT NOT NULL,
+    PRIMARY KEY (sha256, user_id)
+);
 CREATE TABLE IF NOT EXISTS blob_chunks (
     sha256 TEXT NOT NULL,
     start_at BIGINT NOT NULL,
