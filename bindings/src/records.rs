@@ -510,6 +510,25 @@ impl From<Rendition> for core::Rendition {
     }
 }
 
+/// What checking the hash-chained audit trail (归档留痕) found.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct TrailCheck {
+    pub entries: u64,
+    /// Entries from before the trail was chained (at its start only).
+    pub unsealed: u64,
+    /// The first entry that does not hold (its sequence number): edited,
+    /// removed or inserted in the database file after it was written.
+    pub broken_at: Option<i64>,
+    /// The last entry's hash, to anchor the trail elsewhere.
+    pub head: String,
+}
+
+impl From<gridwork_protocol::trail::TrailCheck> for TrailCheck {
+    fn from(c: gridwork_protocol::trail::TrailCheck) -> Self {
+        TrailCheck { entries: c.entries, unsealed: c.unsealed, broken_at: c.broken_at, head: c.head }
+    }
+}
+
 /// A size of a case's photo to show (`case_photo_file`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
 pub enum PhotoSize {

@@ -13,7 +13,7 @@ use crate::observe::{
 use crate::offload::offload;
 use crate::records::{
     Adopted, CaseTask, Category, DraftFields, Durability, GeoPoint, Grid, Incident, IncidentDetail, IncidentFilter, MeteredPolicy, OpenReport,
-    OutboxItem, OutboxSummary, Photo, PhotoRole, PhotoSize, Rendition, SimilarPhoto, Stats, StatsQuery, StepInput, StoreConfig, SyncReport, SyncTrigger, TaskFilter,
+    OutboxItem, OutboxSummary, Photo, PhotoRole, PhotoSize, Rendition, SimilarPhoto, Stats, StatsQuery, StepInput, StoreConfig, SyncReport, SyncTrigger, TaskFilter, TrailCheck,
     TlsSettings, UserInfo, parse_id,
 };
 
@@ -243,6 +243,13 @@ impl GridworkStore {
     pub async fn case_photo_file(&self, sha256: String, size: PhotoSize) -> Result<String> {
         let core = self.core.clone();
         offload("case_photo_file", move || Ok(core.photo_file(&sha256, size.into())?.to_string_lossy().into_owned())).await
+    }
+
+    /// Walk the whole audit trail and check every link (off the UI thread:
+    /// it reads the whole trail).
+    pub async fn verify_audit_trail(&self) -> Result<TrailCheck> {
+        let core = self.core.clone();
+        offload("verify_audit_trail", move || Ok(core.verify_audit_trail()?.into())).await
     }
 
     // ---- session ----

@@ -63,6 +63,9 @@ pub fn run(cli: Cli) -> CliResult<i32> {
     if let Command::Sync(args) = cli.command {
         return sync(&ctx, args);
     }
+    if let Command::Trail = cli.command {
+        return trail(&ctx);
+    }
     match cli.command {
         Command::Login(args) => login(&ctx, args),
         Command::Logout => logout(&ctx),
@@ -84,7 +87,7 @@ pub fn run(cli: Cli) -> CliResult<i32> {
         Command::Stats(args) => crate::tasks::stats(&ctx, args),
         Command::Outbox => outbox(&ctx),
         Command::Retry { op_id } => retry(&ctx, op_id),
-        Command::Sync(_) | Command::Demo | Command::Completions { .. } => unreachable!("handled above"),
+        Command::Sync(_) | Command::Trail | Command::Demo | Command::Completions { .. } => unreachable!("handled above"),
     }
     .map(|()| 0)
 }
@@ -522,6 +525,19 @@ fn incidents(ctx: &Ctx, args: IncidentsArgs) -> CliResult<()> {
     Ok(())
 }
 
+
+/// Exit 0 when the trail holds, 1 (after the report) when it does not.
+fn trail(ctx: &Ctx) -> CliResult<i32> {
+    let check = ctx.open()?.verify_audit_trail()?;
+    ctx.emit(serde_json::to_value(&check).expect("serializes"), || match check.broken_at {
+        None => {
+            let older = if check.unsealed > 0 { format!(" ({} from before chaining)", check.unsealed) } else { String::new() };
+            format!("intact: {} entries{older}, head {}", check.entries, check.head)
+        }
+        Some(seq) => format!("BROKEN at entry {seq}: edited, removed or inserted in the database file after it was written"),
+    });
+    Ok(if check.intact() { 0 } else { 1 })
+}
 
 fn photo(ctx: &Ctx, id: OsString, number: usize, size: &str) -> CliResult<()> {
     let rendition = PhotoRendition::from_query(Some(size))

@@ -172,6 +172,9 @@ pub enum Command {
         #[arg(long, default_value = "1280")]
         size: String,
     },
+    /// 归档留痕: check this device's hash-chained audit trail (exit 1 naming the first entry edited in the database file)
+    #[command(after_help = "Examples:\n  gridwork --device ./phone trail\n  gridwork --device ./phone trail --json")]
+    Trail,
     /// What is still waiting to be sent
     #[command(after_help = "Examples:\n  gridwork --device ./phone outbox\n  gridwork --device ./phone outbox --json")]
     Outbox,

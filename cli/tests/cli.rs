@@ -295,6 +295,12 @@ fn drafts_left_by_an_interrupted_report_are_listed_submitted_or_discarded() {
     assert!(json(&ok(run(gridwork(device.path()), ["drafts", "--json"]))).as_array().unwrap().is_empty());
     let discarded = stdout(&ok(run(gridwork(device.path()), ["incidents", "--status", "discarded"])));
     assert!(discarded.contains("discarded, never sent") && !discarded.contains("synced"), "{discarded}");
+
+    // 归档留痕: everything above left a chained trail that holds.
+    let trail = json(&ok(run(gridwork(device.path()), ["trail", "--json"])));
+    assert_eq!((trail["broken_at"].is_null(), trail["unsealed"].as_u64()), (true, Some(0)), "{trail}");
+    assert!(trail["entries"].as_u64().unwrap() >= 4, "{trail}");
+    assert!(stdout(&ok(run(gridwork(device.path()), ["trail"]))).starts_with("intact: "));
 }
 
 #[test]

@@ -92,7 +92,7 @@ pub fn insert_into(
         }
         copy_rows(source, target, "incidents", "id = ?1", &id_text, &["reporter"], &[("reporter", Value::Text(account.to_owned()))])?;
         adopted.photos += copy_rows(source, target, "photos", "incident_id = ?1", &id_text, &[], &[])?;
-        copy_rows(source, target, "audit", "incident_id = ?1 ORDER BY seq", &id_text, &["seq"], &[])?;
+        audit::copy_trail(source, target, *id)?;
         adopted.operations += copy_rows(
             source,
             target,

@@ -406,6 +406,13 @@ impl Gridwork {
         capture::list(&self.read(), &filter)
     }
 
+    /// Walk the whole audit trail (归档留痕) and check every link: an entry
+    /// edited, removed or inserted in the database file since it was
+    /// written is named (`broken_at`, its sequence number).
+    pub fn verify_audit_trail(&self) -> Result<gridwork_protocol::trail::TrailCheck> {
+        audit::verify(&self.read())
+    }
+
     pub fn get_incident(&self, incident_id: Uuid) -> Result<IncidentDetail> {
         let mut conn = self.read();
         // One read transaction: the four reads see the same commit.

@@ -19,6 +19,7 @@ pub mod operation;
 pub mod role;
 pub mod stats;
 pub mod text;
+pub mod trail;
 
 pub use case::{CaseAction, CaseState, DeadlineLight, PhotoRole, TimedStep};
 pub use geo::GeoPoint;

@@ -4,6 +4,7 @@
 use gridwork_protocol::api::{IncidentView, PhotoView, Role, TimelineEntry, TransitionRequest};
 use gridwork_protocol::limits::{ADDRESS_MAX_CHARS, DEPARTMENT_MAX_CHARS, DESCRIPTION_MAX_CHARS, MAX_PHOTOS_PER_STEP, PHOTO_MAX_BYTES, PHOTO_MIME_TYPES};
 use gridwork_protocol::case::{self, Relation};
+use gridwork_protocol::trail;
 use gridwork_protocol::stats::{Stats, StatsQuery};
 use gridwork_protocol::{CaseAction, CaseState, GeoPoint, Named, PhotoRef, PhotoRole, SubmitIncident};
 use uuid::Uuid;
@@ -229,13 +230,66 @@ fn timeline_of(tx: &mut dyn Tx, id: &str) -> Result<Vec<TimelineEntry>> {
         .collect()
 }
 
+/// What a timeline entry's hash covers, in a fixed order.
+fn timeline_facts(id: &str, action: &str, actor: &str, from: Option<&str>, to: &str, note: Option<&str>, at_ms: i64) -> serde_json::Value {
+    serde_json::json!([id, action, actor, from, to, note, at_ms])
+}
+
+/// Append to a case's timeline, linked to its last entry. Callers hold the
+/// case's row (a transition, a photo arriving) or create it, so one case's
+/// entries are appended one at a time.
 #[allow(clippy::too_many_arguments)] // one column each
 fn append_timeline(tx: &mut dyn Tx, id: &str, action: &str, actor: &str, from: Option<CaseState>, to: CaseState, note: Option<&str>, now_ms: i64) -> Result<()> {
+    let last = tx.query_opt("SELECT hash FROM timeline WHERE incident_id = $1 ORDER BY seq DESC LIMIT 1", params![id])?;
+    let prev = last.and_then(|r| r.opt_text(0)).unwrap_or_else(|| trail::GENESIS.to_owned());
+    let from = from.map(CaseState::as_str);
+    let hash = trail::entry_hash(&prev, &timeline_facts(id, action, actor, from, to.as_str(), note, now_ms));
     tx.execute(
-        "INSERT INTO timeline (incident_id, action, actor, from_state, to_state, note, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        params![id, action, actor, from.map(CaseState::as_str), to.as_str(), note, now_ms],
+        "INSERT INTO timeline (incident_id, action, actor, from_state, to_state, note, at_ms, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        params![id, action, actor, from, to.as_str(), note, now_ms, prev, hash],
     )?;
     Ok(())
+}
+
+/// A case's timeline with its chain, for an inspector (the command
+/// center's console): every entry with the facts its hash covers, its link
+/// and its hash, and what walking the chain found. `None` if no such case.
+pub fn trail_export(tx: &mut dyn Tx, id: &str) -> Result<Option<TrailExport>> {
+    if load(tx, id, false)?.is_none() {
+        return Ok(None);
+    }
+    let rows = tx.query("SELECT seq, action, actor, from_state, to_state, note, at_ms, prev_hash, hash FROM timeline WHERE incident_id = $1 ORDER BY seq", params![id])?;
+    let entries: Vec<ChainedEntry> = rows
+        .iter()
+        .map(|r| ChainedEntry {
+            seq: r.int(0),
+            facts: timeline_facts(id, &r.text(1), &r.text(2), r.opt_text(3).as_deref(), &r.text(4), r.opt_text(5).as_deref(), r.int(6)),
+            prev_hash: r.opt_text(7),
+            hash: r.opt_text(8),
+        })
+        .collect();
+    let check = trail::verify(entries.iter().map(|e| trail::Sealed { seq: e.seq, facts: e.facts.clone(), prev_hash: e.prev_hash.clone(), hash: e.hash.clone() }));
+    Ok(Some(TrailExport { case_id: id.to_owned(), hashing: TRAIL_HASHING, entries, check }))
+}
+
+/// How an inspector recomputes the chain without this server.
+const TRAIL_HASHING: &str = "hash = hex(SHA-256(prev_hash || \"\\n\" || compact JSON of facts)); facts = [case_id, action, actor, from_state, to_state, note, at_ms]; the first prev_hash is 64 zeros";
+
+/// A case's chained timeline, as exported.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrailExport {
+    pub case_id: String,
+    pub hashing: &'static str,
+    pub entries: Vec<ChainedEntry>,
+    pub check: trail::TrailCheck,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ChainedEntry {
+    pub seq: i64,
+    pub facts: serde_json::Value,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
 }
 
 fn validate_photos(tx: &mut dyn Tx, incident_id: &str, photos: &[PhotoRef]) -> std::result::Result<(), Rejection> {

@@ -99,6 +99,10 @@ enum Command {
     },
     /// The timeline of one case.
     Timeline { id: String },
+    /// 归档留痕: a case's hash-chained timeline for an inspector, every entry
+    /// with its facts, link and hash, and whether the chain holds (exit 1
+    /// and the first entry that does not, if it was edited).
+    Trail { id: String },
     /// 立案: register a reported case.
     Register { id: String, #[arg(long)] note: Option<String> },
     /// Reject a reported case (a note is required).
@@ -537,6 +541,24 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                 for e in entries {
                     out!("{} {:<12} {:<10} {} -> {} {}", time_words(e.at_ms), e.action, e.actor, e.from_state.map_or("", Named::as_str), e.to_state.as_str(), e.note.unwrap_or_default());
                 }
+            }
+        }
+        Command::Trail { id } => {
+            let id = uuid::Uuid::parse_str(&id).map_err(|_| ServerError::bad_request("invalid_id", "incident ids are UUIDs"))?.to_string();
+            let export = db.read(|tx| cases::trail_export(tx, &id))?.ok_or_else(|| ServerError::not_found("incident"))?;
+            if cli.json {
+                out!("{}", serde_json::to_string_pretty(&export).expect("serializes"));
+            } else {
+                for e in &export.entries {
+                    out!("{:>6} {} {}", e.seq, e.hash.as_deref().unwrap_or("(before chaining)"), e.facts);
+                }
+                match export.check.broken_at {
+                    None => out!("intact: {} entries, head {}", export.check.entries, export.check.head),
+                    Some(seq) => out!("BROKEN at entry {seq}: edited, removed or inserted after it was written"),
+                }
+            }
+            if let Some(seq) = export.check.broken_at {
+                return Err(ServerError::new(409, "trail_broken", format!("the chain breaks at entry {seq}")));
             }
         }
         Command::Register { id, note } => step(&db, &id, transition(CaseAction::Register, note))?,

@@ -336,6 +336,23 @@ fn the_admin_command_line_runs_a_case_end_to_end() {
         );
         assert_eq!(timeline[6]["note"], "核查通过", "{name}");
         assert_eq!(timeline[7]["note"], "居民投诉复发", "{name}");
+
+        // 归档留痕: the chain an inspector takes away holds; an entry edited in
+        // the database afterwards is named.
+        let trail = admin.json(&["trail", &case_id, "--json"]);
+        assert_eq!((trail["check"]["entries"].as_u64(), trail["check"]["broken_at"].as_i64()), (Some(8), None), "{name}: {trail}");
+        let entries = trail["entries"].as_array().unwrap();
+        assert_eq!(entries[1]["prev_hash"], entries[0]["hash"], "{name}");
+        assert_eq!(trail["check"]["head"], entries[7]["hash"], "{name}");
+        assert!(admin.ok(&["trail", &case_id]).contains("intact: 8 entries"), "{name}");
+        let edited = entries[4]["seq"].as_i64().unwrap();
+        let storage = gridwork_server::StorageConfig { data_dir: admin.dir.path().join("data"), database_url: admin.database_url.clone(), max_connections: 1 };
+        let (db, _) = gridwork_server::open_storage(&storage).unwrap();
+        db.write(|tx| tx.execute("UPDATE timeline SET actor = 'someone_else' WHERE seq = $1", gridwork_server::params![edited])).unwrap();
+        let broken = admin.run(&["trail", &case_id]);
+        assert_eq!(broken.status.code(), Some(1), "{name}");
+        assert!(String::from_utf8_lossy(&broken.stdout).contains(&format!("BROKEN at entry {edited}")), "{name}");
+        assert!(String::from_utf8_lossy(&broken.stderr).contains("(trail_broken)"), "{name}");
         assert_eq!(admin.json(&["incidents", "list", "--json"])[0]["version"], 8, "{name}: one version per step");
 
         // Wrong ids.

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use gridwork_tests::{jpeg_bytes, scene, write_file};
 use rusqlite::Connection;
 
 const RAW_KEY: &str = "\"x'000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f'\"";
@@ -118,4 +119,41 @@ fn content_never_reaches_the_disk_in_the_clear() {
     let conn = open(&path, RAW_KEY);
     let n: i64 = conn.query_row("SELECT count(*) FROM t WHERE body = ?1", [marker], |r| r.get(0)).unwrap();
     assert_eq!(n, 50);
+}
+
+/// 归档留痕: the audit trail is hash-chained. Someone with the key who
+/// edits an entry in the database file (the append-only triggers dropped
+/// first) is found out: the check names the edited entry. The trail of an
+/// untouched store, including work adopted from the before-sign-in store,
+/// holds.
+#[test]
+fn an_audit_entry_edited_in_the_database_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    let (seq, path) = {
+        let gw = gridwork_tests::open(dir.path(), "worker1");
+        for n in 0..3 {
+            let draft = gw.create_draft(gridwork_core::DraftFields { description: format!("楼道堆物 {n}"), ..Default::default() }).unwrap();
+            gw.attach_photo(draft.id, &write_file(photos.path(), &format!("{n}.jpg"), &jpeg_bytes(&scene(64, 48, n), 80, None))).unwrap();
+        }
+        // Work from before sign-in joins this store's chain.
+        let local = gridwork_tests::open(dir.path(), "local");
+        local.create_draft(gridwork_core::DraftFields { description: "登录前".into(), ..Default::default() }).unwrap();
+        gw.adopt_unsent_from(&local).unwrap();
+        let check = gw.verify_audit_trail().unwrap();
+        assert!(check.intact(), "{check:?}");
+        assert_eq!(check.unsealed, 0);
+        assert!(check.entries >= 8, "{check:?}");
+        assert_eq!(local.verify_audit_trail().unwrap().broken_at, None);
+        (check.entries as i64 / 2, gw.database_path().to_owned())
+    };
+
+    // Edited with the key, outside the app.
+    let conn = open(&path, &format!("\"x'{}'\"", hex::encode(gridwork_tests::TEST_KEY)));
+    conn.execute_batch("DROP TRIGGER audit_no_update;").unwrap();
+    conn.execute("UPDATE audit SET actor = 'someone_else' WHERE seq = ?1", [seq]).unwrap();
+    drop(conn);
+    let gw = gridwork_tests::open(dir.path(), "worker1");
+    let check = gw.verify_audit_trail().unwrap();
+    assert_eq!(check.broken_at, Some(seq), "{check:?}");
 }

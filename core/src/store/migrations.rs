@@ -18,7 +18,7 @@ use crate::model::category;
 const LATEST_SCHEMA: &str = include_str!("schema.sql");
 
 /// Entry `i` upgrades a database from version `i + 1` to `i + 2`.
-const UPGRADES: &[&str] = &[include_str!("upgrade_v2.sql"), include_str!("upgrade_v3.sql"), include_str!("upgrade_v4.sql"), include_str!("upgrade_v5.sql")];
+const UPGRADES: &[&str] = &[include_str!("upgrade_v2.sql"), include_str!("upgrade_v3.sql"), include_str!("upgrade_v4.sql"), include_str!("upgrade_v5.sql"), include_str!("upgrade_v6.sql")];
 
 /// The schema version this build writes.
 pub const LATEST_VERSION: i64 = UPGRADES.len() as i64 + 1;
@@ -172,5 +172,22 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(rows(&created), rows(&upgraded), "the same seeded category table");
+    }
+
+    /// A trail written before version 6 stays readable and checks as
+    /// unchained entries at the start; new entries chain after them.
+    #[test]
+    fn an_older_trail_is_kept_and_the_chain_begins_after_it() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        create_at(&mut conn, 5).unwrap();
+        conn.execute_batch(
+            "INSERT INTO audit (incident_id, action, actor, device_ms, corrected_ms) VALUES ('i1', 'created', 'w', 1, 1), ('i1', 'submitted', 'w', 2, 2)",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let at = crate::clock::Timestamp { device_ms: 3, corrected_ms: 3 };
+        crate::model::audit::append(&conn, uuid::Uuid::nil(), "synced", "w", at, None, None).unwrap();
+        let check = crate::model::audit::verify(&conn).unwrap();
+        assert_eq!((check.entries, check.unsealed, check.broken_at), (3, 2, None));
     }
 }

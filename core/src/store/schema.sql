@@ -104,7 +104,11 @@ CREATE TABLE audit (
     corrected_ms  INTEGER NOT NULL,
     lat           REAL,
     lon           REAL,
-    detail        TEXT
+    detail        TEXT,
+    -- Hash-chained (归档留痕): the previous entry's hash and this one's
+    -- (protocol::trail); absent only on entries from before version 6.
+    prev_hash     TEXT,
+    hash          TEXT
 ) STRICT;
 CREATE INDEX audit_incident ON audit (incident_id, seq);
 CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit

@@ -216,7 +216,7 @@ impl Database {
     }
 }
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 /// Entry `i` upgrades an existing database from version `i + 1` to `i + 2`
 /// (the schema files create new tables whole, not new columns).
 const UPGRADES: &[&str] = &[
@@ -240,6 +240,9 @@ const UPGRADES: &[&str] = &[
          JOIN incident_photos p ON p.sha256 = v.original_sha256 JOIN blobs b ON b.sha256 = v.preview_sha256
          WHERE p.added_by IS NOT NULL AND b.complete = 1
      ON CONFLICT (sha256, user_id) DO NOTHING",
+    // 6: each case's timeline is hash-chained; older entries stay unchained
+    // at the start of their case's chain.
+    "ALTER TABLE timeline ADD COLUMN prev_hash TEXT; ALTER TABLE timeline ADD COLUMN hash TEXT",
 ];
 /// One schema file per dialect, each in its own types and run by the
 /// driver as a batch.
@@ -296,7 +299,8 @@ mod tests {
         db.write(|tx| {
             tx.execute_batch(
                 "ALTER TABLE incidents DROP COLUMN step_deadline_ms; ALTER TABLE category_deadlines DROP COLUMN sign_hours;
-                 ALTER TABLE category_deadlines DROP COLUMN verify_hours; DROP TABLE blob_possession; UPDATE meta SET value = '3' WHERE key = 'schema_version';
+                 ALTER TABLE category_deadlines DROP COLUMN verify_hours; DROP TABLE blob_possession;
+                 ALTER TABLE timeline DROP COLUMN prev_hash; ALTER TABLE timeline DROP COLUMN hash; UPDATE meta SET value = '3' WHERE key = 'schema_version';
                  INSERT INTO category_deadlines (category_code, handle_hours) VALUES ('06', 72);
                  INSERT INTO blobs (sha256, size, received, complete, created_at_ms) VALUES ('aa', 10, 10, 1, 0), ('bb', 10, 3, 0, 0);
                  INSERT INTO incident_photos (photo_id, incident_id, sha256, byte_size, mime_type, role, position, added_by)
@@ -313,7 +317,7 @@ mod tests {
                 Ok((version, row.int(0), row.opt_int(1)))
             })
             .unwrap();
-        assert_eq!((version.as_str(), kept, sign), ("5", 72, None));
+        assert_eq!((version.as_str(), kept, sign), ("6", 72, None));
         // Photos that had arrived count as shown by their announcers; others do not.
         let shown = db.read(|tx| Ok(tx.query("SELECT sha256, user_id, covered FROM blob_possession", &[])?.iter().map(|r| (r.text(0), r.text(1), r.int(2))).collect::<Vec<_>>())).unwrap();
         assert_eq!(shown, vec![("aa".to_owned(), "u1".to_owned(), 10)]);

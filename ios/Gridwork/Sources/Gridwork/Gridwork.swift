@@ -153,6 +153,11 @@ public final class Gridwork: Sendable {
         try await store.photoRendition(photoId: photoId, rendition: rendition)
     }
 
+    /// Check the hash-chained audit trail (归档留痕); `brokenAt` names an entry edited in the database file.
+    public func verifyAuditTrail() async throws -> TrailCheck {
+        try await store.verifyAuditTrail()
+    }
+
     /// A case's photo (any device's) as a file to show, fetched and kept when needed.
     public func casePhotoFile(_ sha256: String, size: PhotoSize) async throws -> String {
         try await store.casePhotoFile(sha256: sha256, size: size)

@@ -110,7 +110,11 @@ CREATE TABLE IF NOT EXISTS timeline (
     from_state TEXT,
     to_state TEXT NOT NULL,
     note TEXT,
-    at_ms BIGINT NOT NULL
+    at_ms BIGINT NOT NULL,
+    -- Hash-chained per case (归档留痕, protocol::trail): the previous entry's
+    -- hash and this one's; absent only on entries from before version 6.
+    prev_hash TEXT,
+    hash TEXT
 );
 CREATE INDEX IF NOT EXISTS timeline_incident ON timeline (incident_id, seq);
 

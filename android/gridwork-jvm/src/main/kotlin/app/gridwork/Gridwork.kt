@@ -31,6 +31,7 @@ import app.gridwork.ffi.StepInput
 import app.gridwork.ffi.StoreConfig
 import app.gridwork.ffi.Subscription
 import app.gridwork.ffi.SyncObserver
+import app.gridwork.ffi.TrailCheck
 import app.gridwork.ffi.SyncReport
 import app.gridwork.ffi.SyncStatus
 import app.gridwork.ffi.SyncTrigger
@@ -126,6 +127,9 @@ class Gridwork private constructor(
         quick { similarPhotos(photoId, maxDistance.toUInt()) }
     /** A file path of the photo at [rendition], made on first use. */
     suspend fun photoRendition(photoId: String, rendition: Rendition): String = store.photoRendition(photoId, rendition)
+
+    /** Check the hash-chained audit trail (归档留痕); `brokenAt` names an entry edited in the database file. */
+    suspend fun verifyAuditTrail(): TrailCheck = store.verifyAuditTrail()
 
     /** A case's photo (any device's, by its sha256) as a file to show: fetched and kept when not on the phone. */
     suspend fun casePhotoFile(sha256: String, size: PhotoSize): String = store.casePhotoFile(sha256, size)
