@@ -18,6 +18,9 @@ pub const MAX_PHOTOS_PER_STEP: usize = 20;
 /// A photo file: checked on the device before it is decoded, and by the
 /// server when the upload is announced.
 pub const PHOTO_MAX_BYTES: u64 = 64 << 20;
+/// The largest JSON reply a device reads from a server (a pull page is well
+/// under a megabyte); more is refused before it fills the phone's memory.
+pub const REPLY_MAX_BYTES: u64 = 32 << 20;
 /// The largest rendition (a JPEG of at most 2048 px) a device accepts from
 /// a server; a reply beyond it is refused as malformed.
 pub const RENDITION_MAX_BYTES: u64 = 8 << 20;

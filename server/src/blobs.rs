@@ -71,6 +71,24 @@ impl BlobStore {
                 if !cases::may_access_blob(tx, caller, original, BlobAccess::Upload)? {
                     return Err(ServerError::new(409, "blob_not_announced", "push the case announcing this photo first"));
                 }
+                // A preview is new bytes of the caller's own: never a blob
+                // already here or announced as a photo (which would then be
+                // reachable as "a preview of" the caller's photo), nor the
+                // preview of another photo. Saying this reveals nothing the
+                // caller did not name.
+                let preview_of_this = tx
+                    .query_opt("SELECT original_sha256 FROM blob_previews WHERE preview_sha256 = $1", params![sha256])?
+                    .map(|r| r.text(0) == original);
+                let taken = match preview_of_this {
+                    Some(same) => !same,
+                    None => {
+                        tx.query_opt("SELECT 1 FROM blobs WHERE sha256 = $1", params![sha256])?.is_some()
+                            || tx.query_opt("SELECT 1 FROM incident_photos WHERE sha256 = $1", params![sha256])?.is_some()
+                    }
+                };
+                if taken {
+                    return Err(ServerError::bad_request("invalid_preview", "a preview is new bytes, sent for one photo"));
+                }
                 tx.execute(
                     "INSERT INTO blob_previews (preview_sha256, original_sha256) VALUES ($1, $2) ON CONFLICT (preview_sha256) DO NOTHING",
                     params![sha256, original],

@@ -672,7 +672,7 @@ fn moved_on(tx: &mut dyn Tx, case: &CaseRow, action: CaseAction) -> Result<Strin
 /// reference they back changes (its missing-evidence flag may clear), with
 /// a timeline entry.
 pub fn evidence_arrived(tx: &mut dyn Tx, sha256: &str, shown_by: Option<&str>, now_ms: i64) -> Result<()> {
-    let original = tx.query_opt("SELECT original_sha256 FROM blob_previews WHERE preview_sha256 = $1", params![sha256])?.map(|r| r.text(0));
+    let original = original_of_preview(tx, sha256)?;
     let (announced, action) = match &original {
         Some(original) => (original.as_str(), "preview_arrived"),
         None => (sha256, "photo_arrived"),
@@ -687,6 +687,15 @@ pub fn evidence_arrived(tx: &mut dyn Tx, sha256: &str, shown_by: Option<&str>, n
         record_case_change(tx, Some(&scope), &case, now_ms)?;
     }
     Ok(())
+}
+
+/// The photo a blob is a preview of; none for a blob announced as a photo
+/// itself (a photo is never reached as someone's preview).
+fn original_of_preview(tx: &mut dyn Tx, sha256: &str) -> Result<Option<String>> {
+    if tx.query_opt("SELECT 1 FROM incident_photos WHERE sha256 = $1", params![sha256])?.is_some() {
+        return Ok(None);
+    }
+    Ok(tx.query_opt("SELECT original_sha256 FROM blob_previews WHERE preview_sha256 = $1", params![sha256])?.map(|r| r.text(0)))
 }
 
 /// The cases whose references to `announced` the bytes of `blob` (the
@@ -729,7 +738,7 @@ pub enum BlobAccess {
 /// Whether the caller may do this with the blob.
 pub fn may_access_blob(tx: &mut dyn Tx, caller: &Caller, sha256: &str, access: BlobAccess) -> Result<bool> {
     // A preview is accessible as its original is.
-    let original = tx.query_opt("SELECT original_sha256 FROM blob_previews WHERE preview_sha256 = $1", params![sha256])?.map(|r| r.text(0));
+    let original = original_of_preview(tx, sha256)?;
     let blob = sha256;
     let sha256 = original.as_deref().unwrap_or(sha256);
     let me = caller.user_id.to_string();
@@ -761,7 +770,7 @@ pub fn may_access_blob(tx: &mut dyn Tx, caller: &Caller, sha256: &str, access: B
 /// Whether the caller announced this photo (or the original of this
 /// preview) in a report or step of their own.
 pub fn announced_by(tx: &mut dyn Tx, caller: &Caller, sha256: &str) -> Result<bool> {
-    let original = tx.query_opt("SELECT original_sha256 FROM blob_previews WHERE preview_sha256 = $1", params![sha256])?.map(|r| r.text(0));
+    let original = original_of_preview(tx, sha256)?;
     let sha256 = original.as_deref().unwrap_or(sha256);
     Ok(tx.query_opt("SELECT 1 FROM incident_photos WHERE sha256 = $1 AND added_by = $2", params![sha256, caller.user_id.to_string()])?.is_some())
 }

@@ -313,6 +313,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Resolves on Ctrl-C (SIGINT), with the handler installed now.
+#[cfg(unix)]
+fn interrupt_handler() -> Result<impl std::future::Future<Output = ()>, ServerError> {
+    let mut signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|_| ServerError::internal("cannot catch Ctrl-C"))?;
+    Ok(async move {
+        signal.recv().await;
+    })
+}
+
+#[cfg(not(unix))]
+fn interrupt_handler() -> Result<impl std::future::Future<Output = ()>, ServerError> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
 /// Where this command's server state lives: never a folder picked silently.
 fn storage(cli: &Cli) -> Result<StorageConfig, ServerError> {
     let data_dir = match (&cli.data, &cli.database_url) {
@@ -465,11 +482,13 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                         .await
                         .map_err(|e| ServerError::new(500, "listen_failed", format!("cannot listen on {listen}: {}", e.kind())))?;
                     let address = listener.local_addr().map_err(|_| ServerError::internal("no local address"))?;
+                    // Ctrl-C is caught from before the address is announced: a
+                    // supervisor that stops the server as soon as it reads the
+                    // line gets a clean stop, not the default kill.
+                    let interrupted = interrupt_handler()?;
                     out!("gridwork-server listening on http://{address}");
                     tracing::info!(%address, backend = ?backend, "serving");
-                    gridwork_server::serve(listener, app, async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    })
+                    gridwork_server::serve(listener, app, interrupted)
                     .await
                     .map_err(|_| ServerError::internal("server failed"))
                 }

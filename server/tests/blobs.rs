@@ -405,6 +405,20 @@ fn a_photo_hash_learned_elsewhere_grants_nothing() {
         let view = incident(&attacker, own);
         assert_eq!((view["photos"][0]["arrived"].as_bool(), view["missing_evidence"].as_bool()), (Some(false), Some(true)), "{name}");
 
+        // Nor is it reached as "a preview" of a photo of the attacker's own.
+        let decoy = photo_bytes(32, 20_000);
+        let decoy_sha = sha256_hex(&decoy);
+        attacker.push_ok(&[report("0101", Some("G-002"), &[&decoy]).1]);
+        announce(&attacker, &decoy_sha, decoy.len() as u64);
+        upload_chunks(&attacker, &decoy_sha, &decoy, 0, usize::MAX, name);
+        let as_preview = attacker.post("/v1/blobs", &json!({"sha256": sha, "size": photo.len(), "preview_of": decoy_sha}));
+        assert_eq!(status_and_code(as_preview), (400, "invalid_preview".into()), "{name}");
+        let announced_elsewhere = sha256_hex(&photo_bytes(33, 1_000));
+        owner.push_ok(&[report("0101", Some("G-001"), &[&photo_bytes(33, 1_000)]).1]);
+        let as_preview = attacker.post("/v1/blobs", &json!({"sha256": announced_elsewhere, "size": 1_000, "preview_of": decoy_sha}));
+        assert_eq!(status_and_code(as_preview), (400, "invalid_preview".into()), "{name}: a photo announced, not yet uploaded");
+        assert_eq!(status_and_code(attacker.get(&format!("/v1/blobs/{sha}?rendition=thumb"))), (404, "blob_incomplete".into()), "{name}");
+
         // Bytes that are not the photo's: refused, and shown from 0 again.
         let mut forged = photo[..100_000].to_vec();
         forged[50_000] ^= 1;

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::borrow::Cow;
 use std::time::Duration;
 
+use gridwork_protocol::limits::REPLY_MAX_BYTES;
 use gridwork_protocol::OperationEnvelope;
 use gridwork_protocol::api::{
     self, BlobStatus, CreateBlobRequest, ErrorBody, LoginRequest, PhotoRendition, PullResponse, PushRequest, PushResponse, RefreshRequest, TokenResponse,
@@ -84,15 +85,21 @@ fn describe(error: &reqwest::Error) -> String {
 fn send_for_bytes(request: RequestBuilder, max_bytes: u64) -> Result<Vec<u8>, TransportError> {
     let response = request.send().map_err(|e| TransportError::Network(describe(&e)))?;
     if response.status().is_success() {
-        let mut bytes = Vec::new();
-        response.take(max_bytes + 1).read_to_end(&mut bytes).map_err(|e| TransportError::Network(e.kind().to_string()))?;
-        if bytes.len() as u64 > max_bytes {
-            return Err(TransportError::Malformed(format!("reply larger than {max_bytes} bytes")));
-        }
-        return Ok(bytes);
+        return read_at_most(response, max_bytes);
     }
     // Not 2xx: `read` turns the reply into its error.
     read::<serde_json::Value>(response).map(|_| Vec::new())
+}
+
+/// A reply's body, refused past `max_bytes`: a server sending more never
+/// fills the phone's memory.
+fn read_at_most(response: Response, max_bytes: u64) -> Result<Vec<u8>, TransportError> {
+    let mut bytes = Vec::new();
+    response.take(max_bytes + 1).read_to_end(&mut bytes).map_err(|e| TransportError::Network(e.kind().to_string()))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(TransportError::Malformed(format!("reply larger than {max_bytes} bytes")));
+    }
+    Ok(bytes)
 }
 
 fn read<T: DeserializeOwned>(response: Response) -> Result<T, TransportError> {
@@ -104,7 +111,7 @@ fn read<T: DeserializeOwned>(response: Response) -> Result<T, TransportError> {
         .and_then(|v| v.trim().parse::<i64>().ok())
         .map(|seconds| seconds.clamp(0, 86_400) * 1000);
     // A body cut off mid-transfer is a network failure, not a server answer.
-    let bytes = response.bytes().map_err(|e| TransportError::Network(describe(&e)))?;
+    let bytes = read_at_most(response, REPLY_MAX_BYTES)?;
     if status.is_success() {
         return serde_json::from_slice(&bytes).map_err(|_| TransportError::Malformed("reply is not the expected JSON".into()));
     }
@@ -160,5 +167,47 @@ impl Transport for HttpTransport {
             self.request(reqwest::Method::GET, &format!("/v1/blobs/{sha256}?rendition={}", rendition.as_query())).bearer_auth(token),
             rendition.max_bytes(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    /// A hostile server that answers every request with `status` and a body
+    /// of `len` spaces (as JSON whitespace, it would parse if it were read).
+    fn flooding_server(len: u64) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let mut request = [0u8; 4096];
+                let _ = std::io::Read::read(&mut stream, &mut request);
+                let _ = write!(stream, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n");
+                let block = vec![b' '; 1 << 20];
+                let mut sent = 0;
+                while sent < len {
+                    let n = block.len().min((len - sent) as usize);
+                    if stream.write_all(&block[..n]).is_err() {
+                        return; // the client stopped reading: as it should
+                    }
+                    sent += n as u64;
+                }
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_reply_past_its_limit_is_refused_not_read_to_the_end() {
+        let transport = HttpTransport::new(&flooding_server(REPLY_MAX_BYTES + (8 << 20)), "device", false, &TlsConfig::default()).unwrap();
+        match transport.pull("token", 0, 10) {
+            Err(TransportError::Malformed(why)) => assert!(why.contains("larger than"), "{why}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let transport = HttpTransport::new(&flooding_server(PhotoRendition::Thumb.max_bytes() + 1), "device", false, &TlsConfig::default()).unwrap();
+        assert!(matches!(transport.photo("token", &"a".repeat(64), PhotoRendition::Thumb), Err(TransportError::Malformed(_))));
     }
 }
