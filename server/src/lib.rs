@@ -72,16 +72,19 @@ pub fn app_state(db: Database, blobs: BlobStore, policy: auth::TokenPolicy) -> h
 /// What one client may hold, against clients slow or greedy on purpose.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
-    /// A request's headers must arrive within this (bodies are bounded by
-    /// their size limits; a 2G upload sends small chunks, each a request).
+    /// A request's headers must arrive within this.
     pub header_read_timeout: Duration,
+    /// A request body may pause this long between two pieces, and no
+    /// longer: a client that declares a body and stops sending is cut off,
+    /// while a slow 2G upload that keeps trickling is not.
+    pub body_idle_timeout: Duration,
     /// Open connections per client address; more are closed at once.
     pub max_connections_per_client: usize,
 }
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        ConnectionLimits { header_read_timeout: Duration::from_secs(20), max_connections_per_client: 64 }
+        ConnectionLimits { header_read_timeout: Duration::from_secs(20), body_idle_timeout: Duration::from_secs(30), max_connections_per_client: 64 }
     }
 }
 
@@ -92,8 +95,9 @@ pub async fn serve(listener: tokio::net::TcpListener, app: http::App, shutdown: 
 
 /// [`serve`] with explicit connection limits. Our own accept loop (axum's
 /// `serve` has no header timeout): each connection gets the client address
-/// as axum's `ConnectInfo`, a header read timeout, and a slot among its
-/// address's connections; shutdown lets requests in progress finish.
+/// as axum's `ConnectInfo`, a header read timeout, a body idle timeout, and
+/// a slot among its address's connections; shutdown lets requests in
+/// progress finish.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     app: http::App,
@@ -127,9 +131,11 @@ pub async fn serve_with(
             continue;
         };
         let router = router.clone();
+        let body_idle = limits.body_idle_timeout;
         let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            router.clone().oneshot(request.map(axum::body::Body::new))
+            let request = request.map(|body| axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_idle, body)));
+            router.clone().oneshot(request)
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

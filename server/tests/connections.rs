@@ -1,6 +1,7 @@
 //! Clients slow or greedy on purpose, over real TCP: a client that never
-//! finishes its headers is cut off, and one address cannot hold more than
-//! its share of connections; ordinary requests are served meanwhile.
+//! finishes its headers or its body is cut off, and one address cannot hold
+//! more than its share of connections; ordinary requests are served
+//! meanwhile, and a body that keeps trickling is not cut off.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -63,7 +64,7 @@ fn health(addr: SocketAddr) -> String {
 
 #[test]
 fn a_client_that_never_finishes_its_headers_is_cut_off() {
-    let server = start(ConnectionLimits { header_read_timeout: Duration::from_secs(1), max_connections_per_client: 64 });
+    let server = start(ConnectionLimits { header_read_timeout: Duration::from_secs(1), ..Default::default() });
     let mut slow = TcpStream::connect(server.addr).unwrap();
     slow.write_all(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").unwrap();
     let started = Instant::now();
@@ -77,7 +78,7 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
 
 #[test]
 fn one_address_cannot_hold_more_than_its_connections() {
-    let server = start(ConnectionLimits { header_read_timeout: Duration::from_secs(30), max_connections_per_client: 3 });
+    let server = start(ConnectionLimits { max_connections_per_client: 3, ..Default::default() });
     let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(server.addr).unwrap()).collect();
     // The accept loop sees them in order; give it a moment to count them.
     std::thread::sleep(Duration::from_millis(200));
@@ -89,4 +90,36 @@ fn one_address_cannot_hold_more_than_its_connections() {
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
     assert!(health(server.addr).starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn a_client_that_stops_sending_its_body_is_cut_off_but_a_trickle_is_not() {
+    let server = start(ConnectionLimits { body_idle_timeout: Duration::from_secs(1), ..Default::default() });
+    let body = br#"{"username": "nobody", "password": "wrong-password"}"#;
+    let head = format!(
+        "POST /v1/auth/login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nx-gridwork-device: d1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    // Declares the body, sends ten bytes, stops.
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled.write_all(head.as_bytes()).unwrap();
+    stalled.write_all(&body[..10]).unwrap();
+    let started = Instant::now();
+    assert!(health(server.addr).starts_with("HTTP/1.1 200"), "served meanwhile");
+    let answer = read_until_closed(&mut stalled, Duration::from_secs(10));
+    let waited = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer.expect("the stalled client is cut off")).into_owned();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "{waited:?}");
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
+
+    // The same body a byte every 300 ms (slower than any 2G link) is heard out.
+    let mut trickle = TcpStream::connect(server.addr).unwrap();
+    trickle.write_all(head.as_bytes()).unwrap();
+    for byte in body.iter().take(8) {
+        trickle.write_all(&[*byte]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    trickle.write_all(&body[8..]).unwrap();
+    let answer = String::from_utf8_lossy(&read_until_closed(&mut trickle, Duration::from_secs(10)).unwrap_or_default()).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 401"), "a wrong password, heard out: {answer}");
 }
