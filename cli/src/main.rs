@@ -40,7 +40,11 @@ Accounts:
 
 Errors:
   Exit status 1 (2 for wrong usage). With --json, {\"code\": ..., \"message\": ...} on
-  stdout; without, \"error: message (code)\" on stderr. Codes are stable.";
+  stdout; without, \"error: message (code)\" on stderr. Codes are stable.
+
+Logs:
+  GRIDWORK_LOG=info (or debug, or gridwork_core=debug) writes the core's log records
+  to stderr; they carry ids, counts and codes, never personal data or secrets.";
 
 const SYNC_EXIT_HELP: &str = "\
 Exit status:
@@ -276,6 +280,7 @@ pub struct SyncArgs {
 }
 
 fn main() {
+    init_logs();
     let args: Vec<OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
@@ -290,6 +295,17 @@ fn main() {
             std::process::exit(error.exit_code());
         }
     }
+}
+
+/// With `GRIDWORK_LOG` set (`info`, `debug`, `gridwork_core=debug`, ...),
+/// the core's and the in-process demo server's log records go to stderr;
+/// without it, nothing is logged. They carry no personal data: ids, counts
+/// and codes, never text, names, places, passwords or tokens.
+fn init_logs() {
+    let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("GRIDWORK_LOG") else { return };
+    // Also takes the `log` records of the core (tracing-log).
+    let colors = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colors).compact().try_init();
 }
 
 /// Help and version go out as clap prints them; wrong usage follows the

@@ -23,7 +23,7 @@ fn gridwork(device: &Path) -> Command {
 /// The binary with no key and no device configured.
 fn bare() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gridwork"));
-    command.env_remove("GRIDWORK_DEVICE_KEY").env_remove("GRIDWORK_DEVICE").env_remove("GRIDWORK_PASSWORD");
+    command.env_remove("GRIDWORK_DEVICE_KEY").env_remove("GRIDWORK_DEVICE").env_remove("GRIDWORK_PASSWORD").env_remove("GRIDWORK_LOG");
     command
 }
 
@@ -778,6 +778,31 @@ fn demo_runs_the_whole_loop() {
     assert_eq!(figures["reports"][0]["status"], "closed");
     assert_eq!(figures["reports"][1]["status"], "reported");
     assert_eq!(figures["rating"], 4);
+}
+
+/// Privacy: the logs of a whole demo run, at the most detailed level and
+/// from every crate (the core, the in-process server, the HTTP stack), hold
+/// none of what the run handled: report text, addresses, places, user
+/// names, the password, tokens, keys.
+#[test]
+fn a_demo_run_logs_no_personal_data_or_secrets() {
+    let mut traced = bare();
+    traced.env("GRIDWORK_LOG", "trace");
+    let output = run(traced, ["demo", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let logs = stderr(&output);
+    assert!(logs.lines().count() > 50 && logs.contains("sync: pushed") && logs.contains("route=/v1/push"), "the run logged: {logs}");
+    assert!(!logs.contains('\u{1b}'), "no colour codes when stderr is not a terminal");
+    for marker in [
+        "楼道", "纸箱", "飞线充电", "南京东路", // report text and addresses
+        "31.23", "121.4", // the reports' places
+        "zhang.wei", "sanitation", // user names
+        "demo-", "password", // the demo's password ("demo-" and 16 hex digits), or one spelled out
+        "gwa_", "gwr_", "Bearer", "authorization", // tokens
+        "PRAGMA key", "x'", // the database key
+    ] {
+        assert!(!logs.contains(marker), "{marker:?} in the logs:\n{}", logs.lines().filter(|l| l.contains(marker)).collect::<Vec<_>>().join("\n"));
+    }
 }
 
 /// A case reported by worker1, registered and dispatched to the department
