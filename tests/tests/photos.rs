@@ -196,3 +196,25 @@ fn sweeper_removes_only_unreferenced_files() {
     assert!(!stray.exists());
     assert!(kept.original_path.exists() && kept.thumbnail_path.exists());
 }
+
+/// Writes the fuzz seed corpus of the photo pipeline (fuzz/corpus/photo):
+/// small JPEGs with and without EXIF (orientation, time, GPS), a PNG and a
+/// WebP. Run by hand when the seeds should change:
+/// `cargo nextest run -p gridwork-tests --run-ignored only -E 'test(fuzz_seeds)'`.
+#[test]
+#[ignore = "writes files into the checkout"]
+fn write_photo_fuzz_seeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/photo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exif = ExifSpec { orientation: Some(6), taken_at: Some("2026:11:30 15:05:00".into()), offset: Some("+08:00".into()), gps: Some((31.23, 121.465)) };
+    let seeds: [(&str, Vec<u8>); 5] = [
+        ("plain.jpg", jpeg_bytes(&scene(40, 30, 1), 60, None)),
+        ("exif.jpg", jpeg_bytes(&scene(40, 30, 2), 60, Some(&exif))),
+        ("tall.jpg", jpeg_bytes(&scene(8, 64, 3), 50, None)),
+        ("scene.png", png_bytes(&scene(24, 16, 4))),
+        ("scene.webp", webp_bytes(&scene(24, 16, 5))),
+    ];
+    for (name, bytes) in seeds {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
