@@ -157,3 +157,57 @@ fn an_audit_entry_edited_in_the_database_file_is_named() {
     let check = gw.verify_audit_trail().unwrap();
     assert_eq!(check.broken_at, Some(seq), "{check:?}");
 }
+
+/// At rest: a report written and synced through the app, with a marker in
+/// its text, address and a step's note, leaves the marker in no file of
+/// the device's data folder (database, WAL, journals, key check, photo
+/// folders); only the photo the user supplied is a plain file, and it
+/// carries no text. Checked with the store open and after it closed.
+#[test]
+fn a_report_leaves_no_readable_trace_in_the_device_folder() {
+    use gridwork_core::{DraftFields, GeoPoint, Trigger};
+    use gridwork_tests::server::{LocalServer, PASSWORD, default_policy};
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let dir = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    let marker = "MARKER-独居老人-王秀英-9c41";
+    let scan = |when: &str| {
+        let needle = marker.as_bytes();
+        let mut files = 0;
+        let mut stack = vec![dir.path().to_owned()];
+        while let Some(path) = stack.pop() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                let entry = entry.unwrap().path();
+                if entry.is_dir() {
+                    stack.push(entry);
+                } else {
+                    files += 1;
+                    let bytes = std::fs::read(&entry).unwrap();
+                    assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{when}: the marker is readable in {}", entry.display());
+                }
+            }
+        }
+        assert!(files >= 4, "{when}: the folder was scanned ({files} files)");
+    };
+    {
+        let gw = gridwork_tests::open(dir.path(), "worker1");
+        gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+        let draft = gw
+            .create_draft(DraftFields {
+                category_code: Some("0602".into()),
+                description: format!("{marker} 独居，行动不便"),
+                address: Some(format!("{marker} 3号楼2单元")),
+                location: Some(GeoPoint { lat: 31.23, lon: 121.465, accuracy_m: Some(5.0) }),
+                ..Default::default()
+            })
+            .unwrap();
+        gw.attach_photo(draft.id, &write_file(photos.path(), "p.jpg", &jpeg_bytes(&scene(320, 240, 9), 80, None))).unwrap();
+        gw.submit(draft.id).unwrap();
+        let report = gw.sync_now(Trigger::OperationQueued, std::time::Duration::from_secs(60)).unwrap();
+        assert!(report.completed && report.pushed == 1, "{report:?}");
+        scan("open");
+    }
+    scan("closed");
+}

@@ -49,6 +49,11 @@ struct TlsFront {
 }
 
 fn tls_front(pki: &Pki, upstream: SocketAddr) -> TlsFront {
+    tls_front_with(vec![pki.leaf_der.clone(), pki.ca_der.clone()], &pki.leaf_key_der, upstream)
+}
+
+/// A TLS front presenting `chain` (leaf first) with the leaf's key.
+fn tls_front_with(chain: Vec<Vec<u8>>, key_der: &[u8], upstream: SocketAddr) -> TlsFront {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -56,8 +61,8 @@ fn tls_front(pki: &Pki, upstream: SocketAddr) -> TlsFront {
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(
-            vec![CertificateDer::from(pki.leaf_der.clone()), CertificateDer::from(pki.ca_der.clone())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.leaf_key_der.clone())),
+            chain.into_iter().map(CertificateDer::from).collect(),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.to_vec())),
         )
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -137,6 +142,36 @@ fn an_unknown_ca_or_a_wrong_pin_is_refused_without_naming_the_host() {
     assert_eq!(error.code(), "network_unavailable");
     assert!(error.to_string().contains("pinned"), "{error}");
     assert!(gw.session_user().unwrap().is_none());
+}
+
+/// An interceptor whose CA the phone trusts (installed by a user or an MDM)
+/// presents its own certificate for the server and appends the real
+/// server's public certificate to the chain: the pin on the real server's
+/// key must not be satisfied by a certificate merely sent along.
+#[test]
+fn a_pinned_certificate_appended_by_an_interceptor_does_not_satisfy_the_pin() {
+    let real = private_ca_and_leaf();
+    let interceptor = private_ca_and_leaf();
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let front = tls_front_with(
+        vec![interceptor.leaf_der.clone(), real.leaf_der.clone(), interceptor.ca_der.clone()],
+        &interceptor.leaf_key_der,
+        server.addr,
+    );
+    let url = format!("https://localhost:{}", front.addr.port());
+    let trusting_both = || TlsConfig { extra_roots_der: vec![real.ca_der.clone(), interceptor.ca_der.clone()], pinned_spki_sha256: vec![real.leaf_spki_sha256] };
+    let dir = tempfile::tempdir().unwrap();
+    let gw = device(dir.path(), trusting_both());
+    let error = gw.login(&url, "worker1", PASSWORD, false).unwrap_err();
+    assert_eq!(error.code(), "network_unavailable");
+    assert!(error.to_string().contains("pinned"), "{error}");
+    assert!(gw.session_user().unwrap().is_none());
+    // The real server, with the same settings, is trusted.
+    let real_front = tls_front(&real, server.addr);
+    let dir = tempfile::tempdir().unwrap();
+    device(dir.path(), trusting_both()).login(&format!("https://localhost:{}", real_front.addr.port()), "worker1", PASSWORD, false).expect("the real server");
 }
 
 /// The SubjectPublicKeyInfo of a DER certificate (a TBSCertificate walk).

@@ -25,8 +25,9 @@ pub(crate) const PIN_MISMATCH: &str = "server key does not match the pinned key"
 /// Trust settings beyond the platform store.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsConfig {
-    /// SHA-256 digests of acceptable server SubjectPublicKeyInfo (any
-    /// certificate of the chain the server sends may match).
+    /// SHA-256 digests of acceptable server SubjectPublicKeyInfo: the
+    /// server's own key, or the key of a CA certificate on a valid path
+    /// from it (an intermediate the server sends).
     pub pinned_spki_sha256: Vec<[u8; 32]>,
     /// Extra trusted roots, DER.
     pub extra_roots_der: Vec<Vec<u8>>,
@@ -84,13 +85,38 @@ struct Trust {
 }
 
 impl Trust {
-    fn pinned(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> bool {
-        self.pins.is_empty()
-            || std::iter::once(end_entity).chain(intermediates).any(|cert| {
-                let Ok(parsed) = webpki::EndEntityCert::try_from(cert) else { return false };
-                let digest: [u8; 32] = Sha256::digest(parsed.subject_public_key_info().as_ref()).into();
-                self.pins.contains(&digest)
-            })
+    /// Whether a pinned key is on a valid path from the server's own
+    /// certificate: the leaf itself (whose key the handshake proves), or a
+    /// certificate the leaf chains up to through the certificates sent. A
+    /// certificate merely sent along proves nothing: an interceptor could
+    /// append the real server's public certificate to its own chain (the
+    /// mistake behind OkHttp's CVE-2016-2402).
+    fn pinned(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], now: UnixTime) -> bool {
+        if self.pins.is_empty() {
+            return true;
+        }
+        let matches = |cert: &CertificateDer<'_>| {
+            let Ok(parsed) = webpki::EndEntityCert::try_from(cert) else { return false };
+            let digest: [u8; 32] = Sha256::digest(parsed.subject_public_key_info().as_ref()).into();
+            self.pins.contains(&digest)
+        };
+        if matches(end_entity) {
+            return true;
+        }
+        let Ok(leaf) = webpki::EndEntityCert::try_from(end_entity) else { return false };
+        intermediates.iter().filter(|cert| matches(cert)).any(|pinned| {
+            let Ok(anchor) = webpki::anchor_from_trusted_cert(pinned) else { return false };
+            leaf.verify_for_usage(
+                self.provider.signature_verification_algorithms.all,
+                &[anchor],
+                intermediates,
+                now,
+                webpki::KeyUsage::server_auth(),
+                None,
+                None,
+            )
+            .is_ok()
+        })
     }
 }
 
@@ -112,7 +138,7 @@ impl ServerCertVerifier for Trust {
                 None => return Err(platform_error),
             },
         };
-        if !self.pinned(end_entity, intermediates) {
+        if !self.pinned(end_entity, intermediates, now) {
             log::warn!("tls: {PIN_MISMATCH}");
             return Err(rustls::Error::General(PIN_MISMATCH.into()));
         }
