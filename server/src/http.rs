@@ -253,14 +253,20 @@ async fn login(State(app): State<App>, ClientAddress(address): ClientAddress, he
         return Err(ServerError::unauthorized("auth_failed", "wrong user name or password"));
     }
     // Refused before any password check, for known and unknown names alike.
-    if let Some(wait_ms) = app.login_throttle.wait_ms(&body.username, address, now_ms()) {
+    if let Err(wait_ms) = app.login_throttle.begin(&body.username, address, now_ms()) {
         let seconds = (wait_ms + 999) / 1000;
         let mut response = ServerError::new(429, "login_throttled", format!("too many failed sign-ins; try again in {seconds} s")).into_response();
         response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
         return Ok(response);
     }
     blocking(move || {
-        let user = app.db.read(|tx| auth::find_user(tx, &body.username))?;
+        let user = match app.db.read(|tx| auth::find_user(tx, &body.username)) {
+            Ok(user) => user,
+            Err(error) => {
+                app.login_throttle.abandoned(&body.username, address);
+                return Err(error);
+            }
+        };
         // Verify against a dummy hash for unknown users: same time, same answer.
         let hash = user.as_ref().map(|u| u.password_hash.as_str()).unwrap_or(auth::dummy_hash());
         let verified = auth::verify_password(&body.password, hash);

@@ -12,7 +12,9 @@
 //!
 //! Unknown user names count exactly like real ones, and a throttled try is
 //! refused before any password is checked: the replies never tell whether a
-//! user exists. State lives in this server process (several instances
+//! user exists. Tries being checked count too: once a counter's free tries
+//! are spent, its tries are checked one at a time, so a burst of concurrent
+//! guesses cannot all pass before the first failure is counted. State lives in this server process (several instances
 //! behind a balancer each throttle on their own: the limits then multiply
 //! by the instance count, which the caps keep bounded).
 
@@ -56,7 +58,17 @@ struct Counter {
     failures: u32,
     blocked_until_ms: i64,
     last_failure_ms: i64,
+    /// Tries begun and not yet decided (their password is being checked).
+    pending: u32,
+    last_begun_ms: i64,
 }
+
+/// How long a try waits behind another try being checked, once the free
+/// tries are spent.
+const BEHIND_PENDING_MS: i64 = 1_000;
+/// A try not decided within this long (its check failed on the way) no
+/// longer holds others back.
+const PENDING_EXPIRES_MS: i64 = 60_000;
 
 /// Entries kept at most; beyond it, the ones no longer blocking are dropped.
 const MAX_ENTRIES: usize = 100_000;
@@ -87,25 +99,67 @@ impl LoginThrottle {
     /// Milliseconds to wait before this try is allowed, if any.
     pub fn wait_ms(&self, username: &str, address: IpAddr, now_ms: i64) -> Option<i64> {
         let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        self.wait_locked(&counters, username, address, now_ms)
+    }
+
+    fn wait_locked(&self, counters: &HashMap<Key, Counter>, username: &str, address: IpAddr, now_ms: i64) -> Option<i64> {
         Self::keys(username, address)
             .iter()
-            .filter_map(|key| counters.get(key))
-            .map(|counter| counter.blocked_until_ms - now_ms)
+            .filter_map(|key| counters.get(key).map(|counter| (key, counter)))
+            .map(|(key, counter)| {
+                let pending = if now_ms - counter.last_begun_ms > PENDING_EXPIRES_MS { 0 } else { counter.pending };
+                let behind = pending > 0 && counter.failures + pending >= self.limits(key).0;
+                (counter.blocked_until_ms - now_ms).max(if behind { BEHIND_PENDING_MS } else { 0 })
+            })
             .filter(|wait| *wait > 0)
             .max()
+    }
+
+    /// Begin a try: refused with the wait if it must wait, else counted as
+    /// being checked until [`LoginThrottle::failed`], [`LoginThrottle::succeeded`]
+    /// or [`LoginThrottle::abandoned`] decides it.
+    pub fn begin(&self, username: &str, address: IpAddr, now_ms: i64) -> Result<(), i64> {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(wait) = self.wait_locked(&counters, username, address, now_ms) {
+            return Err(wait);
+        }
+        for key in Self::keys(username, address) {
+            let counter = counters.entry(key).or_default();
+            if now_ms - counter.last_begun_ms > PENDING_EXPIRES_MS {
+                counter.pending = 0;
+            }
+            counter.pending += 1;
+            counter.last_begun_ms = now_ms;
+        }
+        Ok(())
+    }
+
+    /// A try ended without a verdict on the password (a storage error).
+    pub fn abandoned(&self, username: &str, address: IpAddr) {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        Self::decided(&mut counters, username, address);
+    }
+
+    fn decided(counters: &mut HashMap<Key, Counter>, username: &str, address: IpAddr) {
+        for key in Self::keys(username, address) {
+            if let Some(counter) = counters.get_mut(&key) {
+                counter.pending = counter.pending.saturating_sub(1);
+            }
+        }
     }
 
     /// A wrong password (or unknown user): count it on every counter.
     pub fn failed(&self, username: &str, address: IpAddr, now_ms: i64) {
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        Self::decided(&mut counters, username, address);
         if counters.len() >= MAX_ENTRIES {
-            counters.retain(|_, c| c.blocked_until_ms > now_ms);
+            counters.retain(|_, c| c.blocked_until_ms > now_ms || c.pending > 0);
         }
         for key in Self::keys(username, address) {
             let (free, cap_ms) = self.limits(&key);
             let counter = counters.entry(key).or_default();
             if now_ms - counter.last_failure_ms > self.policy.forget_after_ms {
-                *counter = Counter::default();
+                *counter = Counter { pending: counter.pending, last_begun_ms: counter.last_begun_ms, ..Counter::default() };
             }
             counter.failures += 1;
             counter.last_failure_ms = now_ms;
@@ -121,6 +175,7 @@ impl LoginThrottle {
     /// does not: one success does not clear a stuffing run from it).
     pub fn succeeded(&self, username: &str, address: IpAddr) {
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        Self::decided(&mut counters, username, address);
         counters.remove(&Key::AccountFromAddress(username.to_owned(), address));
         counters.remove(&Key::Account(username.to_owned()));
     }
@@ -163,6 +218,30 @@ mod tests {
         assert_eq!(throttle.wait_ms("worker1", B, 200), None);
         // The guessing address stays slowed down.
         assert!(throttle.wait_ms("worker1", A, 200).unwrap() > 60_000);
+    }
+
+    /// A burst of concurrent guesses: the free tries may be checked at once,
+    /// after that one at a time; a decided try lets the next one in.
+    #[test]
+    fn concurrent_tries_beyond_the_free_ones_wait_for_each_other() {
+        let throttle = LoginThrottle::default();
+        let begun = (0..20).filter(|_| throttle.begin("worker1", A, 0).is_ok()).count();
+        assert_eq!(begun, 5, "the free tries of one name from one address, then wait");
+        assert_eq!(throttle.begin("worker1", A, 0), Err(BEHIND_PENDING_MS));
+        for _ in 0..5 {
+            throttle.failed("worker1", A, 0);
+        }
+        assert_eq!(throttle.begin("worker1", A, 0), Err(1_000), "now the failures' own delay");
+        // A try that ended without a verdict stops holding others back.
+        let throttle = LoginThrottle::default();
+        for _ in 0..5 {
+            throttle.begin("worker2", A, 0).unwrap();
+        }
+        assert!(throttle.begin("worker2", A, 0).is_err());
+        throttle.abandoned("worker2", A);
+        assert!(throttle.begin("worker2", A, 0).is_ok());
+        // And one never decided expires.
+        assert!(throttle.begin("worker2", A, PENDING_EXPIRES_MS + 1).is_ok());
     }
 
     #[test]

@@ -461,6 +461,21 @@ fn repeated_failed_sign_ins_are_throttled_without_telling_who_exists() {
     assert_eq!(raw.login("phone-1", "worker1", "guess").status(), 401, "a fresh count after a success");
 }
 
+/// A burst of concurrent guesses does not all get checked before the first
+/// failure counts: beyond the free tries, the rest wait.
+#[test]
+fn a_burst_of_concurrent_guesses_gets_no_more_than_the_free_tries() {
+    let server = TestServer::with_cast(&Backend::Sqlite);
+    let raw = Raw::new(&server);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let tries: Vec<_> = (0..30).map(|_| scope.spawn(|| raw.login("phone-1", "worker1", "guess").status().as_u16())).collect();
+        tries.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(checked <= 5, "{checked} passwords checked: {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+}
+
 #[test]
 fn a_spent_refresh_token_replayed_twice_or_late_ends_the_session() {
     for backend in backends() {
