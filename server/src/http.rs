@@ -239,12 +239,33 @@ async fn health() -> Json<Json_> {
 /// without connection info).
 pub struct ClientAddress(pub IpAddr);
 
+/// The client's address as the accept loop resolved it (through a trusted
+/// proxy: the address the proxy names).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub IpAddr);
+
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     type Rejection = ServerError;
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self> {
-        let address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        let resolved = parts.extensions.get::<ClientIp>().map(|ip| ip.0);
+        let address = resolved.or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip()));
         Ok(ClientAddress(address.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))))
     }
+}
+
+/// The client a trusted proxy forwarded: the last address in
+/// `X-Forwarded-For` that is not itself a trusted proxy (each proxy appends
+/// the address it saw; what comes before is the client's own say).
+pub fn forwarded_client(headers: &HeaderMap, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|hop| hop.trim().parse::<IpAddr>())
+        .collect::<std::result::Result<_, _>>()
+        .ok()?;
+    hops.into_iter().rev().find(|hop| !trusted.contains(hop))
 }
 
 async fn login(State(app): State<App>, ClientAddress(address): ClientAddress, headers: HeaderMap, JsonBody(body): JsonBody<LoginRequest>) -> Result<Response> {

@@ -70,7 +70,7 @@ pub fn app_state(db: Database, blobs: BlobStore, policy: auth::TokenPolicy) -> h
 }
 
 /// What one client may hold, against clients slow or greedy on purpose.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnectionLimits {
     /// A request's headers must arrive within this.
     pub header_read_timeout: Duration,
@@ -80,11 +80,21 @@ pub struct ConnectionLimits {
     pub body_idle_timeout: Duration,
     /// Open connections per client address; more are closed at once.
     pub max_connections_per_client: usize,
+    /// Reverse proxies in front of the server (they terminate TLS): their
+    /// connections are not capped per address, and a request through one
+    /// is from the address it names last in `X-Forwarded-For`, so login
+    /// throttling sees the real client. Never trusted from anyone else.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        ConnectionLimits { header_read_timeout: Duration::from_secs(20), body_idle_timeout: Duration::from_secs(30), max_connections_per_client: 64 }
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(20),
+            body_idle_timeout: Duration::from_secs(30),
+            max_connections_per_client: 64,
+            trusted_proxies: Vec::new(),
+        }
     }
 }
 
@@ -126,13 +136,22 @@ pub async fn serve_with(
             },
             () = &mut shutdown => break,
         };
-        let Some(slot) = ClientSlot::take(&open, peer.ip(), limits.max_connections_per_client) else {
-            tracing::warn!("connection refused: too many from one client");
-            continue;
+        let proxy = limits.trusted_proxies.contains(&peer.ip());
+        let slot = if proxy {
+            None // the proxy limits its clients; capping it would cap everyone
+        } else {
+            let Some(slot) = ClientSlot::take(&open, peer.ip(), limits.max_connections_per_client) else {
+                tracing::warn!("connection refused: too many from one client");
+                continue;
+            };
+            Some(slot)
         };
         let router = router.clone();
         let body_idle = limits.body_idle_timeout;
+        let trusted = limits.trusted_proxies.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            let client = if proxy { http::forwarded_client(request.headers(), &trusted).unwrap_or(peer.ip()) } else { peer.ip() };
+            request.extensions_mut().insert(http::ClientIp(client));
             request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
             let request = request.map(|body| axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_idle, body)));
             router.clone().oneshot(request)

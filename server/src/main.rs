@@ -91,6 +91,11 @@ enum Command {
         /// Refresh token lifetime in seconds.
         #[arg(long, default_value_t = 30 * 24 * 3600)]
         refresh_ttl_secs: i64,
+        /// A reverse proxy in front (repeat for several): its connections
+        /// are not capped per address, and its X-Forwarded-For names the
+        /// client for login throttling. Only these addresses are believed.
+        #[arg(long = "trusted-proxy", value_name = "IP")]
+        trusted_proxies: Vec<std::net::IpAddr>,
     },
     /// Cases that arrived.
     Incidents {
@@ -470,7 +475,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             let verify = verify_hours.map(|h| format!(", {h} h to verify")).unwrap_or_default();
             out!("category {category}: {sign}{hours} h to handle{verify}");
         }
-        Command::Serve { listen, access_ttl_secs, refresh_ttl_secs } => {
+        Command::Serve { listen, access_ttl_secs, refresh_ttl_secs, trusted_proxies } => {
             let policy = TokenPolicy { access_ttl_ms: access_ttl_secs * 1000, refresh_ttl_ms: refresh_ttl_secs * 1000 };
             let runtime = tokio::runtime::Runtime::new().map_err(|_| ServerError::internal("cannot start the runtime"))?;
             let backend = db.dialect();
@@ -488,7 +493,8 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                     let interrupted = interrupt_handler()?;
                     out!("gridwork-server listening on http://{address}");
                     tracing::info!(%address, backend = ?backend, "serving");
-                    gridwork_server::serve(listener, app, interrupted)
+                    let limits = gridwork_server::ConnectionLimits { trusted_proxies, ..Default::default() };
+                    gridwork_server::serve_with(listener, app, limits, interrupted)
                     .await
                     .map_err(|_| ServerError::internal("server failed"))
                 }

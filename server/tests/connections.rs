@@ -123,3 +123,52 @@ fn a_client_that_stops_sending_its_body_is_cut_off_but_a_trickle_is_not() {
     let answer = String::from_utf8_lossy(&read_until_closed(&mut trickle, Duration::from_secs(10)).unwrap_or_default()).into_owned();
     assert!(answer.starts_with("HTTP/1.1 401"), "a wrong password, heard out: {answer}");
 }
+
+/// Behind a reverse proxy: the proxy's connections are not capped as one
+/// client's, and login throttling sees the client the proxy names, so one
+/// client's guessing does not lock out everyone behind the proxy. From
+/// anyone else, X-Forwarded-For is not believed.
+#[test]
+fn a_trusted_proxy_names_its_clients_and_is_not_capped_as_one() {
+    let proxy: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let server = start(ConnectionLimits { max_connections_per_client: 3, trusted_proxies: vec![proxy], ..Default::default() });
+    let held: Vec<TcpStream> = (0..6).map(|_| TcpStream::connect(server.addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(health(server.addr).starts_with("HTTP/1.1 200"), "the proxy is not capped at 3 connections");
+    drop(held);
+
+    let client = reqwest::blocking::Client::new();
+    let login = |forwarded_for: &str| {
+        client
+            .post(format!("http://{}/v1/auth/login", server.addr))
+            .header("x-gridwork-device", "d1")
+            .header("x-forwarded-for", forwarded_for)
+            .json(&serde_json::json!({"username": "nobody", "password": "guess"}))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let guesses: Vec<u16> = (0..6).map(|_| login("203.0.113.7")).collect();
+    assert_eq!(guesses, [401, 401, 401, 401, 401, 429], "one client's guesses are throttled");
+    // The same name from another client behind the proxy is not kept out by them;
+    // a client cannot pose as another by adding hops of its own before the proxy's.
+    assert_eq!(login("203.0.113.8"), 401);
+    assert_eq!(login("203.0.113.8, 203.0.113.7"), 429, "the last hop the proxy added counts");
+
+    // Not a trusted proxy: the header is not believed.
+    let server = start(ConnectionLimits::default());
+    let login = |forwarded_for: &str| {
+        client
+            .post(format!("http://{}/v1/auth/login", server.addr))
+            .header("x-gridwork-device", "d1")
+            .header("x-forwarded-for", forwarded_for)
+            .json(&serde_json::json!({"username": "nobody", "password": "guess"}))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let statuses: Vec<u16> = (0..6).map(|n| login(&format!("203.0.113.{n}"))).collect();
+    assert_eq!(statuses[5], 429, "made-up addresses do not escape the throttle: {statuses:?}");
+}
