@@ -137,18 +137,7 @@ fn a_trusted_proxy_names_its_clients_and_is_not_capped_as_one() {
     assert!(health(server.addr).starts_with("HTTP/1.1 200"), "the proxy is not capped at 3 connections");
     drop(held);
 
-    let client = reqwest::blocking::Client::new();
-    let login = |forwarded_for: &str| {
-        client
-            .post(format!("http://{}/v1/auth/login", server.addr))
-            .header("x-gridwork-device", "d1")
-            .header("x-forwarded-for", forwarded_for)
-            .json(&serde_json::json!({"username": "nobody", "password": "guess"}))
-            .send()
-            .unwrap()
-            .status()
-            .as_u16()
-    };
+    let login = |forwarded_for: &str| guess_via(server.addr, forwarded_for);
     let guesses: Vec<u16> = (0..6).map(|_| login("203.0.113.7")).collect();
     assert_eq!(guesses, [401, 401, 401, 401, 401, 429], "one client's guesses are throttled");
     // The same name from another client behind the proxy is not kept out by them;
@@ -158,17 +147,19 @@ fn a_trusted_proxy_names_its_clients_and_is_not_capped_as_one() {
 
     // Not a trusted proxy: the header is not believed.
     let server = start(ConnectionLimits::default());
-    let login = |forwarded_for: &str| {
-        client
-            .post(format!("http://{}/v1/auth/login", server.addr))
-            .header("x-gridwork-device", "d1")
-            .header("x-forwarded-for", forwarded_for)
-            .json(&serde_json::json!({"username": "nobody", "password": "guess"}))
-            .send()
-            .unwrap()
-            .status()
-            .as_u16()
-    };
-    let statuses: Vec<u16> = (0..6).map(|n| login(&format!("203.0.113.{n}"))).collect();
+    let statuses: Vec<u16> = (0..6).map(|n| guess_via(server.addr, &format!("203.0.113.{n}"))).collect();
     assert_eq!(statuses[5], 429, "made-up addresses do not escape the throttle: {statuses:?}");
+}
+
+/// A wrong password for an unknown name, with this X-Forwarded-For; the status.
+fn guess_via(addr: SocketAddr, forwarded_for: &str) -> u16 {
+    reqwest::blocking::Client::new()
+        .post(format!("http://{addr}/v1/auth/login"))
+        .header("x-gridwork-device", "d1")
+        .header("x-forwarded-for", forwarded_for)
+        .json(&serde_json::json!({"username": "nobody", "password": "guess"}))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
 }

@@ -200,7 +200,6 @@ fn a_report_leaves_no_readable_trace_in_the_device_folder() {
                 description: format!("{marker} 独居，行动不便"),
                 address: Some(format!("{marker} 3号楼2单元")),
                 location: Some(GeoPoint { lat: 31.23, lon: 121.465, accuracy_m: Some(5.0) }),
-                ..Default::default()
             })
             .unwrap();
         gw.attach_photo(draft.id, &write_file(photos.path(), "p.jpg", &jpeg_bytes(&scene(320, 240, 9), 80, None))).unwrap();
