@@ -160,6 +160,7 @@ impl Gridwork {
         let photos = PhotoStore::open(&opened.paths.photos)?;
         // No ingest can be running yet, so temp files are leftovers of a
         // killed process too.
+        task::forget_photos_of_cases_gone(&connection)?;
         report.orphan_files_removed = photos.sweep(&capture::referenced_hashes(&connection)?, true)?;
         report.log();
         Ok(Gridwork {
@@ -669,11 +670,14 @@ impl Gridwork {
         crate::model::short_id::shortest(&self.read(), kind, id, min)
     }
 
-    /// Remove photo files no row references; returns how many.
+    /// Remove photo files no row references, and the thumbnails and
+    /// fetched photos of cases no longer on this device; returns how many
+    /// files went.
     pub fn sweep_orphan_files(&self) -> Result<u64> {
         let conn = self.lock();
         // Holding the connection lock: no row can be committed meanwhile,
         // and in-progress ingests are protected by their guards.
+        task::forget_photos_of_cases_gone(&conn)?;
         self.photos.sweep(&capture::referenced_hashes(&conn)?, false)
     }
 

@@ -725,3 +725,33 @@ fn a_case_photo_is_fetched_on_demand_checked_and_kept() {
     worker.gw.sweep_orphan_files().unwrap();
     assert!(original.is_file() && screen.is_file());
 }
+
+/// What a person saw of a case does not outlive the case on their phone:
+/// once a handed-back case leaves the department's view, its kept thumbnail
+/// and the photo fetched to look at go with it at the next sweep.
+#[test]
+fn photos_seen_on_a_case_leave_with_the_case() {
+    let (_server_dir, server) = setup();
+    let files = tempfile::tempdir().unwrap();
+    let worker = phone(&server, "worker1");
+    let department = phone(&server, "sanitation");
+    let draft = worker.gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "路灯不亮".into(), location: Some(STREET), ..Default::default() }).unwrap();
+    worker.gw.attach_photo(draft.id, &photo(files.path(), 71)).unwrap();
+    worker.gw.submit(draft.id).unwrap();
+    sync(&worker.gw);
+    center(&server, draft.id, TransitionRequest::new(CaseAction::Register));
+    dispatch(&server, draft.id, "sanitation", gridwork_server::http::now_ms() + 3_600_000);
+    sync(&department.gw);
+    let case = department.gw.get_incident(draft.id).unwrap().case.unwrap();
+    let thumbnail = case.photos[0].thumbnail_path.clone().expect("sync kept the thumbnail");
+    let original = department.gw.photo_file(&case.photos[0].sha256, PhotoRendition::Original).unwrap();
+    department.gw.sweep_orphan_files().unwrap();
+    assert!(thumbnail.is_file() && original.is_file(), "kept while the case is here");
+
+    department.gw.take_step(draft.id, step(CaseAction::HandBack, Some("不属本部门职责"), None), &[]).unwrap();
+    sync(&department.gw);
+    sync(&department.gw);
+    assert_eq!(department.gw.get_incident(draft.id).unwrap_err().code(), "not_found", "the case left");
+    assert!(department.gw.sweep_orphan_files().unwrap() >= 2);
+    assert!(!thumbnail.exists() && !original.exists(), "nothing of it stays on the phone");
+}

@@ -206,6 +206,18 @@ pub fn cases_with_photo(conn: &Connection, sha256: &str) -> Result<Vec<Uuid>> {
     Ok(ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect())
 }
 
+/// Forget the thumbnails and fetched photos of cases no longer on this
+/// device (out of the user's view): what was seen there is not kept after
+/// the case is gone; the sweeper then removes their files. One pass over
+/// the cases' photo lists, whatever the number of cases gone.
+pub fn forget_photos_of_cases_gone(conn: &Connection) -> Result<u64> {
+    let listed = "SELECT json_extract(p.value, '$.sha256') FROM incidents AS i, json_each(i.server_view, '$.photos') AS p
+                  WHERE i.server_view IS NOT NULL AND json_valid(i.server_view)";
+    let thumbnails = conn.execute(&format!("DELETE FROM case_thumbnails WHERE sha256 NOT IN ({listed})"), [])?;
+    let fetched = conn.execute(&format!("DELETE FROM fetched_photos WHERE sha256 NOT IN ({listed})"), [])?;
+    Ok((thumbnails + fetched) as u64)
+}
+
 /// A fetched thumbnail is kept.
 pub fn record_thumbnail(conn: &Connection, sha256: &str, now_ms: i64) -> Result<()> {
     conn.execute("INSERT INTO case_thumbnails (sha256, fetched_ms) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING", rusqlite::params![sha256, now_ms])?;
