@@ -111,6 +111,8 @@ impl From<CoreError> for GridworkError {
             CoreError::Incomplete(_) => input(None),
             CoreError::NotFound { .. } => GridworkError::NotFound { code, detail },
             CoreError::InvalidState { .. } => GridworkError::InvalidState { code, detail },
+            // Two stores over one account: the app should share one.
+            CoreError::StoreInUse { .. } => GridworkError::InvalidState { code, detail },
             CoreError::StepNotAllowed { .. } => GridworkError::InvalidState { code, detail },
             CoreError::StepInvalid { code: step_code, .. } => input(Some(match step_code {
                 "note_required" => "note",

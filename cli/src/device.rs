@@ -8,13 +8,12 @@
 //! DIR/device.key        generated key (development only; 64 hex digits, mode 0600)
 //! DIR/current-account   "username@host:port" of the signed-in account, absent before any login
 //! DIR/known-accounts    every account that ever logged in here, one per line
-//! DIR/accounts/<hash>/  the core's per-account store (encrypted database, photos)
-//! DIR/accounts/<hash>.lock  held by the one gridwork process using that store (its pid inside)
+//! DIR/accounts/<hash>/  the core's per-account store (encrypted database, photos,
+//!                       and gridwork.lock, held while a process has it open)
 //! ```
 
-use std::cell::RefCell;
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -45,9 +44,6 @@ pub struct Device {
     pub dir: PathBuf,
     key: Vec<u8>,
     pub key_source: KeySource,
-    /// The account stores this process holds, with their locks (released
-    /// when the process exits, however it exits).
-    held: RefCell<Vec<(String, File)>>,
 }
 
 impl Device {
@@ -66,7 +62,7 @@ impl Device {
                 }
             },
         };
-        Ok(Device { dir: dir.to_owned(), key, key_source, held: RefCell::default() })
+        Ok(Device { dir: dir.to_owned(), key, key_source })
     }
 
     /// The account commands act on: the one recorded at login, else `local`.
@@ -154,40 +150,18 @@ impl Device {
         CliError::from(gridwork_core::Error::DatabaseWrongKey).with_message(message)
     }
 
-    /// One gridwork process at a time per account store: two would each
-    /// sweep, recover and send the other's work in progress. The lock is
-    /// an OS file lock, so a killed process never leaves it behind.
-    fn lock_account(&self, account: &str) -> CliResult<()> {
-        if self.held.borrow().iter().any(|(held, _)| held == account) {
-            return Ok(());
-        }
-        let unusable = |e: io::Error| CliError::new(DEVICE_DIR_UNUSABLE, format!("cannot lock the account store: {}", e.kind()));
-        let root = gridwork_core::store::AccountPaths::new(&self.dir, account).root;
-        ensure_dir(root.parent().unwrap_or(&self.dir))?;
-        let path = root.with_extension("lock");
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path).map_err(unusable)?;
-        match file.try_lock() {
-            Ok(()) => {
-                file.set_len(0).and_then(|()| writeln!(file, "{}", std::process::id())).map_err(unusable)?;
-                self.held.borrow_mut().push((account.to_owned(), file));
-                Ok(())
-            }
-            Err(TryLockError::WouldBlock) => {
-                let pid = fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<u32>().ok());
-                let who = pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
-                Err(CliError::new(
-                    DEVICE_BUSY,
-                    format!("another gridwork{who} is using this account on this device (a sync, say); try again when it has finished"),
-                ))
-            }
-            Err(TryLockError::Error(e)) => Err(unusable(e)),
-        }
-    }
-
     pub fn open(&self, account: &str) -> CliResult<Gridwork> {
-        self.lock_account(account)?;
         let gw = Gridwork::open(GridworkConfig::new(&self.dir, account, self.key.clone())).map_err(|e| match e {
             gridwork_core::Error::DatabaseWrongKey => self.wrong_key(),
+            // The core holds one lock per account store while it is open:
+            // two would each recover and send the other's work in progress.
+            gridwork_core::Error::StoreInUse { pid } => CliError::new(
+                DEVICE_BUSY,
+                format!(
+                    "another gridwork{} is using this account on this device (a sync, say); try again when it has finished",
+                    pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+                ),
+            ),
             other => other.into(),
         })?;
         let report = gw.open_report();
@@ -372,7 +346,7 @@ mod tests {
     #[test]
     fn accounts_default_to_local_and_are_remembered() {
         let dir = tempfile::tempdir().unwrap();
-        let device = Device { dir: dir.path().to_owned(), key: vec![7; 32], key_source: KeySource::Environment, held: RefCell::default() };
+        let device = Device { dir: dir.path().to_owned(), key: vec![7; 32], key_source: KeySource::Environment };
         assert_eq!(device.current_account().unwrap(), LOCAL_ACCOUNT);
         device.set_current_account(Some("w1@example.org:443")).unwrap();
         assert_eq!(device.current_account().unwrap(), "w1@example.org:443");

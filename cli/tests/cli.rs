@@ -518,9 +518,9 @@ fn one_process_at_a_time_per_account_store() {
     ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "占道经营"]));
     let lock_path = std::fs::read_dir(device.path().join("accounts"))
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "lock"))
-        .expect("the store's lock file");
+        .map(|e| e.unwrap().path().join("gridwork.lock"))
+        .find(|p| p.exists())
+        .expect("the store's lock file (the core holds it while the store is open)");
     let pid: u32 = std::fs::read_to_string(&lock_path).unwrap().trim().parse().expect("the pid of the last holder");
     assert!(pid > 0);
 

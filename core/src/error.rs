@@ -23,6 +23,8 @@ pub enum Error {
     DatabaseCorrupt,
     #[error("the device storage is full")]
     StorageFull,
+    #[error("this account's store is already open{}; one instance at a time", pid.map(|p| format!(" in process {p}")).unwrap_or_else(|| " elsewhere".into()))]
+    StoreInUse { pid: Option<u32> },
     #[error("database error: {0}")]
     Database(String),
     #[error("file system error: {0}")]
@@ -99,6 +101,7 @@ impl Error {
             Error::DatabaseFromFuture { .. } => "database_from_future",
             Error::DatabaseCorrupt => "database_corrupt",
             Error::StorageFull => "storage_full",
+            Error::StoreInUse { .. } => "store_in_use",
             Error::Database(_) => "database_error",
             Error::Io(_) => "io_error",
             Error::TextInvalidUtf8 { .. } => "text_invalid_utf8",

@@ -86,6 +86,9 @@ pub struct Gridwork {
     report: OpenReport,
     notifier: Arc<Notifier>,
     sync: SyncHandles,
+    /// The account partition's lock; last, so it is released after the
+    /// connections close.
+    _lock: std::fs::File,
 }
 
 /// Sync state, split so that what the app calls while a run is going
@@ -164,6 +167,7 @@ impl Gridwork {
         report.orphan_files_removed = photos.sweep(&capture::referenced_hashes(&connection)?, true)?;
         report.log();
         Ok(Gridwork {
+            _lock: opened.lock,
             connection: Mutex::new(connection),
             reader: Mutex::new(opened.reader),
             photos,

@@ -103,3 +103,49 @@ fn sigkill_during_capture_loses_nothing_acknowledged() {
     }
     println!("{} acknowledged captures survived at least {RUNS} SIGKILLs", acknowledged.len());
 }
+
+/// One open store per account: a second open, in another process or in this
+/// one, is refused with `store_in_use` (naming the holder's pid) before it
+/// touches anything, because opening recovers interrupted operations and
+/// sweeps unreferenced files, which would take the holder's work in
+/// progress. A killed holder leaves no lock behind.
+#[test]
+fn a_store_open_elsewhere_is_refused_until_its_holder_dies() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let photo_dir = tempfile::tempdir().unwrap();
+    write_file(photo_dir.path(), "p.jpg", &jpeg_bytes(&scene(800, 600, 1), 85, None));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crash_capture_child"))
+        .arg(dir.path())
+        .arg(photo_dir.path())
+        .arg("0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Its first acknowledged capture: it has the store open.
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a capture").unwrap();
+    let first_id = Uuid::parse_str(first.split_once(' ').unwrap().0).unwrap();
+
+    match gridwork_core::Gridwork::open(config(dir.path(), "crash-worker")) {
+        Err(gridwork_core::Error::StoreInUse { pid }) => assert_eq!(pid, Some(child.id())),
+        Err(other) => panic!("expected store_in_use, got {other}"),
+        Ok(_) => panic!("a second open of a store in use must be refused"),
+    }
+    // Another account's store on the same device is not affected.
+    drop(open(dir.path(), "someone-else"));
+
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    drop(lines);
+    let gw = open(dir.path(), "crash-worker");
+    assert_eq!(gw.get_incident(first_id).unwrap().incident.status, IncidentStatus::Submitted);
+
+    // Within one process too: the app shares one instance.
+    let error = gridwork_core::Gridwork::open(config(dir.path(), "crash-worker")).err().expect("refused");
+    assert_eq!(error.code(), "store_in_use");
+    assert_eq!(error.to_string(), format!("this account's store is already open in process {}; one instance at a time", std::process::id()));
+    drop(gw);
+    drop(open(dir.path(), "crash-worker"));
+}

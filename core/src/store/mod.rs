@@ -7,6 +7,7 @@
 //! ```text
 //! <data_dir>/accounts/<account key>/gridwork.db        SQLCipher database
 //!                                   gridwork.keycheck  key verifier
+//!                                   gridwork.lock      held while open (pid inside)
 //!                                   photos/...         evidence files
 //!                                   corrupt/...        databases moved aside
 //! ```
@@ -51,6 +52,7 @@ pub struct AccountPaths {
     pub root: PathBuf,
     pub database: PathBuf,
     pub keycheck: PathBuf,
+    pub lock: PathBuf,
     pub photos: PathBuf,
     pub corrupt: PathBuf,
 }
@@ -62,6 +64,7 @@ impl AccountPaths {
         AccountPaths {
             database: root.join("gridwork.db"),
             keycheck: root.join("gridwork.keycheck"),
+            lock: root.join("gridwork.lock"),
             photos: root.join("photos"),
             corrupt: root.join("corrupt"),
             root,
@@ -97,6 +100,8 @@ pub struct OpenedStore {
     pub reader: Connection,
     pub paths: AccountPaths,
     pub report: OpenReport,
+    /// The store's lock, held for as long as the store is open.
+    pub lock: fs::File,
 }
 
 /// Open (creating if needed) the database of one account, in steps:
@@ -114,6 +119,7 @@ pub fn open(data_dir: &Path, account_id: &str, key: &[u8], durability: Durabilit
     }
     let paths = AccountPaths::new(data_dir, account_id);
     fs::create_dir_all(&paths.root)?;
+    let lock = lock(&paths.lock)?;
 
     let existed = fs::metadata(&paths.database).map(|m| m.len() > 0).unwrap_or(false);
     let key_check = if existed { keycheck::check(&paths.keycheck, key)? } else { KeyCheck::Absent };
@@ -147,7 +153,36 @@ pub fn open(data_dir: &Path, account_id: &str, key: &[u8], durability: Durabilit
     report.schema_version_found = found;
     report.schema_version = migrations::LATEST_VERSION;
     report.open_duration = started.elapsed();
-    Ok(OpenedStore { connection, reader, paths, report })
+    Ok(OpenedStore { connection, reader, paths, report, lock })
+}
+
+/// One open store per account partition, across processes and within one:
+/// opening recovers interrupted operations and sweeps files no row names,
+/// which would take a second instance's sync in flight and its photo being
+/// written. An OS file lock, so a killed process never leaves it behind;
+/// the holder's pid is written inside for the message.
+fn lock(path: &Path) -> Result<fs::File> {
+    use std::io::{Read, Seek, Write};
+    let mut options = fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            file.rewind()?;
+            write!(file, "{}", std::process::id())?;
+            Ok(file)
+        }
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let pid = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
+            log::warn!("store: already open elsewhere, not opened twice");
+            Err(Error::StoreInUse { pid })
+        }
+        Err(fs::TryLockError::Error(e)) => Err(e.into()),
+    }
 }
 
 impl OpenReport {
