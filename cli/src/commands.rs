@@ -28,7 +28,11 @@ pub fn run(cli: Cli) -> CliResult<i32> {
     }
     if let Command::Completions { shell } = cli.command {
         let mut command = <Cli as clap::CommandFactory>::command();
-        clap_complete::generate(shell, &mut command, "gridwork", &mut std::io::stdout());
+        // Into memory first: clap_complete panics on a write error, and a
+        // closed pipe (`| head`) must end the program quietly.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut command, "gridwork", &mut script);
+        output::print(&String::from_utf8_lossy(&script));
         return Ok(0);
     }
     let Some(dir) = cli.device else {

@@ -399,6 +399,12 @@ fn every_command_has_examples_completions_and_a_password_prompt() {
     assert!(bash.contains("_gridwork()") && bash.contains("complete -F _gridwork"), "{bash}");
     assert!(stdout(&ok(run(bare(), ["completions", "fish"]))).contains("complete -c gridwork"));
     assert_eq!(run(bare(), ["completions", "tcsh"]).status.code(), Some(2));
+    // Into a pipe whose reader has gone (`| head -1`): a quiet end, no panic.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let closed = bare().args(["completions", "bash"]).stdout(writer).stderr(std::process::Stdio::piped()).output().unwrap();
+    assert_eq!(closed.status.code(), Some(0), "{}", stderr(&closed));
+    assert!(stderr(&closed).is_empty(), "{}", stderr(&closed));
 
     // No password and no terminal to ask on: told how, not left waiting.
     let device = tempfile::tempdir().unwrap();

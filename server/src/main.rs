@@ -171,8 +171,10 @@ enum UserCommand {
     Add {
         #[arg(long)]
         username: String,
-        #[arg(long)]
-        password: String,
+        /// The password (or GRIDWORK_PASSWORD); asked for, twice and not
+        /// echoed, when neither is given and this is a terminal.
+        #[arg(long, env = "GRIDWORK_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
         /// grid_worker, volunteer, supervisor, dispatcher or admin.
         #[arg(long)]
         role: String,
@@ -190,9 +192,10 @@ enum UserCommand {
     /// Set a new password (signs the user out everywhere).
     Password {
         username: String,
-        /// The new password (or the GRIDWORK_PASSWORD environment variable).
+        /// The new password (or GRIDWORK_PASSWORD); asked for, twice and
+        /// not echoed, when neither is given and this is a terminal.
         #[arg(long, env = "GRIDWORK_PASSWORD", hide_env_values = true)]
-        password: String,
+        password: Option<String>,
     },
 }
 
@@ -372,6 +375,25 @@ fn step(db: &Database, id: &str, request: TransitionRequest) -> Result<(), Serve
     Ok(())
 }
 
+/// The password given, or asked for on the terminal (twice, not echoed);
+/// a script with no terminal is told how to give it instead of waiting.
+fn password_for(username: &str, given: Option<String>) -> Result<String, ServerError> {
+    use std::io::IsTerminal;
+    if let Some(password) = given {
+        return Ok(password);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(ServerError::bad_request("password_missing", "no password: give --password or GRIDWORK_PASSWORD (there is no terminal to ask on)"));
+    }
+    let unreadable = |e: std::io::Error| ServerError::bad_request("password_missing", format!("could not read the password: {}", e.kind()));
+    let first = rpassword::prompt_password(format!("new password for {username}: ")).map_err(unreadable)?;
+    let again = rpassword::prompt_password("the same again: ").map_err(unreadable)?;
+    if first != again {
+        return Err(ServerError::bad_request("password_mismatch", "the two passwords differ; nothing was changed"));
+    }
+    Ok(first)
+}
+
 fn grid_words(grids: &[String]) -> String {
     if grids.is_empty() { String::new() } else { format!(", grids {}", grids.join(" ")) }
 }
@@ -396,6 +418,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
         }
         Command::User { command: UserCommand::Add { username, password, role, grids } } => {
             let role = Role::parse(&role).ok_or_else(|| ServerError::bad_request("invalid_role", "role must be grid_worker, volunteer, supervisor, dispatcher, admin or department"))?;
+            let password = password_for(&username, password)?;
             admin::validate_password(&password)?;
             let hash = auth::hash_password(&password)?;
             let (user, unknown) = db.write(|tx| {
@@ -429,6 +452,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
         Command::User { command: UserCommand::Disable { username } } => user_changed(cli.json, "disabled (signed out everywhere)", db.write(|tx| admin::set_disabled(tx, &username, true))?),
         Command::User { command: UserCommand::Enable { username } } => user_changed(cli.json, "enabled", db.write(|tx| admin::set_disabled(tx, &username, false))?),
         Command::User { command: UserCommand::Password { username, password } } => {
+            let password = password_for(&username, password)?;
             admin::validate_password(&password)?;
             let hash = auth::hash_password(&password)?;
             user_changed(cli.json, "has a new password (signed out everywhere)", db.write(|tx| admin::set_password(tx, &username, &hash))?);

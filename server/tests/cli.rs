@@ -520,3 +520,49 @@ fn serve_stops_cleanly_on_ctrl_c() {
         assert_eq!(admin.json(&["incidents", "list", "--json"]).as_array().unwrap().len(), 1, "{}: the report survived", admin.backend);
     }
 }
+
+/// `user add` and `user password` without `--password`: asked for twice
+/// on a terminal (a real pseudo-terminal, through `script`), refused when
+/// the two differ, and a script with no terminal is told how instead of
+/// left waiting.
+#[test]
+fn admin_passwords_are_asked_for_on_a_terminal() {
+    use std::io::Write;
+    let backend = backends().into_iter().next().unwrap();
+    let admin = Admin::new(&backend);
+    admin.ok(&["init"]);
+    admin.fails(&["user", "add", "--username", "zhang", "--role", "volunteer"], "password_missing");
+    assert!(admin.json(&["user", "list", "--json"]).as_array().unwrap().is_empty(), "nothing added");
+
+    let on_terminal = |args: &str, typed: &str| {
+        let command = admin.command();
+        let line = std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|a| format!("'{}'", a.to_str().unwrap()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut script = Command::new("script")
+            .args(["-qec", &format!("{line} {args}"), "/dev/null"])
+            .env("GRIDWORK_LOG", "warn")
+            .env_remove("GRIDWORK_PASSWORD")
+            .env_remove("GRIDWORK_DATABASE_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script (util-linux) runs a command on a pseudo-terminal");
+        script.stdin.take().unwrap().write_all(typed.as_bytes()).unwrap();
+        let output = script.wait_with_output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (status, shown) = on_terminal("user add --username zhang --role volunteer", "first-long-secret\nfirst-long-secret\n");
+    assert_eq!(status, Some(0), "{shown}");
+    assert!(shown.contains("new password for zhang: ") && shown.contains("the same again: ") && shown.contains("added zhang"), "{shown}");
+    let (status, shown) = on_terminal("user password zhang", "second-long-secret\nsecond-long-secrex\n");
+    assert_eq!(status, Some(1), "{shown}");
+    assert!(shown.contains("the two passwords differ; nothing was changed (password_mismatch)"), "{shown}");
+
+    let server = admin.serve();
+    server.device("zhang", "first-long-secret");
+    server.stop();
+}
