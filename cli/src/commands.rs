@@ -23,6 +23,7 @@ pub fn run(cli: Cli) -> CliResult<i32> {
     let json = cli.json;
     let zone = output::choose_zone(cli.utc, std::env::var(output::ZONE_ENV).ok().as_deref()).map_err(CliError::usage)?;
     output::set_zone(zone);
+    output::set_colors(!json && output::colors_wanted(std::io::IsTerminal::is_terminal(&std::io::stdout())));
     if let Command::Demo = cli.command {
         return crate::demo::run(json).map(|()| 0);
     }
@@ -754,14 +755,14 @@ fn sync(ctx: &Ctx, args: SyncArgs) -> CliResult<i32> {
             });
         } else {
             if e.rejected > 0 {
-                lines.push(format!("the server refused {} operation(s): they are parked, see `gridwork outbox`", e.rejected));
+                lines.push(output::tone(&format!("the server refused {} operation(s): they are parked, see `gridwork outbox`", e.rejected), output::Tone::Bad));
             }
             if report.completed {
-                lines.push("round complete".into());
+                lines.push(output::tone("round complete", output::Tone::Good));
             } else {
                 let when = report.next_wake_ms.map(|at| format!(" in {} or later", output::duration_words((at - gw.now().device_ms).max(0))));
                 let why = if e.network > 0 { "the server could not be reached; nothing was lost" } else { "not finished" };
-                lines.push(format!("{why}; try again{}", when.unwrap_or_default()));
+                lines.push(output::tone(&format!("{why}; try again{}", when.unwrap_or_default()), output::Tone::Warn));
             }
         }
         lines.push(format!("outbox: {}", output::summary_line(&summary)));

@@ -304,7 +304,7 @@ fn main() {
 fn init_logs() {
     let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("GRIDWORK_LOG") else { return };
     // Also takes the `log` records of the core (tracing-log).
-    let colors = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let colors = output::colors_wanted(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colors).compact().try_init();
 }
 
@@ -333,6 +333,7 @@ fn report_error(error: &CliError, json: bool) {
     if json {
         output::print_json(&error.to_json());
     } else {
-        eprintln!("error: {} ({})", output::printable(&error.message, true), error.code);
+        let label = output::paint("error:", output::Tone::Bad, output::colors_wanted(std::io::IsTerminal::is_terminal(&std::io::stderr())));
+        eprintln!("{label} {} ({})", output::printable(&error.message, true), error.code);
     }
 }

@@ -18,16 +18,69 @@ pub fn print(text: &str) {
     let _ = out.flush();
 }
 
+/// Whether lines for people get colours: set once per run, on only when
+/// stdout is a terminal, `NO_COLOR` is unset or empty and `--json` is not
+/// given (see [`colors_wanted`]).
+static COLORS: OnceLock<bool> = OnceLock::new();
+
+/// The rule for colours on one stream (<https://no-color.org>).
+pub fn colors_wanted(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+pub fn set_colors(on: bool) {
+    let _ = COLORS.set(on);
+}
+
+/// What a word means at a glance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Warn,
+    Bad,
+}
+
+/// `text` in its tone's colour when colours are on for stdout, else as it is.
+pub fn tone(text: &str, tone: Tone) -> String {
+    paint(text, tone, COLORS.get().copied().unwrap_or(false))
+}
+
+/// `text` in its tone's colour when `on`.
+pub fn paint(text: &str, tone: Tone, on: bool) -> String {
+    if !on {
+        return text.to_owned();
+    }
+    let code = match tone {
+        Tone::Good => "32",
+        Tone::Warn => "33",
+        Tone::Bad => "31",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+/// The columns `text` takes on a terminal: a Han character two, the colour
+/// sequences of [`tone`] none. Text from outside never carries an escape
+/// (see [`printable`]), so every escape here is ours.
+fn width(text: &str) -> usize {
+    use unicode_width::UnicodeWidthStr;
+    let mut visible = 0;
+    let mut rest = text;
+    while let Some(start) = rest.find('\x1b') {
+        visible += rest[..start].width();
+        rest = rest[start..].find('m').map_or("", |end| &rest[start + end + 1..]);
+    }
+    visible + rest.width()
+}
+
 /// A table for a terminal: a header row, columns padded to the widest cell
 /// by display width (a Han character takes two columns), the last column
 /// left as it is. Cells are made printable by the caller.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    use unicode_width::UnicodeWidthStr;
     let columns = headers.len();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.width()).collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate().take(columns) {
-            widths[i] = widths[i].max(cell.width());
+            widths[i] = widths[i].max(width(cell));
         }
     }
     let line = |cells: Vec<&str>| {
@@ -35,7 +88,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         for (i, cell) in cells.iter().enumerate() {
             text.push_str(cell);
             if i + 1 < cells.len() {
-                text.push_str(&" ".repeat(widths[i] - cell.width() + 2));
+                text.push_str(&" ".repeat(widths[i] - width(cell) + 2));
             }
         }
         text.trim_end().to_owned()
@@ -200,9 +253,9 @@ pub fn sync_state_words(status: IncidentStatus, state: &SyncState) -> String {
     match (status, state) {
         (IncidentStatus::Draft, _) => "draft, not submitted (see `gridwork drafts`)".to_owned(),
         (IncidentStatus::Discarded, _) => "discarded, never sent".to_owned(),
-        (_, SyncState::Synced) => "synced".to_owned(),
-        (_, SyncState::Unsent { pending_operations }) => format!("unsent ({pending_operations} queued)"),
-        (_, SyncState::Parked { code, .. }) => format!("parked: {}", printable(code, true)),
+        (_, SyncState::Synced) => tone("synced", Tone::Good),
+        (_, SyncState::Unsent { pending_operations }) => tone(&format!("unsent ({pending_operations} queued)"), Tone::Warn),
+        (_, SyncState::Parked { code, .. }) => tone(&format!("parked: {}", printable(code, true)), Tone::Bad),
     }
 }
 
@@ -313,7 +366,8 @@ pub fn operation_line(op: &Operation, op_id: &str, entity_id: &str) -> String {
         line.push_str(&format!(", {}", bytes_words(op.blob_bytes)));
     }
     if let Some(reason) = &op.park_reason {
-        line.push_str(&format!("\n      parked: {} ({})", printable(&reason.message, true), printable(&reason.code, true)));
+        let why = format!("parked: {} ({})", printable(&reason.message, true), printable(&reason.code, true));
+        line.push_str(&format!("\n      {}", tone(&why, Tone::Bad)));
     } else if let Some(error) = &op.last_error {
         line.push_str(&format!(", last error: {}", printable(error, true)));
     }

@@ -159,24 +159,33 @@ pub fn tasks(ctx: &Ctx, args: TasksArgs) -> CliResult<()> {
         if tasks.is_empty() {
             return "no tasks".to_owned();
         }
-        let ids: Vec<String> = tasks.iter().map(|t| short(&gw, IdKind::Incident, t.incident_id)).collect();
-        let width = ids.iter().map(String::len).max().unwrap_or(2);
-        let mut lines = vec![format!("{:<width$}  {:<6}  {:<11}  {:<6}  {:<6}  {:<25}  description", "id", "kind", "state", "light", "due", "deadline")];
-        for (t, id) in tasks.iter().zip(&ids) {
-            lines.push(format!(
-                "{:<width$}  {:<6}  {:<11}  {:<6}  {:<6}  {:<25}  {}",
-                id,
-                t.kind.as_str(),
-                t.state.as_str(),
-                t.light.map_or("-", |l| l.as_str()),
-                t.deadline_step.map_or("-", |s| s.as_str()),
-                t.deadline_ms.map(output::time_words).unwrap_or_else(|| "-".into()),
-                output::clip(&printable(&t.description, true), 40),
-            ));
-        }
-        lines.join("\n")
+        let rows: Vec<Vec<String>> = tasks
+            .iter()
+            .map(|t| {
+                vec![
+                    short(&gw, IdKind::Incident, t.incident_id),
+                    t.kind.as_str().to_owned(),
+                    t.state.as_str().to_owned(),
+                    t.light.map_or_else(|| "-".to_owned(), light_words),
+                    t.deadline_step.map_or("-", |s| s.as_str()).to_owned(),
+                    t.deadline_ms.map(output::time_words).unwrap_or_else(|| "-".into()),
+                    output::clip(&printable(&t.description, true), 40),
+                ]
+            })
+            .collect();
+        output::table(&["id", "kind", "state", "light", "due", "deadline", "description"], &rows)
     });
     Ok(())
+}
+
+/// A deadline light in its own colour on a terminal.
+fn light_words(light: DeadlineLight) -> String {
+    let tone = match light {
+        DeadlineLight::Green => output::Tone::Good,
+        DeadlineLight::Yellow => output::Tone::Warn,
+        DeadlineLight::Red => output::Tone::Bad,
+    };
+    output::tone(light.as_str(), tone)
 }
 
 fn task_json(t: &Task) -> Value {
@@ -289,7 +298,7 @@ pub fn case_lines(case: &CaseInfo) -> Vec<String> {
     }
     // Each limit the case has, the light beside the one it runs against now.
     let light_of = |step: TimedStep| match (case.deadline_step, case.light) {
-        (Some(current), Some(light)) if current == step => format!(" ({})", light.as_str()),
+        (Some(current), Some(light)) if current == step => format!(" ({})", light_words(light)),
         _ => String::new(),
     };
     let step_limit = step_besides_handling(case.state).zip(case.step_deadline_ms);

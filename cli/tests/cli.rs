@@ -1038,3 +1038,39 @@ fn a_report_resolved_on_the_spot_goes_to_verification() {
     ok(run(gridwork(worker.path()), ["sync"]));
     assert_eq!(server.step_state(id.parse().unwrap()), "handled", "not dispatched: verified next");
 }
+
+/// `gridwork ARGS` on a real pseudo-terminal (through util-linux
+/// `script`), with `env` added: what the person sees, stdout and stderr.
+fn on_terminal(device: &Path, args: &str, env: &[(&str, &str)]) -> String {
+    let line = format!("'{}' --device '{}' {args}", env!("CARGO_BIN_EXE_gridwork"), device.display());
+    let mut command = Command::new("script");
+    command.args(["-qec", &line, "/dev/null"]).env("GRIDWORK_DEVICE_KEY", KEY).env_remove("NO_COLOR").env_remove("GRIDWORK_LOG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.stdin(std::process::Stdio::null()).output().expect("script (util-linux) runs a command on a pseudo-terminal");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn colours_only_on_a_terminal_and_never_with_no_color() {
+    let device = tempfile::tempdir().unwrap();
+    ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "楼道里堆满了纸箱"]));
+    let coloured = on_terminal(device.path(), "incidents", &[]);
+    assert!(coloured.contains("\x1b[33munsent (1 queued)\x1b[0m"), "{coloured:?}");
+    // Aligned by what shows: the description starts in the same column on
+    // the header row and the coloured row.
+    let plain: Vec<String> = coloured.lines().map(|l| l.replace("\x1b[33m", "").replace("\x1b[0m", "")).collect();
+    let column = |line: &str, word: &str| unicode_width::UnicodeWidthStr::width(&line[..line.find(word).unwrap()]);
+    assert_eq!(column(&plain[0], "description"), column(&plain[1], "楼道里"), "{plain:?}");
+    let error = on_terminal(device.path(), "show ffffffff", &[]);
+    assert!(error.contains("\x1b[31merror:\x1b[0m"), "{error:?}");
+
+    for (env, why) in [(&[("NO_COLOR", "1")][..], "NO_COLOR"), (&[][..], "--json")] {
+        let args = if why == "--json" { "incidents --json" } else { "incidents" };
+        let text = on_terminal(device.path(), args, env);
+        assert!(!text.contains('\x1b') && text.contains("unsent"), "{why}: {text:?}");
+    }
+    let piped = stdout(&ok(run(gridwork(device.path()), ["incidents"])));
+    assert!(!piped.contains('\x1b') && piped.contains("unsent (1 queued)"), "{piped:?}");
+}
