@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use gridwork_core::{Change, ChangeObserver, Gridwork};
 
-use crate::records::{Category, Grid, IncidentFilter, Incident, OutboxSummary, SyncReport, UserInfo};
+use crate::records::{Category, Grid, IncidentFilter, Incident, OutboxSummary, SyncProgress, SyncReport, UserInfo};
 
 #[uniffi::export(callback_interface)]
 pub trait OutboxObserver: Send + Sync {
@@ -50,6 +50,8 @@ pub struct SyncStatus {
     pub last_error_code: Option<String>,
     /// Device time (Unix ms) the last run ended.
     pub last_finished_at_ms: Option<i64>,
+    /// How far the running sync has got; `None` when none runs.
+    pub progress: Option<SyncProgress>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
@@ -193,6 +195,7 @@ impl Dispatcher {
         {
             let mut status = locked(&self.registry.sync);
             status.running = false;
+            status.progress = None;
             if report.is_some() {
                 status.last_report = report;
             }
@@ -217,6 +220,10 @@ impl ChangeObserver for CoreListener {
             Change::Session { needs_login, .. } => {
                 self.registry.needs_login.store(*needs_login, Ordering::Release);
                 Watch::Session
+            }
+            Change::SyncProgress(progress) => {
+                locked(&self.registry.sync).progress = progress.clone().map(SyncProgress::from);
+                Watch::Sync
             }
         };
         let _ = self.signals.send(Signal::Changed(watch));

@@ -754,6 +754,22 @@ impl From<core::SyncReport> for SyncReport {
     }
 }
 
+/// How far a running sync has got, for a progress bar.
+#[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
+pub struct SyncProgress {
+    /// What the run has done so far (the report it will end with, growing).
+    pub so_far: SyncReport,
+    /// The photo on its way now: its size and the bytes the server holds.
+    pub upload_size: Option<u64>,
+    pub upload_sent: Option<u64>,
+}
+
+impl From<core::SyncProgress> for SyncProgress {
+    fn from(p: core::SyncProgress) -> Self {
+        SyncProgress { so_far: p.so_far.into(), upload_size: p.upload.map(|u| u.size), upload_sent: p.upload.map(|u| u.sent) }
+    }
+}
+
 // ---- the workflow: tasks, steps, the case as the server tells it ----
 
 /// What a photo shows about its case.

@@ -343,9 +343,11 @@ fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
         args.photo.iter().map(|p| (p, PhotoRole::Evidence)).chain(args.after.iter().map(|p| (p, PhotoRole::After))).collect();
     let count = photos.len();
     let mut from_photo = None;
+    let mut progress = output::Progress::new(ctx.json);
     let attached = (|| -> CliResult<()> {
         let mut evidence_location = None;
         for (i, (path, role)) in photos.iter().enumerate() {
+            progress.show(&format!("checking and storing photo {} of {count}…", i + 1));
             let photo = gw.attach_photo_as(draft.id, path, *role).map_err(|e| {
                 let error = CliError::from(e);
                 let message = format!("photo {} of {count}: {}", i + 1, error.message);
@@ -368,6 +370,7 @@ fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
         };
         Ok(())
     })();
+    progress.clear();
     if let Err(error) = attached {
         // Nothing half-done stays behind: the draft is discarded (its audit
         // trail is kept), so running the command again does not duplicate it.
@@ -672,36 +675,33 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// One sync round, watched: Ctrl-C asks the core to stop at the next
 /// request boundary (nothing half-done: each step is transactional, an
 /// upload resumes from its last chunk), and on a terminal a line on stderr
-/// tells how much is left while it runs.
+/// tells how far it has got while it runs.
 fn watched_sync(ctx: &Ctx, gw: &gridwork_core::Gridwork, budget: Duration) -> CliResult<(SyncReport, bool)> {
-    use std::io::{IsTerminal, Write};
     // A second handler cannot be installed; a failure only loses the nicety.
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
-    let progress = !ctx.json && std::io::stderr().is_terminal();
     let done = AtomicBool::new(false);
     let report = std::thread::scope(|scope| {
         scope.spawn(|| {
-            let (mut shown, mut stopping) = (false, false);
+            let mut progress = output::Progress::new(ctx.json);
+            let started = std::time::Instant::now();
+            let mut stopping = false;
             let mut tick = 0u32;
             while !done.load(Ordering::SeqCst) {
                 if !stopping && INTERRUPTED.load(Ordering::SeqCst) {
                     gw.cancel_sync();
                     stopping = true;
+                    progress.clear();
                     eprintln!("\rstopping at the next request boundary…");
                 }
-                // Reads never wait behind the sync (the reader connection).
-                if progress && tick % 5 == 4
-                    && let Ok(s) = gw.outbox_summary()
+                // Neither read waits behind the sync (a snapshot and the
+                // reader connection).
+                if tick % 5 == 4
+                    && let (Some(now), Ok(summary)) = (gw.sync_progress(), gw.outbox_summary())
                 {
-                    eprint!("\rsyncing: {} to send, {} of photos waiting   ", s.pending + s.in_flight, output::bytes_words(s.photo_bytes_waiting));
-                    let _ = std::io::stderr().flush();
-                    shown = true;
+                    progress.show(&sync_progress_line(&now, summary.pending + summary.in_flight, started.elapsed()));
                 }
                 tick += 1;
                 std::thread::sleep(Duration::from_millis(100));
-            }
-            if shown {
-                eprint!("\r{}\r", " ".repeat(60));
             }
         });
         let report = gw.sync_now(Trigger::ManualRetry, budget);
@@ -709,6 +709,28 @@ fn watched_sync(ctx: &Ctx, gw: &gridwork_core::Gridwork, budget: Duration) -> Cl
         report
     })?;
     Ok((report, INTERRUPTED.load(Ordering::SeqCst)))
+}
+
+/// "syncing: 3 to send, 12 sent; photo 1.2 MiB of 3.4 MiB at 850.0 KiB/s; 40 pulled"
+fn sync_progress_line(now: &gridwork_core::SyncProgress, to_send: u64, elapsed: Duration) -> String {
+    let so_far = &now.so_far;
+    let mut line = format!("syncing: {to_send} to send");
+    if so_far.pushed > 0 {
+        line.push_str(&format!(", {} sent", so_far.pushed));
+    }
+    if let Some(upload) = now.upload {
+        line.push_str(&format!("; photo {} of {}", output::bytes_words(upload.sent), output::bytes_words(upload.size)));
+        if so_far.uploaded_bytes > 0 && elapsed.as_secs_f64() >= 0.5 {
+            line.push_str(&format!(" at {}/s", output::bytes_words((so_far.uploaded_bytes as f64 / elapsed.as_secs_f64()) as u64)));
+        }
+    }
+    if so_far.photos_uploaded > 0 {
+        line.push_str(&format!("; {} photo(s) sent", so_far.photos_uploaded));
+    }
+    if so_far.pulled > 0 {
+        line.push_str(&format!("; {} pulled", so_far.pulled));
+    }
+    line
 }
 
 fn sync(ctx: &Ctx, args: SyncArgs) -> CliResult<i32> {

@@ -18,6 +18,42 @@ pub fn print(text: &str) {
     let _ = out.flush();
 }
 
+/// A status line on stderr that redraws itself while long work runs, for
+/// a person at a terminal only: nothing with `--json` or when stderr is
+/// not a terminal. Erased when dropped, so results print on a clean line.
+pub struct Progress {
+    on: bool,
+    shown: bool,
+}
+
+impl Progress {
+    pub fn new(json: bool) -> Progress {
+        Progress { on: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()), shown: false }
+    }
+
+    pub fn show(&mut self, text: &str) {
+        if self.on {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{text}");
+            let _ = err.flush();
+            self.shown = true;
+        }
+    }
+
+    pub fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[2K");
+            self.shown = false;
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
 /// Whether lines for people get colours: set once per run, on only when
 /// stdout is a terminal, `NO_COLOR` is unset or empty and `--json` is not
 /// given (see [`colors_wanted`]).

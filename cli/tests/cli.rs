@@ -1074,3 +1074,36 @@ fn colours_only_on_a_terminal_and_never_with_no_color() {
     let piped = stdout(&ok(run(gridwork(device.path()), ["incidents"])));
     assert!(!piped.contains('\x1b') && piped.contains("unsent (1 queued)"), "{piped:?}");
 }
+
+/// On a terminal, long work shows how far it has got on one redrawn line
+/// of stderr: storing the photos of a report, then a sync's position in a
+/// photo with its rate and what was sent and pulled; with `--json` nothing
+/// of the kind.
+#[test]
+fn long_work_shows_its_progress_on_a_terminal() {
+    use gridwork_tests::proxy::{Fault, FaultConfig, Proxy};
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let proxy = Proxy::start(server.addr, 11, FaultConfig::none());
+    let device = tempfile::tempdir().unwrap();
+    let camera = tempfile::tempdir().unwrap();
+    ok(run(gridwork(device.path()), ["login", "--server", &proxy.url(), "--username", "worker1", "--password", PASSWORD]));
+    let big = write_file(camera.path(), "big.jpg", &jpeg_bytes(&scene(3000, 2000, 7), 97, None));
+    let small = photo(camera.path(), "small.jpg", 8);
+    let report = on_terminal(device.path(), &format!("report --category 0602 --photo '{}' --photo '{}'", big.display(), small.display()), &[]);
+    assert!(report.contains("checking and storing photo 2 of 2…"), "{report:?}");
+
+    // The second chunk of the photo waits on a poor link: the line shows
+    // where the upload stands meanwhile.
+    proxy.inject_nth("PUT", "/chunks", 1, Fault::Delay(std::time::Duration::from_millis(1500)));
+    let sync = on_terminal(device.path(), "sync", &[]);
+    let lines: Vec<&str> = sync.split(['\r', '\n']).filter(|l| l.contains("syncing: ")).collect();
+    assert!(lines.iter().any(|l| l.contains("; photo ") && !l.contains("; photo 0 B") && l.contains(" MiB at ") && l.ends_with("/s")), "where the upload stands, and its rate: {lines:?}");
+    assert!(sync.contains("round complete"), "{sync:?}");
+
+    ok(run(gridwork(device.path()), ["report", "--category", "0602", "--photo", big.to_str().unwrap()]));
+    proxy.inject_nth("PUT", "/chunks", 1, Fault::Delay(std::time::Duration::from_millis(1500)));
+    let quiet = on_terminal(device.path(), "sync --json", &[]);
+    assert!(!quiet.contains("syncing:") && quiet.contains("\"outcome\""), "{quiet:?}");
+}

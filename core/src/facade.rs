@@ -108,6 +108,9 @@ struct SyncHandles {
     /// requested but not yet running (waiting for the engine, or for its
     /// worker thread) still stops it: see [`SyncTicket`].
     cancel_epoch: AtomicU64,
+    /// How far the running sync has got (`None` between runs), so a
+    /// progress bar reads it without waiting for the engine.
+    progress: Mutex<Option<crate::sync::SyncProgress>>,
 }
 
 /// Taken when a sync is requested; the run returns at once, doing nothing,
@@ -187,6 +190,7 @@ impl Gridwork {
                 inbox: Mutex::new(Vec::new()),
                 cancel: AtomicBool::new(false),
                 cancel_epoch: AtomicU64::new(0),
+                progress: Mutex::new(None),
             },
         })
     }
@@ -788,6 +792,13 @@ impl Gridwork {
         self.tell_engine(Event::PolicyChanged(policy));
     }
 
+    /// How far the running sync has got: what it has sent, uploaded and
+    /// pulled so far and the photo on its way; `None` when none runs.
+    /// Observers hear the same as `Change::SyncProgress`.
+    pub fn sync_progress(&self) -> Option<crate::sync::SyncProgress> {
+        locked(&self.sync.progress).clone()
+    }
+
     /// Stop a running sync at its next request boundary: nothing is left
     /// half-done, and the next `sync_now` picks up the rest. A run requested
     /// before this call but not started yet does nothing; later requests are
@@ -842,6 +853,7 @@ impl Gridwork {
             notifier: &self.notifier,
             inbox: &self.sync.inbox,
             cancel: &self.sync.cancel,
+            progress: &self.sync.progress,
         };
         runner::run(&context, transport.as_ref(), &mut engine, Event::Wake(trigger), budget)
     }

@@ -26,7 +26,7 @@ pub use steps::StepInput;
 pub use error::{Error, Result};
 pub use facade::{Gridwork, GridworkConfig, SyncTicket};
 pub use observe::{Change, ChangeKind, ChangeObserver, Subscription};
-pub use sync::{MeteredPolicy, SyncReport, TlsConfig, Trigger};
+pub use sync::{MeteredPolicy, SyncProgress, SyncReport, TlsConfig, Trigger, UploadPosition};
 pub use geo::GeoPoint;
 pub use model::{CaseInfo, Category, Grid, Incident, IncidentDetail, IncidentFilter, IncidentStatus, Photo, SyncState, Task, TaskFilter, TaskKind};
 pub use outbox::{Operation, OperationState, OutboxSummary, ParkReason};

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
+use crate::sync::SyncProgress;
+
 /// What changed, for screens that show it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -22,6 +24,9 @@ pub enum Change {
     Grids,
     /// Signed in or out, or a new login is needed.
     Session { signed_in: bool, needs_login: bool },
+    /// A running sync moved on (a batch acknowledged, a photo chunk sent, a
+    /// page pulled); `None` when the run ended.
+    SyncProgress(Option<SyncProgress>),
 }
 
 /// The kind of a [`Change`], for listeners that only care which screen to refresh.
@@ -32,6 +37,7 @@ pub enum ChangeKind {
     Categories,
     Grids,
     Session,
+    SyncProgress,
 }
 
 impl Change {
@@ -42,6 +48,7 @@ impl Change {
             Change::Categories => ChangeKind::Categories,
             Change::Grids => ChangeKind::Grids,
             Change::Session { .. } => ChangeKind::Session,
+            Change::SyncProgress(_) => ChangeKind::SyncProgress,
         }
     }
 }

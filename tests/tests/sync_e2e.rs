@@ -204,7 +204,14 @@ fn observers_hear_about_changes_until_they_unsubscribe() {
     gw.submit(draft.id).unwrap();
     gw.sync_now(Trigger::OperationQueued, Duration::from_secs(20)).unwrap();
     let seen = recorder.0.lock().unwrap().clone();
-    for kind in [gridwork_core::ChangeKind::Session, gridwork_core::ChangeKind::Outbox, gridwork_core::ChangeKind::Incidents, gridwork_core::ChangeKind::Categories, gridwork_core::ChangeKind::Grids] {
+    for kind in [
+        gridwork_core::ChangeKind::Session,
+        gridwork_core::ChangeKind::Outbox,
+        gridwork_core::ChangeKind::Incidents,
+        gridwork_core::ChangeKind::Categories,
+        gridwork_core::ChangeKind::Grids,
+        gridwork_core::ChangeKind::SyncProgress,
+    ] {
         assert!(seen.contains(&kind), "{kind:?} missing from {seen:?}");
     }
     drop(subscription);
@@ -469,4 +476,55 @@ fn the_same_photo_reported_by_two_people_arrives_for_both() {
         let view = server.db.read(|tx| gridwork_server::cases::view_after_step(tx, &id.to_string())).unwrap();
         assert!(view.photos[0].arrived && !view.missing_evidence, "{id}: the photo arrived for this case too");
     }
+}
+
+/// A running sync tells how far it has got, to a reader on another thread
+/// (`sync_progress`) and to observers (`Change::SyncProgress`): positions
+/// inside a photo as its chunks land, counts that only grow and end equal
+/// to the run's report, and `None` once the run is over.
+#[test]
+fn a_running_sync_tells_how_far_it_has_got() {
+    use std::sync::{Arc, Mutex};
+    struct Progress(Mutex<Vec<Option<gridwork_core::SyncProgress>>>);
+    impl gridwork_core::ChangeObserver for Progress {
+        fn changed(&self, change: &gridwork_core::Change) {
+            if let gridwork_core::Change::SyncProgress(p) = change {
+                self.0.lock().unwrap().push(p.clone());
+            }
+        }
+    }
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device_dir = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    let gw = open(device_dir.path(), "worker1");
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    let draft = gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "x".into(), ..Default::default() }).unwrap();
+    // Large enough for several chunks (the first is 256 KiB).
+    let bytes = jpeg_bytes(&scene(3000, 2000, 5), 97, None);
+    assert!(bytes.len() > 1024 * 1024, "{}", bytes.len());
+    let photo = gw.attach_photo(draft.id, &write_file(photos.path(), "big.jpg", &bytes)).unwrap();
+    gw.submit(draft.id).unwrap();
+    assert_eq!(gw.sync_progress(), None, "no run yet");
+
+    let seen = Arc::new(Progress(Mutex::new(Vec::new())));
+    let _subscription = gw.subscribe(seen.clone());
+    let report = gw.sync_now(Trigger::OperationQueued, Duration::from_secs(30)).unwrap();
+    assert!(report.completed && report.photos_uploaded == 1, "{report:?}");
+    assert_eq!(gw.sync_progress(), None, "the run is over");
+
+    let seen = seen.0.lock().unwrap().clone();
+    assert_eq!(seen.last(), Some(&None), "the end is told");
+    let running: Vec<_> = seen.iter().flatten().collect();
+    let uploads: Vec<_> = running.iter().filter_map(|p| p.upload).collect();
+    assert!(uploads.iter().all(|u| u.size == photo.byte_size), "{uploads:?}");
+    assert!(uploads.windows(2).all(|w| w[0].sent <= w[1].sent), "{uploads:?}");
+    assert!(uploads.iter().filter(|u| u.sent > 0 && u.sent < u.size).count() >= 2, "positions inside the photo: {uploads:?}");
+    for pair in running.windows(2) {
+        let (a, b) = (&pair[0].so_far, &pair[1].so_far);
+        assert!(a.pushed <= b.pushed && a.uploaded_bytes <= b.uploaded_bytes && a.photos_uploaded <= b.photos_uploaded && a.pulled <= b.pulled);
+    }
+    let last = &running.last().unwrap().so_far;
+    assert_eq!((last.pushed, last.photos_uploaded, last.uploaded_bytes, last.pulled), (report.pushed, report.photos_uploaded, report.uploaded_bytes, report.pulled));
 }

@@ -304,6 +304,22 @@ pub struct SyncReport {
     pub completed: bool,
 }
 
+/// How far a running sync has got, for a progress bar.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncProgress {
+    /// What the run has done so far: the report it will end with, growing.
+    pub so_far: SyncReport,
+    /// The photo on its way now.
+    pub upload: Option<UploadPosition>,
+}
+
+/// One photo upload: its size and how many of its bytes the server holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UploadPosition {
+    pub size: u64,
+    pub sent: u64,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Idle,
@@ -433,6 +449,20 @@ impl SyncEngine {
     pub fn start_run(&mut self, cursor: i64) {
         self.out.clear();
         self.run = Some(Run { cursor, ..Run::default() });
+    }
+
+    /// How far the run has got; `None` between runs.
+    pub fn progress(&self) -> Option<SyncProgress> {
+        let run = self.run.as_ref()?;
+        let upload = run.upload.as_ref().map(|u| UploadPosition {
+            size: u.job.size,
+            // Before the first chunk the server has told nothing yet.
+            sent: match u.awaiting {
+                Awaiting::Chunk { offset } => offset,
+                Awaiting::Announce | Awaiting::Status => 0,
+            },
+        });
+        Some(SyncProgress { so_far: run.report.clone(), upload })
     }
 
     /// End the run and tell what it did.

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::apply;
-use super::engine::{Action, BlobJob, Event, PreviewOf, Record, SyncEngine, SyncReport, Verdict};
+use super::engine::{Action, BlobJob, Event, PreviewOf, Record, SyncEngine, SyncProgress, SyncReport, Verdict};
 use super::session::{self, Session};
 use super::transport::{Transport, TransportError};
 use crate::capture;
@@ -42,6 +42,8 @@ pub(crate) struct SyncContext<'a> {
     pub inbox: &'a Mutex<Vec<Event>>,
     /// Set to stop the run at the next request boundary.
     pub cancel: &'a AtomicBool,
+    /// How far the run has got, for readers on other threads.
+    pub progress: &'a Mutex<Option<SyncProgress>>,
 }
 
 impl SyncContext<'_> {
@@ -63,6 +65,18 @@ impl SyncContext<'_> {
 
     fn now(&self) -> i64 {
         self.clock.now().device_ms
+    }
+
+    /// Tell readers and observers how far the run has got, when it moved.
+    fn publish(&self, progress: Option<SyncProgress>) {
+        {
+            let mut current = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+            if *current == progress {
+                return;
+            }
+            current.clone_from(&progress);
+        }
+        self.notifier.notify(Change::SyncProgress(progress));
     }
 
     fn drain_inbox(&self, engine: &mut SyncEngine) {
@@ -104,8 +118,10 @@ pub(crate) fn run(ctx: &SyncContext, transport: &dyn Transport, engine: &mut Syn
         if let Err(error) = perform(ctx, transport, engine, &mut session, action) {
             break Err(error);
         }
+        ctx.publish(engine.progress());
     };
     let report = engine.finish_run();
+    ctx.publish(None);
     outcome?;
     debug!(
         "sync: pushed {} parked {} photos {} previews {} pulled {} completed {}",
