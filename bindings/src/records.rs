@@ -757,8 +757,14 @@ impl From<core::SyncReport> for SyncReport {
 /// How far a running sync has got, for a progress bar.
 #[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
 pub struct SyncProgress {
-    /// What the run has done so far (the report it will end with, growing).
-    pub so_far: SyncReport,
+    /// Operations the server acknowledged so far.
+    pub pushed: u32,
+    /// Operations the server refused so far, now parked.
+    pub parked: u32,
+    pub photos_uploaded: u32,
+    pub uploaded_bytes: u64,
+    /// Changes pulled so far.
+    pub pulled: u32,
     /// The photo on its way now: its size and the bytes the server holds.
     pub upload_size: Option<u64>,
     pub upload_sent: Option<u64>,
@@ -766,7 +772,15 @@ pub struct SyncProgress {
 
 impl From<core::SyncProgress> for SyncProgress {
     fn from(p: core::SyncProgress) -> Self {
-        SyncProgress { so_far: p.so_far.into(), upload_size: p.upload.map(|u| u.size), upload_sent: p.upload.map(|u| u.sent) }
+        SyncProgress {
+            pushed: p.pushed,
+            parked: p.parked,
+            photos_uploaded: p.photos_uploaded,
+            uploaded_bytes: p.uploaded_bytes,
+            pulled: p.pulled,
+            upload_size: p.upload.map(|u| u.size),
+            upload_sent: p.upload.map(|u| u.sent),
+        }
     }
 }
 

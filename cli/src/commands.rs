@@ -713,22 +713,21 @@ fn watched_sync(ctx: &Ctx, gw: &gridwork_core::Gridwork, budget: Duration) -> Cl
 
 /// "syncing: 3 to send, 12 sent; photo 1.2 MiB of 3.4 MiB at 850.0 KiB/s; 40 pulled"
 fn sync_progress_line(now: &gridwork_core::SyncProgress, to_send: u64, elapsed: Duration) -> String {
-    let so_far = &now.so_far;
     let mut line = format!("syncing: {to_send} to send");
-    if so_far.pushed > 0 {
-        line.push_str(&format!(", {} sent", so_far.pushed));
+    if now.pushed > 0 {
+        line.push_str(&format!(", {} sent", now.pushed));
     }
     if let Some(upload) = now.upload {
         line.push_str(&format!("; photo {} of {}", output::bytes_words(upload.sent), output::bytes_words(upload.size)));
-        if so_far.uploaded_bytes > 0 && elapsed.as_secs_f64() >= 0.5 {
-            line.push_str(&format!(" at {}/s", output::bytes_words((so_far.uploaded_bytes as f64 / elapsed.as_secs_f64()) as u64)));
+        if now.uploaded_bytes > 0 && elapsed.as_secs_f64() >= 0.5 {
+            line.push_str(&format!(" at {}/s", output::bytes_words((now.uploaded_bytes as f64 / elapsed.as_secs_f64()) as u64)));
         }
     }
-    if so_far.photos_uploaded > 0 {
-        line.push_str(&format!("; {} photo(s) sent", so_far.photos_uploaded));
+    if now.photos_uploaded > 0 {
+        line.push_str(&format!("; {} photo(s) sent", now.photos_uploaded));
     }
-    if so_far.pulled > 0 {
-        line.push_str(&format!("; {} pulled", so_far.pulled));
+    if now.pulled > 0 {
+        line.push_str(&format!("; {} pulled", now.pulled));
     }
     line
 }

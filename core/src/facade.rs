@@ -110,7 +110,7 @@ struct SyncHandles {
     cancel_epoch: AtomicU64,
     /// How far the running sync has got (`None` between runs), so a
     /// progress bar reads it without waiting for the engine.
-    progress: Mutex<Option<crate::sync::SyncProgress>>,
+    progress: Mutex<Option<crate::observe::SyncProgress>>,
 }
 
 /// Taken when a sync is requested; the run returns at once, doing nothing,
@@ -795,7 +795,7 @@ impl Gridwork {
     /// How far the running sync has got: what it has sent, uploaded and
     /// pulled so far and the photo on its way; `None` when none runs.
     /// Observers hear the same as `Change::SyncProgress`.
-    pub fn sync_progress(&self) -> Option<crate::sync::SyncProgress> {
+    pub fn sync_progress(&self) -> Option<crate::observe::SyncProgress> {
         locked(&self.sync.progress).clone()
     }
 

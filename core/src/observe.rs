@@ -10,8 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-use crate::sync::SyncProgress;
-
 /// What changed, for screens that show it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -27,6 +25,29 @@ pub enum Change {
     /// A running sync moved on (a batch acknowledged, a photo chunk sent, a
     /// page pulled); `None` when the run ended.
     SyncProgress(Option<SyncProgress>),
+}
+
+/// How far a running sync has got, for a progress bar: what the run has
+/// done so far (the counts of the report it will end with) and the photo
+/// on its way.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncProgress {
+    /// Operations the server acknowledged so far.
+    pub pushed: u32,
+    /// Operations the server refused so far, now parked.
+    pub parked: u32,
+    pub photos_uploaded: u32,
+    pub uploaded_bytes: u64,
+    /// Changes pulled and applied so far.
+    pub pulled: u32,
+    pub upload: Option<UploadPosition>,
+}
+
+/// One photo upload: its size and how many of its bytes the server holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UploadPosition {
+    pub size: u64,
+    pub sent: u64,
 }
 
 /// The kind of a [`Change`], for listeners that only care which screen to refresh.

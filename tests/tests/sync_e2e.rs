@@ -522,9 +522,9 @@ fn a_running_sync_tells_how_far_it_has_got() {
     assert!(uploads.windows(2).all(|w| w[0].sent <= w[1].sent), "{uploads:?}");
     assert!(uploads.iter().filter(|u| u.sent > 0 && u.sent < u.size).count() >= 2, "positions inside the photo: {uploads:?}");
     for pair in running.windows(2) {
-        let (a, b) = (&pair[0].so_far, &pair[1].so_far);
+        let (a, b) = (pair[0], pair[1]);
         assert!(a.pushed <= b.pushed && a.uploaded_bytes <= b.uploaded_bytes && a.photos_uploaded <= b.photos_uploaded && a.pulled <= b.pulled);
     }
-    let last = &running.last().unwrap().so_far;
+    let last = running.last().unwrap();
     assert_eq!((last.pushed, last.photos_uploaded, last.uploaded_bytes, last.pulled), (report.pushed, report.photos_uploaded, report.uploaded_bytes, report.pulled));
 }

@@ -36,6 +36,7 @@ use gridwork_protocol::api::{BlobStatus, OperationOutcome, PullResponse, PushRes
 use uuid::Uuid;
 
 use super::transport::TransportError;
+use crate::observe::{SyncProgress, UploadPosition};
 use crate::outbox::ParkReason;
 use crate::photo::{Rendition, THUMBNAIL_LONG_EDGE};
 
@@ -304,22 +305,6 @@ pub struct SyncReport {
     pub completed: bool,
 }
 
-/// How far a running sync has got, for a progress bar.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SyncProgress {
-    /// What the run has done so far: the report it will end with, growing.
-    pub so_far: SyncReport,
-    /// The photo on its way now.
-    pub upload: Option<UploadPosition>,
-}
-
-/// One photo upload: its size and how many of its bytes the server holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct UploadPosition {
-    pub size: u64,
-    pub sent: u64,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Idle,
@@ -462,7 +447,8 @@ impl SyncEngine {
                 Awaiting::Announce | Awaiting::Status => 0,
             },
         });
-        Some(SyncProgress { so_far: run.report.clone(), upload })
+        let r = &run.report;
+        Some(SyncProgress { pushed: r.pushed, parked: r.parked, photos_uploaded: r.photos_uploaded, uploaded_bytes: r.uploaded_bytes, pulled: r.pulled, upload })
     }
 
     /// End the run and tell what it did.

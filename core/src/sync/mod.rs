@@ -18,6 +18,6 @@ pub mod session;
 pub mod tls;
 pub mod transport;
 
-pub use engine::{ErrorCounts, MeteredPolicy, SyncEngine, SyncProgress, SyncReport, Trigger, UploadPosition};
+pub use engine::{ErrorCounts, MeteredPolicy, SyncEngine, SyncReport, Trigger};
 pub use tls::TlsConfig;
 pub use transport::{Transport, TransportError};

@@ -19,14 +19,14 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::apply;
-use super::engine::{Action, BlobJob, Event, PreviewOf, Record, SyncEngine, SyncProgress, SyncReport, Verdict};
+use super::engine::{Action, BlobJob, Event, PreviewOf, Record, SyncEngine, SyncReport, Verdict};
 use super::session::{self, Session};
 use super::transport::{Transport, TransportError};
 use crate::capture;
 use crate::model::task;
 use crate::clock::CorrectedClock;
 use crate::error::{Error, Result};
-use crate::observe::{Change, Notifier};
+use crate::observe::{Change, Notifier, SyncProgress};
 use crate::outbox::{self, Operation, transfers};
 use crate::photo::{PhotoFormat, PhotoLimits, PhotoStore, Rendition, THUMBNAIL_LONG_EDGE};
 
