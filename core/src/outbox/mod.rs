@@ -161,6 +161,15 @@ pub fn ready_of_kinds(conn: &Connection, now_ms: i64, limit: u32, kinds: &[Opera
 }
 
 fn ready_filtered(conn: &Connection, now_ms: i64, limit: u32, kinds: Option<&[OperationKind]>) -> Result<Vec<Operation>> {
+    let mut stmt = conn.prepare_cached(&ready_sql(kinds))?;
+    let rows = stmt.query_map(params![now_ms, limit], read_operation)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The next ready operations, oldest first. Pending operations are read in
+/// queue order from the `(state, seq)` index and the query stops at its
+/// LIMIT, so a batch costs what it returns, not the whole backlog.
+fn ready_sql(kinds: Option<&[OperationKind]>) -> String {
     let kind_clause = match kinds {
         Some(kinds) => format!(
             " AND o.kind IN ({})",
@@ -172,7 +181,7 @@ fn ready_filtered(conn: &Connection, now_ms: i64, limit: u32, kinds: Option<&[Op
     // not acknowledged. A refused (parked) workflow step is the exception:
     // each step is judged on the server's state of the case, so the next
     // one (taken on the state the refusal brought back) goes on its own.
-    let sql = format!(
+    format!(
         "SELECT {COLUMNS} FROM outbox AS o
          WHERE o.state = 'pending' AND o.next_attempt_ms <= ?1{kind_clause}
            AND NOT EXISTS (SELECT 1 FROM outbox AS e
@@ -181,10 +190,7 @@ fn ready_filtered(conn: &Connection, now_ms: i64, limit: u32, kinds: Option<&[Op
            AND (o.depends_on IS NULL OR EXISTS (SELECT 1 FROM outbox AS d
                                                 WHERE d.op_id = o.depends_on AND d.state = 'acknowledged'))
          ORDER BY o.seq LIMIT ?2"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![now_ms, limit], read_operation)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    )
 }
 
 fn set_state(conn: &Connection, op_id: Uuid, from: &[OperationState], sql_set: &str, extra: &[&dyn rusqlite::ToSql]) -> Result<()> {

@@ -612,3 +612,24 @@ fn in_flight_survives_a_restart() {
     assert_eq!(ids(&ready(conn, now, 100).unwrap()), vec![a]);
     assert_eq!(recover_in_flight(conn).unwrap(), 0);
 }
+
+/// Picking a batch walks the pending operations in queue order and stops at
+/// its limit: no sort of the whole backlog (which made a long offline
+/// backlog quadratic to push), with or without a kind filter.
+#[test]
+fn a_batch_is_read_in_queue_order_without_sorting_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = open_store(&dir);
+    for kinds in [None, Some(&super::transfers::PUSHED_KINDS[..])] {
+        let plan: Vec<String> = opened
+            .connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", ready_sql(kinds)))
+            .unwrap()
+            .query_map(params![0, 100], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(plan.iter().any(|step| step.contains("USING INDEX outbox_state (state=?)")), "{plan:?}");
+        assert!(plan.iter().all(|step| !step.contains("TEMP B-TREE")), "{plan:?}");
+    }
+}

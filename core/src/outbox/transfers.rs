@@ -10,7 +10,7 @@ use super::{Operation, ready_of_kinds};
 use crate::error::Result;
 
 /// Operations that travel in a push request.
-const PUSHED_KINDS: [OperationKind; 2] = [OperationKind::SubmitIncident, OperationKind::TransitionIncident];
+pub(crate) const PUSHED_KINDS: [OperationKind; 2] = [OperationKind::SubmitIncident, OperationKind::TransitionIncident];
 /// Operations that travel as a blob upload.
 const UPLOAD_KINDS: [OperationKind; 1] = [OperationKind::UploadPhoto];
 

@@ -18,7 +18,7 @@ use crate::model::category;
 const LATEST_SCHEMA: &str = include_str!("schema.sql");
 
 /// Entry `i` upgrades a database from version `i + 1` to `i + 2`.
-const UPGRADES: &[&str] = &[include_str!("upgrade_v2.sql"), include_str!("upgrade_v3.sql"), include_str!("upgrade_v4.sql"), include_str!("upgrade_v5.sql"), include_str!("upgrade_v6.sql")];
+const UPGRADES: &[&str] = &[include_str!("upgrade_v2.sql"), include_str!("upgrade_v3.sql"), include_str!("upgrade_v4.sql"), include_str!("upgrade_v5.sql"), include_str!("upgrade_v6.sql"), include_str!("upgrade_v7.sql")];
 
 /// The schema version this build writes.
 pub const LATEST_VERSION: i64 = UPGRADES.len() as i64 + 1;

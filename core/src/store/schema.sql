@@ -139,7 +139,8 @@ CREATE TABLE outbox (
     acknowledged_ms      INTEGER
 ) STRICT;
 CREATE INDEX outbox_entity ON outbox (entity_id, seq);
-CREATE INDEX outbox_state ON outbox (state, next_attempt_ms);
+-- Ordered by queue position: the next batch is read in order and no more.
+CREATE INDEX outbox_state ON outbox (state, seq);
 
 -- Upload progress per photo hash, kept on the device as the server keeps it.
 CREATE TABLE sync_uploads (

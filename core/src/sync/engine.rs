@@ -45,8 +45,13 @@ pub const MAX_BACKOFF_MS: i64 = 5 * 60 * 1_000;
 pub const NETWORK_PROBE_MS: i64 = 60 * 1_000;
 /// A refresh that could not reach the server is tried again after this.
 pub const REFRESH_RETRY_MS: i64 = 5 * BASE_BACKOFF_MS;
-/// Operations per push request at most.
-pub const PUSH_BATCH: u32 = 100;
+/// Operations in the first push request of a run. Each fully answered
+/// batch doubles the next, up to what the protocol allows, so a long
+/// offline backlog goes in few requests; a failed batch halves it, so a
+/// poor link resends less, and a refused one is halved until the operation
+/// at fault travels alone.
+pub const FIRST_PUSH_BATCH: u32 = 100;
+pub const MAX_PUSH_BATCH: u32 = gridwork_protocol::api::MAX_PUSH_OPERATIONS as u32;
 /// Changes per pull page.
 pub const PULL_PAGE: u32 = 500;
 /// Uploads start with small chunks, so a weak 2G/3G link loses little when
@@ -379,9 +384,10 @@ pub struct SyncEngine {
     failures: u32,
     /// xorshift state for jitter; seeded so runs replay.
     jitter_state: u64,
-    /// Operations per push request: halved when a request is refused as a
-    /// whole (to isolate the culprit, or fit a proxy's body limit), grown
-    /// back on success.
+    /// Operations per push request: [`FIRST_PUSH_BATCH`] at the start of a
+    /// run, doubled after each answered batch up to [`MAX_PUSH_BATCH`],
+    /// halved when a request fails or is refused as a whole (to isolate the
+    /// culprit, or fit a proxy's body limit).
     push_batch: u32,
     run: Option<Run>,
     /// Writes and notices queued by the last event, handed out first.
@@ -397,7 +403,7 @@ impl SyncEngine {
             metered_policy: MeteredPolicy::default(),
             failures: 0,
             jitter_state: jitter_seed | 1,
-            push_batch: PUSH_BATCH,
+            push_batch: FIRST_PUSH_BATCH,
             run: None,
             out: VecDeque::new(),
         }
@@ -433,6 +439,7 @@ impl SyncEngine {
     /// Begin a run; `cursor` is the store's pull cursor.
     pub fn start_run(&mut self, cursor: i64) {
         self.out.clear();
+        self.push_batch = FIRST_PUSH_BATCH;
         self.run = Some(Run { cursor, ..Run::default() });
     }
 
@@ -656,11 +663,16 @@ impl SyncEngine {
                 report.pushed += acked;
                 report.parked += parked;
                 report.errors.rejected += parked;
-                self.push_batch = (self.push_batch * 2).min(PUSH_BATCH);
+                self.push_batch = (self.push_batch * 2).min(MAX_PUSH_BATCH);
                 self.step_done(Step::Push, true);
             }
             Err(error) => match classify(&error) {
                 Disposition::Retry(class) => {
+                    // A dropped link or an overloaded server: send less at
+                    // once. An expired token says nothing about the link.
+                    if class != FailureClass::Auth {
+                        self.push_batch = (ops.len() as u32 / 2).max(1);
+                    }
                     self.record(Record::Verdicts(ops.iter().map(|op| (*op, Verdict::RetryLater(class.name()))).collect()));
                     self.run().count(class);
                     self.step_failed(Step::Push, class, now_ms);
@@ -674,7 +686,7 @@ impl SyncEngine {
                     let report = &mut self.run().report;
                     report.parked += 1;
                     report.errors.rejected += 1;
-                    self.push_batch = PUSH_BATCH;
+                    self.push_batch = FIRST_PUSH_BATCH;
                     self.step_done(Step::Push, true);
                 }
                 Disposition::Reject { .. } => {

@@ -75,13 +75,13 @@ fn a_round_is_push_upload_pull_then_idle() {
     let mut e = SyncEngine::new(7);
     e.start_run(40);
     e.handle(Event::Wake(Trigger::OperationQueued), 0);
-    assert_eq!(request(&mut e, 0), Action::Push { limit: PUSH_BATCH });
+    assert_eq!(request(&mut e, 0), Action::Push { limit: FIRST_PUSH_BATCH });
     let ops = ids(3);
     e.handle(Event::Pushed { ops: ops.clone(), result: Ok(applied(&ops)) }, 0);
     let (records, action) = next(&mut e, 0);
     assert_eq!(records[0], Record::Verdicts(ops.iter().map(|op| (*op, Verdict::Acknowledge)).collect()));
     assert_eq!(records[1], Record::ServerTime(0));
-    assert_eq!(action, Action::Push { limit: PUSH_BATCH }, "more ready operations");
+    assert_eq!(action, Action::Push { limit: FIRST_PUSH_BATCH * 2 }, "more ready operations, in a larger batch");
     e.handle(Event::NothingReady, 0);
     assert_eq!(request(&mut e, 0), Action::NextUpload);
     e.handle(Event::NothingReady, 0);
@@ -108,7 +108,7 @@ fn transient_failures_back_off_with_growing_jittered_delays_and_honour_retry_aft
         e.start_run(0);
         e.handle(Event::Wake(Trigger::TimerFired), 0);
         e.handle(Event::Wake(Trigger::ManualRetry), 0);
-        assert_eq!(request(&mut e, 0), Action::Push { limit: PUSH_BATCH });
+        assert_eq!(request(&mut e, 0), Action::Push { limit: FIRST_PUSH_BATCH });
         let ops = ids(1);
         e.handle(Event::Pushed { ops: ops.clone(), result: Err(http(503, "unavailable")) }, 0);
         let (records, action) = next(&mut e, 0);
@@ -124,7 +124,7 @@ fn transient_failures_back_off_with_growing_jittered_delays_and_honour_retry_aft
     e.start_run(0);
     e.handle(Event::Wake(Trigger::ManualRetry), 10);
     let ops = ids(1);
-    assert_eq!(request(&mut e, 10), Action::Push { limit: PUSH_BATCH });
+    assert_eq!(request(&mut e, 10), Action::Push { limit: FIRST_PUSH_BATCH });
     let long = TransportError::Http { status: 429, code: "slow_down".into(), message: "m".into(), retry_after_ms: Some(3_600_000) };
     e.handle(Event::Pushed { ops, result: Err(long) }, 10);
     assert_eq!(request(&mut e, 10), Action::Finish);
@@ -136,7 +136,7 @@ fn transient_failures_back_off_with_growing_jittered_delays_and_honour_retry_aft
     e.finish_run();
     e.start_run(0);
     e.handle(Event::Wake(Trigger::ManualRetry), 20);
-    assert_eq!(request(&mut e, 20), Action::Push { limit: PUSH_BATCH });
+    assert_eq!(request(&mut e, 20), Action::Push { limit: FIRST_PUSH_BATCH });
     // Success resets the exponent.
     e.handle(Event::NothingReady, 20);
     assert_eq!(e.failures, 0);
@@ -164,7 +164,7 @@ fn same_seed_same_delays() {
 #[test]
 fn network_loss_waits_for_the_link_and_resumes_the_same_step() {
     let mut e = started(1, Trigger::AppForegrounded);
-    assert_eq!(request(&mut e, 0), Action::Push { limit: PUSH_BATCH });
+    assert_eq!(request(&mut e, 0), Action::Push { limit: FIRST_PUSH_BATCH });
     e.handle(Event::NothingReady, 0);
     assert_eq!(request(&mut e, 0), Action::NextUpload);
     e.handle(Event::UploadSelected(job("aa", 10, None)), 0);
@@ -202,7 +202,7 @@ fn auth_failure_refreshes_then_pauses_for_a_token_and_resumes() {
     e.handle(Event::Pushed { ops: ids(1), result: Err(http(401, "auth_expired")) }, 0);
     assert_eq!(request(&mut e, 0), Action::RefreshToken);
     e.handle(Event::TokenProvided, 0);
-    assert_eq!(request(&mut e, 0), Action::Push { limit: PUSH_BATCH }, "refreshed: carry on");
+    assert_eq!(request(&mut e, 0), Action::Push { limit: FIRST_PUSH_BATCH }, "refreshed: carry on");
     e.handle(Event::Pushed { ops: ids(1), result: Err(http(401, "auth_expired")) }, 1);
     assert_eq!(request(&mut e, 1), Action::RefreshToken);
     e.handle(Event::RefreshFailed(http(401, "auth_revoked")), 1);
@@ -218,7 +218,7 @@ fn auth_failure_refreshes_then_pauses_for_a_token_and_resumes() {
     e.finish_run();
     e.start_run(0);
     e.handle(Event::TokenProvided, 3);
-    assert_eq!(request(&mut e, 3), Action::Push { limit: PUSH_BATCH });
+    assert_eq!(request(&mut e, 3), Action::Push { limit: FIRST_PUSH_BATCH });
 }
 
 #[test]
@@ -430,7 +430,7 @@ fn a_photo_file_that_cannot_be_read_parks_only_that_upload() {
 #[test]
 fn a_request_refused_as_a_whole_is_halved_until_the_culprit_travels_alone() {
     let mut e = started(2, Trigger::ManualRetry);
-    let mut limit = PUSH_BATCH;
+    let mut limit = FIRST_PUSH_BATCH;
     let mut sizes = Vec::new();
     while limit > 1 {
         assert_eq!(request(&mut e, 0), Action::Push { limit });
@@ -447,8 +447,30 @@ fn a_request_refused_as_a_whole_is_halved_until_the_culprit_travels_alone() {
     e.handle(Event::Pushed { ops: culprit.clone(), result: Err(http(400, "invalid_json")) }, 0);
     let (records, action) = next(&mut e, 0);
     assert_eq!(records, vec![Record::Verdicts(vec![(culprit[0], Verdict::Park(ParkReason { code: "invalid_json".into(), message: "m".into() }))])]);
-    assert_eq!(action, Action::Push { limit: PUSH_BATCH }, "back to full batches");
+    assert_eq!(action, Action::Push { limit: FIRST_PUSH_BATCH }, "back to full batches");
     assert_eq!(e.finish_run().parked, 1);
+}
+
+#[test]
+fn push_batches_grow_to_the_protocol_limit_and_halve_when_a_request_fails() {
+    let mut e = started(3, Trigger::ManualRetry);
+    let mut limits = Vec::new();
+    for _ in 0..5 {
+        let Action::Push { limit } = request(&mut e, 0) else { panic!("a push") };
+        limits.push(limit);
+        let ops = ids(limit as usize);
+        e.handle(Event::Pushed { ops: ops.clone(), result: Ok(applied(&ops)) }, 0);
+    }
+    assert_eq!(limits, vec![100, 200, 400, 500, 500], "a long backlog goes in few requests");
+    let Action::Push { limit } = request(&mut e, 0) else { panic!("a push") };
+    let ops = ids(limit as usize);
+    e.handle(Event::Pushed { ops, result: Err(TransportError::Network("reset".into())) }, 0);
+    e.handle(Event::NetworkChanged { online: true, metered: false }, 0);
+    assert_eq!(request(&mut e, 0), Action::Push { limit: 250 }, "a poor link resends less");
+    e.finish_run();
+    e.start_run(0);
+    e.handle(Event::Wake(Trigger::ManualRetry), 0);
+    assert_eq!(request(&mut e, 0), Action::Push { limit: FIRST_PUSH_BATCH }, "each run starts moderate");
 }
 
 #[test]
@@ -511,7 +533,7 @@ fn work_that_became_ready_during_a_round_starts_another_only_after_progress() {
     e.handle(Event::Pushed { ops: ops.clone(), result: Ok(applied(&ops)) }, 0);
     assert_eq!(finish_round_until_check(&mut e), Action::CheckRemaining { uploads_allowed: true });
     e.handle(Event::Remaining { ready: true }, 0);
-    assert_eq!(request(&mut e, 0), Action::Push { limit: PUSH_BATCH }, "progress was made: another round");
+    assert_eq!(request(&mut e, 0), Action::Push { limit: FIRST_PUSH_BATCH * 2 }, "progress was made: another round");
     assert_eq!(finish_round_until_check(&mut e), Action::CheckRemaining { uploads_allowed: true });
     e.handle(Event::Remaining { ready: true }, 0);
     assert_eq!(request(&mut e, 0), Action::Finish, "no progress: stop and come back soon");
@@ -541,7 +563,7 @@ fn stale_results_are_ignored() {
     let mut e = started(5, Trigger::ManualRetry);
     e.handle(Event::Pulled(Ok(page(0, false, 0))), 0);
     let (_, action) = next(&mut e, 0);
-    assert_eq!(action, Action::Push { limit: PUSH_BATCH });
+    assert_eq!(action, Action::Push { limit: FIRST_PUSH_BATCH });
 }
 
 #[test]
