@@ -501,7 +501,7 @@ fn a_running_sync_tells_how_far_it_has_got() {
     let gw = open(device_dir.path(), "worker1");
     gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
     let draft = gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "x".into(), ..Default::default() }).unwrap();
-    // Large enough for several chunks (the first is 256 KiB).
+    // Large enough for two chunks (the first is 256 KiB).
     let bytes = jpeg_bytes(&scene(3000, 2000, 5), 97, None);
     assert!(bytes.len() > 1024 * 1024, "{}", bytes.len());
     let photo = gw.attach_photo(draft.id, &write_file(photos.path(), "big.jpg", &bytes)).unwrap();
@@ -520,7 +520,7 @@ fn a_running_sync_tells_how_far_it_has_got() {
     let uploads: Vec<_> = running.iter().filter_map(|p| p.upload).collect();
     assert!(uploads.iter().all(|u| u.size == photo.byte_size), "{uploads:?}");
     assert!(uploads.windows(2).all(|w| w[0].sent <= w[1].sent), "{uploads:?}");
-    assert!(uploads.iter().filter(|u| u.sent > 0 && u.sent < u.size).count() >= 2, "positions inside the photo: {uploads:?}");
+    assert!(uploads.iter().any(|u| u.sent > 0 && u.sent < u.size), "a position inside the photo: {uploads:?}");
     for pair in running.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         assert!(a.pushed <= b.pushed && a.uploaded_bytes <= b.uploaded_bytes && a.photos_uploaded <= b.photos_uploaded && a.pulled <= b.pulled);

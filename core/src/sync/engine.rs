@@ -54,10 +54,14 @@ pub const FIRST_PUSH_BATCH: u32 = 100;
 pub const MAX_PUSH_BATCH: u32 = gridwork_protocol::api::MAX_PUSH_OPERATIONS as u32;
 /// Changes per pull page.
 pub const PULL_PAGE: u32 = 500;
-/// Uploads start with small chunks, so a weak 2G/3G link loses little when
-/// it drops, and double after every acknowledged chunk up to the server's
-/// limit, so a good link needs few requests.
+/// Before the link's rate is known, uploads start with small chunks, so a
+/// weak 2G/3G link loses little when it drops, and double after every
+/// acknowledged chunk up to the server's limit. Once it is known (measured
+/// from chunk round trips), a chunk is what the link carries in
+/// [`CHUNK_TARGET_MS`]: a good link sends a photo in one chunk, a cut on a
+/// poor one loses about that much sending.
 pub const FIRST_CHUNK_BYTES: usize = 256 * 1024;
+pub const CHUNK_TARGET_MS: u64 = 2_000;
 pub const MAX_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// A proxy that refuses bodies (413) halves chunks down to this.
 pub const MIN_CHUNK_BYTES: usize = 32 * 1024;
@@ -339,6 +343,8 @@ struct Upload {
     ceiling: usize,
     restarted: bool,
     damaged: u32,
+    /// When the chunk awaited was asked for, to measure the link.
+    chunk_asked_ms: Option<i64>,
 }
 
 /// State of one run (one `sync_now`).
@@ -389,6 +395,9 @@ pub struct SyncEngine {
     /// halved when a request fails or is refused as a whole (to isolate the
     /// culprit, or fit a proxy's body limit).
     push_batch: u32,
+    /// The upload rate measured from chunk round trips (bytes per second,
+    /// smoothed); kept across runs, the link is likely the same.
+    link_bytes_per_s: Option<u64>,
     run: Option<Run>,
     /// Writes and notices queued by the last event, handed out first.
     out: VecDeque<Action>,
@@ -404,6 +413,7 @@ impl SyncEngine {
             failures: 0,
             jitter_state: jitter_seed | 1,
             push_batch: FIRST_PUSH_BATCH,
+            link_bytes_per_s: None,
             run: None,
             out: VecDeque::new(),
         }
@@ -542,13 +552,15 @@ impl SyncEngine {
                 if job.preview.is_none() {
                     self.record(Record::UploadStarted { op_id: job.op_id });
                 }
+                let chunk_bytes = self.chunk_for_link(MAX_CHUNK_BYTES).unwrap_or(FIRST_CHUNK_BYTES);
                 self.run().upload = Some(Upload {
                     job,
                     awaiting: Awaiting::Announce,
-                    chunk_bytes: FIRST_CHUNK_BYTES,
+                    chunk_bytes,
                     ceiling: MAX_CHUNK_BYTES,
                     restarted: false,
                     damaged: 0,
+                    chunk_asked_ms: None,
                 });
             }
             Event::UploadUnreadable { op_id } => {
@@ -702,8 +714,10 @@ impl SyncEngine {
         let Some(mut upload) = self.run().upload.take() else { return };
         let status = match (upload.awaiting, result) {
             (Awaiting::Chunk { offset }, Ok(status)) => {
-                upload.chunk_bytes = (upload.chunk_bytes * 2).min(upload.ceiling);
-                self.run().report.uploaded_bytes += status.offset.saturating_sub(offset);
+                let sent = status.offset.saturating_sub(offset);
+                self.measure_link(sent, upload.chunk_asked_ms.map(|at| now_ms - at));
+                upload.chunk_bytes = self.chunk_for_link(upload.ceiling).unwrap_or((upload.chunk_bytes * 2).min(upload.ceiling));
+                self.run().report.uploaded_bytes += sent;
                 self.record(Record::UploadProgress { sha256: upload.job.sha256.clone(), size: upload.job.size, offset: status.offset });
                 status
             }
@@ -742,6 +756,29 @@ impl SyncEngine {
             upload.awaiting = Awaiting::Chunk { offset: status.offset };
             self.run().upload = Some(upload);
         }
+    }
+
+    /// One chunk's round trip: `bytes` acknowledged in `elapsed_ms`. A
+    /// round trip under a millisecond (or a clock that stood still) tells
+    /// nothing about the link.
+    fn measure_link(&mut self, bytes: u64, elapsed_ms: Option<i64>) {
+        let Some(ms) = elapsed_ms.filter(|ms| *ms > 0) else { return };
+        if bytes == 0 {
+            return;
+        }
+        let sample = bytes.saturating_mul(1000) / ms as u64;
+        self.link_bytes_per_s = Some(match self.link_bytes_per_s {
+            Some(rate) => rate / 2 + sample / 2,
+            None => sample,
+        });
+    }
+
+    /// The chunk the measured link carries in [`CHUNK_TARGET_MS`], within
+    /// the floor and `ceiling`; `None` before anything was measured.
+    fn chunk_for_link(&self, ceiling: usize) -> Option<usize> {
+        let rate = self.link_bytes_per_s?;
+        let bytes = rate.saturating_mul(CHUNK_TARGET_MS) / 1000;
+        Some((bytes.min(ceiling as u64) as usize).max(MIN_CHUNK_BYTES.min(ceiling)))
     }
 
     fn upload_failed(&mut self, job: BlobJob, error: TransportError, now_ms: i64) {
@@ -880,7 +917,7 @@ impl SyncEngine {
         }
         let originals = self.originals_allowed();
         let preview_edge = self.preview_edge();
-        let Some(upload) = &self.run().upload else {
+        let Some(upload) = self.run().upload.as_mut() else {
             return match (originals, preview_edge) {
                 (true, _) => Action::NextUpload,
                 (false, Some(long_edge)) => Action::NextPreview { long_edge },
@@ -890,6 +927,9 @@ impl SyncEngine {
                 }
             };
         };
+        if let Awaiting::Chunk { .. } = upload.awaiting {
+            upload.chunk_asked_ms = Some(now_ms);
+        }
         let job = &upload.job;
         match upload.awaiting {
             Awaiting::Announce => Action::AnnounceBlob {

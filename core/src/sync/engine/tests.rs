@@ -355,6 +355,39 @@ fn chunks_start_small_double_to_the_ceiling_and_resume_from_the_server_offset() 
     assert_eq!(report.uploaded_bytes, offset + 10);
 }
 
+/// A chunk at `now_ms`, answered `took_ms` later with everything it carried.
+fn chunk_timed(e: &mut SyncEngine, size: u64, now_ms: i64, took_ms: i64) -> usize {
+    let Action::SendChunk { offset, len, .. } = request(e, now_ms) else { panic!("a chunk") };
+    e.handle(Event::BlobReply(Ok(blob("ab", size, offset + len as u64, offset + len as u64 == size))), now_ms + took_ms);
+    len
+}
+
+#[test]
+fn chunks_follow_the_measured_link() {
+    // A good link: the first 256 KiB take 10 ms (about 26 MB/s), so the rest
+    // of a 3 MiB photo goes in one chunk, and the next photo in one too.
+    let size = 3 << 20;
+    let (mut e, _) = upload_started(size);
+    assert_eq!(chunk_timed(&mut e, size, 100, 10), FIRST_CHUNK_BYTES);
+    assert_eq!(chunk_timed(&mut e, size, 200, 60), size as usize - FIRST_CHUNK_BYTES, "the rest at once");
+    let (_, action) = next(&mut e, 300);
+    assert_eq!(action, Action::NextUpload);
+    e.handle(Event::UploadSelected(job("ab", size, None)), 300);
+    request(&mut e, 300);
+    e.handle(Event::BlobReply(Ok(blob("ab", size, 0, false))), 300);
+    assert_eq!(chunk_timed(&mut e, size, 400, 100), size as usize, "the rate is known: one chunk");
+
+    // A poor link: 256 KiB take 4 s (64 KiB/s): chunks of about 2 s of
+    // sending, so a cut loses little; slower still, never below the floor.
+    let size = 8 << 20;
+    let (mut e, _) = upload_started(size);
+    assert_eq!(chunk_timed(&mut e, size, 1_000, 4_000), FIRST_CHUNK_BYTES);
+    assert_eq!(chunk_timed(&mut e, size, 10_000, 16_000), 128 * 1024, "2 s at 64 KiB/s, not the doubling's 512 KiB");
+    assert_eq!(chunk_timed(&mut e, size, 30_000, 60_000), 72 * 1024, "smoothed: (64 + 8) / 2 KiB/s for 2 s");
+    assert!(chunk_timed(&mut e, size, 100_000, 60_000) > MIN_CHUNK_BYTES);
+    assert_eq!(chunk_timed(&mut e, size, 200_000, 60_000), MIN_CHUNK_BYTES, "the floor");
+}
+
 #[test]
 fn a_proxy_that_refuses_large_bodies_gets_halved_chunks_for_the_rest_of_the_upload() {
     let (mut e, _) = upload_started(8 * 1024 * 1024);
