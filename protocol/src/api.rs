@@ -79,6 +79,12 @@ pub const MAX_BLOB_CHUNK_BYTES: usize = 4 << 20;
 /// Every blob is a photo or a smaller preview of one.
 pub const MAX_BLOB_BYTES: u64 = crate::limits::PHOTO_MAX_BYTES;
 pub const MAX_PULL_LIMIT: u32 = 1000;
+/// JSON bodies of at least this many bytes travel gzip-compressed, both
+/// ways: a device compresses a push this large, and the server compresses
+/// replies this large to a device that accepts gzip. Photos never are (they
+/// are compressed already). The limits above count the bytes as they are
+/// once decompressed.
+pub const COMPRESS_MIN_BYTES: usize = 1024;
 
 /// Every error reply: a stable machine code and a human message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,9 @@ use gridwork_protocol::api::{self, BlobStatus, CreateBlobRequest, LoginRequest, 
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
+
 use crate::auth::{self, Caller, TokenPolicy};
 use crate::blobs::BlobStore;
 use crate::cases::{self, Rejection};
@@ -71,10 +74,25 @@ pub fn router(app: App) -> Router {
         .fallback(|| async { ServerError::not_found("endpoint") })
         .method_not_allowed_fallback(|| async { ServerError::new(405, "method_not_allowed", "method not allowed on this endpoint") })
         .layer(json_limit)
+        // Inside the body limits, so they count decompressed bytes (a small
+        // gzip bomb meets the same 413 as a large body).
+        .layer(RequestDecompressionLayer::new().gzip(true))
         .layer(middleware::from_fn(refuse_declared_oversize))
         .layer(middleware::from_fn(errors_as_json))
+        .layer(reply_compression())
         .layer(middleware::from_fn(log_request))
         .with_state(app)
+}
+
+/// gzip for replies of at least [`api::COMPRESS_MIN_BYTES`] to clients that
+/// accept it (a pull page is repeated keys and text); never for photos
+/// (originals go as octet-stream, renditions as JPEG), which are compressed
+/// already.
+fn reply_compression() -> CompressionLayer<impl tower_http::compression::Predicate + Clone> {
+    use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+    let large = SizeAbove::new(u16::try_from(api::COMPRESS_MIN_BYTES - 1).unwrap_or(u16::MAX));
+    let photos = NotForContentType::IMAGES.and(NotForContentType::const_new("application/octet-stream"));
+    CompressionLayer::new().gzip(true).no_br().no_deflate().no_zstd().compress_when(large.and(photos))
 }
 
 /// Structured request log: method, route template (never ids or query

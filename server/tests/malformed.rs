@@ -546,3 +546,80 @@ fn framework_rejections_are_json_too() {
         assert!(body["code"].is_string() && body["message"].is_string(), "{method} {path}: {body}");
     }
 }
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+    out
+}
+
+/// Compressed bodies both ways: a gzip push is applied, its limit counts
+/// decompressed bytes (a small bomb is `body_too_large`), a lying or
+/// unknown encoding is a JSON error; large JSON replies go gzip to a client
+/// that accepts it, small ones and photos never.
+#[test]
+fn gzip_both_ways_within_the_same_limits() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let worker = server.device("worker1");
+        let encoded = |encoding: &str, body: Vec<u8>| {
+            worker
+                .client
+                .post(format!("{}/v1/push", worker.base))
+                .header(api::DEVICE_ID_HEADER, &worker.id)
+                .bearer_auth(worker.token())
+                .header("content-type", "application/json")
+                .header("content-encoding", encoding)
+                .body(body)
+                .send()
+                .unwrap()
+        };
+        let (id, op) = report("0602", Some("G-001"), &[]);
+        let push = serde_json::to_vec(&json!({ "operations": [op] })).unwrap();
+        let applied = encoded("gzip", gzip(&push));
+        assert_eq!(applied.status(), 200, "{name}");
+        assert_eq!(applied.json::<Value>().unwrap()["results"][0]["status"], "applied", "{name}");
+
+        let bomb = gzip(format!(r#"{{"operations": [], "padding": "{}"}}"#, "x".repeat(MAX_JSON_BODY_BYTES)).as_bytes());
+        assert!(bomb.len() < 64 << 10, "{name}: {} bytes on the wire", bomb.len());
+        expect_error(encoded("gzip", bomb), 413, "body_too_large", &format!("{name}: gzip bomb"));
+        let lying = encoded("gzip", push.clone());
+        assert!(lying.status().is_client_error(), "{name}: {}", lying.status());
+        expect_error(lying, 400, "invalid_request", &format!("{name}: not gzip"));
+        expect_error(encoded("br", push.clone()), 415, "unsupported_media_type", &format!("{name}: brotli"));
+
+        // Replies: a pull page is large enough to travel compressed.
+        let get = |path: &str| {
+            worker
+                .client
+                .get(format!("{}{path}", worker.base))
+                .header(api::DEVICE_ID_HEADER, &worker.id)
+                .bearer_auth(worker.token())
+                .header("accept-encoding", "gzip")
+                .send()
+                .unwrap()
+        };
+        let page = get("/v1/pull?since=0&limit=100");
+        assert_eq!(page.headers().get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"), "{name}");
+        let page: Value = serde_json::from_slice(&gunzip(&page.bytes().unwrap())).unwrap();
+        assert!(page["changes"].as_array().unwrap().iter().any(|c| c["entity_id"] == id.to_string()), "{name}: {page}");
+        let small = get("/v1/health");
+        assert!(small.headers().get("content-encoding").is_none(), "{name}: a small reply goes as it is");
+        let (_, photo, sha) = announced_photo(&worker, 300_000, name);
+        assert_eq!(worker.put_chunk(&sha, 0, &photo).status(), 200, "{name}");
+        let original = get(&format!("/v1/blobs/{sha}"));
+        assert_eq!(original.status(), 200, "{name}");
+        assert!(original.headers().get("content-encoding").is_none(), "{name}: photos are never recompressed");
+        assert_eq!(original.bytes().unwrap().to_vec(), photo, "{name}");
+        assert_still_serving(&server, name);
+    }
+}

@@ -48,8 +48,26 @@ impl HttpTransport {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.base)).header(api::DEVICE_ID_HEADER, &self.device_id)
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .header(api::DEVICE_ID_HEADER, &self.device_id)
+            .header(reqwest::header::ACCEPT_ENCODING, "gzip")
     }
+}
+
+/// A JSON body, gzip-compressed from [`api::COMPRESS_MIN_BYTES`] on: a
+/// push of a long offline backlog is mostly repeated keys and text.
+fn json_body<T: serde::Serialize>(request: RequestBuilder, body: &T) -> RequestBuilder {
+    use std::io::Write;
+    let json = serde_json::to_vec(body).expect("protocol types serialize");
+    let request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
+    if json.len() < api::COMPRESS_MIN_BYTES {
+        return request.body(json);
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4), flate2::Compression::fast());
+    // Writing to memory cannot fail.
+    let gzipped = encoder.write_all(&json).and_then(|()| encoder.finish()).expect("gzip into memory");
+    request.header(reqwest::header::CONTENT_ENCODING, "gzip").body(gzipped)
 }
 
 fn send<T: DeserializeOwned>(request: RequestBuilder) -> Result<T, TransportError> {
@@ -91,11 +109,27 @@ fn send_for_bytes(request: RequestBuilder, max_bytes: u64) -> Result<Vec<u8>, Tr
     read::<serde_json::Value>(response).map(|_| Vec::new())
 }
 
-/// A reply's body, refused past `max_bytes`: a server sending more never
-/// fills the phone's memory.
+/// A reply's body, refused past `max_bytes` (counted decompressed): a
+/// server sending more, or a small gzip bomb, never fills the phone's
+/// memory. A body cut off mid-transfer is a network failure; a complete one
+/// that does not decompress is a malformed reply.
 fn read_at_most(response: Response, max_bytes: u64) -> Result<Vec<u8>, TransportError> {
-    let mut bytes = Vec::new();
-    response.take(max_bytes + 1).read_to_end(&mut bytes).map_err(|e| TransportError::Network(e.kind().to_string()))?;
+    let encoding = response.headers().get(reqwest::header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").to_ascii_lowercase());
+    let mut raw = Vec::new();
+    response.take(max_bytes + 1).read_to_end(&mut raw).map_err(|e| TransportError::Network(e.kind().to_string()))?;
+    let bytes = match encoding.as_deref() {
+        None | Some("identity") => raw,
+        Some("gzip") if raw.len() as u64 <= max_bytes => {
+            let mut bytes = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .take(max_bytes + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|_| TransportError::Malformed("reply is not valid gzip".into()))?;
+            bytes
+        }
+        Some("gzip") => raw,
+        Some(_) => return Err(TransportError::Malformed("reply in an encoding the device did not ask for".into())),
+    };
     if bytes.len() as u64 > max_bytes {
         return Err(TransportError::Malformed(format!("reply larger than {max_bytes} bytes")));
     }
@@ -136,7 +170,7 @@ impl Transport for HttpTransport {
 
     fn push(&self, token: &str, operations: &[OperationEnvelope]) -> Result<PushResponse, TransportError> {
         let body = PushRequest { operations: Cow::Borrowed(operations) };
-        send(self.request(reqwest::Method::POST, "/v1/push").bearer_auth(token).json(&body))
+        send(json_body(self.request(reqwest::Method::POST, "/v1/push").bearer_auth(token), &body))
     }
 
     fn pull(&self, token: &str, since: i64, limit: u32) -> Result<PullResponse, TransportError> {
@@ -198,6 +232,49 @@ mod tests {
             }
         });
         url
+    }
+
+    /// A server that answers one request with this head and body.
+    fn canned_server(head: &str, body: Vec<u8>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let head = head.to_owned();
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let mut request = [0u8; 4096];
+                let _ = std::io::Read::read(&mut stream, &mut request);
+                let _ = write!(stream, "HTTP/1.1 200 OK\r\n{head}content-length: {}\r\n\r\n", body.len());
+                let _ = stream.write_all(&body);
+            }
+        });
+        url
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_replies_are_read_within_the_limit_counted_decompressed() {
+        let pull = |url: String| HttpTransport::new(&url, "device", false, &TlsConfig::default()).unwrap().pull("token", 0, 10);
+        let page = br#"{"changes": [], "next_cursor": 7, "has_more": false, "server_time_ms": 1}"#;
+        let gzipped = "content-type: application/json\r\ncontent-encoding: gzip\r\n";
+        match pull(canned_server(gzipped, gzip(page))) {
+            Ok(reply) => assert_eq!(reply.next_cursor, 7),
+            Err(e) => panic!("a gzip page is read: {e:?}"),
+        }
+        // A bomb: 40 KiB on the wire, past the reply limit once inflated.
+        let bomb = gzip(&vec![b' '; REPLY_MAX_BYTES as usize + 1024]);
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        match pull(canned_server(gzipped, bomb)) {
+            Err(TransportError::Malformed(why)) => assert!(why.contains("larger than"), "{why}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(matches!(pull(canned_server(gzipped, page.to_vec())), Err(TransportError::Malformed(why)) if why.contains("gzip")));
+        let brotli = "content-type: application/json\r\ncontent-encoding: br\r\n";
+        assert!(matches!(pull(canned_server(brotli, page.to_vec())), Err(TransportError::Malformed(why)) if why.contains("encoding")));
     }
 
     #[test]
