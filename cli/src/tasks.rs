@@ -357,17 +357,9 @@ pub fn stats(ctx: &Ctx, args: StatsArgs) -> CliResult<()> {
         "rated": figures.rated, "average_rating": figures.average_rating,
     });
     ctx.emit(value, || {
-        [
-            format!("figures of {whose}, {} to {}", output::time_words(from_ms), output::time_words(to_ms)),
-            format!("  reported          {}", figures.reported),
-            format!("  verified (核实)   {}", figures.verified),
-            format!("  resolved on spot  {}", figures.resolved_on_spot),
-            format!("  handled           {}", figures.handled),
-            format!("  closed            {}", figures.closed),
-            format!("  overdue           {}", figures.overdue),
-            format!("  average rating    {}", figures.average_rating.map_or("-".to_owned(), |r| format!("{r:.1} of 5 ({} rated)", figures.rated))),
-        ]
-        .join("\n")
+        let mut lines = vec![format!("figures of {whose}, {} to {}", output::time_words(from_ms), output::time_words(to_ms))];
+        lines.extend(figures.lines().into_iter().map(|line| format!("  {line}")));
+        lines.join("\n")
     });
     Ok(())
 }

@@ -43,6 +43,22 @@ pub struct Stats {
     pub average_rating: Option<f64>,
 }
 
+impl Stats {
+    /// The figures as lines for people, named as the terminal tools show
+    /// them (the device's `gridwork stats` and `gridwork-server stats`).
+    pub fn lines(&self) -> Vec<String> {
+        vec![
+            format!("reported          {}", self.reported),
+            format!("verified (核实)   {}", self.verified),
+            format!("resolved on spot  {}", self.resolved_on_spot),
+            format!("handled           {}", self.handled),
+            format!("closed            {}", self.closed),
+            format!("overdue           {}", self.overdue),
+            format!("average rating    {}", self.average_rating.map_or("-".to_owned(), |r| format!("{r:.1} of 5 ({} rated)", self.rated))),
+        ]
+    }
+}
+
 const REVIEW_STEPS: [CaseAction; 4] = [CaseAction::Register, CaseAction::Reject, CaseAction::Merge, CaseAction::AskInfo];
 
 /// The figures of `query` over `cases` (each with its whole timeline).

@@ -182,6 +182,15 @@ pub fn view_after_step(tx: &mut dyn Tx, id: &str) -> Result<IncidentView> {
     }
 }
 
+/// Ids of cases starting with `prefix` (lower-case hex and dashes, as ids
+/// are stored), at most `limit`: an admin names a case as the device shows it.
+pub fn ids_with_prefix(tx: &mut dyn Tx, prefix: &str, limit: u32) -> Result<Vec<String>> {
+    // The prefix is hex and dashes only (checked by the caller), so it holds
+    // no LIKE wildcard.
+    let rows = tx.query("SELECT id FROM incidents WHERE id LIKE $1 ORDER BY id LIMIT $2", params![format!("{prefix}%"), i64::from(limit)])?;
+    Ok(rows.iter().map(|row| row.text(0)).collect())
+}
+
 /// Every case the caller may see, newest first, optionally by state and grid.
 pub fn list_for(tx: &mut dyn Tx, caller: &Caller, state: Option<&str>, grid: Option<&str>, limit: u32) -> Result<Vec<IncidentView>> {
     let rows = tx.query(

@@ -1,5 +1,6 @@
 //! `gridwork-server`: run the sync server and administer it from scripts.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -157,9 +158,9 @@ enum Command {
     /// Merge a duplicate report into the case it repeats.
     Merge {
         id: String,
-        /// The case it repeats.
+        /// The case it repeats (its id or a unique prefix).
         #[arg(long)]
-        into: uuid::Uuid,
+        into: String,
         #[arg(long)]
         note: Option<String>,
     },
@@ -225,7 +226,6 @@ macro_rules! out {
 }
 
 fn print_line(text: &str) {
-    use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush())
         && e.kind() == std::io::ErrorKind::BrokenPipe
@@ -312,8 +312,14 @@ fn main() -> ExitCode {
     } else {
         logs.json().init();
     }
+    let json = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // With --json a script reads the error where it reads results.
+        Err(error) if json => {
+            out!("{}", serde_json::json!({ "code": error.code, "message": error.message }));
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("error: {} ({})", error.message, error.code);
             ExitCode::FAILURE
@@ -358,21 +364,44 @@ fn storage(cli: &Cli) -> Result<StorageConfig, ServerError> {
 }
 
 fn read_json(path: &PathBuf) -> Result<serde_json::Value, ServerError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ServerError::bad_request("file_unreadable", format!("cannot read the file: {}", e.kind())))?;
-    serde_json::from_str(&text).map_err(|_| ServerError::bad_request("invalid_json", "the file is not valid JSON"))
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ServerError::bad_request("file_unreadable", format!("no such file: {}", path.display())),
+        kind => ServerError::bad_request("file_unreadable", format!("cannot read {}: {kind}", path.display())),
+    })?;
+    serde_json::from_str(&text).map_err(|_| ServerError::bad_request("invalid_json", format!("{} is not valid JSON", path.display())))
 }
 
-fn step(db: &Database, id: &str, request: TransitionRequest) -> Result<(), ServerError> {
-    let id = uuid::Uuid::parse_str(id).map_err(|_| ServerError::bad_request("invalid_id", "incident ids are UUIDs"))?.to_string();
+fn step(db: &Database, json: bool, id: &str, request: TransitionRequest) -> Result<(), ServerError> {
+    let id = case_id(db, id)?;
     let caller = admin::system_caller();
     let view = db.write(|tx| match cases::transition(tx, &caller, &id, &request, now_ms())? {
         Ok(_) => cases::load_view_for(tx, &caller, &id),
         Err(rejection) => Err(rejection_error(rejection)),
     })?;
-    if let Some(view) = view {
-        out!("{} {}", view.id, view.state.as_str());
+    match view {
+        Some(view) if json => out!("{}", serde_json::to_string_pretty(&view).expect("serializes")),
+        Some(view) => out!("{} {}", view.id, view.state.as_str()),
+        None => {}
     }
     Ok(())
+}
+
+/// A case named by its id or a unique prefix of it (at least 4 characters,
+/// as the device CLI shows them), like git's short hashes.
+fn case_id(db: &Database, text: &str) -> Result<String, ServerError> {
+    if let Ok(id) = uuid::Uuid::parse_str(text) {
+        return Ok(id.to_string());
+    }
+    let prefix = text.trim().to_ascii_lowercase();
+    if prefix.len() < 4 || prefix.len() > 36 || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(ServerError::bad_request("invalid_id", "a case id is a UUID or a unique prefix of one (at least 4 characters)"));
+    }
+    let found = db.read(|tx| cases::ids_with_prefix(tx, &prefix, 2))?;
+    match found.as_slice() {
+        [id] => Ok(id.clone()),
+        [] => Err(ServerError::new(404, "not_found", "no case with an id starting so")),
+        _ => Err(ServerError::bad_request("ambiguous_id", "several cases start so: give more of the id")),
+    }
 }
 
 /// The password given, or asked for on the terminal (twice, not echoed);
@@ -414,7 +443,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
     let (db, blobs) = open_storage(&storage(&cli)?)?;
     match cli.command {
         Command::Init => {
-            out!("initialized");
+            if cli.json { out!("{}", serde_json::json!({ "initialized": true })) } else { out!("initialized") }
         }
         Command::User { command: UserCommand::Add { username, password, role, grids } } => {
             let role = Role::parse(&role).ok_or_else(|| ServerError::bad_request("invalid_role", "role must be grid_worker, volunteer, supervisor, dispatcher, admin or department"))?;
@@ -469,6 +498,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             } else if grids.is_empty() {
                 out!("no grids yet: gridwork-server grid import FILE (a GeoJSON FeatureCollection)");
             } else {
+                out!("{:<12} {:<9} {:<12} name", "code", "tier", "parent");
                 for g in grids {
                     out!("{:<12} {:<9} {:<12} {}{}", g.code, g.tier, g.parent_code.unwrap_or_else(|| "-".into()), g.name, if g.has_boundary { "" } else { "  (no boundary)" });
                 }
@@ -484,20 +514,25 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             if cli.json {
                 out!("{}", serde_json::to_string_pretty(&categories).expect("serializes"));
             } else {
+                out!("{:<8} name and time limits", "code");
                 for c in categories {
                     let indent = if c.parent_code.is_some() { "  " } else { "" };
                     let limits = [(c.sign_hours, "sign"), (c.handle_hours, "handle"), (c.verify_hours, "verify")];
                     let hours: String = limits.iter().filter_map(|(h, step)| h.map(|h| format!("  {h} h to {step}"))).collect();
-                    out!("{indent}{:<6} {}{}{}", c.code, c.name_zh, if c.active { "" } else { "  (retired)" }, hours);
+                    out!("{:<8} {}{}{}", format!("{indent}{}", c.code), c.name_zh, if c.active { "" } else { "  (retired)" }, hours);
                 }
             }
         }
         Command::Deadline { category, hours, sign_hours, verify_hours } => {
             let limits = reference::TimeLimits { handle_hours: hours, sign_hours, verify_hours };
             db.write(|tx| reference::set_deadline(tx, &category, &limits))?;
-            let sign = sign_hours.map(|h| format!("{h} h to sign, ")).unwrap_or_default();
-            let verify = verify_hours.map(|h| format!(", {h} h to verify")).unwrap_or_default();
-            out!("category {category}: {sign}{hours} h to handle{verify}");
+            if cli.json {
+                out!("{}", serde_json::json!({ "category": category, "sign_hours": sign_hours, "handle_hours": hours, "verify_hours": verify_hours }));
+            } else {
+                let sign = sign_hours.map(|h| format!("{h} h to sign, ")).unwrap_or_default();
+                let verify = verify_hours.map(|h| format!(", {h} h to verify")).unwrap_or_default();
+                out!("category {category}: {sign}{hours} h to handle{verify}");
+            }
         }
         Command::Serve { listen, access_ttl_secs, refresh_ttl_secs, trusted_proxies } => {
             let policy = TokenPolicy { access_ttl_ms: access_ttl_secs * 1000, refresh_ttl_ms: refresh_ttl_secs * 1000 };
@@ -515,7 +550,9 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                     // supervisor that stops the server as soon as it reads the
                     // line gets a clean stop, not the default kill.
                     let interrupted = interrupt_handler()?;
-                    out!("gridwork-server listening on http://{address}");
+                    // Said, not required: with stdout closed the server
+                    // still serves (`out!` would end it).
+                    let _ = writeln!(std::io::stdout(), "gridwork-server listening on http://{address}").and_then(|()| std::io::stdout().flush());
                     tracing::info!(%address, backend = ?backend, "serving");
                     let limits = gridwork_server::ConnectionLimits { trusted_proxies, ..Default::default() };
                     gridwork_server::serve_with(listener, app, limits, interrupted)
@@ -542,15 +579,18 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             let views = db.read(|tx| cases::list_for(tx, &caller, state.as_deref(), None, u32::MAX))?;
             if cli.json {
                 out!("{}", serde_json::to_string_pretty(&views).expect("serializes"));
+            } else if views.is_empty() {
+                out!("no cases{}", state.map(|s| format!(" in state {s}")).unwrap_or_default());
             } else {
+                out!("{:<36} {:<14} {:<8} {:<12} photos", "id", "state", "category", "reporter");
                 for v in views {
                     let arrived = v.photos.iter().filter(|p| p.arrived).count();
-                    out!("{} {:<14} {:<6} {:<12} photos {}/{}", v.id, v.state.as_str(), v.category_code, v.reporter, arrived, v.photos.len());
+                    out!("{} {:<14} {:<8} {:<12} {}/{} arrived", v.id, v.state.as_str(), v.category_code, v.reporter, arrived, v.photos.len());
                 }
             }
         }
         Command::Incidents { command: IncidentsCommand::Show { id } } => {
-            let id = uuid::Uuid::parse_str(&id).map_err(|_| ServerError::bad_request("invalid_id", "incident ids are UUIDs"))?.to_string();
+            let id = case_id(&db, &id)?;
             let view = db
                 .read(|tx| cases::load_view_for(tx, &admin::system_caller(), &id))?
                 .ok_or_else(|| ServerError::new(404, "not_found", "no case with this id"))?;
@@ -582,18 +622,20 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             }
         }
         Command::Timeline { id } => {
-            let id = uuid::Uuid::parse_str(&id).map_err(|_| ServerError::bad_request("invalid_id", "incident ids are UUIDs"))?.to_string();
+            let id = case_id(&db, &id)?;
             let entries = db.read(|tx| cases::timeline(tx, &admin::system_caller(), &id))?;
             if cli.json {
                 out!("{}", serde_json::to_string_pretty(&entries).expect("serializes"));
             } else {
+                out!("{:<25} {:<14} {:<12} {:<30} note", "at", "action", "by", "state");
                 for e in entries {
-                    out!("{} {:<12} {:<10} {} -> {} {}", time_words(e.at_ms), e.action, e.actor, e.from_state.map_or("", Named::as_str), e.to_state.as_str(), e.note.unwrap_or_default());
+                    let moved = format!("{} -> {}", e.from_state.map_or("", Named::as_str), e.to_state.as_str());
+                    out!("{} {:<14} {:<12} {:<30} {}", time_words(e.at_ms), e.action, e.actor, moved, e.note.unwrap_or_default());
                 }
             }
         }
         Command::Trail { id } => {
-            let id = uuid::Uuid::parse_str(&id).map_err(|_| ServerError::bad_request("invalid_id", "incident ids are UUIDs"))?.to_string();
+            let id = case_id(&db, &id)?;
             let export = db.read(|tx| cases::trail_export(tx, &id))?.ok_or_else(|| ServerError::not_found("incident"))?;
             if cli.json {
                 out!("{}", serde_json::to_string_pretty(&export).expect("serializes"));
@@ -610,8 +652,8 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                 return Err(ServerError::new(409, "trail_broken", format!("the chain breaks at entry {seq}")));
             }
         }
-        Command::Register { id, note } => step(&db, &id, transition(CaseAction::Register, note))?,
-        Command::Reject { id, note } => step(&db, &id, transition(CaseAction::Reject, Some(note)))?,
+        Command::Register { id, note } => step(&db, cli.json, &id, transition(CaseAction::Register, note))?,
+        Command::Reject { id, note } => step(&db, cli.json, &id, transition(CaseAction::Reject, Some(note)))?,
         Command::Dispatch { id, assignee, department, deadline, deadline_ms, note } => {
             let mut request = transition(CaseAction::Dispatch, note);
             request.assignee = assignee;
@@ -620,16 +662,31 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                 Some(text) => Some(parse_deadline(&text, now_ms())?),
                 None => deadline_ms,
             };
-            step(&db, &id, request)?
+            step(&db, cli.json, &id, request)?
         }
-        Command::Close { id, note, rating } => step(&db, &id, TransitionRequest { rating, ..transition(CaseAction::Close, note) })?,
-        Command::Reopen { id, note } => step(&db, &id, transition(CaseAction::Reopen, note))?,
+        Command::Close { id, note, rating } => step(&db, cli.json, &id, TransitionRequest { rating, ..transition(CaseAction::Close, note) })?,
+        Command::Reopen { id, note } => step(&db, cli.json, &id, transition(CaseAction::Reopen, note))?,
         Command::Stats { grid, user, from_ms, to_ms } => {
             let query = gridwork_protocol::stats::StatsQuery { grid_code: grid, user, from_ms, to_ms: to_ms.unwrap_or(i64::MAX).min(now_ms() + 1) };
             let stats = db.read(|tx| cases::stats(tx, &admin::system_caller(), &query))?;
-            out!("{}", serde_json::to_string_pretty(&stats).expect("serializes"));
+            if cli.json {
+                out!("{}", serde_json::to_string_pretty(&stats).expect("serializes"));
+            } else {
+                let whose = match (&query.grid_code, &query.user) {
+                    (Some(grid), _) => format!("grid {grid}"),
+                    (None, Some(user)) => user.clone(),
+                    (None, None) => "every case".to_owned(),
+                };
+                out!("figures of {whose}, {} to {}", time_words(query.from_ms), time_words(query.to_ms));
+                for line in stats.lines() {
+                    out!("  {line}");
+                }
+            }
         }
-        Command::Merge { id, into, note } => step(&db, &id, TransitionRequest { merge_into: Some(into), ..transition(CaseAction::Merge, note) })?,
+        Command::Merge { id, into, note } => {
+            let into = case_id(&db, &into)?.parse().map_err(|_| ServerError::internal("a stored case id is not a UUID"))?;
+            step(&db, cli.json, &id, TransitionRequest { merge_into: Some(into), ..transition(CaseAction::Merge, note) })?
+        }
     }
     Ok(())
 }

@@ -80,12 +80,19 @@ impl Admin {
         String::from_utf8(output.stdout).unwrap()
     }
 
-    /// Run; it must fail with `code` named on stderr; its stderr.
+    /// Run; it must fail with `code` named on stderr (with `--json`: in a
+    /// `{code, message}` object on stdout); its stderr (or stdout).
     fn fails(&self, args: &[&str], code: &str) -> String {
         let output = self.run(args);
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(!output.status.success(), "{}: {args:?} should fail", self.backend);
         assert_ne!(output.status.code(), Some(0), "{}", self.backend);
+        if args.contains(&"--json") {
+            let error: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{}: {args:?}: a JSON error on stdout", self.backend));
+            assert_eq!(error["code"], code, "{}: {args:?}", self.backend);
+            assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{}: {args:?}", self.backend);
+            return String::from_utf8(output.stdout).unwrap();
+        }
         assert!(stderr.contains(&format!("({code})")), "{}: {args:?}: expected {code} on stderr, got: {stderr}", self.backend);
         assert!(output.stdout.is_empty(), "{}: {args:?}: nothing on stdout when failing", self.backend);
         stderr
@@ -264,7 +271,7 @@ fn the_admin_command_line_runs_a_case_end_to_end() {
             case["photos"].as_array().unwrap().iter().map(|p| (p["sha256"].as_str().unwrap().to_owned(), p["arrived"].as_bool().unwrap())).collect();
         assert_eq!(photos, [(sha.clone(), true), (sha256_hex(&missing), false)], "{name}");
         let plain = admin.ok(&["incidents", "list"]);
-        assert!(plain.contains(&id.to_string()) && plain.contains("photos 1/2"), "{name}: {plain}");
+        assert!(plain.starts_with("id ") && plain.contains(&id.to_string()) && plain.contains("1/2 arrived"), "{name}: a header row, then the case: {plain}");
 
         let timeline = admin.json(&["timeline", &id.to_string(), "--json"]);
         let actions: Vec<(&str, &str)> = timeline.as_array().unwrap().iter().map(|e| (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap())).collect();
@@ -272,19 +279,24 @@ fn the_admin_command_line_runs_a_case_end_to_end() {
         assert_eq!(timeline[0]["from_state"], Value::Null, "{name}");
         assert_eq!(timeline[0]["to_state"], "reported", "{name}");
         let readable = admin.ok(&["timeline", &id.to_string()]);
-        let first = readable.lines().next().unwrap();
+        assert!(readable.starts_with("at "), "{name}: a header row: {readable}");
+        let first = readable.lines().nth(1).unwrap();
         assert!(first.starts_with("20") && first.contains(" +08:00 report"), "{name}: a date and time in +08:00, not milliseconds: {readable}");
 
-        // 立案 and 派遣 from the command line.
+        // 立案 and 派遣 from the command line, naming the case as the device
+        // shows it (a unique prefix) or in full.
         let case_id = id.to_string();
-        assert_eq!(admin.ok(&["register", &case_id, "--note", "立案"]).trim(), format!("{id} registered"), "{name}");
+        admin.fails(&["register", &case_id[..3]], "invalid_id");
+        admin.fails(&["register", "ffff0000"], "not_found");
+        assert_eq!(admin.ok(&["register", &case_id[..8], "--note", "立案"]).trim(), format!("{id} registered"), "{name}");
         admin.fails(&["dispatch", &case_id], "assignee_required");
         admin.fails(&["dispatch", &case_id, "--assignee", "nobody"], "unknown_assignee");
         let stderr = admin.fails(&["dispatch", &case_id, "--assignee", "wang", "--deadline", "soon"], "invalid_deadline");
         assert!(stderr.contains("24h") && stderr.contains("2026-11-30 18:00"), "{name}: the message shows the forms: {stderr}");
         admin.fails(&["dispatch", &case_id, "--assignee", "wang", "--deadline", "2020-01-01 08:00"], "deadline_in_past");
         let deadline = "1900000000000";
-        assert_eq!(admin.ok(&["dispatch", &case_id, "--assignee", "wang", "--deadline-ms", deadline]).trim(), format!("{id} dispatched"), "{name}");
+        let step = admin.json(&["dispatch", &case_id, "--assignee", "wang", "--deadline-ms", deadline, "--json"]);
+        assert_eq!((step["id"].as_str(), step["state"].as_str()), (Some(case_id.as_str()), Some("dispatched")), "{name}: --json gives the case");
         let dispatched = admin.json(&["incidents", "list", "--json", "--state", "dispatched"]);
         assert_eq!(dispatched[0]["assignee"], "wang", "{name}");
         assert_eq!(dispatched[0]["deadline_ms"], 1_900_000_000_000i64, "{name}");
@@ -498,6 +510,37 @@ fn logs_mark_start_and_stop_readably_and_a_closed_pipe_is_not_a_panic() {
     let output = admin.command().arg("init").stdout(writer).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", output.status);
+    // `serve` with its stdout closed still serves: the address line is a
+    // courtesy, and the log names the address too.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let log = admin.dir.path().join("closed-stdout.log");
+    let child = admin
+        .command()
+        .env("GRIDWORK_LOG", "info")
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+        .stdout(writer)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let address = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("serving")) {
+            let record: Value = serde_json::from_str(line).unwrap();
+            break record["fields"]["address"].as_str().unwrap().to_owned();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "serve with a closed stdout did not start: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(reqwest::blocking::get(format!("http://{address}/v1/health")).unwrap().status(), 200);
+    let (status, _) = Serving { child, base: format!("http://{address}"), log }.interrupt();
+    assert!(status.success());
+
+    // A failure with --json is a JSON error on stdout.
+    let failed = admin.run(&["incidents", "show", "nosuch", "--json"]);
+    assert!(!failed.status.success());
+    assert_eq!(serde_json::from_slice::<Value>(&failed.stdout).unwrap()["code"], "invalid_id");
 
     // Unknown states are refused, and times in the timeline read as times.
     let bogus = admin.run(&["incidents", "list", "--state", "bogus"]);
