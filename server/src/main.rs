@@ -48,18 +48,22 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Create the database schema and the default category table.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv init\n  gridwork-server --database-url postgres://gw@db/gridwork init")]
     Init,
-    /// Users.
+    /// Users: add, list, disable, enable, set a password.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv user add --username w1 --role grid_worker --grid G-001\n  gridwork-server --data ./srv user list")]
     User {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Grids.
+    /// Grids: import a GeoJSON file, list them.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv grid import docs/examples/grids.geojson\n  gridwork-server --data ./srv grid list")]
     Grid {
         #[command(subcommand)]
         command: ReferenceCommand,
     },
-    /// Incident categories.
+    /// Incident categories: import a table, list them with their time limits.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv category list")]
     Category {
         #[command(subcommand)]
         command: ReferenceCommand,
@@ -68,7 +72,9 @@ enum Command {
     /// or reworked, when the dispatcher gives no deadline, and optionally to
     /// be signed for once dispatched and verified once handled (a 大类's
     /// apply to its 小类). Sets all three: a limit not given is removed.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv deadline --category 06 --hours 72\n  gridwork-server --data ./srv deadline --category 0602 --hours 24 --sign-hours 2 --verify-hours 12")]
     Deadline {
+        /// A category code (a 大类 such as 06 covers its 小类).
         #[arg(long)]
         category: String,
         /// Hours to handle (处置时限).
@@ -82,6 +88,7 @@ enum Command {
         verify_hours: Option<i64>,
     },
     /// Serve the /v1 API.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv serve\n  gridwork-server --data ./srv serve --listen 0.0.0.0:8470 --trusted-proxy 10.0.0.2\n  GRIDWORK_LOG=debug gridwork-server --data ./srv serve --log-format json")]
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8470")]
@@ -99,25 +106,52 @@ enum Command {
         trusted_proxies: Vec<std::net::IpAddr>,
     },
     /// Cases that arrived.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv incidents list --state reported\n  gridwork-server --data ./srv incidents show 01a23e9e")]
     Incidents {
         #[command(subcommand)]
         command: IncidentsCommand,
     },
     /// The timeline of one case.
-    Timeline { id: String },
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv timeline 01a23e9e\n  gridwork-server --data ./srv timeline 01a23e9e-8f3c-7d2a-9b1e-2f4c6a8d0e1f --json")]
+    Timeline {
+        /// The case: its id or a unique prefix (at least 4 characters).
+        id: String,
+    },
     /// 归档留痕: a case's hash-chained timeline for an inspector, every entry
     /// with its facts, link and hash, and whether the chain holds (exit 1
     /// and the first entry that does not, if it was edited).
-    Trail { id: String },
-    /// 立案: register a reported case.
-    Register { id: String, #[arg(long)] note: Option<String> },
-    /// Reject a reported case (a note is required).
-    Reject { id: String, #[arg(long)] note: String },
-    /// 派遣: dispatch a registered or reopened case to a worker or department.
-    Dispatch {
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv trail 01a23e9e\n  gridwork-server --data ./srv trail 01a23e9e --json > case-trail.json")]
+    Trail {
+        /// The case: its id or a unique prefix.
         id: String,
+    },
+    /// 立案: register a reported case.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv register 01a23e9e --note 立案")]
+    Register {
+        /// The case: its id or a unique prefix.
+        id: String,
+        /// A note for the timeline.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Reject a reported case (a note is required).
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv reject 01a23e9e --note \"不属于网格管理范围\"")]
+    Reject {
+        /// The case: its id or a unique prefix.
+        id: String,
+        /// Why, for the reporter (required).
+        #[arg(long)]
+        note: String,
+    },
+    /// 派遣: dispatch a registered or reopened case to a worker or department.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv dispatch 01a23e9e --assignee w1 --deadline 24h\n  gridwork-server --data ./srv dispatch 01a23e9e --department dept1 --deadline \"2026-11-30 18:00\" --note 请清理")]
+    Dispatch {
+        /// The case: its id or a unique prefix.
+        id: String,
+        /// The user name of the worker who handles it.
         #[arg(long)]
         assignee: Option<String>,
+        /// The user name of the department account that handles it.
         #[arg(long)]
         department: Option<String>,
         /// 时限: a duration from now ("24h", "3d", "1d12h", "90m") or a date
@@ -128,21 +162,35 @@ enum Command {
         /// The deadline as Unix milliseconds (for scripts).
         #[arg(long)]
         deadline_ms: Option<i64>,
+        /// An instruction for the handler.
         #[arg(long)]
         note: Option<String>,
     },
     /// 核查结案: close a handled case, with a satisfaction rating (1-5 stars).
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv close 01a23e9e --rating 4 --note 核查通过")]
     Close {
+        /// The case: its id or a unique prefix.
         id: String,
+        /// What the verification found.
         #[arg(long)]
         note: Option<String>,
+        /// The reporter's satisfaction, 1 to 5 stars.
         #[arg(long, value_parser = clap::value_parser!(u8).range(1..=5))]
         rating: Option<u8>,
     },
     /// 返工: reopen a handled or closed case for rework.
-    Reopen { id: String, #[arg(long)] note: Option<String> },
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv reopen 01a23e9e --note 仍有堆物")]
+    Reopen {
+        /// The case: its id or a unique prefix.
+        id: String,
+        /// What is still wrong.
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Figures (统计) of a grid or a person for a period.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv stats --grid G-001\n  gridwork-server --data ./srv stats --user w1 --from-ms 1796000000000 --json")]
     Stats {
+        /// A grid code.
         #[arg(long)]
         grid: Option<String>,
         /// A user name.
@@ -156,11 +204,14 @@ enum Command {
         to_ms: Option<i64>,
     },
     /// Merge a duplicate report into the case it repeats.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv merge 01a23f01 --into 01a23e9e --note 同一处堆物")]
     Merge {
+        /// The duplicate: its id or a unique prefix.
         id: String,
         /// The case it repeats (its id or a unique prefix).
         #[arg(long)]
         into: String,
+        /// A note for the timeline.
         #[arg(long)]
         note: Option<String>,
     },
@@ -169,14 +220,16 @@ enum Command {
 #[derive(Subcommand)]
 enum UserCommand {
     /// Add a user.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv user add --username w1 --role grid_worker --grid G-001\n      (asks for the password)\n  GRIDWORK_PASSWORD=… gridwork-server --data ./srv user add --username dept1 --role department")]
     Add {
+        /// The name the user logs in with.
         #[arg(long)]
         username: String,
         /// The password (or GRIDWORK_PASSWORD); asked for, twice and not
         /// echoed, when neither is given and this is a terminal.
         #[arg(long, env = "GRIDWORK_PASSWORD", hide_env_values = true)]
         password: Option<String>,
-        /// grid_worker, volunteer, supervisor, dispatcher or admin.
+        /// grid_worker, volunteer, supervisor, dispatcher, admin or department.
         #[arg(long)]
         role: String,
         /// A grid code this user works in (repeatable; grid workers and
@@ -185,13 +238,24 @@ enum UserCommand {
         grids: Vec<String>,
     },
     /// Every user: role, grids, whether disabled.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv user list\n  gridwork-server --data ./srv user list --json")]
     List,
     /// Disable a user: signed out everywhere, no new login; their cases stay.
-    Disable { username: String },
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv user disable w1")]
+    Disable {
+        /// The user name.
+        username: String,
+    },
     /// Let a disabled user log in again.
-    Enable { username: String },
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv user enable w1")]
+    Enable {
+        /// The user name.
+        username: String,
+    },
     /// Set a new password (signs the user out everywhere).
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv user password w1\n      (asks for it twice)")]
     Password {
+        /// The user name.
         username: String,
         /// The new password (or GRIDWORK_PASSWORD); asked for, twice and
         /// not echoed, when neither is given and this is a terminal.
@@ -203,20 +267,31 @@ enum UserCommand {
 #[derive(Subcommand)]
 enum ReferenceCommand {
     /// Import from a file (grids: GeoJSON FeatureCollection; categories: {"version", "categories": [...]}).
-    Import { file: PathBuf },
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv grid import docs/examples/grids.geojson\n  gridwork-server --data ./srv category import categories.json")]
+    Import {
+        /// The file to import.
+        file: PathBuf,
+    },
     /// What this server has.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv grid list\n  gridwork-server --data ./srv category list --json")]
     List,
 }
 
 #[derive(Subcommand)]
 enum IncidentsCommand {
     /// List cases with their photos and whether each arrived.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv incidents list\n  gridwork-server --data ./srv incidents list --state reported --json")]
     List {
+        /// Only cases in this state (reported, registered, dispatched, ...).
         #[arg(long)]
         state: Option<String>,
     },
     /// One case: its state, who has it, its photos and its timeline.
-    Show { id: String },
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv incidents show 01a23e9e")]
+    Show {
+        /// The case: its id or a unique prefix.
+        id: String,
+    },
 }
 
 /// A line on stdout. A closed pipe (`gridwork-server incidents list | head`)

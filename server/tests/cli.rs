@@ -609,3 +609,52 @@ fn admin_passwords_are_asked_for_on_a_terminal() {
     server.device("zhang", "first-long-secret");
     server.stop();
 }
+
+/// Every command and subcommand shows examples in its `--help`, and every
+/// argument it takes has a help text.
+#[test]
+fn every_admin_command_has_examples_and_argument_help() {
+    let help = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_gridwork-server")).args(args).arg("--help").output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let commands_of = |text: &str| -> Vec<String> {
+        text.lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|c| *c != "help")
+            .map(str::to_owned)
+            .collect()
+    };
+    let top = commands_of(&help(&[]));
+    assert!(top.len() >= 15, "{top:?}");
+    let mut checked = 0;
+    for command in &top {
+        let text = help(&[command]);
+        assert!(text.contains("Examples:\n  gridwork-server"), "`gridwork-server {command} --help` shows examples:\n{text}");
+        let mut leaves = vec![(vec![command.clone()], text.clone())];
+        for sub in commands_of(&text) {
+            let text = help(&[command, &sub]);
+            assert!(text.contains("Examples:\n  gridwork-server"), "`gridwork-server {command} {sub} --help` shows examples:\n{text}");
+            leaves.push((vec![command.clone(), sub], text));
+        }
+        for (path, text) in leaves {
+            // An argument line is "  <NAME>" or "  --flag <VALUE>" followed
+            // by its help on the same or the next line.
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let trimmed = line.trim_start();
+                let is_argument = line.starts_with("  ") && !line.starts_with("   ") && (trimmed.starts_with('<') || trimmed.starts_with("--") || trimmed.starts_with("-h"));
+                if is_argument && !trimmed.contains("  ") {
+                    let next = lines.get(i + 1).copied().unwrap_or("");
+                    assert!(next.starts_with("          "), "{path:?}: `{trimmed}` has no help text:\n{text}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "{checked}");
+}
