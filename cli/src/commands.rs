@@ -289,18 +289,18 @@ fn accounts(ctx: &Ctx) -> CliResult<()> {
                 .collect(),
         ),
         || {
-            rows.iter()
+            let table: Vec<Vec<String>> = rows
+                .iter()
                 .map(|(account, user, summary)| {
-                    format!(
-                        "{} {:<40} {:<14} {} unsent",
-                        if *account == current { "*" } else { " " },
+                    vec![
+                        if *account == current { "*".to_owned() } else { String::new() },
                         printable(account, true),
-                        if user.is_some() { "logged in" } else { "not logged in" },
-                        summary.as_ref().map(unsent).unwrap_or(0)
-                    )
+                        if user.is_some() { "logged in" } else { "not logged in" }.to_owned(),
+                        summary.as_ref().map(unsent).unwrap_or(0).to_string(),
+                    ]
                 })
-                .collect::<Vec<_>>()
-                .join("\n")
+                .collect();
+            output::table(&["", "account", "session", "unsent"], &table)
         },
     );
     Ok(())
@@ -344,9 +344,22 @@ fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
     let count = photos.len();
     let mut from_photo = None;
     let mut progress = output::Progress::new(ctx.json);
+    // Ctrl-C lets the photo being stored finish, then stops before the next
+    // step; the started report is discarded below like any failed one.
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    let stop_if_interrupted = || {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Err(CliError::new(
+                crate::error::INTERRUPTED,
+                "interrupted: nothing was queued (the report being made is discarded); run the command again",
+            ));
+        }
+        Ok(())
+    };
     let attached = (|| -> CliResult<()> {
         let mut evidence_location = None;
         for (i, (path, role)) in photos.iter().enumerate() {
+            stop_if_interrupted()?;
             progress.show(&format!("checking and storing photo {} of {count}…", i + 1));
             let photo = gw.attach_photo_as(draft.id, path, *role).map_err(|e| {
                 let error = CliError::from(e);
@@ -364,6 +377,7 @@ fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
             gw.update_draft(draft.id, DraftFields { location: Some(point), ..fields.clone() })?;
             from_photo = Some(point);
         }
+        stop_if_interrupted()?;
         match &resolved {
             Some(note) => gw.submit_resolved(draft.id, note)?,
             None => gw.submit(draft.id)?,
@@ -401,6 +415,9 @@ fn report(ctx: &Ctx, args: ReportArgs) -> CliResult<()> {
             output::sync_state_words(detail.incident.status, &detail.sync_state),
             if logged_in { "; run `gridwork sync` to send it" } else { "; it goes out after a login and a sync" }
         );
+        if incident.location.is_none() {
+            eprintln!("note: no location (no --lat/--lon and no GPS in a photo), so no grid: give --lat/--lon for the report to reach its grid");
+        }
     }
     Ok(())
 }
@@ -632,13 +649,23 @@ fn outbox(ctx: &Ctx) -> CliResult<()> {
     value["items"] = items.iter().map(output::operation_json).collect();
     ctx.emit(value, || {
         let mut lines = vec![format!("outbox of {}: {}", printable(&ctx.account, true), output::summary_line(&summary))];
-        lines.extend(items.iter().map(|op| {
-            // An upload's entity is a photo: its incident is what people know.
-            let entity = if op.entity_kind == "incident" { crate::context::short(&gw, IdKind::Incident, op.entity_id) } else { op.entity_id.to_string()[..8].to_owned() };
-            output::operation_line(op, &crate::context::short(&gw, IdKind::Operation, op.op_id), &entity)
-        }));
         if items.is_empty() {
             lines.push("nothing waiting to be sent".into());
+        } else {
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|op| {
+                    // An upload's entity is a photo: its incident is what people know.
+                    let incident = if op.entity_kind == "incident" {
+                        Some(op.entity_id)
+                    } else {
+                        op.payload.get("incident_id").and_then(Value::as_str).and_then(|id| gridwork_core::Uuid::parse_str(id).ok())
+                    };
+                    let incident = incident.map_or_else(|| "-".to_owned(), |id| crate::context::short(&gw, IdKind::Incident, id));
+                    output::operation_row(op, &crate::context::short(&gw, IdKind::Operation, op.op_id), &incident)
+                })
+                .collect();
+            lines.push(output::table(&["seq", "op", "kind", "state", "incident", "tries", "detail"], &rows));
         }
         lines.join("\n")
     });
@@ -782,7 +809,12 @@ fn sync(ctx: &Ctx, args: SyncArgs) -> CliResult<i32> {
                 lines.push(output::tone("round complete", output::Tone::Good));
             } else {
                 let when = report.next_wake_ms.map(|at| format!(" in {} or later", output::duration_words((at - gw.now().device_ms).max(0))));
-                let why = if e.network > 0 { "the server could not be reached; nothing was lost" } else { "not finished" };
+                let server = ctx.account.rsplit_once('@').map_or("the server", |(_, server)| server);
+                let why = if e.network > 0 {
+                    format!("{} could not be reached (check that the server is running and the link is up); nothing was lost", printable(server, true))
+                } else {
+                    "not finished".to_owned()
+                };
                 lines.push(output::tone(&format!("{why}; try again{}", when.unwrap_or_default()), output::Tone::Warn));
             }
         }

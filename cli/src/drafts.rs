@@ -58,18 +58,23 @@ fn list(ctx: &Ctx) -> CliResult<()> {
         if drafts.is_empty() {
             return format!("no drafts (account {})", printable(&ctx.account, true));
         }
-        let mut lines = vec![format!("{} draft(s), not submitted; `gridwork drafts submit ID` or `gridwork drafts discard ID`:", drafts.len())];
-        lines.extend(drafts.iter().map(|d| {
-            format!(
-                "{}  {}  {:<6} {} photo(s)  {}",
-                short(&gw, IdKind::Incident, d.id),
-                output::time_words(d.created_at.corrected_ms),
-                d.category_code.as_deref().unwrap_or("-"),
-                d.photo_count,
-                output::clip(&printable(&d.description, true), 40)
-            )
-        }));
-        lines.join("\n")
+        let rows: Vec<Vec<String>> = drafts
+            .iter()
+            .map(|d| {
+                vec![
+                    short(&gw, IdKind::Incident, d.id),
+                    output::time_words(d.created_at.corrected_ms),
+                    d.category_code.as_deref().map_or("-".to_owned(), |c| printable(c, true)),
+                    d.photo_count.to_string(),
+                    output::clip(&printable(&d.description, true), 40),
+                ]
+            })
+            .collect();
+        format!(
+            "{} draft(s), not submitted; `gridwork drafts submit ID` or `gridwork drafts discard ID`:\n{}",
+            drafts.len(),
+            output::table(&["id", "started", "category", "photos", "description"], &rows)
+        )
     });
     Ok(())
 }

@@ -31,7 +31,11 @@ impl CliError {
     }
 
     pub fn exit_code(&self) -> i32 {
-        if self.code == INVALID_ARGUMENTS { 2 } else { 1 }
+        match self.code.as_ref() {
+            INVALID_ARGUMENTS => 2,
+            INTERRUPTED => sync_exit::INTERRUPTED,
+            _ => 1,
+        }
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -70,6 +74,8 @@ pub const AMBIGUOUS_ID: &str = "ambiguous_id";
 pub const UNKNOWN_ACCOUNT: &str = "unknown_account";
 /// Another gridwork process holds this account's store.
 pub const DEVICE_BUSY: &str = "device_busy";
+/// Ctrl-C stopped the command before it finished; what it says was kept is.
+pub const INTERRUPTED: &str = "interrupted";
 
 impl From<gridwork_core::Error> for CliError {
     fn from(error: gridwork_core::Error) -> Self {

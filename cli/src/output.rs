@@ -182,34 +182,13 @@ pub fn iso_time(ms: i64) -> String {
 
 /// The zone people read times in, chosen once at start.
 static ZONE: OnceLock<FixedOffset> = OnceLock::new();
-pub const ZONE_ENV: &str = "GRIDWORK_TIME_ZONE";
+pub use gridwork_protocol::zone::ZONE_ENV;
 
 /// `--utc`, else `GRIDWORK_TIME_ZONE` ("+08:00", "-05:30", "UTC"), else
 /// China's +08:00 (where grid workers are).
 pub fn choose_zone(utc: bool, setting: Option<&str>) -> Result<FixedOffset, String> {
-    if utc {
-        return Ok(Utc.fix());
-    }
-    match setting.map(str::trim) {
-        None | Some("") => Ok(FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset")),
-        Some(text) if text.eq_ignore_ascii_case("utc") || text == "Z" => Ok(Utc.fix()),
-        Some(text) => {
-            let parsed = (|| {
-                let (sign, rest) = match text.as_bytes().first()? {
-                    b'+' => (1, &text[1..]),
-                    b'-' => (-1, &text[1..]),
-                    _ => return None,
-                };
-                let (hours, minutes) = rest.split_once(':').unwrap_or((rest, "0"));
-                let (hours, minutes): (i32, i32) = (hours.parse().ok()?, minutes.parse().ok()?);
-                if !(0..=14).contains(&hours) || !(0..60).contains(&minutes) {
-                    return None;
-                }
-                FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
-            })();
-            parsed.ok_or_else(|| format!("{ZONE_ENV} must be an offset like +08:00 or -05:30, or UTC"))
-        }
-    }
+    let minutes = gridwork_protocol::zone::display_offset_minutes(utc, setting)?;
+    Ok(FixedOffset::east_opt(minutes * 60).expect("offsets are within ±14 h"))
 }
 
 pub fn set_zone(zone: FixedOffset) {
@@ -218,7 +197,7 @@ pub fn set_zone(zone: FixedOffset) {
 
 /// A time for people: "2026-12-03 19:45 +08:00" in their zone.
 pub fn time_words(ms: i64) -> String {
-    let zone = *ZONE.get_or_init(|| FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset"));
+    let zone = *ZONE.get_or_init(|| FixedOffset::east_opt(gridwork_protocol::zone::CHINA_UTC_OFFSET_MINUTES * 60).expect("+08:00 is a valid offset"));
     match DateTime::from_timestamp_millis(ms) {
         Some(time) => time.with_timezone(&zone).format("%Y-%m-%d %H:%M %:z").to_string(),
         None => ms.to_string(),
@@ -387,27 +366,21 @@ pub fn operation_json(op: &Operation) -> Value {
     })
 }
 
-/// One queued operation; `op_id` and `entity_id` as people read them
-/// (short unique prefixes, which `gridwork retry` and `show` accept).
-pub fn operation_line(op: &Operation, op_id: &str, entity_id: &str) -> String {
-    let mut line = format!(
-        "{:>4}  {op_id}  {:<16} {:<10} {} {entity_id} attempts {}",
-        op.seq,
-        op.kind_name,
-        op.state.as_str(),
-        op.entity_kind,
-        op.attempts
-    );
+/// One queued operation as a table row: `op_id` and `incident` as people
+/// read them (short unique prefixes, which `gridwork retry` and `show`
+/// accept); the detail is the photo's size, why it is parked (coloured)
+/// or the last error.
+pub fn operation_row(op: &Operation, op_id: &str, incident: &str) -> Vec<String> {
+    let mut detail = Vec::new();
     if op.blob_bytes > 0 {
-        line.push_str(&format!(", {}", bytes_words(op.blob_bytes)));
+        detail.push(bytes_words(op.blob_bytes));
     }
     if let Some(reason) = &op.park_reason {
-        let why = format!("parked: {} ({})", printable(&reason.message, true), printable(&reason.code, true));
-        line.push_str(&format!("\n      {}", tone(&why, Tone::Bad)));
+        detail.push(tone(&format!("parked: {} ({})", printable(&reason.message, true), printable(&reason.code, true)), Tone::Bad));
     } else if let Some(error) = &op.last_error {
-        line.push_str(&format!(", last error: {}", printable(error, true)));
+        detail.push(format!("last error: {}", printable(error, true)));
     }
-    line
+    vec![op.seq.to_string(), op_id.to_owned(), op.kind_name.clone(), op.state.as_str().to_owned(), incident.to_owned(), op.attempts.to_string(), detail.join(", ")]
 }
 
 pub fn sync_report_json(r: &SyncReport) -> Value {
@@ -431,12 +404,14 @@ pub fn sync_report_json(r: &SyncReport) -> Value {
 }
 
 pub fn sync_report_line(r: &SyncReport) -> String {
+    // A photo the server already held (sent before a cut) costs no bytes.
+    let bytes = if r.photos_uploaded > 0 && r.uploaded_bytes == 0 { "already on the server".to_owned() } else { bytes_words(r.uploaded_bytes) };
     format!(
         "pushed {}, parked {}, photos uploaded {} ({}), pulled {}",
         r.pushed,
         r.parked,
         r.photos_uploaded,
-        bytes_words(r.uploaded_bytes),
+        bytes,
         r.pulled
     )
 }

@@ -154,10 +154,11 @@ pub fn tasks(ctx: &Ctx, args: TasksArgs) -> CliResult<()> {
     if gw.session_user()?.is_none() {
         return Err(gridwork_core::Error::NotLoggedIn.into());
     }
+    let only_reviews = filter.kind == Some(TaskKind::Review);
     let tasks = gw.tasks(filter)?;
     ctx.emit(tasks.iter().map(task_json).collect(), || {
         if tasks.is_empty() {
-            return "no tasks".to_owned();
+            return if only_reviews { "nothing to review".to_owned() } else { "no tasks".to_owned() };
         }
         let rows: Vec<Vec<String>> = tasks
             .iter()

@@ -111,6 +111,11 @@ fn login_report_offline_outbox_sync_and_list() {
     assert!(items.iter().any(|op| op["entity_id"] == id.as_str()));
     let human = stdout(&ok(run(gridwork(device.path()), ["outbox"])));
     assert!(human.contains("2 pending"), "{human}");
+    let rows: Vec<&str> = human.lines().skip(1).collect();
+    assert!(rows[0].starts_with("seq ") && rows[0].contains("incident"), "a header row: {human}");
+    for row in &rows[1..] {
+        assert!(row.split_whitespace().any(|w| w.len() >= 8 && id.starts_with(w)), "the report and its photo upload name the incident: {human}");
+    }
 
     let sync = json(&ok(run(gridwork(device.path()), ["sync", "--json"])));
     assert_eq!(sync["pushed"], 1, "{sync}");
@@ -616,7 +621,8 @@ fn wrong_password_and_unreachable_server() {
     assert_eq!(sync.status.code(), Some(3), "unreachable: {}", stdout(&sync));
     let human = run(gridwork(device.path()), ["sync", "--budget-secs", "5"]);
     assert_eq!(human.status.code(), Some(3));
-    assert!(stdout(&human).contains("could not be reached; nothing was lost"), "{}", stdout(&human));
+    let said = stdout(&human);
+    assert!(said.contains(&format!("127.0.0.1:{port} could not be reached (check that the server is running")) && said.contains("nothing was lost"), "the address is named: {said}");
     let sync = json(&sync);
     assert_eq!(sync["outcome"], "unreachable");
     assert_eq!(sync["pushed"], 0);
@@ -1106,4 +1112,32 @@ fn long_work_shows_its_progress_on_a_terminal() {
     proxy.inject_nth("PUT", "/chunks", 1, Fault::Delay(std::time::Duration::from_millis(1500)));
     let quiet = on_terminal(device.path(), "sync --json", &[]);
     assert!(!quiet.contains("syncing:") && quiet.contains("\"outcome\""), "{quiet:?}");
+}
+
+/// Ctrl-C while `report` stores its photos: the photo in hand is finished,
+/// then the command stops, says nothing was queued, and leaves no draft or
+/// operation behind (exit 130), as a failed report does.
+#[test]
+fn ctrl_c_during_report_queues_nothing_and_says_so() {
+    let device = tempfile::tempdir().unwrap();
+    let camera = tempfile::tempdir().unwrap();
+    let photos: Vec<std::path::PathBuf> =
+        (0..6).map(|n| write_file(camera.path(), &format!("p{n}.jpg"), &jpeg_bytes(&scene(3000, 2000, 40 + n), 95, None))).collect();
+    // The device folder exists first, so the command starts quickly.
+    ok(run(gridwork(device.path()), ["outbox"]));
+    let mut command = gridwork(device.path());
+    command.args(["report", "--category", "0602"]);
+    for photo in &photos {
+        command.arg("--photo").arg(photo);
+    }
+    let child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(Command::new("kill").args(["-s", "INT", &child.id().to_string()]).status().unwrap().success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(stderr(&output).contains("interrupted: nothing was queued"), "{}", stderr(&output));
+    assert!(stdout(&output).is_empty(), "no id printed: {}", stdout(&output));
+    let outbox = json(&ok(run(gridwork(device.path()), ["outbox", "--json"])));
+    assert_eq!(outbox["pending"], 0, "{outbox}");
+    assert_eq!(json(&ok(run(gridwork(device.path()), ["drafts", "--json"]))), serde_json::json!([]));
 }

@@ -20,6 +20,7 @@ pub mod role;
 pub mod stats;
 pub mod text;
 pub mod trail;
+pub mod zone;
 
 pub use case::{CaseAction, CaseState, DeadlineLight, PhotoRole, TimedStep};
 pub use geo::GeoPoint;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gridwork_protocol::case::step_besides_handling;
-use gridwork_protocol::{CaseAction, Named};
+use gridwork_protocol::{CaseAction, Named, zone};
 use gridwork_protocol::api::{Role, TransitionRequest};
 use gridwork_server::auth::TokenPolicy;
 use gridwork_server::db::Database;
@@ -30,6 +30,9 @@ struct Cli {
     /// Print JSON instead of lines for people (every command).
     #[arg(long, global = true)]
     json: bool,
+    /// Show times in UTC instead of GRIDWORK_TIME_ZONE (default +08:00).
+    #[arg(long, global = true)]
+    utc: bool,
     /// Log lines on stderr: readable on a terminal and JSON otherwise (auto),
     /// or always one of them.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
@@ -309,8 +312,8 @@ fn print_line(text: &str) {
     }
 }
 
-/// A time for people: the server's zone is China's (+08:00) unless
-/// GRIDWORK_UTC is set; JSON keeps milliseconds.
+/// A time for people, in the zone of `--utc` or GRIDWORK_TIME_ZONE (China's
+/// +08:00 by default, as on the device's terminal); JSON keeps milliseconds.
 fn time_words(ms: i64) -> String {
     match chrono::DateTime::from_timestamp_millis(ms) {
         Some(time) => time.with_timezone(&zone()).format("%Y-%m-%d %H:%M:%S %:z").to_string(),
@@ -318,10 +321,15 @@ fn time_words(ms: i64) -> String {
     }
 }
 
+/// Set once in `main` from `--utc` and GRIDWORK_TIME_ZONE.
+static ZONE: std::sync::OnceLock<chrono::FixedOffset> = std::sync::OnceLock::new();
+
 fn zone() -> chrono::FixedOffset {
-    let seconds = if std::env::var_os("GRIDWORK_UTC").is_some() { 0 } else { 8 * 3600 };
-    chrono::FixedOffset::east_opt(seconds).expect("a valid offset")
+    *ZONE.get_or_init(|| chrono::FixedOffset::east_opt(zone::CHINA_UTC_OFFSET_MINUTES * 60).expect("a valid offset"))
 }
+
+/// How far ahead a deadline may be: a typo such as `99999d` is refused.
+const DEADLINE_MAX_AHEAD_MS: i64 = 366 * 86_400_000;
 
 /// A deadline as a dispatcher writes it, in Unix milliseconds: a duration
 /// from `now_ms` or a date and time (see `dispatch --deadline`). Nonsense
@@ -370,18 +378,32 @@ fn parse_deadline(text: &str, now_ms: i64) -> Result<i64, ServerError> {
     if at_ms <= now_ms {
         return Err(ServerError::bad_request("deadline_in_past", format!("the deadline {} has passed", time_words(at_ms))));
     }
+    if at_ms - now_ms > DEADLINE_MAX_AHEAD_MS {
+        return Err(ServerError::bad_request("deadline_too_far", format!("the deadline {} is more than a year away", time_words(at_ms))));
+    }
     Ok(at_ms)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match zone::display_offset_minutes(cli.utc, std::env::var(zone::ZONE_ENV).ok().as_deref()) {
+        Ok(minutes) => {
+            let _ = ZONE.set(chrono::FixedOffset::east_opt(minutes * 60).expect("offsets are within ±14 h"));
+        }
+        Err(message) => {
+            eprintln!("error: {message} (invalid_time_zone)");
+            return ExitCode::from(2);
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRIDWORK_LOG").unwrap_or_else(|_| "info".into());
     let human = match cli.log_format {
         LogFormat::Human => true,
         LogFormat::Json => false,
         LogFormat::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal, never with NO_COLOR.
+    let colors = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colors);
     if human {
         logs.compact().init();
     } else {
@@ -784,6 +806,9 @@ mod tests {
         for nonsense in ["", "soon", "24", "h", "0h", "24x", "2026-13-01 10:00", "30/11/2026", "99999999999999999d"] {
             assert_eq!(parse_deadline(nonsense, NOW).unwrap_err().code, "invalid_deadline", "{nonsense:?}");
         }
+        assert_eq!(parse_deadline("99999d", NOW).unwrap_err().code, "deadline_too_far");
+        assert_eq!(parse_deadline("2030-01-01", NOW).unwrap_err().code, "deadline_too_far");
+        assert!(parse_deadline("365d", NOW).is_ok());
         assert_eq!(parse_deadline("2026-11-28 09:00", NOW).unwrap_err().code, "deadline_in_past");
     }
 }

@@ -62,7 +62,7 @@ impl Admin {
 
     fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gridwork-server"));
-        command.env_remove("GRIDWORK_DATABASE_URL").env("GRIDWORK_LOG", "warn").arg("--data").arg(self.dir.path().join("data"));
+        command.env_remove("GRIDWORK_DATABASE_URL").env_remove("GRIDWORK_TIME_ZONE").env("GRIDWORK_LOG", "warn").arg("--data").arg(self.dir.path().join("data"));
         if let Some(url) = &self.database_url {
             command.arg("--database-url").arg(url);
         }
@@ -282,6 +282,12 @@ fn the_admin_command_line_runs_a_case_end_to_end() {
         assert!(readable.starts_with("at "), "{name}: a header row: {readable}");
         let first = readable.lines().nth(1).unwrap();
         assert!(first.starts_with("20") && first.contains(" +08:00 report"), "{name}: a date and time in +08:00, not milliseconds: {readable}");
+        assert!(admin.ok(&["timeline", &id.to_string(), "--utc"]).contains(" +00:00 report"), "{name}: --utc");
+        let tokyo = admin.command().env("GRIDWORK_TIME_ZONE", "+09:00").args(["timeline", &id.to_string()]).output().unwrap();
+        assert!(String::from_utf8_lossy(&tokyo.stdout).contains(" +09:00 report"), "{name}: GRIDWORK_TIME_ZONE");
+        let nonsense = admin.command().env("GRIDWORK_TIME_ZONE", "Asia/Shanghai").args(["timeline", &id.to_string()]).output().unwrap();
+        assert_eq!(nonsense.status.code(), Some(2), "{name}");
+        assert!(String::from_utf8_lossy(&nonsense.stderr).contains("GRIDWORK_TIME_ZONE must be an offset"), "{name}");
 
         // 立案 and 派遣 from the command line, naming the case as the device
         // shows it (a unique prefix) or in full.
