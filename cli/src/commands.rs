@@ -162,11 +162,11 @@ fn login(ctx: &Ctx, args: LoginArgs) -> CliResult<()> {
                     "\n{} report(s) captured before sign-in ({} photo(s)) now belong to this account{}",
                     adopted.incidents,
                     adopted.photos,
-                    if first_sync.is_some() { " and go out with the first sync" } else { ": run `gridwork sync` to send them" }
+                    if first_sync.is_some() { " and go out with the sync after login (below)" } else { ": run `gridwork sync` to send them" }
                 ));
             }
             if let Some(report) = &first_sync {
-                text.push_str(&format!("\nfirst sync: {}", output::sync_report_line(report)));
+                text.push_str(&format!("\nsync after login: {}", output::sync_report_line(report)));
             }
             if unsent(&waiting) > 0 {
                 text.push_str(&format!("\n{} item(s) of this account are waiting: run `gridwork sync`", unsent(&waiting)));
