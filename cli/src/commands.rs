@@ -524,20 +524,15 @@ fn incidents(ctx: &Ctx, args: IncidentsArgs) -> CliResult<()> {
         if rows.is_empty() {
             return format!("no incidents on this device (account {})", printable(&ctx.account, true));
         }
-        // The category's name beside its code: people know 楼道堆物, not 0602.
-        let names: std::collections::HashMap<String, String> =
-            gw.categories().unwrap_or_default().into_iter().map(|c| (c.code, c.name_zh)).collect();
+        let names = category_names(&gw);
         let table: Vec<Vec<String>> = rows
             .iter()
             .map(|(i, s)| {
-                let category = match i.category_code.as_deref() {
-                    Some(code) => format!("{} {}", printable(code, true), names.get(code).map(|n| printable(n, true)).unwrap_or_default()),
-                    None => "-".into(),
-                };
+                let category = category_words(&names, i.category_code.as_deref());
                 vec![
                     crate::context::short(&gw, IdKind::Incident, i.id),
                     i.status.as_str().to_owned(),
-                    category.trim_end().to_owned(),
+                    category,
                     i.grid_code.as_deref().map(|g| printable(g, true)).unwrap_or_else(|| "-".into()),
                     i.photo_count.to_string(),
                     output::sync_state_words(i.status, s),
@@ -581,6 +576,19 @@ fn photo(ctx: &Ctx, id: OsString, number: usize, size: &str) -> CliResult<()> {
     Ok(())
 }
 
+/// Category names by code: people know 楼道堆物, not 0602.
+fn category_names(gw: &gridwork_core::Gridwork) -> std::collections::HashMap<String, String> {
+    gw.categories().unwrap_or_default().into_iter().map(|c| (c.code, c.name_zh)).collect()
+}
+
+/// A category's code with its name beside it.
+fn category_words(names: &std::collections::HashMap<String, String>, code: Option<&str>) -> String {
+    match code {
+        Some(code) => format!("{} {}", printable(code, true), names.get(code).map(|n| printable(n, true)).unwrap_or_default()).trim_end().to_owned(),
+        None => "-".into(),
+    }
+}
+
 fn show(ctx: &Ctx, id: OsString) -> CliResult<()> {
     let gw = ctx.open()?;
     let id = resolve_id(&gw, IdKind::Incident, "id", id)?;
@@ -609,7 +617,7 @@ fn show(ctx: &Ctx, id: OsString) -> CliResult<()> {
         let mut lines = vec![
             format!("incident {}", i.id),
             format!("status    {}", i.status.as_str()),
-            format!("category  {}", i.category_code.as_deref().unwrap_or("-")),
+            format!("category  {}", category_words(&category_names(&gw), i.category_code.as_deref())),
             format!("grid      {}", i.grid_code.as_deref().map(|g| printable(g, true)).unwrap_or_else(|| "-".into())),
             format!("reporter  {}", printable(&i.reporter, true)),
             format!("created   {}", output::time_words(i.created_at.corrected_ms)),

@@ -319,7 +319,18 @@ fn usage_error(e: clap::Error, args: &[OsString]) -> ! {
         e.exit();
     }
     let rendered = e.render().to_string();
-    let message = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_owned();
+    // The error's own lines (clap continues a message on indented lines,
+    // e.g. the missing arguments), without the usage and help hints.
+    let message = rendered
+        .lines()
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_owned();
+    let message = if message.is_empty() { "invalid arguments".to_owned() } else { message };
     let error = if invalid_utf8 {
         gridwork_core::Error::TextInvalidUtf8 { field: "argument" }.into()
     } else {

@@ -411,6 +411,11 @@ fn every_command_has_examples_completions_and_a_password_prompt() {
     assert_eq!(closed.status.code(), Some(0), "{}", stderr(&closed));
     assert!(stderr(&closed).is_empty(), "{}", stderr(&closed));
 
+    // Wrong usage with --json: the whole of clap's message, not its first line.
+    let missing = json(&run(gridwork(tempfile::tempdir().unwrap().path()), ["show", "--json"]));
+    assert_eq!(missing["code"], "invalid_arguments");
+    assert!(missing["message"].as_str().unwrap().contains("<ID>"), "{missing}");
+
     // No password and no terminal to ask on: told how, not left waiting.
     let device = tempfile::tempdir().unwrap();
     let login = gridwork(device.path()).args(["login", "--server", "http://127.0.0.1:9", "--username", "w1"]).stdin(std::process::Stdio::null()).output().unwrap();
@@ -468,7 +473,9 @@ fn times_read_in_the_users_zone() {
     let device = tempfile::tempdir().unwrap();
     let id = stdout(&ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "时区"]))).trim().to_owned();
     let created = |out: &Output| stdout(out).lines().find(|l| l.starts_with("created")).map(str::to_owned).unwrap_or_default();
-    let china = created(&ok(run(gridwork(device.path()), ["show", &id])));
+    let shown = ok(run(gridwork(device.path()), ["show", &id]));
+    assert!(stdout(&shown).contains("category  0602 楼道堆物"), "the category's name beside its code: {}", stdout(&shown));
+    let china = created(&shown);
     assert!(china.ends_with("+08:00") && china.len() == "created   2026-12-03 19:45 +08:00".len(), "{china}");
     assert!(created(&ok(run(gridwork(device.path()), ["show", &id, "--utc"]))).ends_with("+00:00"));
     let mut elsewhere = gridwork(device.path());

@@ -661,9 +661,9 @@ pub fn stats(tx: &mut dyn Tx, caller: &Caller, query: &StatsQuery) -> Result<Sta
     Ok(gridwork_protocol::stats::compute(&views, query))
 }
 
-/// Why a step no longer applies, in words a user reads on their phone: who
+/// Why a step does not apply, in words a user reads on their phone: who
 /// took the case where it is now (two reviewers, two verifiers: the first
-/// one's decision stands).
+/// one's decision stands; or a step asked of a case already past it).
 fn moved_on(tx: &mut dyn Tx, case: &CaseRow, action: CaseAction) -> Result<String> {
     let last = tx.query_opt(
         "SELECT action, actor FROM timeline WHERE incident_id = $1 AND action <> 'report' AND action NOT LIKE '%_arrived' ORDER BY seq DESC LIMIT 1",
@@ -671,7 +671,7 @@ fn moved_on(tx: &mut dyn Tx, case: &CaseRow, action: CaseAction) -> Result<Strin
     )?;
     let generic = case::Refusal::InvalidTransition.message(action, case.state);
     Ok(match last {
-        Some(row) => format!("{generic}: {} took the step \"{}\" first; your {} was not applied", row.text(1), row.text(0), action.as_str()),
+        Some(row) => format!("{generic}: its last step was \"{}\" by {}; your {} was not applied", row.text(0), row.text(1), action.as_str()),
         None => generic,
     })
 }

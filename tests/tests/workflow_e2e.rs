@@ -309,7 +309,7 @@ fn two_verifiers_offline_the_first_wins_and_the_second_is_told_plainly() {
     let detail = supervisor.gw.get_incident(id).unwrap();
     let SyncState::Parked { code, message } = &detail.sync_state else { panic!("{:?}", detail.sync_state) };
     assert_eq!(code, "invalid_transition");
-    assert_eq!(message, "cannot close a case that is reopened: worker1 took the step \"reopen\" first; your close was not applied");
+    assert_eq!(message, "cannot close a case that is reopened: its last step was \"reopen\" by worker1; your close was not applied");
     // Its photo waits with the refused step instead of blocking the case.
     let parked: Vec<_> = supervisor.gw.outbox_items().unwrap().into_iter().filter(|op| op.state == OperationState::Parked).collect();
     assert_eq!(parked.len(), 2, "{parked:?}");
@@ -443,7 +443,7 @@ fn the_review_queue_decides_offline_and_the_first_reviewer_wins() {
     assert_eq!(detail.incident.status, IncidentStatus::Case(CaseState::Registered), "the supervisor's phone shows what really happened");
     let SyncState::Parked { code, message } = detail.sync_state else { panic!("{:?}", detail.sync_state) };
     assert_eq!(code, "invalid_transition");
-    assert_eq!(message, "cannot reject a case that is registered: worker1 took the step \"register\" first; your reject was not applied");
+    assert_eq!(message, "cannot reject a case that is registered: its last step was \"register\" by worker1; your reject was not applied");
     assert_eq!(detail.case.unwrap().timeline.iter().rfind(|e| e.action == "register").map(|e| e.actor.as_str()), Some("worker1"));
 
     // A question for the reporter about the second report.
