@@ -492,7 +492,7 @@ fn grids(ctx: &Ctx) -> CliResult<()> {
 
 fn import_grids(ctx: &Ctx, file: &Path) -> CliResult<()> {
     let bytes = std::fs::read(file).map_err(|e| {
-        let problem = crate::context::file_problem(file, &e);
+        let problem = crate::output::file_problem(file, &e);
         CliError::from(gridwork_core::Error::from(e)).with_message(problem)
     })?;
     let geojson = gridwork_core::text::text_from_bytes("geojson", bytes)?;

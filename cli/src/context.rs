@@ -2,7 +2,7 @@
 //! the output mode; and the argument decoding they share.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use gridwork_core::model::short_id::IdKind;
 use gridwork_core::{Gridwork, Uuid};
@@ -44,23 +44,15 @@ pub fn check_photo_files<'a>(paths: impl IntoIterator<Item = &'a PathBuf>) -> Cl
             Ok(meta) if meta.is_dir() => format!("{} is a folder, not a photo", path.display()),
             Ok(_) => match std::fs::File::open(path) {
                 Ok(_) => continue,
-                Err(e) => file_problem(path, &e),
+                Err(e) => crate::output::file_problem(path, &e),
             },
-            Err(e) => file_problem(path, &e),
+            Err(e) => crate::output::file_problem(path, &e),
         };
         return Err(CliError::from(gridwork_core::Error::PhotoFileNotFound).with_message(problem));
     }
     Ok(())
 }
 
-/// "no such file: PATH", "cannot read PATH: permission denied", …
-pub fn file_problem(path: &Path, error: &std::io::Error) -> String {
-    match error.kind() {
-        std::io::ErrorKind::NotFound => format!("no such file: {}", path.display()),
-        std::io::ErrorKind::PermissionDenied => format!("cannot read {}: permission denied", path.display()),
-        kind => format!("cannot read {}: {kind}", path.display()),
-    }
-}
 
 /// An incident or operation id as typed: the whole id, or a unique prefix
 /// of at least 4 characters (as `gridwork outbox`, `incidents` and `tasks`

@@ -221,14 +221,14 @@ fn key_from_env(value: OsString) -> CliResult<Vec<u8>> {
 
 fn read_key_file(path: &Path) -> CliResult<Vec<u8>> {
     let source = format!("key file {}", path.display());
-    let meta = fs::metadata(path).map_err(|e| CliError::new(KEY_FILE_UNREADABLE, format!("the key file: {}", crate::context::file_problem(path, &e))))?;
+    let meta = fs::metadata(path).map_err(|e| CliError::new(KEY_FILE_UNREADABLE, format!("the key file: {}", crate::output::file_problem(path, &e))))?;
     if !meta.is_file() {
         return Err(CliError::new(KEY_FILE_UNREADABLE, format!("{source} is not a file")));
     }
     if meta.len() > 4096 {
         return Err(CliError::new(KEY_INVALID, format!("{source} is too large to hold 64 hex digits")));
     }
-    let bytes = fs::read(path).map_err(|e| CliError::new(KEY_FILE_UNREADABLE, format!("the key file: {}", crate::context::file_problem(path, &e))))?;
+    let bytes = fs::read(path).map_err(|e| CliError::new(KEY_FILE_UNREADABLE, format!("the key file: {}", crate::output::file_problem(path, &e))))?;
     let text = String::from_utf8(bytes).map_err(|_| CliError::new(KEY_INVALID, format!("{source} must hold 64 hex digits; it is not text")))?;
     parse_key_hex(&text, &source)
 }

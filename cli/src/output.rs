@@ -416,6 +416,15 @@ pub fn sync_report_line(r: &SyncReport) -> String {
     )
 }
 
+/// "no such file: PATH", "cannot read PATH: permission denied", …
+pub fn file_problem(path: &std::path::Path, error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => format!("no such file: {}", path.display()),
+        std::io::ErrorKind::PermissionDenied => format!("cannot read {}: permission denied", path.display()),
+        kind => format!("cannot read {}: {kind}", path.display()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,7 +88,7 @@ pub fn router(app: App) -> Router {
 /// accept it (a pull page is repeated keys and text); never for photos
 /// (originals go as octet-stream, renditions as JPEG), which are compressed
 /// already.
-fn reply_compression() -> CompressionLayer<impl tower_http::compression::Predicate + Clone> {
+fn reply_compression() -> CompressionLayer<impl tower_http::compression::Predicate> {
     use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
     let large = SizeAbove::new(u16::try_from(api::COMPRESS_MIN_BYTES - 1).unwrap_or(u16::MAX));
     let photos = NotForContentType::IMAGES.and(NotForContentType::const_new("application/octet-stream"));
