@@ -49,14 +49,14 @@ class CancelTest {
 
                     val waiting = gw.outboxSummary()
                     assertTrue("work is left for the next run: $waiting", waiting.pending + waiting.inFlight > 0UL || waiting.photoBytesWaiting > 0UL)
-                    assertFalse("the photo has not all arrived", server.incidentLines().any { it.startsWith(draft.id) && it.endsWith("photos 1/1") })
+                    assertFalse("the photo has not all arrived", server.incidentLines().any { it.startsWith(draft.id) && it.endsWith("1/1 arrived") })
                     assertTrue(gw.incident(draft.id).syncState is SyncState.Unsent)
 
                     link.slow = false
                     val report = gw.sync(SyncTrigger.MANUAL_RETRY, 60.seconds)
                     assertTrue("$report", report.completed)
                     val line = server.incidentLines().single { it.startsWith(draft.id) }
-                    assertTrue(line, line.endsWith("photos 1/1"))
+                    assertTrue(line, line.endsWith("1/1 arrived"))
                     assertEquals(SyncState.Synced, gw.incident(draft.id).syncState)
                     assertEquals(0UL, gw.outboxSummary().pending)
                 }
@@ -99,7 +99,7 @@ class CancelTest {
                     val lines = server.incidentLines()
                     for (id in captured + first.id) {
                         val line = lines.single { it.startsWith(id) }
-                        assertTrue(line, line.endsWith("photos 1/1"))
+                        assertTrue(line, line.endsWith("1/1 arrived"))
                     }
                     assertEquals(11, lines.size)
                 }

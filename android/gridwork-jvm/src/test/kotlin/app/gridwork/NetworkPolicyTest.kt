@@ -51,13 +51,13 @@ class NetworkPolicyTest {
                 gw.submit(draft.id)
                 val metered = gw.sync(SyncTrigger.OPERATION_QUEUED, 30.seconds)
                 assertEquals("$metered", 0U, metered.photosUploaded)
-                assertTrue(server.incidentLines().single { it.startsWith(draft.id) }.endsWith("photos 0/1"))
+                assertTrue(server.incidentLines().single { it.startsWith(draft.id) }.endsWith("0/1 arrived"))
                 assertTrue(gw.outboxSummary().photoBytesWaiting > 0UL)
 
                 gw.setNetwork(online = true, metered = false)
                 val wifi = gw.sync(SyncTrigger.NETWORK_UP, 30.seconds)
                 assertEquals("$wifi", 1U, wifi.photosUploaded)
-                assertTrue(server.incidentLines().single { it.startsWith(draft.id) }.endsWith("photos 1/1"))
+                assertTrue(server.incidentLines().single { it.startsWith(draft.id) }.endsWith("1/1 arrived"))
             }
         }
     }
@@ -83,7 +83,7 @@ class NetworkPolicyTest {
                     assertFalse(gw.syncStatus.running)
                     link.slow = false
                     assertTrue(gw.sync(SyncTrigger.MANUAL_RETRY, 60.seconds).completed)
-                    assertTrue(server.incidentLines().single { it.startsWith(draft.id) }.endsWith("photos 1/1"))
+                    assertTrue(server.incidentLines().single { it.startsWith(draft.id) }.endsWith("1/1 arrived"))
                 }
             }
         }

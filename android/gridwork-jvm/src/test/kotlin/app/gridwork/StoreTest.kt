@@ -148,7 +148,7 @@ class StoreTest : FlowScope() {
                 outbox.until("outbox drained") { it.pending == 0UL && it.inFlight == 0UL && it.photoBytesWaiting == 0UL }
                 assertEquals(SyncState.Synced, gw.incident(draft.id).syncState)
                 val line = server.incidentLines().single { it.startsWith(draft.id) }
-                assertTrue(line, line.endsWith("photos 2/2"))
+                assertTrue(line, line.endsWith("2/2 arrived"))
 
                 // Reference data came down: grids, and locating a point in them.
                 reference.until("grids pulled") { data -> data.grids.any { it.code == "G-001" } }

@@ -55,8 +55,8 @@ class TestServer : AutoCloseable {
         return out
     }
 
-    /** `incidents list`: one line per case, "<id> <state> ... photos <arrived>/<total>". */
-    fun incidentLines(): List<String> = admin("incidents", "list").lines().filter { it.isNotBlank() }
+    /** `incidents list`: one line per case, "<id> <state> ... <arrived>/<total> arrived" (the header row and "no cases" left out). */
+    fun incidentLines(): List<String> = admin("incidents", "list").lines().filter { it.isNotBlank() && !it.startsWith("id ") && it != "no cases" }
 
     override fun close() {
         process.destroy()
