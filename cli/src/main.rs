@@ -39,7 +39,8 @@ Accounts:
   holds unsent (reports, photos, queued operations) and sends it with its sync.
 
 Errors:
-  Exit status 1 (2 for wrong usage). With --json, {\"code\": ..., \"message\": ...} on
+  Exit status 1 (2 for wrong usage, 130 when Ctrl-C stopped the command;
+  `gridwork sync` has its own, see its --help). With --json, {\"code\": ..., \"message\": ...} on
   stdout; without, \"error: message (code)\" on stderr. Codes are stable.
 
 Logs:

@@ -321,6 +321,12 @@ fn time_words(ms: i64) -> String {
     }
 }
 
+/// `text` padded to `width` terminal columns (a Han character takes two).
+fn pad(text: &str, width: usize) -> String {
+    let used = unicode_width::UnicodeWidthStr::width(text);
+    format!("{text}{}", " ".repeat(width.saturating_sub(used)))
+}
+
 /// Set once in `main` from `--utc` and GRIDWORK_TIME_ZONE.
 static ZONE: std::sync::OnceLock<chrono::FixedOffset> = std::sync::OnceLock::new();
 
@@ -679,10 +685,14 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             } else if views.is_empty() {
                 out!("no cases{}", state.map(|s| format!(" in state {s}")).unwrap_or_default());
             } else {
-                out!("{:<36} {:<14} {:<8} {:<12} photos", "id", "state", "category", "reporter");
+                // The category's name beside its code: people know 楼道堆物, not 0602.
+                let names: std::collections::HashMap<String, String> =
+                    db.read(reference::list_categories)?.into_iter().map(|c| (c.code, c.name_zh)).collect();
+                let category = |code: &str| format!("{code} {}", names.get(code).map_or("", String::as_str));
+                out!("{:<36} {:<14} {:<16} {:<12} photos", "id", "state", "category", "reporter");
                 for v in views {
                     let arrived = v.photos.iter().filter(|p| p.arrived).count();
-                    out!("{} {:<14} {:<8} {:<12} {}/{} arrived", v.id, v.state.as_str(), v.category_code, v.reporter, arrived, v.photos.len());
+                    out!("{} {:<14} {} {:<12} {}/{} arrived", v.id, v.state.as_str(), pad(&category(&v.category_code), 16), v.reporter, arrived, v.photos.len());
                 }
             }
         }
@@ -696,7 +706,8 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             } else {
                 out!("case      {}", view.id);
                 out!("state     {}", view.state.as_str());
-                out!("category  {}   grid {}", view.category_code, view.grid_code.as_deref().unwrap_or("-"));
+                let name = db.read(reference::list_categories)?.into_iter().find(|c| c.code == view.category_code).map(|c| c.name_zh).unwrap_or_default();
+                out!("category  {} {name}   grid {}", view.category_code, view.grid_code.as_deref().unwrap_or("-"));
                 out!("reporter  {}", view.reporter);
                 out!("text      {}", view.description);
                 if let Some(assignee) = &view.assignee {

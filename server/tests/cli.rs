@@ -272,6 +272,9 @@ fn the_admin_command_line_runs_a_case_end_to_end() {
         assert_eq!(photos, [(sha.clone(), true), (sha256_hex(&missing), false)], "{name}");
         let plain = admin.ok(&["incidents", "list"]);
         assert!(plain.starts_with("id ") && plain.contains(&id.to_string()) && plain.contains("1/2 arrived"), "{name}: a header row, then the case: {plain}");
+        let categories = admin.json(&["category", "list", "--json"]);
+        let name_0101 = categories.as_array().unwrap().iter().find(|c| c["code"] == "0101").unwrap()["name_zh"].as_str().unwrap().to_owned();
+        assert!(plain.contains(&format!("0101 {name_0101}")), "{name}: the category's name beside its code: {plain}");
 
         let timeline = admin.json(&["timeline", &id.to_string(), "--json"]);
         let actions: Vec<(&str, &str)> = timeline.as_array().unwrap().iter().map(|e| (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap())).collect();
