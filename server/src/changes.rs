@@ -45,16 +45,28 @@ pub struct Entry {
 }
 
 /// Up to `limit` changes after `since` seen by any of `keys`, in sequence
-/// order, and whether more follow.
+/// order, and whether more follow. A page costs O(keys × page) at any
+/// cursor: each key's changes are read from the (audience, seq) index in
+/// order and stop at the page size, the union of those few is merged and
+/// cut, and only then joined to the log (grouping the whole tail after the
+/// cursor made an initial pull quadratic). A change among the first
+/// `limit` of the union is within the first `limit` of every key that sees
+/// it, so each key's verdict on it (seen or removed) is in the union.
 pub fn read(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32) -> Result<(Vec<Entry>, bool)> {
-    let marks: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 3)).collect();
+    let per_key: Vec<String> = (0..keys.len())
+        .map(|i| {
+            format!(
+                "SELECT * FROM (SELECT seq, removal FROM change_audience WHERE audience = ${} AND seq > $1 ORDER BY seq LIMIT $2) AS k{i}",
+                i + 3
+            )
+        })
+        .collect();
     let sql = format!(
-        "SELECT c.seq, c.entity_kind, c.entity_id, MIN(a.removal)
-         FROM change_audience a JOIN changes c ON c.seq = a.seq
-         WHERE a.seq > $1 AND a.audience IN ({})
-         GROUP BY c.seq, c.entity_kind, c.entity_id
-         ORDER BY c.seq LIMIT $2",
-        marks.join(", ")
+        "SELECT c.seq, c.entity_kind, c.entity_id, page.removal
+         FROM (SELECT seq, MIN(removal) AS removal FROM ({}) AS seen GROUP BY seq ORDER BY seq LIMIT $2) AS page
+         JOIN changes c ON c.seq = page.seq
+         ORDER BY c.seq",
+        per_key.join(" UNION ALL ")
     );
     let mut args: Vec<Value> = vec![since.into(), (limit as i64 + 1).into()];
     args.extend(keys.iter().map(Value::from));
