@@ -10,7 +10,7 @@ use gridwork_protocol::{CaseAction, CaseState, GeoPoint, Named, PhotoRef, PhotoR
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::db::{Dialect, Row, Tx};
+use crate::db::{Dialect, Row, Tx, Value};
 use crate::error::{Result, ServerError};
 use crate::scope::{CaseScope, can_see, case_audience};
 use crate::{changes, params, reference, text};
@@ -107,60 +107,119 @@ fn load(tx: &mut dyn Tx, id: &str, for_update: bool) -> Result<Option<CaseRow>> 
     tx.query_opt(&sql, params![id])?.as_ref().map(read_case).transpose()
 }
 
-fn username(tx: &mut dyn Tx, user_id: &str) -> Result<String> {
-    Ok(tx.query_opt("SELECT username FROM users WHERE id = $1", params![user_id])?.map(|r| r.text(0)).unwrap_or_default())
+/// `$first, $first+1, …` for `count` values.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 fn view(tx: &mut dyn Tx, case: &CaseRow) -> Result<IncidentView> {
-    let photos: Vec<PhotoView> = tx
-        .query(
-            &format!(
-                "SELECT p.photo_id, p.sha256, p.byte_size, p.mime_type, p.role, CASE WHEN {} THEN 1 ELSE 0 END,
-                        (SELECT COUNT(*) FROM blob_previews v WHERE v.original_sha256 = p.sha256 AND {})
-                 FROM incident_photos p WHERE p.incident_id = $1 ORDER BY p.position",
-                shown_sql("p.sha256"),
-                shown_sql("v.preview_sha256"),
-            ),
-            params![case.id.clone()],
-        )?
+    views(tx, std::slice::from_ref(case))?.pop().ok_or_else(|| ServerError::internal("a case without its view"))
+}
+
+/// The views of `cases`, in their order, with one query per table (photos,
+/// user names, timelines) however many cases: a pull page of 500 cases is
+/// four queries, not two thousand.
+fn views(tx: &mut dyn Tx, cases: &[CaseRow]) -> Result<Vec<IncidentView>> {
+    use std::collections::HashMap;
+    if cases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Value> = cases.iter().map(|c| Value::from(c.id.clone())).collect();
+    let mut photos: HashMap<String, Vec<PhotoView>> = HashMap::new();
+    let photo_rows = tx.query(
+        &format!(
+            "SELECT p.incident_id, p.photo_id, p.sha256, p.byte_size, p.mime_type, p.role, CASE WHEN {} THEN 1 ELSE 0 END,
+                    (SELECT COUNT(*) FROM blob_previews v WHERE v.original_sha256 = p.sha256 AND {})
+             FROM incident_photos p WHERE p.incident_id IN ({}) ORDER BY p.incident_id, p.position",
+            shown_sql("p.sha256"),
+            shown_sql("v.preview_sha256"),
+            placeholders(1, ids.len()),
+        ),
+        &ids,
+    )?;
+    for r in &photo_rows {
+        photos.entry(r.text(0)).or_default().push(PhotoView {
+            photo_id: Uuid::parse_str(&r.text(1)).unwrap_or_default(),
+            sha256: r.text(2),
+            byte_size: r.int(3) as u64,
+            mime_type: r.text(4),
+            role: r.text(5),
+            arrived: r.int(6) != 0,
+            preview_arrived: r.int(7) > 0,
+        });
+    }
+    let user_ids: Vec<Value> = {
+        let mut wanted: Vec<&String> = cases.iter().flat_map(|c| std::iter::once(&c.reporter_id).chain(c.assignee_id.as_ref())).collect();
+        wanted.sort();
+        wanted.dedup();
+        wanted.into_iter().map(|id| Value::from(id.clone())).collect()
+    };
+    let names: HashMap<String, String> = tx
+        .query(&format!("SELECT id, username FROM users WHERE id IN ({})", placeholders(1, user_ids.len())), &user_ids)?
         .iter()
-        .map(|r| PhotoView {
-            photo_id: Uuid::parse_str(&r.text(0)).unwrap_or_default(),
-            sha256: r.text(1),
-            byte_size: r.int(2) as u64,
-            mime_type: r.text(3),
-            role: r.text(4),
-            arrived: r.int(5) != 0,
-            preview_arrived: r.int(6) > 0,
-        })
+        .map(|r| (r.text(0), r.text(1)))
         .collect();
-    Ok(IncidentView {
-        id: Uuid::parse_str(&case.id).map_err(|_| ServerError::internal("bad case id"))?,
-        state: case.state,
-        category_code: case.category_code.clone(),
-        description: case.description.clone(),
-        address: case.address.clone(),
-        location: case.location,
-        grid_code: case.grid_code.clone(),
-        reporter: username(tx, &case.reporter_id)?,
-        reporter_role: case.reporter_role,
-        assignee: match &case.assignee_id {
-            Some(id) => Some(username(tx, id)?),
-            None => None,
-        },
-        department: case.department.clone(),
-        deadline_ms: case.deadline_ms,
-        step_deadline_ms: case.step_deadline_ms,
-        merged_into: case.merged_into.as_deref().and_then(|m| Uuid::parse_str(m).ok()),
-        rating: case.rating,
-        resubmission_of: case.resubmission_of.as_deref().and_then(|m| Uuid::parse_str(m).ok()),
-        missing_evidence: photos.iter().any(|p| !p.arrived),
-        photos,
-        version: case.version,
-        reported_at_ms: case.reported_at_ms,
-        updated_at_ms: case.updated_at_ms,
-        timeline: timeline_of(tx, &case.id)?,
-    })
+    let name = |id: &str| names.get(id).cloned().unwrap_or_default();
+    let mut timelines: HashMap<String, Vec<TimelineEntry>> = HashMap::new();
+    let timeline_rows = tx.query(
+        &format!(
+            "SELECT incident_id, seq, action, actor, from_state, to_state, note, at_ms FROM timeline
+             WHERE incident_id IN ({}) ORDER BY incident_id, seq",
+            placeholders(1, ids.len())
+        ),
+        &ids,
+    )?;
+    for r in &timeline_rows {
+        timelines.entry(r.text(0)).or_default().push(timeline_entry(r, 1)?);
+    }
+    cases
+        .iter()
+        .map(|case| {
+            let photos = photos.remove(&case.id).unwrap_or_default();
+            Ok(IncidentView {
+                id: Uuid::parse_str(&case.id).map_err(|_| ServerError::internal("bad case id"))?,
+                state: case.state,
+                category_code: case.category_code.clone(),
+                description: case.description.clone(),
+                address: case.address.clone(),
+                location: case.location,
+                grid_code: case.grid_code.clone(),
+                reporter: name(&case.reporter_id),
+                reporter_role: case.reporter_role,
+                assignee: case.assignee_id.as_deref().map(name),
+                department: case.department.clone(),
+                deadline_ms: case.deadline_ms,
+                step_deadline_ms: case.step_deadline_ms,
+                merged_into: case.merged_into.as_deref().and_then(|m| Uuid::parse_str(m).ok()),
+                rating: case.rating,
+                resubmission_of: case.resubmission_of.as_deref().and_then(|m| Uuid::parse_str(m).ok()),
+                missing_evidence: photos.iter().any(|p| !p.arrived),
+                photos,
+                version: case.version,
+                reported_at_ms: case.reported_at_ms,
+                updated_at_ms: case.updated_at_ms,
+                timeline: timelines.remove(&case.id).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// The views of those of `ids` the caller may see, by id, in one query per
+/// table (a pull page).
+pub fn load_views_for(tx: &mut dyn Tx, caller: &Caller, ids: &[String]) -> Result<std::collections::HashMap<String, IncidentView>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let args: Vec<Value> = ids.iter().map(|id| Value::from(id.clone())).collect();
+    let rows = tx.query(&format!("SELECT {CASE_COLUMNS} FROM incidents WHERE id IN ({})", placeholders(1, args.len())), &args)?;
+    let mut visible = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let case = read_case(row)?;
+        if can_see(caller, &case.scope()) {
+            visible.push(case);
+        }
+    }
+    Ok(views(tx, &visible)?.into_iter().map(|v| (v.id.to_string(), v)).collect())
 }
 
 /// The case as `caller` may see it; `None` if it does not exist or is out
@@ -200,17 +259,17 @@ pub fn list_for(tx: &mut dyn Tx, caller: &Caller, state: Option<&str>, grid: Opt
         ),
         params![state.unwrap_or(""), grid.unwrap_or("")],
     )?;
-    let mut out = Vec::new();
+    let mut visible = Vec::new();
     for row in rows {
         let case = read_case(&row)?;
         if can_see(caller, &case.scope()) {
-            out.push(view(tx, &case)?);
-            if out.len() >= limit as usize {
+            visible.push(case);
+            if visible.len() >= limit as usize {
                 break;
             }
         }
     }
-    Ok(out)
+    views(tx, &visible)
 }
 
 pub fn timeline(tx: &mut dyn Tx, caller: &Caller, id: &str) -> Result<Vec<TimelineEntry>> {
@@ -222,21 +281,25 @@ pub fn timeline(tx: &mut dyn Tx, caller: &Caller, id: &str) -> Result<Vec<Timeli
 }
 
 fn timeline_of(tx: &mut dyn Tx, id: &str) -> Result<Vec<TimelineEntry>> {
-    let state = |text: String| CaseState::parse(&text).ok_or_else(|| ServerError::internal("unknown case state"));
     tx.query("SELECT seq, action, actor, from_state, to_state, note, at_ms FROM timeline WHERE incident_id = $1 ORDER BY seq", params![id])?
         .iter()
-        .map(|r| {
-            Ok(TimelineEntry {
-                seq: r.int(0),
-                action: r.text(1),
-                actor: r.text(2),
-                from_state: r.opt_text(3).map(state).transpose()?,
-                to_state: state(r.text(4))?,
-                note: r.opt_text(5),
-                at_ms: r.int(6),
-            })
-        })
+        .map(|r| timeline_entry(r, 0))
         .collect()
+}
+
+/// A timeline entry from a row whose columns from `at` on are seq, action,
+/// actor, from_state, to_state, note, at_ms.
+fn timeline_entry(r: &Row, at: usize) -> Result<TimelineEntry> {
+    let state = |text: String| CaseState::parse(&text).ok_or_else(|| ServerError::internal("unknown case state"));
+    Ok(TimelineEntry {
+        seq: r.int(at),
+        action: r.text(at + 1),
+        actor: r.text(at + 2),
+        from_state: r.opt_text(at + 3).map(state).transpose()?,
+        to_state: state(r.text(at + 4))?,
+        note: r.opt_text(at + 5),
+        at_ms: r.int(at + 6),
+    })
 }
 
 /// What a timeline entry's hash covers, in a fixed order.

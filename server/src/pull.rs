@@ -14,16 +14,22 @@ pub fn pull(tx: &mut dyn Tx, caller: &Caller, since: i64, limit: u32, now_ms: i6
     let next_cursor = entries.last().map(|e| e.seq).unwrap_or(since);
 
     // Within a page only an entity's last change matters.
+    let last: Vec<&changes::Entry> = entries
+        .iter()
+        .enumerate()
+        .filter(|(index, entry)| !entries[index + 1..].iter().any(|later| later.entity_kind == entry.entity_kind && later.entity_id == entry.entity_id))
+        .map(|(_, entry)| entry)
+        .collect();
+    // The page's cases in one query per table.
+    let wanted: Vec<String> = last.iter().filter(|e| !e.removal && e.entity_kind == "incident").map(|e| e.entity_id.clone()).collect();
+    let mut views = cases::load_views_for(tx, caller, &wanted)?;
     let mut page = Vec::new();
-    for (index, entry) in entries.iter().enumerate() {
-        if entries[index + 1..].iter().any(|later| later.entity_kind == entry.entity_kind && later.entity_id == entry.entity_id) {
-            continue;
-        }
+    for entry in last {
         let body = if entry.removal {
             Some(ChangeBody::Remove)
         } else {
             match entry.entity_kind.as_str() {
-                "incident" => cases::load_view_for(tx, caller, &entry.entity_id)?.map(|view| ChangeBody::Upsert { data: serde_json::to_value(view).expect("serializes") }),
+                "incident" => views.remove(&entry.entity_id).map(|view| ChangeBody::Upsert { data: serde_json::to_value(view).expect("serializes") }),
                 other => reference::load(tx, other, &entry.entity_id)?.map(|data| ChangeBody::Upsert { data }),
             }
         };
