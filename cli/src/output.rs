@@ -33,6 +33,8 @@ impl Progress {
 
     pub fn show(&mut self, text: &str) {
         if self.on {
+            // One row, or the redraw would leave wrapped rows behind.
+            let text = clip(text, 79);
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[2K{text}");
             let _ = err.flush();

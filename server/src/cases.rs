@@ -116,10 +116,22 @@ fn view(tx: &mut dyn Tx, case: &CaseRow) -> Result<IncidentView> {
     views(tx, std::slice::from_ref(case))?.pop().ok_or_else(|| ServerError::internal("a case without its view"))
 }
 
+/// Cases per batch of [`views`]: one bind parameter per case, well under
+/// SQLite's and PostgreSQL's limits on parameters per statement.
+const VIEW_BATCH: usize = 500;
+
 /// The views of `cases`, in their order, with one query per table (photos,
-/// user names, timelines) however many cases: a pull page of 500 cases is
-/// four queries, not two thousand.
+/// user names, timelines) per [`VIEW_BATCH`] cases: a pull page of 500
+/// cases is three queries, not two thousand.
 fn views(tx: &mut dyn Tx, cases: &[CaseRow]) -> Result<Vec<IncidentView>> {
+    let mut out = Vec::with_capacity(cases.len());
+    for batch in cases.chunks(VIEW_BATCH) {
+        out.extend(views_batch(tx, batch)?);
+    }
+    Ok(out)
+}
+
+fn views_batch(tx: &mut dyn Tx, cases: &[CaseRow]) -> Result<Vec<IncidentView>> {
     use std::collections::HashMap;
     if cases.is_empty() {
         return Ok(Vec::new());
@@ -207,16 +219,14 @@ fn views(tx: &mut dyn Tx, cases: &[CaseRow]) -> Result<Vec<IncidentView>> {
 /// The views of those of `ids` the caller may see, by id, in one query per
 /// table (a pull page).
 pub fn load_views_for(tx: &mut dyn Tx, caller: &Caller, ids: &[String]) -> Result<std::collections::HashMap<String, IncidentView>> {
-    if ids.is_empty() {
-        return Ok(Default::default());
-    }
-    let args: Vec<Value> = ids.iter().map(|id| Value::from(id.clone())).collect();
-    let rows = tx.query(&format!("SELECT {CASE_COLUMNS} FROM incidents WHERE id IN ({})", placeholders(1, args.len())), &args)?;
-    let mut visible = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let case = read_case(row)?;
-        if can_see(caller, &case.scope()) {
-            visible.push(case);
+    let mut visible = Vec::with_capacity(ids.len());
+    for batch in ids.chunks(VIEW_BATCH) {
+        let args: Vec<Value> = batch.iter().map(|id| Value::from(id.clone())).collect();
+        for row in &tx.query(&format!("SELECT {CASE_COLUMNS} FROM incidents WHERE id IN ({})", placeholders(1, args.len())), &args)? {
+            let case = read_case(row)?;
+            if can_see(caller, &case.scope()) {
+                visible.push(case);
+            }
         }
     }
     Ok(views(tx, &visible)?.into_iter().map(|v| (v.id.to_string(), v)).collect())

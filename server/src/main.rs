@@ -158,7 +158,8 @@ enum Command {
         #[arg(long)]
         department: Option<String>,
         /// 时限: a duration from now ("24h", "3d", "1d12h", "90m") or a date
-        /// and time in +08:00 ("2026-11-30 18:00", "2026-11-30" for its
+        /// and time in the zone times are shown in (+08:00 unless --utc or
+        /// GRIDWORK_TIME_ZONE) ("2026-11-30 18:00", "2026-11-30" for its
         /// end, or RFC 3339 with its own offset). Default: the category's.
         #[arg(long, conflicts_with = "deadline_ms")]
         deadline: Option<String>,

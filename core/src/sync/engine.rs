@@ -396,8 +396,12 @@ pub struct SyncEngine {
     /// culprit, or fit a proxy's body limit).
     push_batch: u32,
     /// The upload rate measured from chunk round trips (bytes per second,
-    /// smoothed); kept across runs, the link is likely the same.
+    /// smoothed); kept across runs, the link is likely the same, and
+    /// forgotten when a chunk fails (the link changed: start small again).
     link_bytes_per_s: Option<u64>,
+    /// The largest body something on the way took (a proxy's 413 lowers
+    /// it), so later uploads do not learn it again.
+    chunk_ceiling: usize,
     run: Option<Run>,
     /// Writes and notices queued by the last event, handed out first.
     out: VecDeque<Action>,
@@ -414,6 +418,7 @@ impl SyncEngine {
             jitter_state: jitter_seed | 1,
             push_batch: FIRST_PUSH_BATCH,
             link_bytes_per_s: None,
+            chunk_ceiling: MAX_CHUNK_BYTES,
             run: None,
             out: VecDeque::new(),
         }
@@ -552,12 +557,13 @@ impl SyncEngine {
                 if job.preview.is_none() {
                     self.record(Record::UploadStarted { op_id: job.op_id });
                 }
-                let chunk_bytes = self.chunk_for_link(MAX_CHUNK_BYTES).unwrap_or(FIRST_CHUNK_BYTES);
+                let ceiling = self.chunk_ceiling;
+                let chunk_bytes = self.chunk_for_link(ceiling).unwrap_or(FIRST_CHUNK_BYTES.min(ceiling));
                 self.run().upload = Some(Upload {
                     job,
                     awaiting: Awaiting::Announce,
                     chunk_bytes,
-                    ceiling: MAX_CHUNK_BYTES,
+                    ceiling,
                     restarted: false,
                     damaged: 0,
                     chunk_asked_ms: None,
@@ -724,10 +730,17 @@ impl SyncEngine {
             (_, Ok(status)) => status,
             (Awaiting::Chunk { .. }, Err(error)) => match chunk_refused(&mut upload, error) {
                 None => {
+                    self.chunk_ceiling = upload.ceiling;
                     self.run().upload = Some(upload);
                     return;
                 }
-                Some(error) => return self.upload_failed(upload.job, error, now_ms),
+                Some(error) => {
+                    // A chunk lost on the way: the link is not what was
+                    // measured (a weak uplink now, say), and a chunk sized
+                    // for the old one might never get through. Start small.
+                    self.link_bytes_per_s = None;
+                    return self.upload_failed(upload.job, error, now_ms);
+                }
             },
             (_, Err(error)) => return self.upload_failed(upload.job, error, now_ms),
         };

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use gridwork_protocol::api::PhotoRendition;
+use gridwork_protocol::api::{MAX_PUSH_BYTES, PhotoRendition};
 use gridwork_protocol::{OperationEnvelope, UploadPhoto};
 use log::{debug, info, warn};
 use rusqlite::{Connection, TransactionBehavior};
@@ -134,7 +134,8 @@ fn perform(ctx: &SyncContext, transport: &dyn Transport, engine: &mut SyncEngine
     let token = session.access_token.clone();
     let event = match action {
         Action::Push { limit } => {
-            let ops = ctx.with(|c| transfers::ready_operations(c, limit))?;
+            let mut ops = ctx.with(|c| transfers::ready_operations(c, limit))?;
+            within_push_bytes(&mut ops);
             if ops.is_empty() {
                 Event::NothingReady
             } else {
@@ -267,6 +268,23 @@ fn perform_record(ctx: &SyncContext, record: Record) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Cut a batch to what one push may carry ([`MAX_PUSH_BYTES`], counted as
+/// the server counts it, decompressed), keeping at least one operation:
+/// long reports in a batch the engine grew would otherwise meet a 413 and
+/// back off, batch after batch.
+fn within_push_bytes(ops: &mut Vec<Operation>) {
+    // The request's own braces and key, and a comma per operation.
+    let mut total = 32;
+    let keep = ops
+        .iter()
+        .take_while(|op| {
+            total += envelope(op).and_then(|e| serde_json::to_vec(&e).ok()).map_or(0, |bytes| bytes.len()) + 1;
+            total <= MAX_PUSH_BYTES
+        })
+        .count();
+    ops.truncate(keep.max(1));
 }
 
 fn envelope(op: &Operation) -> Option<OperationEnvelope> {

@@ -389,6 +389,24 @@ fn chunks_follow_the_measured_link() {
 }
 
 #[test]
+fn a_chunk_lost_on_the_way_forgets_the_measured_link() {
+    // Fast Wi-Fi measured, then a weak uplink: the 4 MiB chunk is lost, and
+    // the next attempt starts small again instead of failing the same way.
+    let size = 8 << 20;
+    let (mut e, _) = upload_started(size);
+    assert_eq!(chunk_timed(&mut e, size, 100, 10), FIRST_CHUNK_BYTES);
+    let Action::SendChunk { len, .. } = request(&mut e, 200) else { panic!("a chunk") };
+    assert_eq!(len, MAX_CHUNK_BYTES, "sized for the fast link");
+    e.handle(Event::BlobReply(Err(TransportError::Network("timeout".into()))), 60_200);
+    e.handle(Event::NetworkChanged { online: true, metered: false }, 70_000);
+    assert_eq!(request(&mut e, 70_000), Action::NextUpload);
+    e.handle(Event::UploadSelected(job("ab", size, None)), 70_000);
+    request(&mut e, 70_000);
+    e.handle(Event::BlobReply(Ok(blob("ab", size, FIRST_CHUNK_BYTES as u64, false))), 70_000);
+    assert_eq!(chunk_request(&mut e).1, FIRST_CHUNK_BYTES, "small again until the link is measured anew");
+}
+
+#[test]
 fn a_proxy_that_refuses_large_bodies_gets_halved_chunks_for_the_rest_of_the_upload() {
     let (mut e, _) = upload_started(8 * 1024 * 1024);
     assert_eq!(chunk_request(&mut e).1, FIRST_CHUNK_BYTES);
