@@ -338,9 +338,6 @@ struct Upload {
     job: BlobJob,
     awaiting: Awaiting,
     chunk_bytes: usize,
-    /// Lowered for good (this upload) when something on the way refuses
-    /// large bodies.
-    ceiling: usize,
     restarted: bool,
     damaged: u32,
     /// When the chunk awaited was asked for, to measure the link.
@@ -557,13 +554,11 @@ impl SyncEngine {
                 if job.preview.is_none() {
                     self.record(Record::UploadStarted { op_id: job.op_id });
                 }
-                let ceiling = self.chunk_ceiling;
-                let chunk_bytes = self.chunk_for_link(ceiling).unwrap_or(FIRST_CHUNK_BYTES.min(ceiling));
+                let chunk_bytes = self.chunk_for_link().unwrap_or(FIRST_CHUNK_BYTES.min(self.chunk_ceiling));
                 self.run().upload = Some(Upload {
                     job,
                     awaiting: Awaiting::Announce,
                     chunk_bytes,
-                    ceiling,
                     restarted: false,
                     damaged: 0,
                     chunk_asked_ms: None,
@@ -722,15 +717,14 @@ impl SyncEngine {
             (Awaiting::Chunk { offset }, Ok(status)) => {
                 let sent = status.offset.saturating_sub(offset);
                 self.measure_link(sent, upload.chunk_asked_ms.map(|at| now_ms - at));
-                upload.chunk_bytes = self.chunk_for_link(upload.ceiling).unwrap_or((upload.chunk_bytes * 2).min(upload.ceiling));
+                upload.chunk_bytes = self.chunk_for_link().unwrap_or((upload.chunk_bytes * 2).min(self.chunk_ceiling));
                 self.run().report.uploaded_bytes += sent;
                 self.record(Record::UploadProgress { sha256: upload.job.sha256.clone(), size: upload.job.size, offset: status.offset });
                 status
             }
             (_, Ok(status)) => status,
-            (Awaiting::Chunk { .. }, Err(error)) => match chunk_refused(&mut upload, error) {
+            (Awaiting::Chunk { .. }, Err(error)) => match chunk_refused(&mut upload, &mut self.chunk_ceiling, error) {
                 None => {
-                    self.chunk_ceiling = upload.ceiling;
                     self.run().upload = Some(upload);
                     return;
                 }
@@ -787,8 +781,9 @@ impl SyncEngine {
     }
 
     /// The chunk the measured link carries in [`CHUNK_TARGET_MS`], within
-    /// the floor and `ceiling`; `None` before anything was measured.
-    fn chunk_for_link(&self, ceiling: usize) -> Option<usize> {
+    /// the floor and the ceiling; `None` before anything was measured.
+    fn chunk_for_link(&self) -> Option<usize> {
+        let ceiling = self.chunk_ceiling;
         let rate = self.link_bytes_per_s?;
         let bytes = rate.saturating_mul(CHUNK_TARGET_MS) / 1000;
         Some((bytes.min(ceiling as u64) as usize).max(MIN_CHUNK_BYTES.min(ceiling)))
@@ -961,9 +956,9 @@ impl SyncEngine {
     }
 }
 
-/// What to do about a refused chunk: send again (the upload was adjusted),
-/// or fail the upload with this error.
-fn chunk_refused(upload: &mut Upload, error: TransportError) -> Option<TransportError> {
+/// What to do about a refused chunk: send again (the upload, or the
+/// `ceiling` on chunks, was adjusted), or fail the upload with this error.
+fn chunk_refused(upload: &mut Upload, ceiling: &mut usize, error: TransportError) -> Option<TransportError> {
     let TransportError::Http { status, code, .. } = &error else { return Some(error) };
     match (*status, code.as_str()) {
         // Someone (an earlier, killed attempt) moved the offset: ask.
@@ -971,7 +966,7 @@ fn chunk_refused(upload: &mut Upload, error: TransportError) -> Option<Transport
         // Something on the way (a proxy) takes smaller bodies only.
         (413, _) if upload.chunk_bytes > MIN_CHUNK_BYTES => {
             upload.chunk_bytes = (upload.chunk_bytes / 2).max(MIN_CHUNK_BYTES);
-            upload.ceiling = upload.chunk_bytes;
+            *ceiling = upload.chunk_bytes;
         }
         // The chunk was damaged on the way: send it again (a few times;
         // after that it is a transient failure, never a reason to park).
