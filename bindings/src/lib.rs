@@ -19,6 +19,8 @@ mod observe;
 mod offload;
 mod records;
 mod store;
+#[cfg(test)]
+mod tests;
 
 pub use error::GridworkError;
 pub use logging::{LogLevel, LogRecord, LogSink, set_log_sink};

@@ -1,5 +1,7 @@
 //! The exports as a shell calls them, on a real encrypted store (the JVM
 //! tests that drive the generated Kotlin come with the android/ module).
+//! Unit tests rather than tests/: the crate builds no Rust library (see
+//! Cargo.toml), so there is nothing for an integration test to link.
 
 use std::future::Future;
 use std::sync::mpsc::{Receiver, channel};
@@ -7,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use gridwork_ffi::*;
+use crate::*;
 
 /// A minimal executor: the exports' futures are woken from worker threads.
 fn block_on<F: Future>(future: F) -> F::Output {
