@@ -17,6 +17,11 @@ pub use crate::role::Role;
 /// Header carrying the device id on every request.
 pub const DEVICE_ID_HEADER: &str = "x-gridwork-device";
 
+/// The error code (status 401) of every sign-in, refresh and request from
+/// a device an administrator revoked (a lost or stolen phone): the device
+/// stops syncing and wipes what it holds once nothing unsent would be lost.
+pub const DEVICE_REVOKED: &str = "device_revoked";
+
 /// A photo as `GET /v1/blobs/{sha256}?rendition=` serves it: the original
 /// bytes, or a JPEG whose long edge is at most 320, 1280 or 2048 pixels
 /// (orientation applied).
