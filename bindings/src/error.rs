@@ -35,6 +35,14 @@ pub enum GridworkError {
     /// Wrong user name or password.
     #[error("{code}: {detail}")]
     AuthFailed { code: String, detail: String },
+    /// An administrator revoked this device (a lost phone): no sign-in or
+    /// sync from it is accepted. Export unsent work, then wipe.
+    #[error("{code}: {detail}")]
+    DeviceRevoked { code: String, detail: String },
+    /// A wipe would lose work no server has seen: sync it, or export it
+    /// (`export_unsent`) and wipe again.
+    #[error("{code}: {detail}")]
+    UnsentWork { code: String, detail: String, operations: u64, drafts: u64 },
     /// The server could not be reached; try again later.
     #[error("{code}: {detail}")]
     Network { code: String, detail: String },
@@ -63,6 +71,8 @@ impl GridworkError {
             | GridworkError::PhotoRefused { code, .. }
             | GridworkError::NotSignedIn { code, .. }
             | GridworkError::AuthFailed { code, .. }
+            | GridworkError::DeviceRevoked { code, .. }
+            | GridworkError::UnsentWork { code, .. }
             | GridworkError::Network { code, .. }
             | GridworkError::ServerRefused { code, .. }
             | GridworkError::Storage { code, .. }
@@ -130,6 +140,10 @@ impl From<CoreError> for GridworkError {
             | CoreError::PhotoCorrupt(_) => GridworkError::PhotoRefused { code, detail },
             CoreError::NotLoggedIn => GridworkError::NotSignedIn { code, detail },
             CoreError::AuthFailed => GridworkError::AuthFailed { code, detail },
+            CoreError::DeviceRevoked => GridworkError::DeviceRevoked { code, detail },
+            CoreError::UnsentWork { operations, drafts } => GridworkError::UnsentWork { code, detail, operations, drafts },
+            // The app holds a store it wiped: release it, open a new one.
+            CoreError::StoreWiped => GridworkError::InvalidState { code, detail },
             CoreError::Network(_) => GridworkError::Network { code, detail },
             CoreError::Server { code: server_code, .. } => GridworkError::ServerRefused { code, detail, server_code },
             CoreError::DatabaseFromFuture { .. } | CoreError::DatabaseCorrupt | CoreError::Database(_) | CoreError::Io(_) => {

@@ -59,6 +59,9 @@ pub struct SessionState {
     pub user: Option<UserInfo>,
     /// The session ended (refresh refused): sign in again; unsent work waits.
     pub needs_login: bool,
+    /// An administrator revoked this device: no sign-in helps. Export the
+    /// unsent work (`unsent_work`, `export_unsent`), then `wipe`.
+    pub device_revoked: bool,
 }
 
 /// Ends a subscription on `cancel()` or when released: Kotlin's `close()`
@@ -267,6 +270,7 @@ fn deliver(core: &Gridwork, registry: &Registry, subscriber: &Subscriber) {
             Observer::Session(o) => o.on_session(SessionState {
                 user: core.session_user()?.map(Into::into),
                 needs_login: registry.needs_login.load(Ordering::Acquire),
+                device_revoked: core.device_revoked()?,
             }),
             Observer::ReferenceData(o) => o.on_reference_data(
                 core.categories()?.into_iter().map(Into::into).collect(),

@@ -616,6 +616,37 @@ impl From<core::Operation> for OutboxItem {
     }
 }
 
+/// The work on this device no server has acknowledged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
+pub struct UnsentWork {
+    /// Queued operations not yet acknowledged (parked ones included).
+    pub operations: u64,
+    /// Drafts not yet submitted.
+    pub drafts: u64,
+}
+
+impl From<core::UnsentWork> for UnsentWork {
+    fn from(w: core::UnsentWork) -> Self {
+        UnsentWork { operations: w.operations, drafts: w.drafts }
+    }
+}
+
+/// What `export_unsent` wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
+pub struct ExportedWork {
+    /// The new folder holding `unsent.json` and `photos/`.
+    pub folder: String,
+    pub operations: u64,
+    pub drafts: u64,
+    pub photos: u64,
+}
+
+impl From<core::Exported> for ExportedWork {
+    fn from(e: core::Exported) -> Self {
+        ExportedWork { folder: e.folder.to_string_lossy().into_owned(), operations: e.operations, drafts: e.drafts, photos: e.photos }
+    }
+}
+
 /// What `adopt_unsent_from` took over.
 #[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
 pub struct Adopted {
@@ -727,6 +758,9 @@ pub struct SyncReport {
     pub next_wake_ms: Option<i64>,
     /// A person must sign in again; nothing was dropped.
     pub needs_login: bool,
+    /// An administrator revoked this device: it no longer syncs. Its data
+    /// was wiped unless unsent work waits for `export_unsent` and `wipe`.
+    pub device_revoked: bool,
     /// The round finished: nothing left that can be done now.
     pub completed: bool,
 }
@@ -749,6 +783,7 @@ impl From<core::SyncReport> for SyncReport {
             },
             next_wake_ms: r.next_wake_ms,
             needs_login: r.needs_login,
+            device_revoked: r.device_revoked,
             completed: r.completed,
         }
     }

@@ -12,9 +12,9 @@ use crate::observe::{
 };
 use crate::offload::offload;
 use crate::records::{
-    Adopted, CaseTask, Category, DraftFields, Durability, GeoPoint, Grid, Incident, IncidentDetail, IncidentFilter, MeteredPolicy, OpenReport,
+    Adopted, CaseTask, ExportedWork, Category, DraftFields, Durability, GeoPoint, Grid, Incident, IncidentDetail, IncidentFilter, MeteredPolicy, OpenReport,
     OutboxItem, OutboxSummary, Photo, PhotoRole, PhotoSize, Rendition, SimilarPhoto, Stats, StatsQuery, StepInput, StoreConfig, SyncReport, SyncTrigger, TaskFilter, TrailCheck,
-    TlsSettings, UserInfo, parse_id,
+    TlsSettings, UnsentWork, UserInfo, parse_id,
 };
 
 type Result<T, E = GridworkError> = std::result::Result<T, E>;
@@ -265,6 +265,35 @@ impl GridworkStore {
     pub async fn logout(&self) -> Result<()> {
         let core = self.core.clone();
         offload("logout", move || Ok(core.logout()?)).await
+    }
+
+    /// Whether an administrator revoked this device (a lost phone): it no
+    /// longer signs in or syncs. Export what is unsent, then `wipe`.
+    pub fn device_revoked(&self) -> Result<bool> {
+        Ok(self.core.device_revoked()?)
+    }
+
+    /// What no server has acknowledged yet: queued operations and drafts.
+    pub fn unsent_work(&self) -> Result<UnsentWork> {
+        Ok(self.core.unsent_work()?.into())
+    }
+
+    /// Write the unsent work into a new folder inside `dir` (`unsent.json`:
+    /// operations as they would be pushed and drafts; `photos/`: their
+    /// originals), as plain files for the person to hand over. A `wipe` of
+    /// exactly that work is allowed afterwards.
+    pub async fn export_unsent(&self, dir: String) -> Result<ExportedWork> {
+        let core = self.core.clone();
+        offload("export_unsent", move || Ok(core.export_unsent(std::path::Path::new(&dir))?.into())).await
+    }
+
+    /// Sign out and remove this account's data from the device (database,
+    /// photos, everything pulled). `UnsentWork` while anything unsent is
+    /// neither synced nor exported: never silently. The store is then empty
+    /// and refuses writes; release it and open a new one.
+    pub async fn wipe(&self) -> Result<()> {
+        let core = self.core.clone();
+        offload("wipe", move || Ok(core.wipe()?)).await
     }
 
     pub fn session_user(&self) -> Result<Option<UserInfo>> {

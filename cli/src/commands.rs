@@ -16,7 +16,7 @@ use gridwork_core::model::short_id::IdKind;
 use crate::device::{Device, KeySource, LOCAL_ACCOUNT};
 use crate::error::{CliError, CliResult, UNKNOWN_ACCOUNT, sync_exit};
 use crate::output::{self, printable};
-use crate::{Cli, Command, IncidentsArgs, LoginArgs, ReportArgs, SyncArgs};
+use crate::{Cli, Command, IncidentsArgs, LoginArgs, LogoutArgs, ReportArgs, SyncArgs};
 
 /// Runs one command; `Ok` carries the exit status (0 but for `sync`).
 pub fn run(cli: Cli) -> CliResult<i32> {
@@ -73,7 +73,7 @@ pub fn run(cli: Cli) -> CliResult<i32> {
     }
     match cli.command {
         Command::Login(args) => login(&ctx, args),
-        Command::Logout => logout(&ctx),
+        Command::Logout(args) => logout(&ctx, args),
         Command::Status => status(&ctx),
         Command::Accounts => accounts(&ctx),
         Command::Report(args) => report(&ctx, args),
@@ -193,9 +193,12 @@ fn ask_password(username: &str, server: &str) -> CliResult<String> {
         .map_err(|e| CliError::usage(format!("could not read the password: {}", e.kind())))
 }
 
-fn logout(ctx: &Ctx) -> CliResult<()> {
+fn logout(ctx: &Ctx, args: LogoutArgs) -> CliResult<()> {
     let gw = ctx.open()?;
     let user = gw.session_user()?;
+    if args.wipe {
+        return logout_and_wipe(ctx, &gw, user, args.export.as_deref());
+    }
     gw.logout()?;
     let was_current = ctx.device.current_account()? == ctx.account;
     if was_current {
@@ -211,6 +214,37 @@ fn logout(ctx: &Ctx) -> CliResult<()> {
             };
             if unsent(&summary) > 0 {
                 text.push_str(&format!("\n{} unsent item(s) stay queued on this device and go out after this account's next login", unsent(&summary)));
+            }
+            text
+        },
+    );
+    Ok(())
+}
+
+/// Sign out and remove the account's data from this device, after
+/// exporting its unsent work when asked; refused while work would be lost.
+fn logout_and_wipe(ctx: &Ctx, gw: &gridwork_core::Gridwork, user: Option<gridwork_protocol::api::UserInfo>, export: Option<&std::path::Path>) -> CliResult<()> {
+    let exported = match export {
+        Some(dir) => Some(gw.export_unsent(dir)?),
+        None => None,
+    };
+    gw.wipe().map_err(|error| match error {
+        gridwork_core::Error::UnsentWork { operations, drafts } => CliError::from(error).with_message(format!(
+            "{operations} queued operation(s) and {drafts} draft(s) have not reached the server: run `gridwork sync`, or keep a copy with `gridwork logout --wipe --export DIR`"
+        )),
+        other => other.into(),
+    })?;
+    if ctx.device.current_account()? == ctx.account {
+        ctx.device.set_current_account(None)?;
+    }
+    let folder = exported.as_ref().map(|e| e.folder.display().to_string());
+    ctx.emit(
+        json!({ "account": ctx.account, "was_logged_in": user.is_some(), "wiped": true, "exported_to": folder, "current_account": ctx.device.current_account()? }),
+        || {
+            let mut text = format!("wiped account {} from this device (signed out; database and photos removed)", printable(&ctx.account, true));
+            if let (Some(e), Some(folder)) = (&exported, &folder) {
+                text.push_str(&format!("
+unsent work exported first: {} operation(s), {} draft(s), {} photo(s) in {folder}", e.operations, e.drafts, e.photos));
             }
             text
         },
@@ -690,6 +724,9 @@ fn retry(ctx: &Ctx, op_id: OsString) -> CliResult<()> {
 
 /// What a sync round came to, as `gridwork sync`'s exit status tells it.
 fn sync_outcome(report: &SyncReport, was_signed_in: bool) -> (&'static str, i32) {
+    if report.device_revoked {
+        return ("device_revoked", sync_exit::DEVICE_REVOKED);
+    }
     if report.needs_login {
         return if was_signed_in { ("session_ended", sync_exit::SESSION_ENDED) } else { ("not_signed_in", sync_exit::NOT_SIGNED_IN) };
     }
@@ -803,7 +840,12 @@ fn sync(ctx: &Ctx, args: SyncArgs) -> CliResult<i32> {
         if e.network + e.transient + e.auth + e.rejected > 0 {
             lines.push(format!("errors: network {}, transient {}, auth {}, rejected {}", e.network, e.transient, e.auth, e.rejected));
         }
-        if report.needs_login {
+        if report.device_revoked {
+            lines.push(output::tone(
+                "an administrator revoked this device: it no longer syncs. If nothing was unsent its data is wiped; otherwise export it and wipe: `gridwork logout --wipe --export DIR`",
+                output::Tone::Bad,
+            ));
+        } else if report.needs_login {
             lines.push(if was_signed_in {
                 "the session has ended: log in again with `gridwork login`; nothing was dropped".into()
             } else {

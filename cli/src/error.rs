@@ -60,6 +60,9 @@ pub mod sync_exit {
     pub const REFUSED: i32 = 6;
     /// The round did not finish (time budget, server busy): run again.
     pub const UNFINISHED: i32 = 7;
+    /// An administrator revoked this device: it no longer syncs. Its data
+    /// was wiped, or waits for `gridwork logout --wipe --export DIR`.
+    pub const DEVICE_REVOKED: i32 = 8;
     /// Stopped by Ctrl-C at a request boundary; what was sent is kept.
     pub const INTERRUPTED: i32 = 130;
 }

@@ -97,9 +97,9 @@ pub enum Command {
     /// Sign in to a server and make that account current
     #[command(after_help = "Examples:\n  gridwork --device ./phone login --server https://gridwork.example.org --username w1\n      (asks for the password)\n  GRIDWORK_PASSWORD=… gridwork --device ./phone login --server http://127.0.0.1:8470 --username w1")]
     Login(LoginArgs),
-    /// Forget the session of the current account (its unsent work stays queued) and go back to "local"
-    #[command(after_help = "Examples:\n  gridwork --device ./phone logout")]
-    Logout,
+    /// Forget the session of the current account (its unsent work stays queued) and go back to "local"; --wipe also removes its data from this device
+    #[command(after_help = "Examples:\n  gridwork --device ./phone logout\n  gridwork --device ./phone logout --wipe                      (refused while work is unsent)\n  gridwork --device ./phone logout --wipe --export ./handover   (a revoked or handed-back phone)")]
+    Logout(LogoutArgs),
     /// The current account, who is signed in, and what is still unsent
     #[command(after_help = "Examples:\n  gridwork --device ./phone status\n  gridwork --device ./phone status --json")]
     Status,
@@ -201,6 +201,18 @@ pub enum Command {
         /// The shell
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// Also remove the account's data from this device: database, photos,
+    /// everything pulled. Refused while work is unsent (sync first, or --export).
+    #[arg(long)]
+    pub wipe: bool,
+    /// With --wipe: first write the unsent work (unsent.json and its photos,
+    /// plain files) into a new folder inside DIR.
+    #[arg(long, value_name = "DIR", requires = "wipe")]
+    pub export: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

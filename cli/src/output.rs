@@ -401,6 +401,7 @@ pub fn sync_report_json(r: &SyncReport) -> Value {
         },
         "next_wake_ms": r.next_wake_ms,
         "needs_login": r.needs_login,
+        "device_revoked": r.device_revoked,
         "completed": r.completed,
     })
 }

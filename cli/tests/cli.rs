@@ -359,6 +359,39 @@ fn status_tells_the_truth_once_the_session_has_ended() {
 }
 
 #[test]
+fn a_lost_phone_is_revoked_and_its_unsent_work_exported_before_the_wipe() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device = tempfile::tempdir().unwrap();
+    ok(run(gridwork(device.path()), ["login", "--server", &server.url(), "--username", "worker1", "--password", PASSWORD]));
+    ok(run(gridwork(device.path()), ["sync"]));
+    let device_id = server
+        .db
+        .read(|tx| Ok(tx.query_one("SELECT device_id FROM sessions ORDER BY created_at_ms DESC LIMIT 1", &[])?.text(0)))
+        .unwrap();
+    server.db.write(|tx| gridwork_server::admin::revoke_device(tx, &device_id, 1)).unwrap();
+    ok(run(gridwork(device.path()), ["report", "--category", "0602", "--description", "失主未发送"]));
+
+    let sync = run(gridwork(device.path()), ["sync", "--json"]);
+    assert_eq!(sync.status.code(), Some(8), "revoked: {}", stdout(&sync));
+    assert_eq!(json(&sync)["outcome"], "device_revoked");
+    let human = stdout(&run(gridwork(device.path()), ["sync"]));
+    assert!(human.contains("gridwork logout --wipe --export DIR"), "{human}");
+
+    // Never silently: the unsent report blocks a plain wipe.
+    assert_eq!(error_code(&run(gridwork(device.path()), ["logout", "--wipe", "--json"])), "unsent_work");
+    let refused = run(gridwork(device.path()), ["logout", "--wipe"]);
+    assert!(stderr(&refused).contains("--export DIR"), "{}", stderr(&refused));
+    let exports = tempfile::tempdir().unwrap();
+    let wiped = json(&ok(run(gridwork(device.path()), [OsStr::new("logout"), OsStr::new("--wipe"), OsStr::new("--export"), exports.path().as_os_str(), OsStr::new("--json")])));
+    assert_eq!(wiped["wiped"], true);
+    let folder = std::path::PathBuf::from(wiped["exported_to"].as_str().unwrap());
+    assert!(std::fs::read_to_string(folder.join("unsent.json")).unwrap().contains("失主未发送"));
+    assert!(!walk(device.path()).iter().any(|p| p.ends_with("gridwork.db")), "the database is gone");
+}
+
+#[test]
 fn a_report_without_coordinates_takes_them_from_the_photos_gps() {
     let device = tempfile::tempdir().unwrap();
     let camera = tempfile::tempdir().unwrap();

@@ -73,6 +73,12 @@ pub enum Error {
     Network(String),
     #[error("the server refused: {message}")]
     Server { code: String, message: String },
+    #[error("an administrator revoked this device: it no longer signs in or syncs")]
+    DeviceRevoked,
+    #[error("{operations} queued operations and {drafts} drafts have not reached the server; sync or export them first")]
+    UnsentWork { operations: u64, drafts: u64 },
+    #[error("this account's data was wiped from the device; open the store again")]
+    StoreWiped,
 
     // --- photos ---
     #[error("photo file not found or not readable")]
@@ -123,6 +129,9 @@ impl Error {
             Error::AuthFailed => "auth_failed",
             Error::Network(_) => "network_unavailable",
             Error::Server { .. } => "server_error",
+            Error::DeviceRevoked => "device_revoked",
+            Error::UnsentWork { .. } => "unsent_work",
+            Error::StoreWiped => "store_wiped",
             Error::PhotoFileNotFound => "photo_file_not_found",
             Error::PhotoEmpty => "photo_empty",
             Error::PhotoTooLarge { .. } => "photo_too_large",

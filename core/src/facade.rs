@@ -86,6 +86,9 @@ pub struct Gridwork {
     report: OpenReport,
     notifier: Arc<Notifier>,
     sync: SyncHandles,
+    /// The account's data was wiped: the connections are empty and
+    /// read-only, and writes are refused with `StoreWiped`.
+    wiped: AtomicBool,
     /// The account partition's lock; last, so it is released after the
     /// connections close.
     _lock: std::fs::File,
@@ -183,6 +186,7 @@ impl Gridwork {
             device_location: Mutex::new(None),
             report,
             notifier: Arc::default(),
+            wiped: AtomicBool::new(false),
             sync: SyncHandles {
                 engine: Mutex::new(SyncEngine::new(rand::random())),
                 running_on: Mutex::new(None),
@@ -221,6 +225,9 @@ impl Gridwork {
     /// Run `f` in one IMMEDIATE transaction.
     fn write<T>(&self, f: impl FnOnce(&Transaction, Timestamp, Option<GeoPoint>) -> Result<T>) -> Result<T> {
         let mut conn = self.lock();
+        if self.wiped.load(Ordering::Acquire) {
+            return Err(Error::StoreWiped);
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx, self.clock.now(), self.device_location())?;
         tx.commit()?;
@@ -619,6 +626,12 @@ impl Gridwork {
                 session::save(&conn, &refreshed)?;
                 Ok(refreshed.access_token)
             }
+            Err(TransportError::Http { code, .. }) if code == gridwork_protocol::api::DEVICE_REVOKED => {
+                session::mark_device_revoked(&self.lock())?;
+                log::warn!("session: this device was revoked by the server");
+                self.notifier.notify(Change::Session { signed_in: false, needs_login: false });
+                Err(Error::DeviceRevoked)
+            }
             Err(error) => match classify(&error) {
                 Disposition::Retry(FailureClass::Auth) | Disposition::Reject { .. } => {
                     session::mark_needs_login(&self.lock())?;
@@ -725,6 +738,12 @@ impl Gridwork {
     }
 
     fn login_through(&self, transport: Arc<dyn Transport>, server_url: &str, username: &str, password: &str) -> Result<gridwork_protocol::api::UserInfo> {
+        if self.wiped.load(Ordering::Acquire) {
+            return Err(Error::StoreWiped);
+        }
+        if self.device_revoked()? {
+            return Err(Error::DeviceRevoked);
+        }
         let tokens = transport.login(username, password).map_err(transport_error)?;
         // A store is one person's on one server (AB岗: a shared phone must
         // never send one user's unsent work under another's session). The
@@ -835,7 +854,9 @@ impl Gridwork {
         }
         let mut engine = locked(&self.sync.engine);
         let Some(transport) = self.transport()? else {
-            return Ok(SyncReport { needs_login: true, ..SyncReport::default() });
+            // A revoked device says so on every sync, not "sign in".
+            let device_revoked = self.device_revoked()?;
+            return Ok(SyncReport { needs_login: !device_revoked, device_revoked, ..SyncReport::default() });
         };
         let _running = RunningOn::mark(&self.sync.running_on, this_thread);
         // Reset, then look at the epoch: a cancel after the reset sets the
@@ -855,7 +876,76 @@ impl Gridwork {
             cancel: &self.sync.cancel,
             progress: &self.sync.progress,
         };
-        runner::run(&context, transport.as_ref(), &mut engine, Event::Wake(trigger), budget)
+        let report = runner::run(&context, transport.as_ref(), &mut engine, Event::Wake(trigger), budget)?;
+        drop(engine);
+        if report.device_revoked {
+            *locked(&self.sync.transport) = None;
+            self.wipe_after_revocation();
+        }
+        Ok(report)
+    }
+
+    // ---- leaving the device clean ----
+
+    /// Whether the server revoked this device (a lost phone): it no longer
+    /// signs in or syncs; [`Gridwork::export_unsent`] then [`Gridwork::wipe`].
+    pub fn device_revoked(&self) -> Result<bool> {
+        session::device_revoked(&self.read())
+    }
+
+    /// The work no server has acknowledged: queued operations and drafts.
+    pub fn unsent_work(&self) -> Result<crate::UnsentWork> {
+        crate::wipe::unsent_work(&self.read())
+    }
+
+    /// Write the unsent work (operations as they would be pushed, drafts,
+    /// their photos) into a new folder inside `dir`, as plain files for the
+    /// person to hand over; a wipe of exactly that work is then allowed.
+    pub fn export_unsent(&self, dir: &Path) -> Result<crate::Exported> {
+        let conn = self.lock();
+        if self.wiped.load(Ordering::Acquire) {
+            return Err(Error::StoreWiped);
+        }
+        let exported = crate::wipe::export(&conn, &self.photos, dir, self.clock.now().corrected_ms)?;
+        log::info!("wipe: exported {} operations, {} drafts, {} photos", exported.operations, exported.drafts, exported.photos);
+        Ok(exported)
+    }
+
+    /// Sign out and remove this account's data from the device: database,
+    /// photos, everything pulled. Refused with `UnsentWork` while anything
+    /// unsent is neither synced nor exported as it is now: never silently.
+    /// Afterwards this store is empty and refuses writes; open it again for
+    /// a fresh start. A crash midway is finished at the next open.
+    pub fn wipe(&self) -> Result<()> {
+        let mut conn = self.lock();
+        if self.wiped.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        crate::wipe::check_wipe_allowed(&conn)?;
+        *locked(&self.sync.transport) = None;
+        self.cancel_sync();
+        self.wiped.store(true, Ordering::Release);
+        *conn = store::empty_read_only()?;
+        drop(conn);
+        *self.read() = store::empty_read_only()?;
+        store::wipe_files(&self.paths)?;
+        log::info!("wipe: the account's data is gone from this device");
+        self.notifier.notify(Change::Session { signed_in: false, needs_login: false });
+        self.notifier.notify(Change::Outbox);
+        self.notifier.notify(Change::Incidents { ids: Vec::new() });
+        Ok(())
+    }
+
+    /// A revoked device wipes at once when nothing unsent would be lost;
+    /// otherwise its work waits, encrypted, for the person to export it.
+    fn wipe_after_revocation(&self) {
+        match self.wipe() {
+            Ok(()) => {}
+            Err(Error::UnsentWork { operations, drafts }) => {
+                log::warn!("wipe: revoked device keeps {operations} unsent operations and {drafts} drafts until they are exported");
+            }
+            Err(other) => log::warn!("wipe: after revocation it failed: {}", other.code()),
+        }
     }
 
     /// The transport for the signed-in session, made from it when needed.
@@ -896,6 +986,7 @@ impl Gridwork {
 /// A failed request as the caller hears it.
 fn transport_error(error: TransportError) -> Error {
     match error {
+        TransportError::Http { status: 401, code, .. } if code == gridwork_protocol::api::DEVICE_REVOKED => Error::DeviceRevoked,
         TransportError::Http { status: 401, .. } => Error::AuthFailed,
         TransportError::Http { code, message, .. } => Error::Server { code, message },
         TransportError::Network(why) | TransportError::Malformed(why) => Error::Network(why),

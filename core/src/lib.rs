@@ -19,6 +19,7 @@ pub mod steps;
 pub mod store;
 pub mod sync;
 pub mod text;
+pub mod wipe;
 
 pub use adopt::Adopted;
 pub use capture::DraftFields;
@@ -32,6 +33,7 @@ pub use model::{CaseInfo, Category, Grid, Incident, IncidentDetail, IncidentFilt
 pub use outbox::{Operation, OperationState, OutboxSummary, ParkReason};
 pub use photo::{PhotoLimits, Rendition};
 pub use store::{Durability, OpenReport};
+pub use wipe::{Exported, UnsentWork};
 pub use gridwork_protocol::stats::{Stats, StatsQuery};
 pub use gridwork_protocol::{CaseAction, CaseState, DeadlineLight, Named, OperationKind, PhotoRole, TimedStep};
 pub use uuid::Uuid;

@@ -1,12 +1,14 @@
 //! Authentication: argon2id password hashes, opaque bearer tokens stored as
 //! SHA-256 hashes (a leaked database does not leak usable tokens), sessions
-//! bound to the device that logged in, refresh with rotation, logout.
+//! bound to the device that logged in, refresh with rotation, logout, and
+//! devices an administrator revoked (refused at every sign-in, refresh and
+//! request).
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use base64::Engine;
 use gridwork_protocol::Named;
-use gridwork_protocol::api::{Role, TokenResponse, UserInfo};
+use gridwork_protocol::api::{self, Role, TokenResponse, UserInfo};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -103,8 +105,20 @@ pub fn user_grids(tx: &mut dyn Tx, user_id: Uuid) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The refusal of a revoked device. It names no user or device: the phone
+/// in hand may be a thief's, and it only needs to know to stop and wipe.
+pub fn device_revoked() -> ServerError {
+    ServerError::unauthorized(api::DEVICE_REVOKED, "this device was revoked by an administrator")
+}
+
 /// Start a session for a verified user on a device and issue its tokens.
+/// A revoked device is refused here, after the password was checked, so
+/// only someone who knows it learns that the device was revoked.
 pub fn start_session(tx: &mut dyn Tx, user: &UserRecord, device_id: &str, now_ms: i64, policy: TokenPolicy) -> Result<TokenResponse> {
+    if tx.query_opt("SELECT 1 FROM revoked_devices WHERE device_id = $1", params![device_id])?.is_some() {
+        tracing::warn!("sign-in from a revoked device refused");
+        return Err(device_revoked());
+    }
     let session_id = Uuid::now_v7().to_string();
     tx.execute(
         "INSERT INTO sessions (id, user_id, device_id, created_at_ms) VALUES ($1, $2, $3, $4)",
@@ -147,14 +161,23 @@ struct TokenRow {
     disabled: bool,
     spent_at_ms: Option<i64>,
     replays: i64,
+    /// The device presenting the token (not necessarily the session's) was
+    /// revoked by an administrator.
+    device_revoked: bool,
 }
 
-fn lookup(tx: &mut dyn Tx, token: &str) -> Result<Option<TokenRow>> {
+/// The token and, in the same query, whether `device_id` (the device
+/// presenting it) was revoked. The request's device, not the token's: it is
+/// the one told to wipe itself, and a device that presents a revoked
+/// device's token (say, restored from its backup) is only told to log in.
+fn lookup(tx: &mut dyn Tx, token: &str, device_id: &str) -> Result<Option<TokenRow>> {
     let row = tx.query_opt(
-        "SELECT t.session_id, t.kind, t.expires_at_ms, t.revoked, s.user_id, s.device_id, s.revoked, u.username, u.role, u.disabled, t.spent_at_ms, t.replays
+        "SELECT t.session_id, t.kind, t.expires_at_ms, t.revoked, s.user_id, s.device_id, s.revoked, u.username, u.role, u.disabled, t.spent_at_ms, t.replays,
+                r.revoked_at_ms
          FROM tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+         LEFT JOIN revoked_devices r ON r.device_id = $2
          WHERE t.token_hash = $1",
-        params![token_hash(token)],
+        params![token_hash(token), device_id],
     )?;
     Ok(row.map(|r| TokenRow {
         session_id: r.text(0),
@@ -169,11 +192,17 @@ fn lookup(tx: &mut dyn Tx, token: &str) -> Result<Option<TokenRow>> {
         disabled: r.int(9) != 0,
         spent_at_ms: r.opt_int(10),
         replays: r.int(11),
+        device_revoked: r.opt_int(12).is_some(),
     }))
 }
 
 fn check(row: Option<TokenRow>, kind: &str, device_id: &str, now_ms: i64) -> Result<TokenRow> {
     let row = row.filter(|r| r.kind == kind).ok_or_else(|| ServerError::unauthorized("auth_invalid", "the token is not valid"))?;
+    // Before the ended session: revocation ended it too, and only this
+    // answer tells the device to stop syncing and wipe what it holds.
+    if row.device_revoked {
+        return Err(device_revoked());
+    }
     if row.revoked || row.session_revoked || row.disabled {
         return Err(ServerError::unauthorized("auth_revoked", "the session has ended; log in again"));
     }
@@ -187,7 +216,7 @@ fn check(row: Option<TokenRow>, kind: &str, device_id: &str, now_ms: i64) -> Res
 }
 
 pub fn authenticate(tx: &mut dyn Tx, access_token: &str, device_id: &str, now_ms: i64) -> Result<Caller> {
-    let row = check(lookup(tx, access_token)?, "access", device_id, now_ms)?;
+    let row = check(lookup(tx, access_token, device_id)?, "access", device_id, now_ms)?;
     let user_id = Uuid::parse_str(&row.user_id).map_err(|_| ServerError::internal("bad user id"))?;
     Ok(Caller {
         user_id,
@@ -213,7 +242,7 @@ pub const REFRESH_REPLAY_GRACE_MS: i64 = 60 * 1000;
 /// owner's), and a new login is needed. The outer `Result` is storage; the
 /// inner refusal is committed with that revocation.
 pub fn refresh(tx: &mut dyn Tx, refresh_token: &str, device_id: &str, now_ms: i64, policy: TokenPolicy) -> Result<Result<TokenResponse>> {
-    let mut found = lookup(tx, refresh_token)?;
+    let mut found = lookup(tx, refresh_token, device_id)?;
     let spent = found.as_ref().filter(|r| r.kind == "refresh" && r.revoked && !r.session_revoked).and_then(|r| r.spent_at_ms);
     if let (Some(spent_at), Some(row)) = (spent, found.as_mut()) {
         let lost_reply = row.device_id == device_id && row.replays == 0 && now_ms - spent_at <= REFRESH_REPLAY_GRACE_MS;

@@ -59,6 +59,12 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Devices that signed in: list them, revoke a lost or stolen phone.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv device list\n  gridwork-server --data ./srv device revoke 3f9c2a71")]
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
     /// Grids: import a GeoJSON file, list them.
     #[command(after_help = "Examples:\n  gridwork-server --data ./srv grid import docs/examples/grids.geojson\n  gridwork-server --data ./srv grid list")]
     Grid {
@@ -265,6 +271,23 @@ enum UserCommand {
         /// not echoed, when neither is given and this is a terminal.
         #[arg(long, env = "GRIDWORK_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Every device that signed in, per user: first and last sign-in,
+    /// whether a session is active, whether it was revoked.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv device list\n  gridwork-server --data ./srv device list --json")]
+    List,
+    /// Revoke a lost or stolen phone: its sessions end, it can no longer
+    /// sign in, and it wipes its local data at its next contact once nothing
+    /// unsent would be lost. Revoking again is harmless.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv device list\n      (find the phone by its user and last sign-in)\n  gridwork-server --data ./srv device revoke 3f9c2a71\n  gridwork-server --data ./srv device revoke 3f9c2a71-5d0e-4b8a-9c61-0e2f7a4d1b93 --json")]
+    Revoke {
+        /// The device: its id or a unique prefix (at least 4 characters),
+        /// as `device list` shows it.
+        device: String,
     },
 }
 
@@ -589,6 +612,45 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             admin::validate_password(&password)?;
             let hash = auth::hash_password(&password)?;
             user_changed(cli.json, "has a new password (signed out everywhere)", db.write(|tx| admin::set_password(tx, &username, &hash))?);
+        }
+        Command::Device { command: DeviceCommand::List } => {
+            let devices = db.read(admin::list_devices)?;
+            if cli.json {
+                out!("{}", serde_json::to_string_pretty(&devices).expect("serializes"));
+            } else if devices.is_empty() {
+                out!("no devices yet: a device is listed once someone signs in on it");
+            } else {
+                out!("{:<36} {:<20} {:<26} {:<26} {:<6} revoked", "device", "user", "first sign-in", "last sign-in", "active");
+                for d in devices {
+                    let revoked = d.revoked_at_ms.map_or_else(|| "-".to_owned(), time_words);
+                    out!(
+                        "{:<36} {} {:<26} {:<26} {:<6} {}",
+                        d.device_id,
+                        pad(&d.username, 20),
+                        time_words(d.first_sign_in_ms),
+                        time_words(d.last_sign_in_ms),
+                        if d.active { "yes" } else { "no" },
+                        revoked
+                    );
+                }
+            }
+        }
+        Command::Device { command: DeviceCommand::Revoke { device } } => {
+            let now = now_ms();
+            let row = db.write(|tx| admin::revoke_device(tx, &device, now))?;
+            if cli.json {
+                out!("{}", serde_json::to_string(&row).expect("serializes"));
+            } else {
+                match row.revoked_at_ms {
+                    // Revoked before: the first time is kept.
+                    Some(at) if at != now => out!("device {} was already revoked on {}; its sessions are ended", row.device_id, time_words(at)),
+                    _ => out!(
+                        "revoked device {} (last signed in by {}): its sessions ended, it can no longer sign in, and it wipes its local data at its next contact once nothing unsent would be lost",
+                        row.device_id,
+                        row.username
+                    ),
+                }
+            }
         }
         Command::Grid { command: ReferenceCommand::Import { file } } => {
             let collection = read_json(&file)?;

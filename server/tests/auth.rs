@@ -509,3 +509,103 @@ fn a_spent_refresh_token_replayed_twice_or_late_ends_the_session() {
         expect_error(raw.me("phone-2", &rotated.access_token), 401, "auth_revoked", &[&rotated.access_token], &format!("{name}: pair after late replay"));
     }
 }
+
+/// A lost or stolen phone, revoked by an administrator: its access token,
+/// its refresh token and a fresh login with the right password are all
+/// refused with `device_revoked` (naming no one), while the same user on
+/// another phone goes on as before.
+#[test]
+fn a_revoked_device_is_refused_everywhere_while_its_user_works_on() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let raw = Raw::new(&server);
+        let lost = Device::new(&server, "phone-lost-7f3a");
+        assert_eq!(lost.login("worker1", PASSWORD).status(), 200, "{name}");
+        let (_, op) = report("0602", Some("G-001"), &[]);
+        assert_eq!(lost.push_ok(&[op])[0]["status"], "applied", "{name}");
+        lost.pull_all(0);
+        let tokens = lost.tokens.lock().unwrap().clone().unwrap();
+        let spare = raw.login_ok("phone-spare", "worker1", name);
+
+        let listed = server.db.read(gridwork_server::admin::list_devices).unwrap();
+        let row = listed.iter().find(|d| d.device_id == lost.id).unwrap_or_else(|| panic!("{name}: the phone is listed: {listed:?}"));
+        assert_eq!((row.username.as_str(), row.active, row.revoked_at_ms), ("worker1", true, None), "{name}");
+        assert_eq!(row.first_sign_in_ms, row.last_sign_in_ms, "{name}: one sign-in");
+
+        // Revoked by a unique prefix of its id.
+        let revoked_at = gridwork_server::http::now_ms();
+        let row = server.db.write(|tx| gridwork_server::admin::revoke_device(tx, "phone-l", revoked_at)).unwrap();
+        assert_eq!((row.device_id.as_str(), row.username.as_str(), row.active, row.revoked_at_ms), (lost.id.as_str(), "worker1", false, Some(revoked_at)), "{name}");
+
+        // No reply names the user or the device: the phone may be a thief's.
+        let secrets = [PASSWORD, tokens.access_token.as_str(), tokens.refresh_token.as_str(), "worker1", lost.id.as_str()];
+        let context = |what: &str| format!("{name}: {what} from the revoked phone");
+        let (_, op) = report("0602", Some("G-001"), &[]);
+        expect_error(lost.push(&[op]), 401, api::DEVICE_REVOKED, &secrets, &context("push"));
+        expect_error(lost.get("/v1/pull?since=0"), 401, api::DEVICE_REVOKED, &secrets, &context("pull"));
+        expect_error(raw.me(&lost.id, &tokens.access_token), 401, api::DEVICE_REVOKED, &secrets, &context("me"));
+        expect_error(raw.logout(&lost.id, &tokens.access_token), 401, api::DEVICE_REVOKED, &secrets, &context("logout"));
+        expect_error(raw.refresh(&lost.id, &tokens.refresh_token), 401, api::DEVICE_REVOKED, &secrets, &context("refresh"));
+        expect_error(raw.login(&lost.id, "worker1", PASSWORD), 401, api::DEVICE_REVOKED, &secrets, &context("login"));
+        // Another user signing in on it: the device is revoked, not the user.
+        expect_error(raw.login(&lost.id, "worker2", PASSWORD), 401, api::DEVICE_REVOKED, &secrets, &context("another user's login"));
+        // Only the right password learns of the revocation.
+        expect_error(raw.login(&lost.id, "worker1", "a-wrong-guess"), 401, "auth_failed", &secrets, &context("a wrong password"));
+        // The spare phone's token presented by the revoked one: revoked.
+        expect_error(raw.me(&lost.id, &spare.access_token), 401, api::DEVICE_REVOKED, &[&spare.access_token], &context("another phone's token"));
+        // The revoked phone's token presented by another device: that device
+        // is not told to wipe itself, only that the session ended.
+        expect_error(raw.me("phone-spare", &tokens.access_token), 401, "auth_revoked", &secrets, &format!("{name}: the revoked phone's token elsewhere"));
+
+        // The same user on another phone works as before, and signs in anew.
+        assert_eq!(raw.me("phone-spare", &spare.access_token).status(), 200, "{name}: the spare phone's session lives on");
+        let pushed = raw.authed(raw.client.post(format!("{}/v1/push", raw.base)).json(&json!({"operations": [report("0602", Some("G-001"), &[]).1]})), "phone-spare", &spare.access_token);
+        assert_eq!(pushed.status(), 200, "{name}: the spare phone pushes");
+        assert_eq!(raw.refresh("phone-spare", &spare.refresh_token).status(), 200, "{name}: and refreshes");
+        let fresh = raw.login_ok("phone-new", "worker1", name);
+        assert_eq!(raw.me("phone-new", &fresh.access_token).status(), 200, "{name}: a new phone signs in");
+
+        // Revoking again is fine and keeps the first time.
+        let again = server.db.write(|tx| gridwork_server::admin::revoke_device(tx, &lost.id, revoked_at + 5000)).unwrap();
+        assert_eq!(again.revoked_at_ms, Some(revoked_at), "{name}");
+        let listed = server.db.read(gridwork_server::admin::list_devices).unwrap();
+        let state = |device: &str| listed.iter().find(|d| d.device_id == device).map(|d| (d.active, d.revoked_at_ms));
+        assert_eq!(state(&lost.id), Some((false, Some(revoked_at))), "{name}");
+        assert_eq!(state("phone-spare"), Some((true, None)), "{name}");
+        expect_error(raw.login(&lost.id, "worker1", PASSWORD), 401, api::DEVICE_REVOKED, &secrets, &context("login after the second revocation"));
+    }
+}
+
+/// A device is named by its full id or a unique prefix of at least four
+/// characters among devices that signed in; the full id wins over a prefix.
+#[test]
+fn a_device_to_revoke_is_named_by_its_id_or_a_unique_prefix() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let raw = Raw::new(&server);
+        for device in ["tab_1", "tab_10", "tabX2"] {
+            raw.login_ok(device, "worker2", name);
+        }
+        let revoke = |device: &str| server.db.write(|tx| gridwork_server::admin::revoke_device(tx, device, gridwork_server::http::now_ms()));
+        let code = |device: &str| revoke(device).map(|row| row.device_id).unwrap_err();
+        let unknown = code("laptop-9");
+        assert_eq!((unknown.status, unknown.code), (404, "device_not_found"), "{name}");
+        assert_eq!(code("tab").code, "device_not_found", "{name}: three characters are too few");
+        let ambiguous = code("tab_");
+        assert_eq!((ambiguous.status, ambiguous.code), (400, "device_ambiguous"), "{name}");
+        // `_` is matched as itself (as a LIKE wildcard it would find tabX2),
+        // and case counts.
+        assert_eq!(code("tab_2").code, "device_not_found", "{name}");
+        assert_eq!(code("TAB_1").code, "device_not_found", "{name}");
+        assert_eq!(revoke("tabX").unwrap().device_id, "tabX2", "{name}");
+        // "tab_1" is a whole id and also begins "tab_10": the whole id wins.
+        assert_eq!(revoke("tab_1").unwrap().device_id, "tab_1", "{name}");
+        let revoked: Vec<String> =
+            server.db.read(gridwork_server::admin::list_devices).unwrap().into_iter().filter(|d| d.revoked_at_ms.is_some()).map(|d| d.device_id).collect();
+        assert_eq!(revoked.len(), 2, "{name}: {revoked:?}");
+        assert!(revoked.contains(&"tab_1".to_owned()) && revoked.contains(&"tabX2".to_owned()), "{name}: {revoked:?}");
+        assert_eq!(raw.login_ok("tab_10", "worker2", name).user.username, "worker2", "{name}: tab_10 was not revoked");
+    }
+}

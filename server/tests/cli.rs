@@ -667,3 +667,86 @@ fn every_admin_command_has_examples_and_argument_help() {
     }
     assert!(checked >= 25, "{checked}");
 }
+
+/// A lost phone, found in `device list` and revoked by a prefix of its id:
+/// its access token, its refresh token and a new login with the right
+/// password are refused with `device_revoked`; the same user's other phone
+/// and a new one work on; an unknown device fails; revoking twice is fine.
+#[test]
+fn a_lost_phone_is_revoked_from_the_command_line() {
+    use gridwork_protocol::api;
+    for backend in backends() {
+        let admin = Admin::new(&backend);
+        let name = admin.backend;
+        admin.ok(&["init"]);
+        admin.ok(&["grid", "import", path_str(&admin.file("grids.geojson", &two_grids_geojson()))]);
+        admin.ok(&["user", "add", "--username", "zhang", "--password", WORKER_PASSWORD, "--role", "grid_worker", "--grid", "G-001"]);
+        assert!(admin.ok(&["device", "list"]).contains("no devices yet"), "{name}");
+        assert_eq!(admin.json(&["device", "list", "--json"]), json!([]), "{name}");
+
+        let server = admin.serve();
+        let lost = server.device("zhang", WORKER_PASSWORD);
+        assert_eq!(lost.push_ok(&[report("0602", Some("G-001"), &[]).1])[0]["status"], "applied", "{name}");
+        lost.pull_all(0);
+        let refresh_token = lost.tokens.lock().unwrap().as_ref().unwrap().refresh_token.clone();
+        let spare = server.device("zhang", WORKER_PASSWORD);
+
+        // Listed: for scripts as JSON, for people as a table.
+        let listed = admin.json(&["device", "list", "--json"]);
+        let row = |listed: &Value, device: &str| listed.as_array().unwrap().iter().find(|d| d["device_id"] == device).cloned().unwrap_or_else(|| panic!("{name}: {device} in {listed}"));
+        let before = row(&listed, &lost.id);
+        assert_eq!((before["username"].as_str(), before["active"].as_bool()), (Some("zhang"), Some(true)), "{name}: {before}");
+        assert_eq!(before["revoked_at_ms"], Value::Null, "{name}");
+        assert!(before["first_sign_in_ms"].as_i64().is_some_and(|first| Some(first) == before["last_sign_in_ms"].as_i64()), "{name}: {before}");
+        let table = admin.ok(&["device", "list"]);
+        assert!(table.starts_with("device "), "{name}: a header row: {table}");
+        let line = table.lines().find(|l| l.starts_with(&lost.id)).unwrap_or_else(|| panic!("{name}: {table}"));
+        assert!(line.contains("zhang") && line.contains(" +08:00") && line.contains(" yes ") && line.trim_end().ends_with('-'), "{name}: {line}");
+
+        // Naming the wrong device: non-zero exit, a code.
+        admin.fails(&["device", "revoke", "no-such-phone"], "device_not_found");
+        admin.fails(&["device", "revoke", "no-such-phone", "--json"], "device_not_found");
+        admin.fails(&["device", "revoke", "dev-zhang-"], "device_ambiguous");
+
+        let prefix = &lost.id[..lost.id.len() - 4];
+        let said = admin.ok(&["device", "revoke", prefix]);
+        assert!(said.starts_with(&format!("revoked device {} (last signed in by zhang)", lost.id)), "{name}: {said}");
+        assert!(said.contains("wipes its local data"), "{name}: {said}");
+
+        // The lost phone: push, pull, refresh and a new login all refused.
+        let refused = |response: reqwest::blocking::Response, what: &str| {
+            assert_eq!(response.status(), 401, "{name}: {what}");
+            let body: Value = response.json().unwrap();
+            assert_eq!(body["code"], api::DEVICE_REVOKED, "{name}: {what}: {body}");
+            let message = body["message"].as_str().unwrap();
+            assert!(!message.contains("zhang") && !message.contains(&lost.id), "{name}: {what}: {message}");
+        };
+        refused(lost.push(&[report("0602", Some("G-001"), &[]).1]), "push");
+        refused(lost.get("/v1/pull?since=0"), "pull");
+        let refresh = lost.client.post(format!("{}/v1/auth/refresh", server.base)).header(api::DEVICE_ID_HEADER, &lost.id).json(&json!({"refresh_token": refresh_token})).send().unwrap();
+        refused(refresh, "refresh");
+        let again = Device { id: lost.id.clone(), base: server.base.clone(), client: reqwest::blocking::Client::new(), tokens: Default::default() };
+        refused(again.login("zhang", WORKER_PASSWORD), "login with the right password");
+
+        // The same user on the spare phone, and on a new one, works on.
+        assert_eq!(spare.get("/v1/me").status(), 200, "{name}");
+        assert_eq!(spare.push_ok(&[report("0602", Some("G-001"), &[]).1])[0]["status"], "applied", "{name}");
+        let new_phone = server.device("zhang", WORKER_PASSWORD);
+        assert!(!new_phone.pull_all(0).0.is_empty(), "{name}: a new phone syncs");
+
+        // Revoking again is fine: the first time is kept, and said.
+        let revoked = admin.json(&["device", "list", "--json"]);
+        let first = row(&revoked, &lost.id);
+        assert_eq!(first["active"], false, "{name}: {first}");
+        let revoked_at = first["revoked_at_ms"].as_i64().unwrap_or_else(|| panic!("{name}: {first}"));
+        assert_eq!(row(&revoked, &spare.id)["revoked_at_ms"], Value::Null, "{name}: only the lost phone");
+        assert_eq!(row(&revoked, &spare.id)["active"], true, "{name}");
+        let twice = admin.json(&["device", "revoke", &lost.id, "--json"]);
+        assert_eq!((twice["device_id"].as_str(), twice["revoked_at_ms"].as_i64()), (Some(lost.id.as_str()), Some(revoked_at)), "{name}: {twice}");
+        assert!(admin.ok(&["device", "revoke", &lost.id]).contains("already revoked"), "{name}");
+        let table = admin.ok(&["device", "list"]);
+        let line = table.lines().find(|l| l.starts_with(&lost.id)).unwrap();
+        assert!(line.contains(" no ") && line.trim_end().ends_with("+08:00"), "{name}: the revocation time: {line}");
+        server.stop();
+    }
+}

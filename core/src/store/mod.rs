@@ -120,6 +120,10 @@ pub fn open(data_dir: &Path, account_id: &str, key: &[u8], durability: Durabilit
     let paths = AccountPaths::new(data_dir, account_id);
     fs::create_dir_all(&paths.root)?;
     let lock = lock(&paths.lock)?;
+    if paths.root.join(WIPE_MARKER).exists() {
+        log::info!("store: finishing a wipe that was cut short");
+        wipe_files(&paths)?;
+    }
 
     let existed = fs::metadata(&paths.database).map(|m| m.len() > 0).unwrap_or(false);
     let key_check = if existed { keycheck::check(&paths.keycheck, key)? } else { KeyCheck::Absent };
@@ -154,6 +158,48 @@ pub fn open(data_dir: &Path, account_id: &str, key: &[u8], durability: Durabilit
     report.schema_version = migrations::LATEST_VERSION;
     report.open_duration = started.elapsed();
     Ok(OpenedStore { connection, reader, paths, report, lock })
+}
+
+/// Written before an account's files are removed and removed last, so a
+/// wipe cut short by a crash or a dead battery is finished at the next
+/// open, before anything is read.
+const WIPE_MARKER: &str = "gridwork.wipe";
+
+/// Remove every file of the account partition: the database with its WAL,
+/// the key verifier, photos (originals, thumbnails, renditions, fetched)
+/// and databases moved aside as corrupt. The lock file stays (its holder
+/// is the caller). Safe to repeat; the caller has checked that nothing
+/// unsent is lost.
+pub fn wipe_files(paths: &AccountPaths) -> Result<()> {
+    let marker = paths.root.join(WIPE_MARKER);
+    fs::File::create(&marker)?.sync_all()?;
+    files::sync_dir(&paths.root)?;
+    let gone = |result: std::io::Result<()>| match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = paths.database.clone().into_os_string();
+        name.push(suffix);
+        gone(fs::remove_file(name))?;
+    }
+    gone(fs::remove_file(&paths.keycheck))?;
+    gone(fs::remove_dir_all(&paths.photos))?;
+    gone(fs::remove_dir_all(&paths.corrupt))?;
+    files::sync_dir(&paths.root)?;
+    fs::remove_file(&marker)?;
+    files::sync_dir(&paths.root)?;
+    Ok(())
+}
+
+/// An empty store in memory that refuses writes: what a wiped store's
+/// connections become, so reads find nothing and nothing written after
+/// the wipe can be silently lost.
+pub fn empty_read_only() -> Result<Connection> {
+    let mut conn = Connection::open_in_memory()?;
+    migrations::migrate(&mut conn)?;
+    conn.execute_batch("PRAGMA query_only = 1;")?;
+    Ok(conn)
 }
 
 /// One open store per account partition, across processes and within one:

@@ -32,7 +32,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
-use gridwork_protocol::api::{BlobStatus, OperationOutcome, PullResponse, PushResponse};
+use gridwork_protocol::api::{self, BlobStatus, OperationOutcome, PullResponse, PushResponse};
 use uuid::Uuid;
 
 use super::transport::TransportError;
@@ -248,6 +248,9 @@ pub enum Action {
     Record(Record),
     /// Tell the app a person must log in again; nothing is dropped.
     NeedLogin,
+    /// The server revoked this device: end the session for good and tell
+    /// the app; the wipe follows the run (nothing unsent may be lost).
+    DeviceRevoked,
     /// The run is over; [`SyncEngine::finish_run`] tells what it did.
     Finish,
 }
@@ -310,6 +313,9 @@ pub struct SyncReport {
     pub next_wake_ms: Option<i64>,
     /// A person must log in again; nothing was dropped.
     pub needs_login: bool,
+    /// An administrator revoked this device: no login helps; it stops
+    /// syncing and its data is wiped once nothing unsent would be lost.
+    pub device_revoked: bool,
     /// The round finished: nothing left that can be done now.
     pub completed: bool,
 }
@@ -531,6 +537,9 @@ impl SyncEngine {
             Event::RefreshFailed(error) => match classify(&error) {
                 Disposition::Retry(FailureClass::Auth) | Disposition::Reject { .. } => {
                     self.run().report.errors.auth += 1;
+                    if matches!(&error, TransportError::Http { code, .. } if code == api::DEVICE_REVOKED) {
+                        self.run().report.device_revoked = true;
+                    }
                     if let State::Refreshing { resume } = self.state {
                         self.state = State::NeedsToken { resume };
                     }
@@ -910,9 +919,10 @@ impl SyncEngine {
             }
             State::Refreshing { .. } => Action::RefreshToken,
             State::NeedsToken { .. } => {
-                self.run().report.needs_login = true;
+                let revoked = self.run().report.device_revoked;
+                self.run().report.needs_login = !revoked;
                 self.finish(None);
-                Action::NeedLogin
+                if revoked { Action::DeviceRevoked } else { Action::NeedLogin }
             }
         }
     }

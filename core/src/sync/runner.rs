@@ -194,6 +194,12 @@ fn perform(ctx: &SyncContext, transport: &dyn Transport, engine: &mut SyncEngine
             ctx.notifier.notify(Change::Session { signed_in: true, needs_login: true });
             return Ok(());
         }
+        Action::DeviceRevoked => {
+            warn!("sync: this device was revoked by the server; the session ends");
+            ctx.with(|c| session::mark_device_revoked(c))?;
+            ctx.notifier.notify(Change::Session { signed_in: false, needs_login: false });
+            return Ok(());
+        }
         Action::Finish => return Ok(()),
     };
     engine.handle(event, ctx.now());

@@ -62,6 +62,20 @@ pub fn mark_needs_login(conn: &Connection) -> Result<()> {
     set_meta(conn, "needs_login", "1")
 }
 
+/// The server revoked this device: the session is gone for good (no
+/// login from this device is accepted), remembered until the wipe.
+pub fn mark_device_revoked(conn: &Connection) -> Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    clear(&tx)?;
+    set_meta(&tx, "device_revoked", "1")?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn device_revoked(conn: &Connection) -> Result<bool> {
+    Ok(get_meta(conn, "device_revoked")?.is_some())
+}
+
 /// Whether the session has ended: the server refused it, or its refresh
 /// token has expired by server time (`now_ms`, server-corrected).
 pub fn needs_login(conn: &Connection, now_ms: i64) -> Result<bool> {

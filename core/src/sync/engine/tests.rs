@@ -222,6 +222,20 @@ fn auth_failure_refreshes_then_pauses_for_a_token_and_resumes() {
 }
 
 #[test]
+fn a_revoked_device_ends_the_run_with_revocation_not_a_login_prompt() {
+    let mut e = started(3, Trigger::ManualRetry);
+    request(&mut e, 0);
+    e.handle(Event::Pushed { ops: ids(1), result: Err(http(401, api::DEVICE_REVOKED)) }, 0);
+    assert_eq!(request(&mut e, 0), Action::RefreshToken, "a 401 is first a token question");
+    e.handle(Event::RefreshFailed(http(401, api::DEVICE_REVOKED)), 0);
+    assert_eq!(request(&mut e, 0), Action::DeviceRevoked);
+    assert_eq!(request(&mut e, 0), Action::Finish);
+    let report = e.finish_run();
+    assert!(report.device_revoked);
+    assert!(!report.needs_login, "no login helps: the app shows export and wipe instead");
+}
+
+#[test]
 fn a_refresh_that_cannot_reach_the_server_is_tried_again_soon() {
     let mut e = started(3, Trigger::ManualRetry);
     request(&mut e, 0);

@@ -35,6 +35,12 @@ CREATE TABLE IF NOT EXISTS tokens (
     -- Times a spent refresh token was presented again (one lost reply is forgiven).
     replays BIGINT NOT NULL DEFAULT 0
 );
+-- Devices an administrator revoked (a lost or stolen phone): every sign-in,
+-- refresh and request from one is refused. Revoking again keeps the first time.
+CREATE TABLE IF NOT EXISTS revoked_devices (
+    device_id TEXT PRIMARY KEY,
+    revoked_at_ms BIGINT NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS grids (
     code TEXT PRIMARY KEY,

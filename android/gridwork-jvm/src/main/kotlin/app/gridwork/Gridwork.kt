@@ -4,6 +4,7 @@ import app.gridwork.ffi.Adopted
 import app.gridwork.ffi.CaseTask
 import app.gridwork.ffi.Category
 import app.gridwork.ffi.DraftFields
+import app.gridwork.ffi.ExportedWork
 import app.gridwork.ffi.GeoPoint
 import app.gridwork.ffi.Grid
 import app.gridwork.ffi.GridworkException
@@ -36,6 +37,7 @@ import app.gridwork.ffi.SyncReport
 import app.gridwork.ffi.SyncStatus
 import app.gridwork.ffi.SyncTrigger
 import app.gridwork.ffi.TaskFilter
+import app.gridwork.ffi.UnsentWork
 import app.gridwork.ffi.UserInfo
 import app.gridwork.ffi.openStore
 import kotlin.time.Duration
@@ -60,6 +62,8 @@ val GridworkException.code: String
         is GridworkException.PhotoRefused -> code
         is GridworkException.NotSignedIn -> code
         is GridworkException.AuthFailed -> code
+        is GridworkException.DeviceRevoked -> code
+        is GridworkException.UnsentWork -> code
         is GridworkException.Network -> code
         is GridworkException.ServerRefused -> code
         is GridworkException.Storage -> code
@@ -143,6 +147,19 @@ class Gridwork private constructor(
     suspend fun login(serverUrl: String, username: String, password: String, allowInsecureHttp: Boolean = false): UserInfo =
         store.login(serverUrl, username, password, allowInsecureHttp)
     suspend fun logout() = store.logout()
+
+    // --- leaving the phone clean (a handed-back or lost phone) ---
+    /** An administrator revoked this device: it no longer signs in or syncs. Export, then [wipe]. */
+    suspend fun deviceRevoked(): Boolean = quick { deviceRevoked() }
+    suspend fun unsentWork(): UnsentWork = quick { unsentWork() }
+    /** Writes the unsent work (unsent.json and photos, plain files) into a new folder inside [dir]. */
+    suspend fun exportUnsent(dir: String): ExportedWork = store.exportUnsent(dir)
+    /**
+     * Signs out and removes this account's data from the device. Throws
+     * [GridworkException.UnsentWork] while anything unsent is neither synced
+     * nor exported; afterwards this store is empty: close it and open a new one.
+     */
+    suspend fun wipe() = store.wipe()
     suspend fun sessionUser(): UserInfo? = quick { sessionUser() }
 
     // --- sync ---
