@@ -197,6 +197,29 @@ public final class Gridwork: Sendable {
         try await store.logout()
     }
 
+    // MARK: leaving the phone clean (a handed-back or lost phone)
+
+    /// An administrator revoked this device: it no longer signs in or syncs. Export, then `wipe()`.
+    public func deviceRevoked() async throws -> Bool {
+        try await quick { try $0.deviceRevoked() }
+    }
+
+    public func unsentWork() async throws -> UnsentWork {
+        try await quick { try $0.unsentWork() }
+    }
+
+    /// Writes the unsent work (unsent.json and photos, plain files) into a new folder inside `dir`.
+    public func exportUnsent(dir: String) async throws -> ExportedWork {
+        try await store.exportUnsent(dir: dir)
+    }
+
+    /// Signs out and removes this account's data from the device. Throws
+    /// `GridworkError.UnsentWork` while anything unsent is neither synced nor
+    /// exported; afterwards this store is empty: release it and open a new one.
+    public func wipe() async throws {
+        try await store.wipe()
+    }
+
     public func sessionUser() async throws -> UserInfo? {
         try await quick { try $0.sessionUser() }
     }
@@ -352,7 +375,8 @@ extension GridworkError {
         switch self {
         case .WrongKey(let code, _), .StorageFull(let code, _), .InvalidInput(let code, _, _), .NotFound(let code, _),
              .InvalidState(let code, _), .AccountMismatch(let code, _), .PhotoRefused(let code, _), .NotSignedIn(let code, _),
-             .AuthFailed(let code, _), .Network(let code, _), .ServerRefused(let code, _, _), .Storage(let code, _),
+             .AuthFailed(let code, _), .DeviceRevoked(let code, _), .UnsentWork(let code, _, _, _),
+             .Network(let code, _), .ServerRefused(let code, _, _), .Storage(let code, _),
              .Internal(let code, _):
             return code
         }
