@@ -552,7 +552,14 @@ impl Gridwork {
             return Err(Error::NotFound { what: "photo" });
         }
         let transport = self.transport()?.ok_or(Error::NotLoggedIn)?;
-        let bytes = self.with_access_token(transport.as_ref(), |token| transport.photo(token, sha256, rendition))?;
+        let bytes = match self.with_access_token(transport.as_ref(), |token| transport.photo(token, sha256, rendition)) {
+            // The district keeps originals (their EXIF holds the GPS
+            // position) from this role: the largest rendition stands in.
+            Err(Error::Server { code, .. }) if rendition == PhotoRendition::Original && code == gridwork_protocol::api::ORIGINAL_WITHHELD => {
+                return self.photo_file(sha256, PhotoRendition::LongEdge2048);
+            }
+            other => other?,
+        };
         let mut let_go = Vec::new();
         let name = self.photos.keep_fetched(sha256, rendition, &bytes, |name| {
             let_go = self.write(|tx, now, _| fetched::record(tx, sha256, rendition, name, bytes.len() as u64, now.device_ms, fetched::CACHE_MAX_BYTES))?;

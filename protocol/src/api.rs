@@ -22,6 +22,12 @@ pub const DEVICE_ID_HEADER: &str = "x-gridwork-device";
 /// stops syncing and wipes what it holds once nothing unsent would be lost.
 pub const DEVICE_REVOKED: &str = "device_revoked";
 
+/// The error code (status 403) of an original photo asked for by a role the
+/// district's privacy policy keeps originals from: their EXIF holds the GPS
+/// position, time and camera. The 2048 px rendition, re-encoded without any
+/// metadata, stands in; the uploader always gets their own original.
+pub const ORIGINAL_WITHHELD: &str = "original_withheld";
+
 /// A photo as `GET /v1/blobs/{sha256}?rendition=` serves it: the original
 /// bytes, or a JPEG whose long edge is at most 320, 1280 or 2048 pixels
 /// (orientation applied).

@@ -12,7 +12,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use gridwork_protocol::api::{BlobStatus, MAX_BLOB_BYTES};
+use gridwork_protocol::Named;
+use gridwork_protocol::api::{self, BlobStatus, MAX_BLOB_BYTES, Role};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
@@ -395,6 +396,40 @@ fn status_for(tx: &mut dyn Tx, caller: &Caller, blob: BlobStatus) -> Result<Blob
         return Ok(blob);
     }
     Ok(BlobStatus { offset: shown, complete: false, ..blob })
+}
+
+/// The meta key of the roles that get originals' renditions only.
+const ORIGINALS_WITHHELD_KEY: &str = "originals_withheld_from";
+
+/// The district's privacy policy for photo originals: the roles that see a
+/// case's photos only as renditions (re-encoded, no EXIF: no GPS position,
+/// time or camera). Empty by default. Kept in the database, so every server
+/// instance applies the same policy.
+pub fn originals_withheld_from(tx: &mut dyn Tx) -> Result<Vec<Role>> {
+    let value = tx.query_opt("SELECT value FROM meta WHERE key = $1", params![ORIGINALS_WITHHELD_KEY])?.map(|r| r.text(0)).unwrap_or_default();
+    Ok(value.split(',').filter_map(Role::parse).collect())
+}
+
+pub fn set_originals_withheld_from(tx: &mut dyn Tx, roles: &[Role]) -> Result<()> {
+    let value = roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",");
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2",
+        params![ORIGINALS_WITHHELD_KEY, value],
+    )?;
+    Ok(())
+}
+
+/// Refuse an original to a caller whose role the policy keeps originals
+/// from, unless they uploaded those bytes themselves.
+pub fn check_original_allowed(tx: &mut dyn Tx, caller: &Caller, sha256: &str) -> Result<()> {
+    if !originals_withheld_from(tx)?.contains(&caller.role) || covered(tx, sha256, &caller.user_id.to_string())? > 0 {
+        return Ok(());
+    }
+    Err(ServerError::new(
+        403,
+        api::ORIGINAL_WITHHELD,
+        "this district shows originals (with their GPS position) to fewer roles; ask for rendition=2048",
+    ))
 }
 
 /// How many bytes of the blob, from offset 0, this user has shown the server.

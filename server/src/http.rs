@@ -425,7 +425,12 @@ async fn download_blob(
             Err(e) => return Err(e),
         };
         match rendition.long_edge() {
-            None => Ok((original, "application/octet-stream")),
+            // Checked once the caller is known to see the photo: to others
+            // the answer stays "not found".
+            None => {
+                app.db.read(|tx| crate::blobs::check_original_allowed(tx, &caller, &sha256))?;
+                Ok((original, "application/octet-stream"))
+            }
             Some(edge) => Ok((renditions::render(&original, edge)?, "image/jpeg")),
         }
     })

@@ -11,7 +11,7 @@ use gridwork_protocol::api::{Role, TransitionRequest};
 use gridwork_server::auth::TokenPolicy;
 use gridwork_server::db::Database;
 use gridwork_server::http::{now_ms, rejection_error};
-use gridwork_server::{StorageConfig, ServerError, admin, auth, cases, open_storage, reference};
+use gridwork_server::{StorageConfig, ServerError, admin, auth, blobs, cases, open_storage, reference};
 
 #[derive(Parser)]
 #[command(name = "gridwork-server", version, about = "Gridwork reference sync server")]
@@ -95,6 +95,21 @@ enum Command {
         /// Hours to verify a handled case (核查时限).
         #[arg(long)]
         verify_hours: Option<i64>,
+    },
+    /// Privacy: the roles that see other people's case photos only as
+    /// renditions (re-encoded without EXIF: no GPS position, time or
+    /// camera), never as originals; an uploader always gets their own.
+    /// Without options it shows the policy.
+    #[command(after_help = "Examples:\n  gridwork-server --data ./srv photo-policy\n  gridwork-server --data ./srv photo-policy --withhold-originals-from volunteer --withhold-originals-from department\n  gridwork-server --data ./srv photo-policy --clear")]
+    PhotoPolicy {
+        /// A role to keep originals from: grid_worker, volunteer,
+        /// supervisor, dispatcher, admin or department (repeatable; the
+        /// roles given replace the list).
+        #[arg(long = "withhold-originals-from", value_name = "ROLE")]
+        withhold: Vec<String>,
+        /// Show originals again to every role that sees the case.
+        #[arg(long, conflicts_with = "withhold")]
+        clear: bool,
     },
     /// Serve the /v1 API.
     #[command(after_help = "Examples:\n  gridwork-server --data ./srv serve\n  gridwork-server --data ./srv serve --listen 0.0.0.0:8470 --trusted-proxy 10.0.0.2\n  GRIDWORK_LOG=debug gridwork-server --data ./srv serve --log-format json")]
@@ -687,6 +702,28 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                     let hours: String = limits.iter().filter_map(|(h, step)| h.map(|h| format!("  {h} h to {step}"))).collect();
                     out!("{:<8} {}{}{}", format!("{indent}{}", c.code), c.name_zh, if c.active { "" } else { "  (retired)" }, hours);
                 }
+            }
+        }
+        Command::PhotoPolicy { withhold, clear } => {
+            let roles = withhold
+                .iter()
+                .map(|r| Role::parse(r).ok_or_else(|| ServerError::bad_request("invalid_role", "role must be grid_worker, volunteer, supervisor, dispatcher, admin or department")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let roles = if clear || !roles.is_empty() {
+                db.write(|tx| {
+                    blobs::set_originals_withheld_from(tx, &roles)?;
+                    blobs::originals_withheld_from(tx)
+                })?
+            } else {
+                db.read(blobs::originals_withheld_from)?
+            };
+            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            if cli.json {
+                out!("{}", serde_json::json!({ "originals_withheld_from": names }));
+            } else if names.is_empty() {
+                out!("originals go to every role that sees the case");
+            } else {
+                out!("originals withheld from: {} (they see the 2048 px rendition, without EXIF; uploaders keep their own)", names.join(", "));
             }
         }
         Command::Deadline { category, hours, sign_hours, verify_hours } => {

@@ -426,6 +426,21 @@ fn the_data_folder_is_never_picked_silently() {
 }
 
 #[test]
+fn the_photo_policy_is_set_shown_and_cleared() {
+    for backend in backends() {
+        let admin = Admin::new(&backend);
+        admin.ok(&["init"]);
+        assert_eq!(admin.json(&["photo-policy", "--json"])["originals_withheld_from"], json!([]));
+        let set = admin.json(&["photo-policy", "--withhold-originals-from", "volunteer", "--withhold-originals-from", "department", "--json"]);
+        assert_eq!(set["originals_withheld_from"], json!(["volunteer", "department"]), "{}", admin.backend);
+        assert!(admin.ok(&["photo-policy"]).contains("originals withheld from: volunteer, department"));
+        admin.fails(&["photo-policy", "--withhold-originals-from", "mayor"], "invalid_role");
+        assert_eq!(admin.json(&["photo-policy", "--json"])["originals_withheld_from"], json!(["volunteer", "department"]), "a refused change changes nothing");
+        assert_eq!(admin.json(&["photo-policy", "--clear", "--json"])["originals_withheld_from"], json!([]));
+    }
+}
+
+#[test]
 fn serve_refuses_an_address_it_cannot_listen_on() {
     for backend in backends() {
         let admin = Admin::new(&backend);

@@ -726,6 +726,39 @@ fn a_case_photo_is_fetched_on_demand_checked_and_kept() {
     assert!(original.is_file() && screen.is_file());
 }
 
+/// A district that keeps originals (their EXIF holds the GPS position) from
+/// a role: a worker of that role opening a volunteer's photo full size gets
+/// the 2048 px rendition, re-encoded without EXIF; the volunteer keeps
+/// their own original.
+#[test]
+fn originals_withheld_by_policy_open_as_a_rendition_without_exif() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    server.db.write(|tx| gridwork_server::blobs::set_originals_withheld_from(tx, &[gridwork_protocol::api::Role::GridWorker])).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let volunteer = phone(&server, "volunteer1");
+    let worker = phone(&server, "worker1");
+    let exif = ExifSpec { gps: Some((31.23, 121.465)), ..Default::default() };
+    let shot = write_file(files.path(), "gps.jpg", &jpeg_bytes(&scene(3000, 2000, 6), 85, Some(&exif)));
+    let draft = volunteer.gw.create_draft(DraftFields { category_code: Some("0602".into()), description: "楼道堆物".into(), location: Some(STREET), ..Default::default() }).unwrap();
+    volunteer.gw.attach_photo(draft.id, &shot).unwrap();
+    volunteer.gw.submit(draft.id).unwrap();
+    sync(&volunteer.gw);
+    sync(&worker.gw);
+    let sha = worker.gw.get_incident(draft.id).unwrap().case.unwrap().photos[0].sha256.clone();
+
+    let shown = worker.gw.photo_file(&sha, PhotoRendition::Original).unwrap();
+    let bytes = std::fs::read(&shown).unwrap();
+    assert_ne!(sha256_hex(&bytes), sha, "not the original");
+    let decoded = image::load_from_memory(&bytes).unwrap();
+    assert_eq!(decoded.width().max(decoded.height()), 2048);
+    assert!(exif::Reader::new().read_from_container(&mut std::io::Cursor::new(&bytes)).is_err(), "no EXIF, so no GPS");
+    // The uploader is not kept from their own photo.
+    let own = volunteer.gw.photo_file(&sha, PhotoRendition::Original).unwrap();
+    assert_eq!(std::fs::read(own).unwrap(), std::fs::read(&shot).unwrap());
+}
+
 /// What a person saw of a case does not outlive the case on their phone:
 /// once a handed-back case leaves the department's view, its kept thumbnail
 /// and the photo fetched to look at go with it at the next sweep.
