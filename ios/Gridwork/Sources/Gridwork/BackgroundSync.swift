@@ -43,6 +43,7 @@ public final class BackgroundSync: Sendable {
     private let safetyNet: TimeInterval
     private let gridwork: @Sendable () async throws -> Gridwork
     private let onSignInNeeded: @Sendable () -> Void
+    private let onDeviceRevoked: @Sendable () -> Void
 
     /// - Parameters:
     ///   - identifier: the task identifier listed in Info.plist.
@@ -58,18 +59,22 @@ public final class BackgroundSync: Sendable {
     ///     never a second one: two stores on one database would each run a sync.
     ///   - onSignInNeeded: the session ended; tell the user (a local
     ///     notification, say). Nothing was dropped.
+    ///   - onDeviceRevoked: the server revoked this device; open the
+    ///     export-and-wipe screen. Nothing more is scheduled.
     public init(
         identifier: String,
         budget: TimeInterval,
         safetyNet: TimeInterval = 15 * 60,
         gridwork: @escaping @Sendable () async throws -> Gridwork,
-        onSignInNeeded: @escaping @Sendable () -> Void
+        onSignInNeeded: @escaping @Sendable () -> Void,
+        onDeviceRevoked: @escaping @Sendable () -> Void = {}
     ) {
         self.identifier = identifier
         self.budget = budget
         self.safetyNet = safetyNet
         self.gridwork = gridwork
         self.onSignInNeeded = onSignInNeeded
+        self.onDeviceRevoked = onDeviceRevoked
     }
 
     /// Registers the launch handler. False when the identifier is not permitted in Info.plist.
@@ -114,6 +119,8 @@ public final class BackgroundSync: Sendable {
                     self.ask(after: TimeInterval(delayMs) / 1000)
                 case .signInNeeded:
                     self.onSignInNeeded()
+                case .deviceRevoked:
+                    self.onDeviceRevoked()
                 }
                 completion.finish(success: true)
             } catch is CancellationError {

@@ -12,12 +12,18 @@ public enum SyncPlan: Equatable, Sendable {
     case runAgain(delayMs: Int64)
     /// A person must sign in again; nothing was dropped. Do not retry: tell the user.
     case signInNeeded
+    /// An administrator revoked this device: no sign-in helps. Do not retry:
+    /// show the export-and-wipe screen (its data is already wiped when nothing was unsent).
+    case deviceRevoked
 
     /// The smallest delay a scheduler is asked for: WorkManager's own minimum backoff.
     public static let minDelayMs: Int64 = 10_000
 
     /// `nowMs` is device time (Unix ms), as the report's `nextWakeMs`.
     public static func after(_ report: SyncReport, nowMs: Int64) -> SyncPlan {
+        if report.deviceRevoked {
+            return .deviceRevoked
+        }
         if report.needsLogin {
             return .signInNeeded
         }

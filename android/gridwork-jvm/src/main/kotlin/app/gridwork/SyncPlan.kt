@@ -18,11 +18,19 @@ sealed class SyncPlan {
     /** A person must sign in again; nothing was dropped. Do not retry: tell the user. */
     object SignInNeeded : SyncPlan()
 
+    /**
+     * An administrator revoked this device: no sign-in helps. Do not retry:
+     * show the export-and-wipe screen (its data is already wiped when
+     * nothing was unsent).
+     */
+    object DeviceRevoked : SyncPlan()
+
     companion object {
         /** The smallest delay a scheduler is asked for: WorkManager's own minimum backoff. */
         const val MIN_DELAY_MS = 10_000L
 
         fun after(report: SyncReport, nowMs: Long): SyncPlan = when {
+            report.deviceRevoked -> DeviceRevoked
             report.needsLogin -> SignInNeeded
             report.completed && report.nextWakeMs == null -> Idle
             else -> RunAgain(((report.nextWakeMs ?: nowMs) - nowMs).coerceAtLeast(MIN_DELAY_MS))

@@ -37,6 +37,7 @@ class WipeTest {
                 val report = gw.sync(SyncTrigger.OPERATION_QUEUED, 30.seconds)
                 assertTrue("$report", report.deviceRevoked)
                 assertFalse("no login helps a revoked phone", report.needsLogin)
+                assertEquals(SyncPlan.DeviceRevoked, SyncPlan.after(report, System.currentTimeMillis()))
                 assertTrue(gw.deviceRevoked())
                 assertNull(gw.sessionUser())
                 assertEquals("device_revoked", refused<GridworkException.DeviceRevoked> { gw.login(server.url, "worker1", PASSWORD) }.code)

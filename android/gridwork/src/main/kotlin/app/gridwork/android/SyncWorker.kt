@@ -68,6 +68,7 @@ class SyncWorker(context: Context, params: WorkerParameters) : CoroutineWorker(c
             SyncPlan.Idle -> {}
             is SyncPlan.RunAgain -> runAgain(plan.delayMs, accountId)
             SyncPlan.SignInNeeded -> onSignInNeeded?.invoke(applicationContext, accountId)
+            SyncPlan.DeviceRevoked -> onDeviceRevoked?.invoke(applicationContext, accountId)
         }
         // Never Result.retry(): WorkManager's own backoff would compete with
         // the engine's next wake.
@@ -127,6 +128,14 @@ class SyncWorker(context: Context, params: WorkerParameters) : CoroutineWorker(c
          */
         @Volatile
         var onSignInNeeded: ((context: Context, accountId: String) -> Unit)? = null
+
+        /**
+         * Called when the server has revoked this device (a lost phone): sync
+         * has stopped for good. Open the screen that exports unsent work and
+         * wipes (`Gridwork.exportUnsent`, `Gridwork.wipe`).
+         */
+        @Volatile
+        var onDeviceRevoked: ((context: Context, accountId: String) -> Unit)? = null
 
         /** The app's own notification for the pre-Android 12 foreground run (text in the user's language). */
         @Volatile
