@@ -53,6 +53,39 @@ pub struct Entry {
 /// `limit` of the union is within the first `limit` of every key that sees
 /// it, so each key's verdict on it (seen or removed) is in the union.
 pub fn read(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32) -> Result<(Vec<Entry>, bool)> {
+    if keys.len() <= KEYS_PER_QUERY {
+        let mut entries = read_keys(tx, keys, since, limit)?;
+        let has_more = entries.len() > limit as usize;
+        entries.truncate(limit as usize);
+        return Ok((entries, has_more));
+    }
+    // A caller with hundreds of grids (a street's supervisor) has more keys
+    // than one compound SELECT may have terms (SQLite: 500). Each group of
+    // keys gives its own first `limit + 1`; every key's verdict on a change
+    // within the merged first `limit` is among them, for the same reason as
+    // within one query.
+    let mut merged: std::collections::BTreeMap<i64, Entry> = std::collections::BTreeMap::new();
+    for group in keys.chunks(KEYS_PER_QUERY) {
+        for entry in read_keys(tx, group, since, limit)? {
+            match merged.get_mut(&entry.seq) {
+                Some(seen) => seen.removal &= entry.removal,
+                None => {
+                    merged.insert(entry.seq, entry);
+                }
+            }
+        }
+    }
+    let has_more = merged.len() > limit as usize;
+    Ok((merged.into_values().take(limit as usize).collect(), has_more))
+}
+
+/// The most audience keys read in one query: below SQLite's limit of 500
+/// terms in a compound SELECT, and far below either engine's parameter limit.
+const KEYS_PER_QUERY: usize = 200;
+
+/// [`read`] for at most [`KEYS_PER_QUERY`] keys, in one query: up to
+/// `limit + 1` entries (one past the page tells that more follow).
+fn read_keys(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32) -> Result<Vec<Entry>> {
     let per_key: Vec<String> = (0..keys.len())
         .map(|i| {
             format!(
@@ -70,9 +103,6 @@ pub fn read(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32) -> Result<
     );
     let mut args: Vec<Value> = vec![since.into(), (limit as i64 + 1).into()];
     args.extend(keys.iter().map(Value::from));
-    let mut rows = tx.query(&sql, &args)?;
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let entries = rows.iter().map(|r| Entry { seq: r.int(0), entity_kind: r.text(1), entity_id: r.text(2), removal: r.int(3) != 0 }).collect();
-    Ok((entries, has_more))
+    let rows = tx.query(&sql, &args)?;
+    Ok(rows.iter().map(|r| Entry { seq: r.int(0), entity_kind: r.text(1), entity_id: r.text(2), removal: r.int(3) != 0 }).collect())
 }
