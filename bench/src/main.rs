@@ -11,6 +11,7 @@ mod capture;
 mod open;
 mod outbox;
 mod pillow;
+mod pouchdb;
 mod report;
 mod server_push;
 mod sync;

@@ -1,8 +1,9 @@
 //! `sync`: a device with a long-offline backlog pushes it over loopback, and
 //! a fresh device makes its initial pull. Requests and bytes are counted on
-//! the wire by a TCP proxy between device and server. Peer: what
-//! CouchDB-style replication would need for the same documents, computed
-//! from its protocol (no CouchDB can be installed here), printed as such.
+//! the wire by a TCP proxy between device and server, for both sides. Peer:
+//! PouchDB replicating the same reports to express-pouchdb, measured in the
+//! same run (`crate::pouchdb`); beside it, what CouchDB-style replication
+//! would need for photos too, computed from its protocol.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -218,6 +219,7 @@ pub fn run(options: &SyncOptions) -> BenchResult<()> {
     println!("  {:<34} {:>10.1} MiB", "bytes down", mib(down));
     println!("  {:<34} {:>10.1} MiB", "of which photo payload", mib(photo_total));
     drop(gw);
+    peer_push(temp.path(), options.incidents, push_wall.as_secs_f64(), push_requests, up + down, options.photos);
 
     // Initial pull: the server holds `pull_changes` cases visible to the worker.
     eprintln!("preparing {} changes on the server…", options.pull_changes);
@@ -275,7 +277,92 @@ pub fn run(options: &SyncOptions) -> BenchResult<()> {
         child["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0,
         child["open_kib"].as_f64().unwrap_or(0.0) / 1024.0
     );
+    peer_pull(temp.path(), total_changes as usize, pull_wall.as_secs_f64(), pull_requests, down, child["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0);
     Ok(())
+}
+
+/// One PouchDB replication through a counting proxy: (seconds, requests,
+/// bytes both ways, bytes down, the JSON the peer printed).
+fn peer_replication(peer: &Path, dir: &Path, args: impl Fn(&str) -> Vec<String>) -> BenchResult<(f64, u64, u64, u64, serde_json::Value)> {
+    let server = crate::pouchdb::start_server(peer, &dir.join("server"))?;
+    let counter = Arc::new(WireCounter::default());
+    let proxy = counting_proxy(server.url.clone(), counter.clone())?;
+    let args = args(&format!("http://{proxy}/reports"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = crate::pouchdb::run(peer, &args)?;
+    let (up, down) = (counter.up_bytes.load(Ordering::Relaxed), counter.down_bytes.load(Ordering::Relaxed));
+    Ok((result["ms"].as_f64().unwrap_or(0.0) / 1000.0, counter.requests.load(Ordering::Relaxed), up + down, down, result))
+}
+
+fn ratio(ours: f64, peer: f64) -> String {
+    if peer > 0.0 { format!("{:.2}x", ours / peer) } else { "-".into() }
+}
+
+/// PouchDB pushing the same number of reports (no photos), batch 100 (its
+/// default) and 1000, each into a fresh express-pouchdb.
+fn peer_push(temp: &Path, reports: usize, ours_s: f64, ours_requests: u64, ours_bytes: u64, photos: usize) {
+    let peer = match crate::pouchdb::install() {
+        Ok(peer) => peer,
+        Err(error) => return println!("  PouchDB: {} ({error})", crate::pouchdb::UNAVAILABLE),
+    };
+    eprintln!("PouchDB push (batch 100, then 1000)…");
+    let mut runs = Vec::new();
+    for batch in [100, 1000] {
+        let dir = temp.join(format!("pouchdb-push-{batch}"));
+        let device = dir.join("device");
+        let _ = std::fs::create_dir_all(&device);
+        match peer_replication(&peer, &dir, |url| vec!["push".into(), url.into(), device.to_string_lossy().into_owned(), reports.to_string(), batch.to_string()]) {
+            Ok(run) => runs.push((batch, run)),
+            Err(error) => return println!("  PouchDB push failed: {error}"),
+        }
+    }
+    let note = format!("; ours also sends its {photos} photo(s)");
+    println!("  PouchDB 9 → express-pouchdb 4.2, the same {reports} reports{note}:");
+    for (batch, (seconds, requests, bytes, _, _)) in &runs {
+        println!(
+            "    batch {batch:<5} wall {seconds:>6.1} s ({} ours/peer), {requests:>5} requests ({}), {:>6.1} MiB both ways ({})",
+            ratio(ours_s, *seconds),
+            ratio(ours_requests as f64, *requests as f64),
+            mib(*bytes),
+            ratio(ours_bytes as f64, *bytes as f64)
+        );
+    }
+}
+
+/// A fresh PouchDB replicating `changes` reports from express-pouchdb
+/// (filled directly, not timed), batch 100 (its default).
+fn peer_pull(temp: &Path, changes: usize, ours_s: f64, ours_requests: u64, ours_down: u64, ours_peak_mib: f64) {
+    let peer = match crate::pouchdb::install() {
+        Ok(peer) => peer,
+        Err(error) => return println!("  PouchDB: {} ({error})", crate::pouchdb::UNAVAILABLE),
+    };
+    let dir = temp.join("pouchdb-pull");
+    let fresh = dir.join("fresh");
+    let _ = std::fs::create_dir_all(&fresh);
+    eprintln!("PouchDB: filling its server with {changes} reports, then a fresh replication…");
+    let run = crate::pouchdb::start_server(&peer, &dir.join("server")).and_then(|server| {
+        let url = format!("http://{}/reports", server.url);
+        crate::pouchdb::run(&peer, &["fill", &url, &changes.to_string()])?;
+        let counter = Arc::new(WireCounter::default());
+        let proxy = counting_proxy(server.url.clone(), counter.clone())?;
+        let result = crate::pouchdb::run(&peer, &["pull", &format!("http://{proxy}/reports"), &fresh.to_string_lossy(), "100"])?;
+        Ok((result, counter.requests.load(Ordering::Relaxed), counter.down_bytes.load(Ordering::Relaxed)))
+    });
+    match run {
+        Ok((result, requests, down)) => {
+            let seconds = result["ms"].as_f64().unwrap_or(0.0) / 1000.0;
+            let peak = result["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0;
+            println!(
+                "  PouchDB 9 from express-pouchdb 4.2, {changes} reports, batch 100: wall {seconds:.1} s ({} ours/peer), {requests} requests ({}), {:.1} MiB down ({}), peak {peak:.1} MiB ({})",
+                ratio(ours_s, seconds),
+                ratio(ours_requests as f64, requests as f64),
+                mib(down),
+                ratio(ours_down as f64, down as f64),
+                ratio(ours_peak_mib, peak)
+            );
+        }
+        Err(error) => println!("  PouchDB pull failed: {error}"),
+    }
 }
 
 /// The fresh device of the pull benchmark, in its own process.
