@@ -27,6 +27,14 @@ fn report(gw: &Gridwork, photos_dir: &Path, text: &str, submit: bool) -> gridwor
     draft.id
 }
 
+/// A seeded server on loopback, an empty device folder and a folder for camera files.
+fn setup() -> (tempfile::TempDir, LocalServer, tempfile::TempDir, tempfile::TempDir) {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    (server_dir, server, tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap())
+}
+
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
@@ -61,11 +69,7 @@ fn revoke_device_of(server: &LocalServer, username: &str) {
 
 #[test]
 fn sign_out_with_wipe_waits_for_unsent_work_to_be_synced_or_exported() {
-    let server_dir = tempfile::tempdir().unwrap();
-    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
-    server.seed();
-    let device_dir = tempfile::tempdir().unwrap();
-    let photos = tempfile::tempdir().unwrap();
+    let (_server_dir, server, device_dir, photos) = setup();
     let gw = open(device_dir.path(), "worker1");
     gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
 
@@ -113,11 +117,7 @@ fn sign_out_with_wipe_waits_for_unsent_work_to_be_synced_or_exported() {
 
 #[test]
 fn a_synced_device_wipes_at_once_and_signing_out_without_wipe_keeps_everything() {
-    let server_dir = tempfile::tempdir().unwrap();
-    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
-    server.seed();
-    let device_dir = tempfile::tempdir().unwrap();
-    let photos = tempfile::tempdir().unwrap();
+    let (_server_dir, server, device_dir, photos) = setup();
     let gw = open(device_dir.path(), "worker1");
     gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
     let id = report(&gw, photos.path(), "楼道堆物 SYNCED", true);
@@ -135,11 +135,7 @@ fn a_synced_device_wipes_at_once_and_signing_out_without_wipe_keeps_everything()
 
 #[test]
 fn a_revoked_phone_stops_syncing_and_wipes_on_next_contact() {
-    let server_dir = tempfile::tempdir().unwrap();
-    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
-    server.seed();
-    let device_dir = tempfile::tempdir().unwrap();
-    let photos = tempfile::tempdir().unwrap();
+    let (_server_dir, server, device_dir, photos) = setup();
     let gw = open(device_dir.path(), "worker1");
     gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
     report(&gw, photos.path(), "楼道堆物 LOST-PHONE", true);
@@ -158,11 +154,7 @@ fn a_revoked_phone_stops_syncing_and_wipes_on_next_contact() {
 
 #[test]
 fn a_revoked_phone_with_unsent_work_keeps_it_until_it_is_exported() {
-    let server_dir = tempfile::tempdir().unwrap();
-    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
-    server.seed();
-    let device_dir = tempfile::tempdir().unwrap();
-    let photos = tempfile::tempdir().unwrap();
+    let (_server_dir, server, device_dir, photos) = setup();
     let gw = open(device_dir.path(), "worker1");
     gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
     assert!(gw.sync_now(Trigger::ManualRetry, Duration::from_secs(30)).unwrap().completed);
