@@ -234,6 +234,13 @@ impl Gridwork {
         Ok(value)
     }
 
+    /// Refuse with `StoreWiped` once the account's data was wiped: calls
+    /// that read before they write would otherwise answer "not found" or
+    /// "not signed in" about a store that is gone.
+    fn ensure_not_wiped(&self) -> Result<()> {
+        if self.wiped.load(Ordering::Acquire) { Err(Error::StoreWiped) } else { Ok(()) }
+    }
+
     /// Direct access to the writer connection, for tests and benchmarks.
     #[cfg(feature = "test-support")]
     pub fn with_connection<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
@@ -345,6 +352,7 @@ impl Gridwork {
     /// As [`Gridwork::attach_photo`], with a role: `After` for a problem the
     /// reporter resolves on the spot (then [`Gridwork::submit_resolved`]).
     pub fn attach_photo_as(&self, incident_id: Uuid, source: &Path, role: PhotoRole) -> Result<Photo> {
+        self.ensure_not_wiped()?;
         // Fail fast before the expensive part.
         capture::require_status(&self.lock(), incident_id, crate::model::IncidentStatus::Draft, "attach a photo")?;
         let ingested = self.photos.ingest(source, self.photo_limits, self.default_utc_offset_minutes)?;
@@ -469,6 +477,7 @@ impl Gridwork {
     /// shown in its new state at once. Photo files are copied in, as with
     /// [`Gridwork::attach_photo`]; the step and its photos commit together.
     pub fn take_step(&self, incident_id: Uuid, step: StepInput, photos: &[PathBuf]) -> Result<Incident> {
+        self.ensure_not_wiped()?;
         let me = session::load(&self.read())?.map(|s| s.user).ok_or(Error::NotLoggedIn)?;
         // Fail fast before the expensive part.
         steps::check(&self.read(), incident_id, &step, photos.len(), &me)?;
@@ -533,6 +542,7 @@ impl Gridwork {
     /// network, so call it off the UI thread; it never waits behind a sync
     /// unless the access token has to be refreshed.
     pub fn photo_file(&self, sha256: &str, rendition: PhotoRendition) -> Result<PathBuf> {
+        self.ensure_not_wiped()?;
         if !task::is_sha256(sha256) {
             return Err(Error::InvalidId);
         }
@@ -637,6 +647,10 @@ impl Gridwork {
                 session::mark_device_revoked(&self.lock())?;
                 log::warn!("session: this device was revoked by the server");
                 self.notifier.notify(Change::Session { signed_in: false, needs_login: false });
+                // The wipe waits for the engine, held here.
+                drop(_engine);
+                *locked(&self.sync.transport) = None;
+                self.wipe_after_revocation();
                 Err(Error::DeviceRevoked)
             }
             Err(error) => match classify(&error) {
@@ -745,13 +759,19 @@ impl Gridwork {
     }
 
     fn login_through(&self, transport: Arc<dyn Transport>, server_url: &str, username: &str, password: &str) -> Result<gridwork_protocol::api::UserInfo> {
-        if self.wiped.load(Ordering::Acquire) {
-            return Err(Error::StoreWiped);
-        }
+        self.ensure_not_wiped()?;
         if self.device_revoked()? {
             return Err(Error::DeviceRevoked);
         }
-        let tokens = transport.login(username, password).map_err(transport_error)?;
+        let tokens = match transport.login(username, password).map_err(transport_error) {
+            // Revoked before this store knew: remembered, and wiped when nothing unsent would be lost.
+            Err(Error::DeviceRevoked) => {
+                session::mark_device_revoked(&self.lock())?;
+                self.wipe_after_revocation();
+                return Err(Error::DeviceRevoked);
+            }
+            other => other?,
+        };
         // A store is one person's on one server (AB岗: a shared phone must
         // never send one user's unsent work under another's session). The
         // server is named however it was written (localhost or 127.0.0.1,
@@ -854,6 +874,7 @@ impl Gridwork {
     /// `sync_now` for a request made when `ticket` was taken: a `cancel_sync`
     /// since then cancels this run too.
     pub fn sync_requested(&self, ticket: SyncTicket, trigger: Trigger, budget: Duration) -> Result<SyncReport> {
+        self.ensure_not_wiped()?;
         let this_thread = std::thread::current().id();
         if *locked(&self.sync.running_on) == Some(this_thread) {
             self.tell_engine(Event::Wake(trigger));
@@ -884,7 +905,9 @@ impl Gridwork {
             progress: &self.sync.progress,
         };
         let report = runner::run(&context, transport.as_ref(), &mut engine, Event::Wake(trigger), budget)?;
+        // The run is over: the wipe takes the engine itself.
         drop(engine);
+        drop(_running);
         if report.device_revoked {
             *locked(&self.sync.transport) = None;
             self.wipe_after_revocation();
@@ -924,8 +947,22 @@ impl Gridwork {
     /// Afterwards this store is empty and refuses writes; open it again for
     /// a fresh start. A crash midway is finished at the next open.
     pub fn wipe(&self) -> Result<()> {
+        if *locked(&self.sync.running_on) == Some(std::thread::current().id()) {
+            return Err(Error::InvalidState { state: "syncing".into(), action: "wipe from a sync observer" });
+        }
+        // A running sync stops at its next request boundary; the wipe waits
+        // for it (engine before writer, the order a run takes), so nothing
+        // writes into the folders being removed.
+        self.cancel_sync();
+        let _engine = locked(&self.sync.engine);
         let mut conn = self.lock();
         if self.wiped.load(Ordering::Acquire) {
+            // An earlier wipe that failed midway (a file still being
+            // written): finish it.
+            drop(conn);
+            if store::wipe_pending(&self.paths) {
+                store::wipe_files(&self.paths)?;
+            }
             return Ok(());
         }
         crate::wipe::check_wipe_allowed(&conn)?;

@@ -57,12 +57,28 @@ pub fn unsent_work(conn: &Connection) -> Result<UnsentWork> {
         operations += 1;
         hasher.update(format!("op {} {}\n", row.get::<_, String>(0)?, row.get::<_, String>(1)?).as_bytes());
     }
+    // A draft by everything an edit can change (not by its time alone: two
+    // edits can fall in one millisecond, or the clock can be set back).
     let mut drafts = 0;
-    let mut stmt = conn.prepare("SELECT id, updated_device_ms FROM incidents WHERE status = 'draft' ORDER BY id")?;
+    let mut stmt = conn.prepare(
+        "SELECT d.id, d.category_code, d.description, d.address, d.lat, d.lon, d.grid_code,
+                (SELECT group_concat(p.sha256 || ':' || p.role, ',') FROM (SELECT sha256, role FROM photos WHERE incident_id = d.id ORDER BY position) AS p)
+         FROM incidents d WHERE d.status = 'draft' ORDER BY d.id",
+    )?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         drafts += 1;
-        hasher.update(format!("draft {} {}\n", row.get::<_, String>(0)?, row.get::<_, i64>(1)?).as_bytes());
+        let fields = serde_json::json!([
+            row.get::<_, String>(0)?,
+            row.get::<_, Option<String>>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, Option<String>>(3)?,
+            row.get::<_, Option<f64>>(4)?,
+            row.get::<_, Option<f64>>(5)?,
+            row.get::<_, Option<String>>(6)?,
+            row.get::<_, Option<String>>(7)?,
+        ]);
+        hasher.update(format!("draft {fields}\n").as_bytes());
     }
     Ok(UnsentWork { operations, drafts, fingerprint: hex::encode(hasher.finalize()) })
 }
@@ -124,12 +140,16 @@ pub fn export(conn: &Connection, photos: &PhotoStore, dir: &Path, now_ms: i64) -
         }));
     }
 
-    // The photos of drafts and of incidents with unsent operations.
+    // The photos of drafts, of incidents with unsent operations, and of
+    // unsent uploads (an upload is the photo's own operation: its report
+    // may be acknowledged while the photo still waits for Wi-Fi).
     let mut copied = Vec::new();
     let mut stmt = conn.prepare(
         "SELECT DISTINCT p.sha256, p.mime_type, p.incident_id FROM photos p
          WHERE p.incident_id IN (SELECT id FROM incidents WHERE status = 'draft')
             OR p.incident_id IN (SELECT entity_id FROM outbox WHERE state != 'acknowledged')
+            OR p.id IN (SELECT entity_id FROM outbox WHERE state != 'acknowledged')
+            OR p.sha256 IN (SELECT blob_sha256 FROM outbox WHERE state != 'acknowledged' AND blob_sha256 IS NOT NULL)
          ORDER BY p.sha256",
     )?;
     let mut rows = stmt.query([])?;

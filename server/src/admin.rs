@@ -127,7 +127,8 @@ pub fn set_password(tx: &mut dyn Tx, username: &str, password_hash: &str) -> Res
 }
 
 /// A device as an administrator sees it: one row per device and user who
-/// signed in on it (a shared phone has several).
+/// signed in on it. A phone has one device id per account store, so a
+/// shared phone (AB岗) shows one row per account, each revoked on its own.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct DeviceRow {
     pub device_id: String,

@@ -87,6 +87,13 @@ fn a_district_can_keep_originals_and_their_gps_from_a_role() {
         let refused = supervisor.get(&format!("/v1/blobs/{sha}"));
         assert_eq!(refused.status(), 403, "{}", backend.name());
         assert_eq!(refused.json::<serde_json::Value>().unwrap()["code"], api::ORIGINAL_WITHHELD);
+        // Announcing the same photo in a report of one's own and proving its
+        // first byte (easily guessed: 0xFF) gains nothing.
+        let (_, own) = report("0602", Some("G-001"), &[&photo]);
+        assert_eq!(supervisor.push_ok(&[own])[0]["status"], "applied", "{}", backend.name());
+        supervisor.post("/v1/blobs", &serde_json::json!({"sha256": sha, "size": photo.len()}));
+        let _ = supervisor.put_chunk(&sha, 0, &photo[..1]);
+        assert_eq!(supervisor.get(&format!("/v1/blobs/{sha}")).status(), 403, "{}: a partial proof is no proof", backend.name());
         let rendition = supervisor.get(&format!("/v1/blobs/{sha}?rendition=2048")).bytes().unwrap();
         assert!(photo.windows(6).any(|w| w == b"Exif\0\0") && !rendition.windows(6).any(|w| w == b"Exif\0\0"), "the rendition carries no EXIF");
         // The uploader's role is withheld too, but they showed the server these bytes.

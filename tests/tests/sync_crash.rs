@@ -213,11 +213,12 @@ fn sigkill_during_sync_loses_nothing_duplicates_nothing_and_uploads_resume() {
         let mut used = vec![false; accepted.len()];
         assert!(chain(&accepted, &mut used, 0, *size), "{sha}: the accepted chunks do not chain from 0 to {size}: {accepted:?}");
         stale_after_complete += used.iter().filter(|u| !**u).count();
-        assert_eq!(
-            log.iter().filter(|c| &c.sha256 == sha && c.offset == 0 && c.status == Some(200)).count(),
-            1,
-            "{sha}: the upload started from 0 more than once"
-        );
+        // A second accepted chunk at 0 happens only when a killed child's
+        // first chunk was still on its way while the next child, told by
+        // the server that nothing had arrived, sent it again: the server then
+        // checks the repeat against what it holds (a proof, nothing written).
+        let starts = log.iter().filter(|c| &c.sha256 == sha && c.offset == 0 && c.status == Some(200)).count();
+        assert!(starts == 1 || (starts - 1) as u64 <= kills_mid_chunk as u64, "{sha}: the upload started from 0 {starts} times with {kills_mid_chunk} kills mid-chunk");
     }
     let refused = log.iter().filter(|c| c.status.is_some_and(|s| s != 200)).count();
     println!(

@@ -169,7 +169,8 @@ fn a_revoked_phone_with_unsent_work_keeps_it_until_it_is_exported() {
     assert!(gw.get_incident(unsent).is_ok(), "never wiped silently");
     assert_eq!(gw.wipe().unwrap_err().code(), "unsent_work");
     // Stopped for good: no sync runs, and no login from this device.
-    assert!(gw.sync_now(Trigger::ManualRetry, Duration::from_secs(10)).unwrap().pushed == 0);
+    let again = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(10)).unwrap();
+    assert!(again.device_revoked && !again.needs_login, "every later sync says revoked, never 'sign in': {again:?}");
     assert_eq!(gw.login(&server.url(), "worker1", PASSWORD, false).unwrap_err().code(), "device_revoked");
 
     let exports = tempfile::tempdir().unwrap();
@@ -183,6 +184,42 @@ fn a_revoked_phone_with_unsent_work_keeps_it_until_it_is_exported() {
     let fresh = open(device_dir.path(), "worker1");
     assert!(!fresh.device_revoked().unwrap());
     fresh.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+}
+
+#[test]
+fn an_export_holds_the_photo_of_an_acknowledged_report_still_waiting_for_wifi() {
+    let (_server_dir, server, device_dir, photos) = setup();
+    let gw = open(device_dir.path(), "worker1");
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    // On mobile data, text only: the report goes, its photo waits for Wi-Fi.
+    gw.set_metered_policy(gridwork_core::MeteredPolicy::TextOnly);
+    gw.set_network(true, true);
+    let id = report(&gw, photos.path(), "楼道堆物 WAITING-FOR-WIFI", true);
+    let sent = gw.sync_now(Trigger::OperationQueued, Duration::from_secs(30)).unwrap();
+    assert_eq!((sent.pushed, sent.photos_uploaded), (1, 0), "{sent:?}");
+    assert_eq!(gw.unsent_work().unwrap().operations, 1, "the upload alone");
+
+    let exports = tempfile::tempdir().unwrap();
+    let exported = gw.export_unsent(exports.path()).unwrap();
+    assert_eq!((exported.operations, exported.photos), (1, 1));
+    let sha = gw.get_incident(id).unwrap().photos[0].sha256.clone();
+    let file = files_under(&exported.folder).into_iter().find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&sha))).expect("the photo is in the export");
+    assert_eq!(sha256_hex(&std::fs::read(file).unwrap()), sha);
+    gw.wipe().unwrap();
+}
+
+#[test]
+fn a_revocation_first_heard_at_sign_in_is_remembered_and_wipes() {
+    let (_server_dir, server, device_dir, _photos) = setup();
+    let gw = open(device_dir.path(), "worker1");
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    assert!(gw.sync_now(Trigger::ManualRetry, Duration::from_secs(30)).unwrap().completed);
+    gw.logout().unwrap();
+    revoke_device_of(&server, "worker1");
+    // Signed out, the phone never heard of it; the next sign-in does.
+    assert_eq!(gw.login(&server.url(), "worker1", PASSWORD, false).unwrap_err().code(), "device_revoked");
+    assert!(account_files(device_dir.path()).is_empty(), "nothing was unsent: wiped at once");
+    assert_eq!(gw.sync_now(Trigger::ManualRetry, Duration::from_secs(5)).unwrap_err().code(), "store_wiped");
 }
 
 #[test]
@@ -243,10 +280,18 @@ mod no_loss {
     fn exported_texts(exports: &Path) -> Vec<String> {
         let mut texts = Vec::new();
         for file in files_under(exports).into_iter().filter(|p| p.ends_with("unsent.json")) {
-            let document: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+            let document: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+            let folder = file.parent().unwrap().to_owned();
             for op in document["operations"].as_array().unwrap() {
                 if let Some(text) = op["payload"]["description"].as_str() {
                     texts.push(text.to_owned());
+                }
+                // Every photo still to upload is in the export, byte for byte.
+                if op["kind"] == "upload_photo" {
+                    let sha = op["payload"]["sha256"].as_str().unwrap();
+                    let copy = files_under(&folder.join("photos")).into_iter().find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(sha)));
+                    let copy = copy.unwrap_or_else(|| panic!("the photo of an exported upload is missing from {}", folder.display()));
+                    assert_eq!(sha256_hex(&std::fs::read(copy).unwrap()), sha);
                 }
             }
             for draft in document["drafts"].as_array().unwrap() {
@@ -280,7 +325,7 @@ mod no_loss {
                 Step::Sync { faulty } => {
                     proxy.set_faults(faulty);
                     // Faults are counted in the report, never a lost report.
-                    let revoked = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(20)).map(|r| r.device_revoked).unwrap_or(false);
+                    let revoked = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(20)).unwrap().device_revoked;
                     if revoked && !gw.device_revoked().unwrap() {
                         // Wiped at once (nothing was unsent): the person starts afresh.
                         drop(gw);

@@ -192,6 +192,11 @@ pub fn wipe_files(paths: &AccountPaths) -> Result<()> {
     Ok(())
 }
 
+/// Whether a wipe began and did not finish (its marker is on disk).
+pub fn wipe_pending(paths: &AccountPaths) -> bool {
+    paths.root.join(WIPE_MARKER).exists()
+}
+
 /// An empty store in memory that refuses writes: what a wiped store's
 /// connections become, so reads find nothing and nothing written after
 /// the wipe can be silently lost.

@@ -92,7 +92,9 @@ impl SyncContext<'_> {
 pub(crate) fn run(ctx: &SyncContext, transport: &dyn Transport, engine: &mut SyncEngine, trigger_event: Event, budget: Duration) -> Result<SyncReport> {
     let started = Instant::now();
     let Some(mut session) = ctx.with(|c| session::load(c))? else {
-        return Ok(SyncReport { needs_login: true, ..SyncReport::default() });
+        // A revoked device says so on every sync, not "sign in".
+        let device_revoked = ctx.with(|c| session::device_revoked(c))?;
+        return Ok(SyncReport { needs_login: !device_revoked, device_revoked, ..SyncReport::default() });
     };
     // Runs are serialized: anything still in flight is left over from a run
     // that failed midway (a full disk while recording results, say).
