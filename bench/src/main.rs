@@ -37,6 +37,7 @@ benchmarks:
   tasks            task list and review queue on a device holding 100,000 cases, vs plain rusqlite
   server-push      server push throughput and p99 with 200 concurrent devices, SQLite and PostgreSQL
   all              all of the above except server-push and tasks
+  quick            every benchmark but server-push and tasks on small data with its peer (CI: they still run)
 
 options (defaults keep `all` under ~3 minutes on 2 cores):
   --captures N     captures per configuration (default 30)
@@ -152,6 +153,14 @@ fn main() {
             .and_then(|()| capture::run_memory())
             .and_then(|()| outbox::run(options.ops, options.single_ops))
             .and_then(|()| open::run(options.incidents, options.opens)),
+        // Every benchmark on small data with its real peer: proof that they
+        // still run (scripts/test). The figures mean nothing at this size,
+        // and nothing is asserted about them.
+        "quick" => capture::run(2)
+            .and_then(|()| capture::run_memory())
+            .and_then(|()| outbox::run(500, 200))
+            .and_then(|()| open::run(300, 3))
+            .and_then(|()| sync::run(&sync::SyncOptions { incidents: 200, photos: 2, photo_bytes: 64 * 1024, pull_changes: 1_000 })),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return;

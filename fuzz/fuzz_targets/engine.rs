@@ -41,7 +41,7 @@ fn failure(c: &mut Choices) -> TransportError {
         2 => TransportError::Http { status: 400 + u16::from(c.below(100)), code: "refused".into(), message: "m".into(), retry_after_ms: None },
         _ => TransportError::Http {
             status: [401, 408, 409, 413, 429, 500, 502, 503][c.below(8) as usize],
-            code: ["auth_expired", "http_502", "too_many", "x"][c.below(4) as usize].into(),
+            code: ["auth_expired", "http_502", "too_many", "x", "device_revoked"][c.below(5) as usize].into(),
             message: "m".into(),
             retry_after_ms: (c.byte() % 2 == 0).then(|| c.number() as i64),
         },
@@ -85,7 +85,7 @@ fuzz_target!(|bytes: &[u8]| {
                 }
                 continue;
             }
-            Action::Record(_) | Action::NeedLogin => continue,
+            Action::Record(_) | Action::NeedLogin | Action::DeviceRevoked => continue,
             Action::Push { limit } => {
                 assert!((1..=500).contains(&limit), "push limit {limit}");
                 let n = c.below(4).min(limit as u8);
