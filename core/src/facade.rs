@@ -967,7 +967,6 @@ impl Gridwork {
         }
         crate::wipe::check_wipe_allowed(&conn)?;
         *locked(&self.sync.transport) = None;
-        self.cancel_sync();
         self.wiped.store(true, Ordering::Release);
         *conn = store::empty_read_only()?;
         drop(conn);
