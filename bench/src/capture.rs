@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use gridwork_core::{DraftFields, Durability, GeoPoint, Gridwork};
 
-use crate::report::{self, Table, median, percentile};
+use crate::report::{self, Table, Target, median, percentile};
 use crate::{BenchResult, pillow};
 
 /// The draft a worker fills in: a real category, text, address, position.
@@ -137,6 +137,9 @@ pub fn run(captures: usize) -> BenchResult<()> {
     ));
     table.note("ours: create_draft + attach_photo (SHA-256, durable copy, EXIF, DCT-scaled decode, thumbnail, dHash) + submit");
     table.print();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    report::record("capture until acknowledged (12 MP JPEG), median", "ms", ms(median(&full.total)), peer_median.map(ms), Target::RatioAtMost(0.3));
+    report::record("thumbnail of a 12 MP JPEG (decode, fit, encode), median", "ms", ms(median(&thumbnail_steps)), peer_median.map(ms), Target::RatioAtMost(1.0));
     Ok(())
 }
 
@@ -190,6 +193,13 @@ pub fn run_memory() -> BenchResult<()> {
         |v| report::kib_signed(v as i64),
     );
     table.note("a full RGB decode of 4000x3000 would need 34.3 MiB; lower is better");
+    report::record(
+        "capture: memory the capture adds (VmHWM delta)",
+        "MiB",
+        (ours.1 as f64 - ours.0 as f64) / 1024.0,
+        peer_after.zip(peer_before).map(|(a, b)| (a - b) / 1024.0),
+        Target::AtMost(16.0),
+    );
     if let Some(p) = &peer {
         table.note(format!(
             "peer's ru_maxrss said {}: on Linux it keeps the forking parent's peak, so VmHWM is compared instead",

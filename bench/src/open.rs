@@ -14,7 +14,7 @@ use gridwork_core::{Gridwork, IncidentFilter, PhotoLimits};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::capture::draft_fields;
-use crate::report::{self, Table, median};
+use crate::report::{self, Table, Target, median};
 use crate::BenchResult;
 
 const ACCOUNT: &str = "bench-worker";
@@ -217,5 +217,13 @@ pub fn run(incidents: usize, opens: usize) -> BenchResult<()> {
     ));
     table.note("lower is better");
     table.print();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    report::record(
+        &format!("open: {incidents} incidents, {files} photo files, median"),
+        "ms",
+        ms(median(&ours.open)),
+        Some(ms(median(&peer_open))),
+        Target::AtMost(20.0),
+    );
     Ok(())
 }

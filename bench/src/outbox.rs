@@ -11,7 +11,7 @@ use gridwork_core::{GeoPoint, Gridwork, Uuid};
 use gridwork_protocol::{Named, OperationKind, SubmitIncident};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
-use crate::report::{self, Table};
+use crate::report::{self, Table, Target};
 use crate::BenchResult;
 
 /// A realistic submit-incident operation, as `capture::submit` queues one.
@@ -221,5 +221,9 @@ pub fn run(batched_count: usize, per_op_count: usize) -> BenchResult<()> {
     ));
     table.note("ours: SQLCipher page encryption, UUIDv7 op id, JSON payload text, UNIQUE(op_id) and two indexes");
     table.print();
+    let single = (per_sec(per_op_count, ours_single), per_sec(per_op_count, peer_single));
+    report::record("outbox: one durable transaction per operation", "op/s", single.0, Some(single.1), Target::RatioAtLeast(0.83));
+    let batch = (per_sec(batched_count, ours_batch), per_sec(batched_count, peer_batch));
+    report::record(&format!("outbox: {batched_count} operations in one transaction"), "op/s", batch.0, Some(batch.1), Target::RatioAtLeast(0.75));
     Ok(())
 }

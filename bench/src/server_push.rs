@@ -15,6 +15,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::BenchResult;
+use crate::report::{self, Target};
 
 pub struct PushOptions {
     pub devices: usize,
@@ -36,6 +37,8 @@ pub fn run(options: &PushOptions) -> BenchResult<()> {
         options.devices, options.batches, options.batch_ops
     );
     let postgres = std::env::var("GRIDWORK_BENCH_POSTGRES_URL").or_else(|_| std::env::var("GRIDWORK_TEST_POSTGRES_URL")).ok();
+    let devices = options.devices;
+    let mut sqlite_rate = None;
     for backend in ["sqlite", "postgres"] {
         let temp = tempfile::tempdir()?;
         let (database_url, cleanup) = match backend {
@@ -63,6 +66,16 @@ pub fn run(options: &PushOptions) -> BenchResult<()> {
         println!("  {:<44} {:>9.1} ms", "push latency p50 (one request)", ours.p50_ms);
         println!("  {:<44} {:>9.1} ms", "push latency p99 (one request)", ours.p99_ms);
         println!("  requests {}, failed {}", ours.requests, ours.errors);
+        if backend == "sqlite" {
+            sqlite_rate = Some(ours.ops_per_sec);
+            report::record(&format!("server push, {devices} devices, SQLite: throughput"), "op/s", ours.ops_per_sec, Some(peer), Target::None);
+        } else {
+            // The target: PostgreSQL at least as fast as our SQLite
+            // server in the same run, p99 at most 300 ms.
+            let target = sqlite_rate.map(Target::AtLeast).unwrap_or(Target::None);
+            report::record(&format!("server push, {devices} devices, PostgreSQL: throughput"), "op/s", ours.ops_per_sec, Some(peer), target);
+            report::record(&format!("server push, {devices} devices, PostgreSQL: p99 of a push"), "ms", ours.p99_ms, None, Target::AtMost(300.0));
+        }
         drop(db);
         if let Some((admin_url, name)) = cleanup {
             std::thread::sleep(Duration::from_millis(200));

@@ -21,6 +21,7 @@ use gridwork_protocol::api::Role;
 use gridwork_server::{StorageConfig, admin, auth};
 
 use crate::BenchResult;
+use crate::report::{self, Target};
 
 const ACCOUNT: &str = "worker1";
 const PASSWORD: &str = "benchmark-password";
@@ -173,6 +174,79 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// What one push of a queued backlog cost on the wire.
+struct Pushed {
+    wall: Duration,
+    rounds: u32,
+    requests: u64,
+    up: u64,
+    down: u64,
+    photo_total: u64,
+}
+
+/// Queue the backlog on a device in `temp`, log in through a counting proxy
+/// and sync until done; everything must arrive.
+fn push_backlog(temp: &Path, server: &Server, options: &SyncOptions) -> BenchResult<Pushed> {
+    let counter = Arc::new(WireCounter::default());
+    let proxy = counting_proxy(server.url.clone(), counter.clone())?;
+    let device_dir = temp.join("device");
+    eprintln!("queueing the backlog…");
+    let photo_total = queue_backlog(&device_dir, options)?;
+    let before = server.db.read(|tx| Ok(tx.query_one("SELECT COUNT(*) FROM incidents", &[])?.int(0)))?;
+    let gw = Gridwork::open(gridwork_tests::config(&device_dir, ACCOUNT))?;
+    gw.login(&format!("http://{proxy}"), ACCOUNT, PASSWORD, false)?;
+    counter.requests.store(0, Ordering::Relaxed);
+    counter.up_bytes.store(0, Ordering::Relaxed);
+    counter.down_bytes.store(0, Ordering::Relaxed);
+    eprintln!("pushing…");
+    let began = Instant::now();
+    let rounds = sync_until_done(&gw)?;
+    let wall = began.elapsed();
+    let requests = counter.requests.load(Ordering::Relaxed);
+    let (up, down) = (counter.up_bytes.load(Ordering::Relaxed), counter.down_bytes.load(Ordering::Relaxed));
+    let arrived = server.db.read(|tx| Ok(tx.query_one("SELECT COUNT(*) FROM incidents", &[])?.int(0)))?;
+    if (arrived - before) as usize != options.incidents {
+        return Err(format!("{} of {} incidents arrived", arrived - before, options.incidents).into());
+    }
+    Ok(Pushed { wall, rounds, requests, up, down, photo_total })
+}
+
+/// `count` reports with one photo of `photo_bytes` each, pushed by us and
+/// by PouchDB (the photo as an attachment): requests and bytes per photo.
+pub fn run_photos(count: usize, photo_bytes: usize) -> BenchResult<()> {
+    let temp = tempfile::tempdir()?;
+    println!("\n== sync-photos: push {count} reports with a photo of {:.1} MiB each over loopback ==", mib(photo_bytes as u64));
+    let server = start_server(&temp.path().join("server"))?;
+    let options = SyncOptions { incidents: count, photos: count, photo_bytes, pull_changes: 0 };
+    let ours = push_backlog(temp.path(), &server, &options)?;
+    let photo_size = if photo_bytes >= 1024 * 1024 { format!("{:.0} MiB", mib(photo_bytes as u64)) } else { format!("{} KiB", photo_bytes / 1024) };
+    let peer = crate::pouchdb::install().and_then(|peer| {
+        let dir = temp.path().join("pouchdb-photos");
+        let device = dir.join("device");
+        std::fs::create_dir_all(&device)?;
+        eprintln!("PouchDB push with attachments…");
+        let kib = (photo_bytes / 1024).to_string();
+        peer_replication(&peer, &dir, |url| vec!["push-photos".into(), url.into(), device.to_string_lossy().into_owned(), count.to_string(), kib.clone()])
+    });
+    let per_photo = |requests: u64| requests as f64 / count as f64;
+    let per_byte = |up: u64| up as f64 / ours.photo_total as f64;
+    println!("  {:<44} {:>14} {:>14}", "", "ours", "PouchDB b100");
+    match &peer {
+        Ok((seconds, requests, both, down, _)) => {
+            println!("  {:<44} {:>12.2} s {:>12.2} s", "wall time", ours.wall.as_secs_f64(), seconds);
+            println!("  {:<44} {:>14.2} {:>14.2}", "requests per photo", per_photo(ours.requests), per_photo(*requests));
+            println!("  {:<44} {:>14.3} {:>14.3}", "bytes up per photo byte", per_byte(ours.up), per_byte(both - down));
+        }
+        Err(error) => println!("  PouchDB: {} ({error})", crate::pouchdb::UNAVAILABLE),
+    }
+    let peer = peer.ok();
+    let name = format!("push {count} reports with a {photo_size} photo each");
+    report::record(&format!("{name}: requests per photo"), "requests", per_photo(ours.requests), peer.as_ref().map(|p| per_photo(p.1)), Target::AtMost(2.0));
+    report::record(&format!("{name}: bytes up per photo byte"), "x", per_byte(ours.up), peer.as_ref().map(|p| per_byte(p.2 - p.3)), Target::AtMost(1.02));
+    report::record(&format!("{name}: wall"), "s", ours.wall.as_secs_f64(), peer.as_ref().map(|p| p.0), Target::None);
+    Ok(())
+}
+
 pub fn run(options: &SyncOptions) -> BenchResult<()> {
     let temp = tempfile::tempdir()?;
     println!(
@@ -183,24 +257,8 @@ pub fn run(options: &SyncOptions) -> BenchResult<()> {
         options.pull_changes
     );
     let server = start_server(&temp.path().join("server"))?;
-    let counter = Arc::new(WireCounter::default());
-    let proxy = counting_proxy(server.url.clone(), counter.clone())?;
-    let device_dir = temp.path().join("device");
-    eprintln!("queueing the backlog…");
-    let photo_total = queue_backlog(&device_dir, options)?;
-    let gw = Gridwork::open(gridwork_tests::config(&device_dir, ACCOUNT))?;
-    gw.login(&format!("http://{proxy}"), ACCOUNT, PASSWORD, false)?;
-    counter.requests.store(0, Ordering::Relaxed);
-    counter.up_bytes.store(0, Ordering::Relaxed);
-    counter.down_bytes.store(0, Ordering::Relaxed);
-    eprintln!("pushing…");
-    let began = Instant::now();
-    let rounds = sync_until_done(&gw)?;
-    let push_wall = began.elapsed();
-    let push_requests = counter.requests.load(Ordering::Relaxed);
-    let (up, down) = (counter.up_bytes.load(Ordering::Relaxed), counter.down_bytes.load(Ordering::Relaxed));
-    let arrived = server.db.read(|tx| Ok(tx.query_one("SELECT COUNT(*) FROM incidents", &[])?.int(0)))?;
-    assert_eq!(arrived as usize, options.incidents, "every incident arrived");
+    let pushed = push_backlog(temp.path(), &server, options)?;
+    let Pushed { wall: push_wall, rounds, requests: push_requests, up, down, photo_total } = pushed;
 
     // CouchDB-style replication of the same documents (computed): per batch
     // of 100 docs one _revs_diff and one _bulk_docs; each doc with an
@@ -218,7 +276,6 @@ pub fn run(options: &SyncOptions) -> BenchResult<()> {
     println!("  {:<34} {:>10.1} MiB {:>18.1} MiB", "bytes up (device → server)", mib(up), mib(couch_up));
     println!("  {:<34} {:>10.1} MiB", "bytes down", mib(down));
     println!("  {:<34} {:>10.1} MiB", "of which photo payload", mib(photo_total));
-    drop(gw);
     peer_push(temp.path(), options.incidents, push_wall.as_secs_f64(), push_requests, up + down, options.photos);
 
     // Initial pull: the server holds `pull_changes` cases visible to the worker.
@@ -249,9 +306,8 @@ pub fn run(options: &SyncOptions) -> BenchResult<()> {
         Ok(())
     })?;
     let total_changes = server.db.read(|tx| Ok(tx.query_one("SELECT COUNT(*) FROM changes", &[])?.int(0)))?;
-    counter.requests.store(0, Ordering::Relaxed);
-    counter.up_bytes.store(0, Ordering::Relaxed);
-    counter.down_bytes.store(0, Ordering::Relaxed);
+    let counter = Arc::new(WireCounter::default());
+    let proxy = counting_proxy(server.url.clone(), counter.clone())?;
     eprintln!("pulling on a fresh device (separate process, for its memory)…");
     let fresh = temp.path().join("fresh");
     let began = Instant::now();
@@ -277,7 +333,10 @@ pub fn run(options: &SyncOptions) -> BenchResult<()> {
         child["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0,
         child["open_kib"].as_f64().unwrap_or(0.0) / 1024.0
     );
-    peer_pull(temp.path(), total_changes as usize, pull_wall.as_secs_f64(), pull_requests, down, child["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0);
+    let storage_mb = child["storage_bytes"].as_f64().unwrap_or(0.0) / 1e6;
+    println!("  {:<34} {:>11.1} MB", "device storage after the pull", storage_mb);
+    let ours = PulledOurs { seconds: pull_wall.as_secs_f64(), requests: pull_requests, down, peak_mib: child["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0, storage_mb };
+    peer_pull(temp.path(), total_changes as usize, &ours);
     Ok(())
 }
 
@@ -299,24 +358,26 @@ fn ratio(ours: f64, peer: f64) -> String {
 }
 
 /// PouchDB pushing the same number of reports (no photos), batch 100 (its
-/// default) and 1000, each into a fresh express-pouchdb.
+/// default) and 1000, each into a fresh express-pouchdb. The rows
+/// are recorded only when ours pushed no photos either (the same documents).
 fn peer_push(temp: &Path, reports: usize, ours_s: f64, ours_requests: u64, ours_bytes: u64, photos: usize) {
-    let peer = match crate::pouchdb::install() {
-        Ok(peer) => peer,
-        Err(error) => return println!("  PouchDB: {} ({error})", crate::pouchdb::UNAVAILABLE),
-    };
-    eprintln!("PouchDB push (batch 100, then 1000)…");
     let mut runs = Vec::new();
-    for batch in [100, 1000] {
-        let dir = temp.join(format!("pouchdb-push-{batch}"));
-        let device = dir.join("device");
-        let _ = std::fs::create_dir_all(&device);
-        match peer_replication(&peer, &dir, |url| vec!["push".into(), url.into(), device.to_string_lossy().into_owned(), reports.to_string(), batch.to_string()]) {
-            Ok(run) => runs.push((batch, run)),
-            Err(error) => return println!("  PouchDB push failed: {error}"),
+    match crate::pouchdb::install() {
+        Ok(peer) => {
+            eprintln!("PouchDB push (batch 100, then 1000)…");
+            for batch in [100, 1000] {
+                let dir = temp.join(format!("pouchdb-push-{batch}"));
+                let device = dir.join("device");
+                let _ = std::fs::create_dir_all(&device);
+                match peer_replication(&peer, &dir, |url| vec!["push".into(), url.into(), device.to_string_lossy().into_owned(), reports.to_string(), batch.to_string()]) {
+                    Ok(run) => runs.push((batch, run)),
+                    Err(error) => println!("  PouchDB push failed: {error}"),
+                }
+            }
         }
+        Err(error) => println!("  PouchDB: {} ({error})", crate::pouchdb::UNAVAILABLE),
     }
-    let note = format!("; ours also sends its {photos} photo(s)");
+    let note = if photos > 0 { format!("; ours also sends its {photos} photo(s)") } else { String::new() };
     println!("  PouchDB 9 → express-pouchdb 4.2, the same {reports} reports{note}:");
     for (batch, (seconds, requests, bytes, _, _)) in &runs {
         println!(
@@ -327,42 +388,100 @@ fn peer_push(temp: &Path, reports: usize, ours_s: f64, ours_requests: u64, ours_
             ratio(ours_bytes as f64, *bytes as f64)
         );
     }
+    if photos > 0 {
+        return;
+    }
+    let peer = |batch: usize| runs.iter().find(|(b, _)| *b == batch).map(|(_, run)| run);
+    let b100 = peer(100);
+    report::record(&format!("push {reports} reports: wall"), "s", ours_s, b100.map(|r| r.0), Target::RatioAtMost(0.25));
+    report::record(&format!("push {reports} reports: wall, against PouchDB batch 1000"), "s", ours_s, peer(1000).map(|r| r.0), Target::RatioAtMost(0.4));
+    report::record(&format!("push {reports} reports: HTTP requests"), "requests", ours_requests as f64, b100.map(|r| r.1 as f64), Target::RatioAtMost(0.1));
+    report::record(&format!("push {reports} reports: bytes both ways"), "MiB", mib(ours_bytes), b100.map(|r| mib(r.2)), Target::RatioAtMost(0.4));
 }
 
-/// A fresh PouchDB replicating `changes` reports from express-pouchdb
-/// (filled directly, not timed), batch 100 (its default).
-fn peer_pull(temp: &Path, changes: usize, ours_s: f64, ours_requests: u64, ours_down: u64, ours_peak_mib: f64) {
-    let peer = match crate::pouchdb::install() {
-        Ok(peer) => peer,
-        Err(error) => return println!("  PouchDB: {} ({error})", crate::pouchdb::UNAVAILABLE),
-    };
-    let dir = temp.join("pouchdb-pull");
-    let fresh = dir.join("fresh");
-    let _ = std::fs::create_dir_all(&fresh);
-    eprintln!("PouchDB: filling its server with {changes} reports, then a fresh replication…");
-    let run = crate::pouchdb::start_server(&peer, &dir.join("server")).and_then(|server| {
-        let url = format!("http://{}/reports", server.url);
-        crate::pouchdb::run(&peer, &["fill", &url, &changes.to_string()])?;
-        let counter = Arc::new(WireCounter::default());
-        let proxy = counting_proxy(server.url.clone(), counter.clone())?;
-        let result = crate::pouchdb::run(&peer, &["pull", &format!("http://{proxy}/reports"), &fresh.to_string_lossy(), "100"])?;
-        Ok((result, counter.requests.load(Ordering::Relaxed), counter.down_bytes.load(Ordering::Relaxed)))
-    });
-    match run {
-        Ok((result, requests, down)) => {
-            let seconds = result["ms"].as_f64().unwrap_or(0.0) / 1000.0;
-            let peak = result["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0;
-            println!(
-                "  PouchDB 9 from express-pouchdb 4.2, {changes} reports, batch 100: wall {seconds:.1} s ({} ours/peer), {requests} requests ({}), {:.1} MiB down ({}), peak {peak:.1} MiB ({})",
-                ratio(ours_s, seconds),
-                ratio(ours_requests as f64, requests as f64),
-                mib(down),
-                ratio(ours_down as f64, down as f64),
-                ratio(ours_peak_mib, peak)
-            );
-        }
-        Err(error) => println!("  PouchDB pull failed: {error}"),
+/// What our fresh device's pull cost, for the peer's rows beside it.
+struct PulledOurs {
+    seconds: f64,
+    requests: u64,
+    down: u64,
+    peak_mib: f64,
+    storage_mb: f64,
+}
+
+/// Fresh PouchDBs replicating `changes` reports from express-pouchdb
+/// (filled directly, not timed), at batch 100 (its default) and 1000.
+fn peer_pull(temp: &Path, changes: usize, ours: &PulledOurs) {
+    let mut runs = Vec::new();
+    let peer = crate::pouchdb::install();
+    if let Err(error) = &peer {
+        println!("  PouchDB: {} ({error})", crate::pouchdb::UNAVAILABLE);
     }
+    if let Ok(peer) = peer {
+        let dir = temp.join("pouchdb-pull");
+        eprintln!("PouchDB: filling its server with {changes} reports, then fresh replications at batch 100 and 1000…");
+        let filled = crate::pouchdb::start_server(&peer, &dir.join("server")).and_then(|server| {
+            crate::pouchdb::run(&peer, &["fill", &format!("http://{}/reports", server.url), &changes.to_string()])?;
+            Ok(server)
+        });
+        match filled {
+            Ok(server) => {
+                for batch in [100usize, 1000] {
+                    let fresh = dir.join(format!("fresh-{batch}"));
+                    let _ = std::fs::create_dir_all(&fresh);
+                    let counter = Arc::new(WireCounter::default());
+                    let run = counting_proxy(server.url.clone(), counter.clone()).and_then(|proxy| {
+                        crate::pouchdb::run(&peer, &["pull", &format!("http://{proxy}/reports"), &fresh.to_string_lossy(), &batch.to_string()])
+                    });
+                    match run {
+                        Ok(result) => runs.push((batch, result, counter.requests.load(Ordering::Relaxed), counter.down_bytes.load(Ordering::Relaxed), dir_size(&fresh))),
+                        Err(error) => println!("  PouchDB pull failed: {error}"),
+                    }
+                }
+            }
+            Err(error) => println!("  PouchDB pull failed: {error}"),
+        }
+    }
+    for (batch, result, requests, down, storage) in &runs {
+        let seconds = result["ms"].as_f64().unwrap_or(0.0) / 1000.0;
+        let peak = result["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0;
+        println!(
+            "  PouchDB 9 from express-pouchdb 4.2, {changes} reports, batch {batch}: wall {seconds:.1} s ({} ours/peer), {requests} requests ({}), {:.1} MiB down ({}), peak {peak:.1} MiB ({}), stored {:.1} MB ({})",
+            ratio(ours.seconds, seconds),
+            ratio(ours.requests as f64, *requests as f64),
+            mib(*down),
+            ratio(ours.down as f64, *down as f64),
+            ratio(ours.peak_mib, peak),
+            *storage as f64 / 1e6,
+            ratio(ours.storage_mb, *storage as f64 / 1e6),
+        );
+    }
+    let peer = |batch: usize| runs.iter().find(|run| run.0 == batch);
+    let b100 = peer(100);
+    let seconds = |run: &(usize, serde_json::Value, u64, u64, u64)| run.1["ms"].as_f64().unwrap_or(0.0) / 1000.0;
+    report::record(&format!("initial pull of {changes}: wall"), "s", ours.seconds, b100.map(seconds), Target::RatioAtMost(0.25));
+    report::record(&format!("initial pull of {changes}: wall, against PouchDB batch 1000"), "s", ours.seconds, peer(1000).map(seconds), Target::RatioAtMost(0.4));
+    report::record(&format!("initial pull of {changes}: HTTP requests"), "requests", ours.requests as f64, b100.map(|r| r.2 as f64), Target::None);
+    report::record(&format!("initial pull of {changes}: bytes down"), "MiB", mib(ours.down), b100.map(|r| mib(r.3)), Target::RatioAtMost(0.8));
+    report::record(
+        &format!("initial pull of {changes}: peak device memory"),
+        "MiB",
+        ours.peak_mib,
+        b100.and_then(|r| r.1["peak_kib"].as_f64()).map(|k| k / 1024.0),
+        Target::AtMost(64.0),
+    );
+    report::record(&format!("initial pull of {changes}: device storage"), "MB", ours.storage_mb, b100.map(|r| r.4 as f64 / 1e6), Target::AtMost(40.0));
+}
+
+/// Bytes of every file under `dir`.
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&entry.path()),
+            _ => entry.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
 }
 
 /// The fresh device of the pull benchmark, in its own process.
@@ -375,6 +494,8 @@ pub fn pull_child(dir: &Path, url: &str) -> BenchResult<()> {
     let seconds = began.elapsed().as_secs_f64();
     let incidents = gw.list_incidents(Default::default())?.len();
     let peak_kib = gridwork_tests::peak_rss_kib().unwrap_or(0);
-    println!("{}", serde_json::json!({"incidents": incidents, "sync_seconds": seconds, "peak_kib": peak_kib, "open_kib": open_kib}));
+    drop(gw);
+    let storage_bytes = dir_size(dir);
+    println!("{}", serde_json::json!({"incidents": incidents, "sync_seconds": seconds, "peak_kib": peak_kib, "open_kib": open_kib, "storage_bytes": storage_bytes}));
     Ok(())
 }

@@ -4,6 +4,8 @@
 //   node peer.js push URL DIR N BATCH   a device's N unsent reports, replicated to URL
 //   node peer.js fill URL N             N reports written straight into URL (not timed)
 //   node peer.js pull URL DIR BATCH     a fresh device's initial replication from URL
+//   node peer.js push-photos URL DIR N KIB  N reports, each with a photo of KIB KiB
+//                                       (random bytes) as an attachment, replicated to URL
 const fs = require('fs');
 const PouchDB = require('pouchdb');
 
@@ -44,6 +46,18 @@ async function write(db, n) {
     const result = await local.replicate.to(url, { batch_size: batch });
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     console.log(JSON.stringify({ ms, written: result.docs_written }));
+  } else if (mode === 'push-photos') {
+    const [dir, n, kib] = [process.argv[4], Number(process.argv[5]), Number(process.argv[6])];
+    const local = new PouchDB(dir + '/device');
+    for (let i = 0; i < n; i++) {
+      const doc = report(i);
+      doc._attachments = { 'photo.jpg': { content_type: 'image/jpeg', data: require('crypto').randomBytes(kib * 1024) } };
+      await local.put(doc);
+    }
+    const started = process.hrtime.bigint();
+    const result = await local.replicate.to(url);
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    console.log(JSON.stringify({ ms, written: result.docs_written }));
   } else if (mode === 'fill') {
     await write(new PouchDB(url), Number(process.argv[4]));
     console.log(JSON.stringify({ ok: true }));
@@ -55,7 +69,7 @@ async function write(db, n) {
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     console.log(JSON.stringify({ ms, written: result.docs_written, peak_kib: peakKib() }));
   } else {
-    throw new Error('mode: push, fill or pull');
+    throw new Error('mode: push, push-photos, fill or pull');
   }
 })().catch((e) => {
   console.error(e && e.stack ? e.stack : String(e));
