@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use gridwork_core::sync::engine::{Action, BlobJob, Event, PreviewOf, Record, SyncEngine};
 use gridwork_core::sync::{MeteredPolicy, Trigger, TransportError};
-use gridwork_protocol::api::{BlobStatus, OperationOutcome, OperationResult, PullResponse, PushResponse};
+use gridwork_protocol::api::{BlobStatus, Echo, MAX_PULL_SKIPS, OperationOutcome, OperationResult, PullResponse, PushResponse, SkipSpan};
 use libfuzzer_sys::fuzz_target;
 use uuid::Uuid;
 
@@ -111,7 +111,12 @@ fuzz_target!(|bytes: &[u8]| {
                         if c.below(8) == 0 {
                             results.push(OperationResult { op_id: Uuid::now_v7(), outcome: OperationOutcome::Applied { entity_version: 1 } });
                         }
-                        Ok(PushResponse { results, server_time_ms: now })
+                        // Maybe an echo of a span (after < until, as a server sends it).
+                        let echo = (c.below(2) == 0).then(|| {
+                            let after = (c.number() % 1_000_000) as i64;
+                            Echo { span: SkipSpan { after, until: after + 1 + (c.number() % 1000) as i64 }, changes: Vec::new() }
+                        });
+                        Ok(PushResponse { results, server_time_ms: now, echo })
                     };
                     Event::Pushed { ops, result }
                 }
@@ -140,8 +145,10 @@ fuzz_target!(|bytes: &[u8]| {
                 assert!(len > 0, "an empty chunk");
                 if c.below(10) == 0 { Event::UploadFileUnreadable { code: "photo_file_not_found".into() } } else { Event::BlobReply(blob(&mut c, &sha256)) }
             }
-            Action::Pull { limit, .. } => {
+            Action::Pull { cursor, limit, skip } => {
                 assert!(limit >= 1, "pull limit {limit}");
+                assert!(skip.len() <= MAX_PULL_SKIPS, "{} spans to skip", skip.len());
+                assert!(skip.iter().all(|s| s.after < s.until && s.until > cursor), "a span a server would refuse or one already passed: {skip:?} at {cursor}");
                 if c.below(4) == 0 {
                     Event::Pulled(Err(failure(&mut c)))
                 } else {

@@ -90,6 +90,8 @@ pub const MAX_BLOB_CHUNK_BYTES: usize = 4 << 20;
 /// Every blob is a photo or a smaller preview of one.
 pub const MAX_BLOB_BYTES: u64 = crate::limits::PHOTO_MAX_BYTES;
 pub const MAX_PULL_LIMIT: u32 = 1000;
+/// The most spans a pull may ask to skip (see [`SkipSpan`]).
+pub const MAX_PULL_SKIPS: usize = 32;
 /// JSON bodies of at least this many bytes travel gzip-compressed, both
 /// ways: a device compresses a push this large, and the server compresses
 /// replies this large to a device that accepts gzip. Photos never are (they
@@ -164,6 +166,57 @@ pub struct OperationResult {
 pub struct PushResponse {
     pub results: Vec<OperationResult>,
     pub server_time_ms: i64,
+    /// What the push changed, as the caller sees it; absent when it applied
+    /// nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo: Option<Echo>,
+}
+
+/// Exactly what pull would bring for the cursors in `span`: the changes a
+/// push recorded (and any committed just before them), each with the
+/// entity's current view as the caller sees it. A device applies them at
+/// once and asks pull to skip the span, so its own writes do not come back
+/// as downloads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Echo {
+    pub span: SkipSpan,
+    pub changes: Vec<Change>,
+}
+
+/// The cursors `after < cursor <= until`, which a device already has from
+/// an [`Echo`]. In a pull query: `skip=after-until,after-until`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkipSpan {
+    pub after: i64,
+    pub until: i64,
+}
+
+impl SkipSpan {
+    pub fn contains(&self, cursor: i64) -> bool {
+        self.after < cursor && cursor <= self.until
+    }
+
+    /// The query value for these spans (empty for none).
+    pub fn to_query(spans: &[SkipSpan]) -> String {
+        spans.iter().map(|s| format!("{}-{}", s.after, s.until)).collect::<Vec<_>>().join(",")
+    }
+
+    /// Read a query value back: at most [`MAX_PULL_SKIPS`] spans, each of
+    /// non-negative cursors with `after < until`. None when malformed.
+    pub fn parse_query(value: &str) -> Option<Vec<SkipSpan>> {
+        if value.is_empty() {
+            return Some(Vec::new());
+        }
+        let spans = value
+            .split(',')
+            .map(|part| {
+                let (after, until) = part.split_once('-')?;
+                let span = SkipSpan { after: after.parse().ok()?, until: until.parse().ok()? };
+                (span.after >= 0 && span.after < span.until).then_some(span)
+            })
+            .collect::<Option<Vec<_>>>()?;
+        (spans.len() <= MAX_PULL_SKIPS).then_some(spans)
+    }
 }
 
 /// One change in the caller's view, in commit order.
@@ -316,5 +369,19 @@ mod tests {
         assert_eq!(PhotoRendition::from_query(Some("320")), Some(PhotoRendition::Thumb));
         assert_eq!(PhotoRendition::from_query(Some("640")), None);
         assert_eq!(PhotoRendition::Thumb.long_edge(), Some(320));
+    }
+
+    #[test]
+    fn skip_spans_read_back_and_refuse_what_is_malformed() {
+        let spans = vec![SkipSpan { after: 0, until: 500 }, SkipSpan { after: 700, until: 701 }];
+        assert_eq!(SkipSpan::to_query(&spans), "0-500,700-701");
+        assert_eq!(SkipSpan::parse_query("0-500,700-701"), Some(spans));
+        assert_eq!(SkipSpan::parse_query(""), Some(Vec::new()));
+        for bad in ["5-5", "6-5", "-1-5", "a-b", "5", "1-2,", "1-2-3"] {
+            assert_eq!(SkipSpan::parse_query(bad), None, "{bad}");
+        }
+        let too_many = vec!["1-2"; MAX_PULL_SKIPS + 1].join(",");
+        assert_eq!(SkipSpan::parse_query(&too_many), None);
+        assert!(SkipSpan { after: 10, until: 20 }.contains(20) && !SkipSpan { after: 10, until: 20 }.contains(10));
     }
 }

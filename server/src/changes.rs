@@ -6,6 +6,8 @@
 //! The bottom layer: it knows entity kinds and ids only, never what an
 //! entity looks like. Assembling a page of views is `pull`'s job.
 
+use gridwork_protocol::api::SkipSpan;
+
 use crate::db::{Tx, Value};
 use crate::error::Result;
 use crate::params;
@@ -44,6 +46,11 @@ pub struct Entry {
     pub removal: bool,
 }
 
+/// The newest sequence number in the log (0 when empty).
+pub fn newest(tx: &mut dyn Tx) -> Result<i64> {
+    Ok(tx.query_one("SELECT COALESCE(MAX(seq), 0) FROM changes", &[])?.int(0))
+}
+
 /// Up to `limit` changes after `since` seen by any of `keys`, in sequence
 /// order, and whether more follow. A page costs O(keys × page) at any
 /// cursor: each key's changes are read from the (audience, seq) index in
@@ -52,9 +59,12 @@ pub struct Entry {
 /// cursor made an initial pull quadratic). A change among the first
 /// `limit` of the union is within the first `limit` of every key that sees
 /// it, so each key's verdict on it (seen or removed) is in the union.
-pub fn read(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32) -> Result<(Vec<Entry>, bool)> {
+///
+/// Changes within `skip` are left out, as if they were not in the log (the
+/// caller has them already, from a push's echo).
+pub fn read(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32, skip: &[SkipSpan]) -> Result<(Vec<Entry>, bool)> {
     if keys.len() <= KEYS_PER_QUERY {
-        let mut entries = read_keys(tx, keys, since, limit)?;
+        let mut entries = read_keys(tx, keys, since, limit, skip)?;
         let has_more = entries.len() > limit as usize;
         entries.truncate(limit as usize);
         return Ok((entries, has_more));
@@ -66,7 +76,7 @@ pub fn read(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32) -> Result<
     // within one query.
     let mut merged: std::collections::BTreeMap<i64, Entry> = std::collections::BTreeMap::new();
     for group in keys.chunks(KEYS_PER_QUERY) {
-        for entry in read_keys(tx, group, since, limit)? {
+        for entry in read_keys(tx, group, since, limit, skip)? {
             match merged.get_mut(&entry.seq) {
                 Some(seen) => seen.removal &= entry.removal,
                 None => {
@@ -85,11 +95,13 @@ const KEYS_PER_QUERY: usize = 200;
 
 /// [`read`] for at most [`KEYS_PER_QUERY`] keys, in one query: up to
 /// `limit + 1` entries (one past the page tells that more follow).
-fn read_keys(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32) -> Result<Vec<Entry>> {
+fn read_keys(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32, skip: &[SkipSpan]) -> Result<Vec<Entry>> {
+    // The skipped spans' bounds follow the keys among the parameters.
+    let skipped: String = (0..skip.len()).map(|j| format!(" AND NOT (seq > ${} AND seq <= ${})", keys.len() + 3 + 2 * j, keys.len() + 4 + 2 * j)).collect();
     let per_key: Vec<String> = (0..keys.len())
         .map(|i| {
             format!(
-                "SELECT * FROM (SELECT seq, removal FROM change_audience WHERE audience = ${} AND seq > $1 ORDER BY seq LIMIT $2) AS k{i}",
+                "SELECT * FROM (SELECT seq, removal FROM change_audience WHERE audience = ${} AND seq > $1{skipped} ORDER BY seq LIMIT $2) AS k{i}",
                 i + 3
             )
         })
@@ -103,6 +115,10 @@ fn read_keys(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32) -> Result
     );
     let mut args: Vec<Value> = vec![since.into(), (limit as i64 + 1).into()];
     args.extend(keys.iter().map(Value::from));
+    for span in skip {
+        args.push(span.after.into());
+        args.push(span.until.into());
+    }
     let rows = tx.query(&sql, &args)?;
     Ok(rows.iter().map(|r| Entry { seq: r.int(0), entity_kind: r.text(1), entity_id: r.text(2), removal: r.int(3) != 0 }).collect())
 }

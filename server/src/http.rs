@@ -352,12 +352,17 @@ struct PullParams {
     #[serde(default)]
     since: i64,
     limit: Option<u32>,
+    /// Spans of cursors the device has from push echoes: `after-until,…`.
+    #[serde(default)]
+    skip: String,
 }
 
 async fn pull_handler(State(app): State<App>, headers: HeaderMap, query: std::result::Result<Query<PullParams>, axum::extract::rejection::QueryRejection>) -> Result<Json<api::PullResponse>> {
     let Query(params) = query.map_err(|_| ServerError::bad_request("invalid_query", "since and limit must be integers"))?;
     let limit = params.limit.unwrap_or(500).clamp(1, api::MAX_PULL_LIMIT);
-    as_caller(&app, &headers, move |app, caller| app.db.read(|tx| pull::pull(tx, &caller, params.since, limit, now_ms()))).await.map(Json)
+    let skip = api::SkipSpan::parse_query(&params.skip)
+        .ok_or_else(|| ServerError::bad_request("invalid_query", format!("skip must be at most {} spans after-until, after < until", api::MAX_PULL_SKIPS)))?;
+    as_caller(&app, &headers, move |app, caller| app.db.read(|tx| pull::pull(tx, &caller, params.since, limit, &skip, now_ms()))).await.map(Json)
 }
 
 async fn create_blob(State(app): State<App>, headers: HeaderMap, JsonBody(body): JsonBody<CreateBlobRequest>) -> Result<(StatusCode, Json<BlobStatus>)> {

@@ -2,16 +2,25 @@
 //! change carrying the entity's current view. The top layer over the change
 //! log, cases and reference data; none of them imports it.
 
-use gridwork_protocol::api::{Change, ChangeBody, PullResponse};
+use gridwork_protocol::api::{Change, ChangeBody, PullResponse, SkipSpan};
 
 use crate::auth::Caller;
 use crate::db::Tx;
 use crate::error::Result;
 use crate::{cases, changes, reference, scope};
 
-pub fn pull(tx: &mut dyn Tx, caller: &Caller, since: i64, limit: u32, now_ms: i64) -> Result<PullResponse> {
-    let (entries, has_more) = changes::read(tx, &scope::caller_keys(caller), since, limit)?;
-    let next_cursor = entries.last().map(|e| e.seq).unwrap_or(since);
+pub fn pull(tx: &mut dyn Tx, caller: &Caller, since: i64, limit: u32, skip: &[SkipSpan], now_ms: i64) -> Result<PullResponse> {
+    let (entries, has_more) = changes::read(tx, &scope::caller_keys(caller), since, limit, skip)?;
+    let mut next_cursor = entries.last().map(|e| e.seq).unwrap_or(since);
+    if !has_more && !skip.is_empty() {
+        // Everything after the cursor was sent or skipped, so the cursor may
+        // pass the skipped spans too (up to the log's end: a span beyond it
+        // names nothing yet and must not move the cursor past future
+        // changes). Sequence numbers below the newest are committed.
+        let newest = changes::newest(tx)?;
+        let skipped_to = skip.iter().map(|s| s.until.min(newest)).max().unwrap_or(since);
+        next_cursor = next_cursor.max(skipped_to);
+    }
 
     // Within a page only an entity's last change matters.
     let last: Vec<&changes::Entry> = entries

@@ -483,3 +483,65 @@ fn a_caller_with_hundreds_of_grids_pulls_like_anyone_else() {
         assert_eq!(cases(&wide), cases(&narrow), "{name}");
     }
 }
+
+/// A push reply echoes what the push changed, as the caller would pull it;
+/// a pull that skips the echoed span leaves exactly those changes out and
+/// moves its cursor past them; a malformed span list is refused.
+#[test]
+fn a_push_echoes_its_changes_and_pull_skips_them() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let worker = server.device("worker1");
+        let (_, start) = pull_pages(&worker, 0, 100, name);
+        // Someone else's report first: committed before the push, so the
+        // push's echo may carry it too (it is what pull would bring).
+        let (theirs, op) = report("0602", Some("G-001"), &[]);
+        server.device("supervisor1").push_ok(&[op]);
+        let (mine, ops): (Vec<Uuid>, Vec<_>) = (0..3).map(|_| report("0602", Some("G-001"), &[])).unzip();
+        let reply: Value = worker.push(&ops).json().unwrap();
+        let echo = &reply["echo"];
+        let (after, until) = (echo["span"]["after"].as_i64().unwrap(), echo["span"]["until"].as_i64().unwrap());
+        let echoed: Vec<Uuid> = echo["changes"].as_array().unwrap().iter().map(id_of).collect();
+        assert!(after >= start && until > after, "{name}: {echo}");
+        for id in &mine {
+            assert!(echoed.contains(id), "{name}: the push's own report {id} is echoed: {echo}");
+        }
+        // The echo is what pull brings for the span, view for view.
+        let pulled = page(&worker, after, 100, name);
+        let in_span: Vec<&Value> = pulled["changes"].as_array().unwrap().iter().filter(|c| c["cursor"].as_i64().unwrap() <= until).collect();
+        assert_eq!(in_span.len(), echoed.len(), "{name}");
+        for (pulled, echoed) in in_span.iter().zip(echo["changes"].as_array().unwrap()) {
+            assert_eq!(*pulled, echoed, "{name}");
+        }
+
+        // Skipping the span: nothing of it comes again, and the cursor moves past it.
+        let skipping = |since: i64| -> Value { worker.get(&format!("/v1/pull?since={since}&skip={after}-{until}")).json().unwrap() };
+        let skipped = skipping(start);
+        let ids: Vec<Uuid> = skipped["changes"].as_array().unwrap().iter().map(id_of).collect();
+        for id in &mine {
+            assert!(!ids.contains(id), "{name}: {skipped}");
+        }
+        assert_eq!(ids.contains(&theirs), !echoed.contains(&theirs), "{name}: the other report comes once, by echo or by pull");
+        assert_eq!(skipped["next_cursor"], json!(until), "{name}: past the skipped span: {skipped}");
+        // A later change is still pulled past a skipped span.
+        step(&server.device("dispatcher"), mine[1], json!({"action": "register"}), name);
+        let later = skipping(until);
+        assert_eq!(later["changes"].as_array().unwrap().iter().map(id_of).collect::<Vec<_>>(), vec![mine[1]], "{name}: {later}");
+        assert_eq!(later["changes"][0]["data"]["state"], "registered", "{name}");
+        // A span beyond the log's end does not move the cursor into the future.
+        let end = later["next_cursor"].as_i64().unwrap();
+        let ahead: Value = worker.get(&format!("/v1/pull?since={end}&skip={end}-{}", end + 1000)).json().unwrap();
+        assert_eq!(ahead["next_cursor"], json!(end), "{name}: {ahead}");
+
+        // Only duplicates: nothing applied, nothing echoed.
+        let again: Value = worker.push(&ops).json().unwrap();
+        assert!(again.get("echo").is_none(), "{name}: {again}");
+
+        for bad in ["5-5", "a-b", "1-2,", &vec!["1-2"; 33].join(",")] {
+            let response = worker.get(&format!("/v1/pull?since=0&skip={bad}"));
+            assert_eq!(response.status(), 400, "{name}: skip={bad}");
+            assert_eq!(response.json::<Value>().unwrap()["code"], "invalid_query", "{name}");
+        }
+    }
+}

@@ -58,7 +58,7 @@ use gridwork_core::clock::{Clock, ManualClock};
 use gridwork_core::sync::{Transport, TransportError};
 use gridwork_core::{DraftFields, Durability, GeoPoint, Gridwork, IncidentFilter, MeteredPolicy, OperationKind, OperationState, SyncReport, Trigger, Uuid};
 use gridwork_protocol::{Named, OperationEnvelope};
-use gridwork_protocol::api::{BlobStatus, OperationOutcome, PhotoRendition, PullResponse, PushResponse, Role, TokenResponse, TransitionRequest};
+use gridwork_protocol::api::{BlobStatus, OperationOutcome, PhotoRendition, PullResponse, PushResponse, Role, SkipSpan, TokenResponse, TransitionRequest};
 use gridwork_server::auth::{self, Caller, TokenPolicy};
 use gridwork_server::blobs::BlobStore;
 use gridwork_server::db::Database;
@@ -555,13 +555,13 @@ impl Transport for SimTransport {
         )
     }
 
-    fn pull(&self, access_token: &str, since: i64, limit: u32) -> Result<PullResponse, TransportError> {
+    fn pull(&self, access_token: &str, since: i64, limit: u32, skip: &[SkipSpan]) -> Result<PullResponse, TransportError> {
         self.exchange(
             &format!("pull since={since}"),
             |server, now, _| {
                 let caller = self.caller(server, access_token, now)?;
                 let limit = limit.clamp(1, gridwork_protocol::api::MAX_PULL_LIMIT).min(self.world.pull_page_cap);
-                Ok(json(&server.db.read(|tx| pull::pull(tx, &caller, since, limit, now))?))
+                Ok(json(&server.db.read(|tx| pull::pull(tx, &caller, since, limit, skip, now))?))
             },
             |b| serde_json::from_slice(b).ok(),
         )

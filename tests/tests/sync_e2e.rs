@@ -95,6 +95,48 @@ fn offline_captures_arrive_once_with_identical_photos_and_server_steps_come_back
     assert!(gw.server_time_offset_ms().abs() < 5_000);
 }
 
+/// A push's reply carries the server's view of what it changed, so the
+/// device's own reports do not come back as downloads: after the first
+/// sync, a sync of new reports pulls nothing, yet every report shows the
+/// server's state, and a change someone else makes still arrives.
+#[test]
+fn pushed_reports_take_the_server_view_from_the_reply_not_from_a_pull() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device_dir = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    let gw = open(device_dir.path(), "worker1");
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    let first = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(30)).unwrap();
+    assert!(first.completed && first.pulled > 0, "categories and grids: {first:?}");
+
+    let ids: Vec<_> = (0..12).map(|i| capture(&gw, photos.path(), 100 + i, 0)).collect();
+    let report = gw.sync_now(Trigger::OperationQueued, Duration::from_secs(30)).unwrap();
+    assert!(report.completed, "{report:?}");
+    assert_eq!((report.pushed, report.pulled), (12, 0), "nothing of its own pulled back: {report:?}");
+    for id in &ids {
+        let local = gw.get_incident(*id).unwrap();
+        assert_eq!(local.sync_state, SyncState::Synced);
+        assert_eq!(local.incident.status, IncidentStatus::Case(CaseState::Reported), "the server's view, from the push reply");
+    }
+    assert_eq!(server.count("SELECT COUNT(*) FROM incidents"), 12);
+
+    // Someone else's step is pulled as before.
+    server.step(&ids[3].to_string(), "register", None);
+    let later = gw.sync_now(Trigger::AppForegrounded, Duration::from_secs(30)).unwrap();
+    assert_eq!(later.pulled, 1, "{later:?}");
+    assert_eq!(gw.get_incident(ids[3]).unwrap().incident.status, IncidentStatus::Case(CaseState::Registered));
+
+    // A fresh device of the same worker pulls every report: skipping is
+    // per run, never a gap in what the server holds.
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = open(fresh_dir.path(), "worker1");
+    fresh.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    assert!(fresh.sync_now(Trigger::ManualRetry, Duration::from_secs(30)).unwrap().completed);
+    assert_eq!(fresh.list_incidents(IncidentFilter::default()).unwrap().len(), 12);
+}
+
 #[test]
 fn a_rejected_operation_parks_only_its_entity() {
     let server_dir = tempfile::tempdir().unwrap();

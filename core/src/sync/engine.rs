@@ -32,7 +32,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
-use gridwork_protocol::api::{self, BlobStatus, OperationOutcome, PullResponse, PushResponse};
+use gridwork_protocol::api::{self, BlobStatus, OperationOutcome, PullResponse, PushResponse, SkipSpan};
 use uuid::Uuid;
 
 use super::transport::TransportError;
@@ -201,6 +201,9 @@ pub enum Record {
     PreviewSent { original_sha256: String, preview_sha256: Option<String>, long_edge: u32 },
     /// Apply a pulled page and move the cursor, in one transaction.
     ApplyPage(PullResponse),
+    /// Apply the changes a push reply echoed (the cursor stays: pull skips
+    /// their span instead, see [`Action::Pull`]).
+    ApplyEcho(Vec<api::Change>),
     /// Keep a fetched thumbnail of a case's photo.
     ThumbnailFetched { sha256: String, bytes: Vec<u8> },
     /// The server's clock, read off a reply.
@@ -230,8 +233,9 @@ pub enum Action {
     /// Send `len` bytes of the file from `offset`; answer [`Event::BlobReply`],
     /// or [`Event::UploadFileUnreadable`] when the file cannot be read.
     SendChunk { sha256: String, path: PathBuf, offset: u64, len: usize },
-    /// Pull one page of changes; answer [`Event::Pulled`].
-    Pull { cursor: i64, limit: u32 },
+    /// Pull one page of changes, leaving out the spans this run's push
+    /// replies already echoed; answer [`Event::Pulled`].
+    Pull { cursor: i64, limit: u32, skip: Vec<SkipSpan> },
     /// Find the next photo of a case the user works whose thumbnail this
     /// device lacks, other than `skip`; answer [`Event::ThumbnailWanted`]
     /// or [`Event::NothingReady`].
@@ -364,7 +368,32 @@ struct Run {
     /// Progress (pushed + uploaded + parked) when the last round ended, so
     /// a new round starts only when the last one moved something.
     round_progress: u32,
+    /// Spans of cursors whose changes push replies echoed and the store
+    /// applied in this run. Kept for the run only: a run that fails midway
+    /// (a record not written) forgets them, and pull brings those changes
+    /// again, which only costs bytes.
+    echoed: Vec<SkipSpan>,
     finished: bool,
+}
+
+impl Run {
+    /// Remember an echoed span, joined to the last one when they touch (a
+    /// backlog's pushes, one after another, make one span).
+    fn echoed(&mut self, span: SkipSpan) {
+        if let Some(last) = self.echoed.last_mut()
+            && last.until == span.after
+        {
+            last.until = span.until;
+        } else if self.echoed.len() < api::MAX_PULL_SKIPS {
+            self.echoed.push(span);
+        }
+        // Otherwise more spans than a pull may name: the rest come as downloads.
+    }
+
+    fn pull_action(&self) -> Action {
+        let skip = self.echoed.iter().filter(|s| s.until > self.cursor).copied().collect();
+        Action::Pull { cursor: self.cursor, limit: PULL_PAGE, skip }
+    }
 }
 
 impl Run {
@@ -680,6 +709,12 @@ impl SyncEngine {
                 let parked = verdicts.iter().filter(|(_, v)| matches!(v, Verdict::Park(_))).count() as u32;
                 let acked = verdicts.iter().filter(|(_, v)| *v == Verdict::Acknowledge).count() as u32;
                 self.record(Record::Verdicts(verdicts));
+                // After the verdicts: the echoed cases' operations are
+                // acknowledged by then, so their views apply at once.
+                if let Some(echo) = response.echo {
+                    self.record(Record::ApplyEcho(echo.changes));
+                    self.run().echoed(echo.span);
+                }
                 self.record(Record::ServerTime(response.server_time_ms));
                 let report = &mut self.run().report;
                 report.pushed += acked;
@@ -859,6 +894,8 @@ impl SyncEngine {
                 let run = self.run();
                 run.report.pulled += page.changes.len() as u32;
                 run.cursor = page.next_cursor;
+                let cursor = run.cursor;
+                run.echoed.retain(|span| span.until > cursor);
                 let (more, server_time) = (page.has_more, page.server_time_ms);
                 self.record(Record::ApplyPage(page));
                 self.record(Record::ServerTime(server_time));
@@ -894,7 +931,7 @@ impl SyncEngine {
             }
             State::Running(Step::Push) => Action::Push { limit: self.push_batch },
             State::Running(Step::Upload) => self.next_upload_action(now_ms),
-            State::Running(Step::Pull) => Action::Pull { cursor: self.run().cursor, limit: PULL_PAGE },
+            State::Running(Step::Pull) => self.run().pull_action(),
             // Thumbnails are small, but on a text-only link they wait too.
             State::Running(Step::Thumbnails) if !self.uploads_allowed() => {
                 self.step_done(Step::Thumbnails, false);
@@ -931,7 +968,7 @@ impl SyncEngine {
         if !self.uploads_allowed() {
             // Photos wait for Wi-Fi; the round goes on with the pull.
             self.state = State::Running(Step::Pull);
-            return Action::Pull { cursor: self.run().cursor, limit: PULL_PAGE };
+            return self.run().pull_action();
         }
         let originals = self.originals_allowed();
         let preview_edge = self.preview_edge();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use gridwork_protocol::limits::REPLY_MAX_BYTES;
 use gridwork_protocol::OperationEnvelope;
 use gridwork_protocol::api::{
-    self, BlobStatus, CreateBlobRequest, ErrorBody, LoginRequest, PhotoRendition, PullResponse, PushRequest, PushResponse, RefreshRequest, TokenResponse,
+    self, BlobStatus, CreateBlobRequest, ErrorBody, LoginRequest, PhotoRendition, PullResponse, PushRequest, PushResponse, RefreshRequest, SkipSpan, TokenResponse,
 };
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
@@ -173,8 +173,9 @@ impl Transport for HttpTransport {
         send(json_body(self.request(reqwest::Method::POST, "/v1/push").bearer_auth(token), &body))
     }
 
-    fn pull(&self, token: &str, since: i64, limit: u32) -> Result<PullResponse, TransportError> {
-        send(self.request(reqwest::Method::GET, &format!("/v1/pull?since={since}&limit={limit}")).bearer_auth(token))
+    fn pull(&self, token: &str, since: i64, limit: u32, skip: &[SkipSpan]) -> Result<PullResponse, TransportError> {
+        let skip = if skip.is_empty() { String::new() } else { format!("&skip={}", SkipSpan::to_query(skip)) };
+        send(self.request(reqwest::Method::GET, &format!("/v1/pull?since={since}&limit={limit}{skip}")).bearer_auth(token))
     }
 
     fn blob_create(&self, token: &str, sha256: &str, size: u64, preview_of: Option<&str>) -> Result<BlobStatus, TransportError> {
@@ -258,7 +259,7 @@ mod tests {
 
     #[test]
     fn gzip_replies_are_read_within_the_limit_counted_decompressed() {
-        let pull = |url: String| HttpTransport::new(&url, "device", false, &TlsConfig::default()).unwrap().pull("token", 0, 10);
+        let pull = |url: String| HttpTransport::new(&url, "device", false, &TlsConfig::default()).unwrap().pull("token", 0, 10, &[]);
         let page = br#"{"changes": [], "next_cursor": 7, "has_more": false, "server_time_ms": 1}"#;
         let gzipped = "content-type: application/json\r\ncontent-encoding: gzip\r\n";
         match pull(canned_server(gzipped, gzip(page))) {
@@ -280,7 +281,7 @@ mod tests {
     #[test]
     fn a_reply_past_its_limit_is_refused_not_read_to_the_end() {
         let transport = HttpTransport::new(&flooding_server(REPLY_MAX_BYTES + (8 << 20)), "device", false, &TlsConfig::default()).unwrap();
-        match transport.pull("token", 0, 10) {
+        match transport.pull("token", 0, 10, &[]) {
             Err(TransportError::Malformed(why)) => assert!(why.contains("larger than"), "{why}"),
             other => panic!("expected a refusal, got {other:?}"),
         }

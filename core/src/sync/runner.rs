@@ -132,6 +132,29 @@ pub(crate) fn run(ctx: &SyncContext, transport: &dyn Transport, engine: &mut Syn
     Ok(report)
 }
 
+/// Apply changes from the server in one transaction, moving the pull
+/// cursor with them when they are a pulled page, and tell observers.
+fn apply_changes(ctx: &SyncContext, changes: &[gridwork_protocol::api::Change], cursor: Option<i64>) -> Result<()> {
+    let applied = ctx.write(|c| {
+        let applied = apply::apply_page(c, changes)?;
+        if let Some(cursor) = cursor {
+            session::set_pull_cursor(c, cursor)?;
+        }
+        Ok(applied)
+    })?;
+    if applied.incidents > 0 {
+        let ids = changes.iter().filter(|c| c.entity_kind == "incident").filter_map(|c| Uuid::parse_str(&c.entity_id).ok()).collect();
+        ctx.notifier.notify(Change::Incidents { ids });
+    }
+    if applied.categories > 0 {
+        ctx.notifier.notify(Change::Categories);
+    }
+    if applied.grids > 0 {
+        ctx.notifier.notify(Change::Grids);
+    }
+    Ok(())
+}
+
 fn perform(ctx: &SyncContext, transport: &dyn Transport, engine: &mut SyncEngine, session: &mut Session, action: Action) -> Result<()> {
     let token = session.access_token.clone();
     let event = match action {
@@ -159,7 +182,7 @@ fn perform(ctx: &SyncContext, transport: &dyn Transport, engine: &mut SyncEngine
                 Event::UploadFileUnreadable { code: error.code().to_owned() }
             }
         },
-        Action::Pull { cursor, limit } => Event::Pulled(transport.pull(&token, cursor, limit)),
+        Action::Pull { cursor, limit, skip } => Event::Pulled(transport.pull(&token, cursor, limit, &skip)),
         Action::NextThumbnail { skip } => match ctx.with(|c| task::wanted_thumbnail(c, &skip))? {
             Some(sha256) => Event::ThumbnailWanted { sha256 },
             None => Event::NothingReady,
@@ -248,24 +271,9 @@ fn perform_record(ctx: &SyncContext, record: Record) -> Result<()> {
         Record::PreviewSent { original_sha256, preview_sha256, long_edge } => {
             ctx.with(|c| transfers::record_preview(c, &original_sha256, preview_sha256.as_deref(), long_edge))?
         }
-        Record::ApplyPage(page) => {
-            // One transaction per page: the cursor moves with the data.
-            let applied = ctx.write(|c| {
-                let applied = apply::apply_page(c, &page.changes)?;
-                session::set_pull_cursor(c, page.next_cursor)?;
-                Ok(applied)
-            })?;
-            if applied.incidents > 0 {
-                let ids = page.changes.iter().filter(|c| c.entity_kind == "incident").filter_map(|c| Uuid::parse_str(&c.entity_id).ok()).collect();
-                ctx.notifier.notify(Change::Incidents { ids });
-            }
-            if applied.categories > 0 {
-                ctx.notifier.notify(Change::Categories);
-            }
-            if applied.grids > 0 {
-                ctx.notifier.notify(Change::Grids);
-            }
-        }
+        // One transaction per page: the cursor moves with the data.
+        Record::ApplyPage(page) => apply_changes(ctx, &page.changes, Some(page.next_cursor))?,
+        Record::ApplyEcho(changes) => apply_changes(ctx, &changes, None)?,
         Record::ServerTime(server_time_ms) => {
             // Ignoring the round trip: a second off is fine for field records.
             let offset = server_time_ms - now;

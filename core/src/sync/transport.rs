@@ -4,7 +4,7 @@
 //! the engine's policy (`engine::classify`), not the transport's.
 
 use gridwork_protocol::OperationEnvelope;
-use gridwork_protocol::api::{BlobStatus, PhotoRendition, PullResponse, PushResponse, TokenResponse};
+use gridwork_protocol::api::{BlobStatus, PhotoRendition, PullResponse, PushResponse, SkipSpan, TokenResponse};
 
 /// A failed request, as the transport saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,7 +21,8 @@ pub trait Transport: Send + Sync {
     fn login(&self, username: &str, password: &str) -> Result<TokenResponse, TransportError>;
     fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, TransportError>;
     fn push(&self, access_token: &str, operations: &[OperationEnvelope]) -> Result<PushResponse, TransportError>;
-    fn pull(&self, access_token: &str, since: i64, limit: u32) -> Result<PullResponse, TransportError>;
+    /// A page of changes after `since`, leaving out those within `skip`.
+    fn pull(&self, access_token: &str, since: i64, limit: u32, skip: &[SkipSpan]) -> Result<PullResponse, TransportError>;
     /// Announce a blob; `preview_of` names the original when this blob is a
     /// smaller preview sent ahead on a metered link.
     fn blob_create(&self, access_token: &str, sha256: &str, size: u64, preview_of: Option<&str>) -> Result<BlobStatus, TransportError>;

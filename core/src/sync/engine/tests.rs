@@ -13,6 +13,7 @@ fn applied(ops: &[Uuid]) -> PushResponse {
     PushResponse {
         results: ops.iter().map(|op| OperationResult { op_id: *op, outcome: OperationOutcome::Applied { entity_version: 1 } }).collect(),
         server_time_ms: 0,
+        echo: None,
     }
 }
 
@@ -85,11 +86,11 @@ fn a_round_is_push_upload_pull_then_idle() {
     e.handle(Event::NothingReady, 0);
     assert_eq!(request(&mut e, 0), Action::NextUpload);
     e.handle(Event::NothingReady, 0);
-    assert_eq!(request(&mut e, 0), Action::Pull { cursor: 40, limit: PULL_PAGE });
+    assert_eq!(request(&mut e, 0), Action::Pull { cursor: 40, limit: PULL_PAGE, skip: vec![] });
     e.handle(Event::Pulled(Ok(page(0, true, 90))), 0);
     let (records, action) = next(&mut e, 0);
     assert!(matches!(records[0], Record::ApplyPage(_)));
-    assert_eq!(action, Action::Pull { cursor: 90, limit: PULL_PAGE }, "the next page from the new cursor");
+    assert_eq!(action, Action::Pull { cursor: 90, limit: PULL_PAGE, skip: vec![] }, "the next page from the new cursor");
     e.handle(Event::Pulled(Ok(page(0, false, 95))), 0);
     assert_eq!(request(&mut e, 0), Action::NextThumbnail { skip: vec![] }, "then the thumbnails the case screens need");
     e.handle(Event::NothingReady, 0);
@@ -258,7 +259,7 @@ fn metered_policies_choose_what_travels() {
     e.start_run(0);
     e.handle(Event::Wake(Trigger::NetworkUp), 0);
     e.handle(Event::NothingReady, 0);
-    assert_eq!(request(&mut e, 0), Action::Pull { cursor: 0, limit: PULL_PAGE }, "no photos on a metered link");
+    assert_eq!(request(&mut e, 0), Action::Pull { cursor: 0, limit: PULL_PAGE, skip: vec![] }, "no photos on a metered link");
     e.handle(Event::Pulled(Ok(page(0, false, 0))), 0);
     assert_eq!(request(&mut e, 0), Action::CheckRemaining { uploads_allowed: false });
     e.finish_run();
@@ -552,6 +553,7 @@ fn per_operation_results_acknowledge_park_or_resend() {
             OperationResult { op_id: ops[2], outcome: OperationOutcome::Duplicate { first: Box::new(rejected) } },
         ],
         server_time_ms: 99,
+        echo: None,
     };
     e.handle(Event::Pushed { ops: ops.clone(), result: Ok(response) }, 0);
     let (records, _) = next(&mut e, 0);
@@ -684,4 +686,52 @@ fn thumbnails_follow_the_pull_and_a_refused_one_is_skipped() {
     e.handle(Event::PolicyChanged(MeteredPolicy::TextOnly), 0);
     e.handle(Event::NetworkChanged { online: true, metered: true }, 0);
     assert_eq!(to_thumbnails(&mut e), Action::CheckRemaining { uploads_allowed: false }, "no thumbnail asked for");
+}
+
+#[test]
+fn pushed_changes_echoed_by_the_server_are_applied_and_skipped_by_pull() {
+    let mut e = SyncEngine::new(7);
+    e.start_run(40);
+    e.handle(Event::Wake(Trigger::OperationQueued), 0);
+    let echo = |after: i64, until: i64| {
+        let change = api::Change { cursor: until, entity_kind: "incident".into(), entity_id: Uuid::now_v7().to_string(), body: api::ChangeBody::Remove };
+        Some(api::Echo { span: SkipSpan { after, until }, changes: vec![change] })
+    };
+    // Two pushes whose spans touch, one that stands apart.
+    for (after, until) in [(50, 60), (60, 75), (80, 81)] {
+        assert!(matches!(request(&mut e, 0), Action::Push { .. }));
+        let ops = ids(2);
+        let mut response = applied(&ops);
+        response.echo = echo(after, until);
+        let expected = response.echo.clone().unwrap().changes;
+        e.handle(Event::Pushed { ops: ops.clone(), result: Ok(response) }, 0);
+        let (records, _) = next(&mut e, 0);
+        assert!(matches!(records[0], Record::Verdicts(_)), "verdicts first, so the echoed cases' operations are acknowledged: {records:?}");
+        assert_eq!(records[1], Record::ApplyEcho(expected), "then the echoed views, without moving the cursor");
+    }
+    e.handle(Event::NothingReady, 0);
+    assert_eq!(request(&mut e, 0), Action::NextUpload);
+    e.handle(Event::NothingReady, 0);
+    let spans = vec![SkipSpan { after: 50, until: 75 }, SkipSpan { after: 80, until: 81 }];
+    assert_eq!(request(&mut e, 0), Action::Pull { cursor: 40, limit: PULL_PAGE, skip: spans });
+    e.handle(Event::Pulled(Ok(page(0, true, 78))), 0);
+    assert_eq!(request(&mut e, 0), Action::Pull { cursor: 78, limit: PULL_PAGE, skip: vec![SkipSpan { after: 80, until: 81 }] }, "a span passed is forgotten");
+
+    // A new run knows no spans: what the last one echoed may not be stored.
+    e.handle(Event::Cancel, 0);
+    while !matches!(e.poll(0), Action::Finish) {}
+    e.finish_run();
+    e.start_run(78);
+    e.handle(Event::Wake(Trigger::ManualRetry), 0);
+    assert_eq!(finish_round_pull(&mut e), Action::Pull { cursor: 78, limit: PULL_PAGE, skip: vec![] });
+}
+
+/// Answer push and upload with nothing until the run asks to pull.
+fn finish_round_pull(e: &mut SyncEngine) -> Action {
+    loop {
+        match request(e, 0) {
+            Action::Push { .. } | Action::NextUpload | Action::NextPreview { .. } => e.handle(Event::NothingReady, 0),
+            other => return other,
+        }
+    }
 }
