@@ -69,6 +69,9 @@ pub struct OpenReport {
     pub corrupt_database_moved_to: Option<String>,
     /// Operations a killed sync left in flight, queued again.
     pub in_flight_recovered: u64,
+    /// Temp files of photo writes a killed process left, removed at open.
+    /// Unreferenced photo files are swept by the session's first sync (or
+    /// `sweep_orphan_files`), not at open, so opening stays fast.
     pub orphan_files_removed: u64,
     pub open_duration_ms: u64,
 }

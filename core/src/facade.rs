@@ -89,6 +89,9 @@ pub struct Gridwork {
     /// The account's data was wiped: the connections are empty and
     /// read-only, and writes are refused with `StoreWiped`.
     wiped: AtomicBool,
+    /// Unreferenced photo files were swept this session (see
+    /// [`Gridwork::sweep_orphan_files`]; the first sync does it).
+    swept: AtomicBool,
     /// The account partition's lock; last, so it is released after the
     /// connections close.
     _lock: std::fs::File,
@@ -167,10 +170,12 @@ impl Gridwork {
         let offset = session::clock_offset(&connection)?;
         report.in_flight_recovered = outbox::recover_in_flight(&connection)?;
         let photos = PhotoStore::open(&opened.paths.photos)?;
-        // No ingest can be running yet, so temp files are leftovers of a
-        // killed process too.
-        task::forget_photos_of_cases_gone(&connection)?;
-        report.orphan_files_removed = photos.sweep(&capture::referenced_hashes(&connection)?, true)?;
+        // No ingest can be running yet, so its temp files are leftovers of a
+        // killed process. Photo files no row references are not looked for
+        // here: listing every photo would make opening slower with every
+        // photo kept; the first sync of the session sweeps them
+        // (`sweep_orphan_files`), off the path the worker waits on.
+        report.orphan_files_removed = photos.remove_leftover_temp_files()?;
         report.log();
         Ok(Gridwork {
             _lock: opened.lock,
@@ -187,6 +192,7 @@ impl Gridwork {
             report,
             notifier: Arc::default(),
             wiped: AtomicBool::new(false),
+            swept: AtomicBool::new(false),
             sync: SyncHandles {
                 engine: Mutex::new(SyncEngine::new(rand::random())),
                 running_on: Mutex::new(None),
@@ -690,7 +696,7 @@ impl Gridwork {
         crate::adopt::remove_from(&tx, &ids, &source.account_id, source.clock.now())?;
         tx.commit()?;
         // The source's copies of the files now belong to no row there.
-        source.photos.sweep(&capture::referenced_hashes(&from)?, false)?;
+        source.photos.sweep(&capture::referenced_hashes(&from)?)?;
         drop(from);
         log::info!("adopt: {} incidents, {} operations, {} photos moved between accounts", adopted.incidents, adopted.operations, adopted.photos);
         source.notifier.notify(Change::Incidents { ids: ids.clone() });
@@ -714,13 +720,21 @@ impl Gridwork {
 
     /// Remove photo files no row references, and the thumbnails and
     /// fetched photos of cases no longer on this device; returns how many
-    /// files went.
+    /// files went. The first sync of a session runs it (opening does not:
+    /// it would cost a listing of every photo kept); an app may run it
+    /// whenever it is idle. Safe beside captures and sync.
     pub fn sweep_orphan_files(&self) -> Result<u64> {
+        // The listing, the slow part, leaves the connection free for
+        // captures; the decision holds it, so no row can be committed
+        // between reading the references and removing files (in-progress
+        // ingests are protected by their guards).
+        let candidates = self.photos.sweep_candidates()?;
         let conn = self.lock();
-        // Holding the connection lock: no row can be committed meanwhile,
-        // and in-progress ingests are protected by their guards.
         task::forget_photos_of_cases_gone(&conn)?;
-        self.photos.sweep(&capture::referenced_hashes(&conn)?, false)
+        let removed = self.photos.remove_orphans(candidates, &capture::referenced_hashes(&conn)?)?;
+        drop(conn);
+        self.swept.store(true, Ordering::Relaxed);
+        Ok(removed)
     }
 
     // ---- observers ----
@@ -911,6 +925,13 @@ impl Gridwork {
         if report.device_revoked {
             *locked(&self.sync.transport) = None;
             self.wipe_after_revocation();
+        } else if !self.swept.load(Ordering::Relaxed) {
+            // Once a session, in the background job rather than at open:
+            // files of discarded photos and of crashes go here.
+            match self.sweep_orphan_files() {
+                Ok(removed) => log::info!("store: {removed} unreferenced photo files removed"),
+                Err(error) => log::warn!("store: the photo sweep failed ({}); the next session tries again", error.code()),
+            }
         }
         Ok(report)
     }

@@ -138,11 +138,13 @@ fuzz_target!(|bytes: &[u8]| {
                     size: c.number(),
                     path: PathBuf::from("photo.jpg"),
                     preview: (c.below(3) == 0).then(|| PreviewOf { original_sha256: "0".repeat(64), long_edge: 320 }),
+                    sent_before: c.below(2) == 0,
                 }),
             },
             Action::AnnounceBlob { sha256, .. } | Action::BlobStatus { sha256 } => Event::BlobReply(blob(&mut c, &sha256)),
-            Action::SendChunk { sha256, len, .. } => {
+            Action::SendChunk { sha256, len, offset, announce_size, .. } => {
                 assert!(len > 0, "an empty chunk");
+                assert!(announce_size.is_none() || offset == 0, "an announcement travels with the first chunk only");
                 if c.below(10) == 0 { Event::UploadFileUnreadable { code: "photo_file_not_found".into() } } else { Event::BlobReply(blob(&mut c, &sha256)) }
             }
             Action::Pull { cursor, limit, skip } => {

@@ -175,6 +175,35 @@ impl BlobStore {
         })
     }
 
+    /// [`BlobStore::append`], announcing the blob first when `announce_size`
+    /// is given (the first chunk of a fresh upload: one request instead of
+    /// two). When the announcement finds the blob complete, or already
+    /// holding bytes (an attempt the device did not record), the chunk is
+    /// not appended and the status says where to go on from.
+    #[allow(clippy::too_many_arguments)] // append's arguments and the size
+    pub fn append_announcing(
+        &self,
+        db: &Database,
+        caller: &Caller,
+        sha256: &str,
+        announce_size: Option<u64>,
+        offset: u64,
+        chunk: &[u8],
+        chunk_sha256: &str,
+        now_ms: i64,
+    ) -> Result<BlobStatus> {
+        if let Some(size) = announce_size {
+            if offset != 0 {
+                return Err(ServerError::bad_request("invalid_query", "size announces a blob with its first chunk, at offset 0"));
+            }
+            let status = self.create(db, caller, sha256, size, None, now_ms)?;
+            if status.complete || status.offset != offset {
+                return Ok(status);
+            }
+        }
+        self.append(db, caller, sha256, offset, chunk, chunk_sha256, now_ms)
+    }
+
     /// Append one chunk at `offset`, which must be the current offset.
     #[allow(clippy::too_many_arguments)] // each argument is a distinct fact of the request
     pub fn append(&self, db: &Database, caller: &Caller, sha256: &str, offset: u64, chunk: &[u8], chunk_sha256: &str, now_ms: i64) -> Result<BlobStatus> {

@@ -62,9 +62,12 @@ pub fn newest(tx: &mut dyn Tx) -> Result<i64> {
 ///
 /// Changes within `skip` are left out, as if they were not in the log (the
 /// caller has them already, from a push's echo).
-pub fn read(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32, skip: &[SkipSpan]) -> Result<(Vec<Entry>, bool)> {
+///
+/// `until` bounds the read (a push's echo reads only its own changes).
+pub fn read(tx: &mut dyn Tx, keys: &[String], since: i64, until: Option<i64>, limit: u32, skip: &[SkipSpan]) -> Result<(Vec<Entry>, bool)> {
+    let bounds = Bounds { since, until: until.unwrap_or(i64::MAX), skip };
     if keys.len() <= KEYS_PER_QUERY {
-        let mut entries = read_keys(tx, keys, since, limit, skip)?;
+        let mut entries = read_keys(tx, keys, &bounds, limit)?;
         let has_more = entries.len() > limit as usize;
         entries.truncate(limit as usize);
         return Ok((entries, has_more));
@@ -76,7 +79,7 @@ pub fn read(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32, skip: &[Sk
     // within one query.
     let mut merged: std::collections::BTreeMap<i64, Entry> = std::collections::BTreeMap::new();
     for group in keys.chunks(KEYS_PER_QUERY) {
-        for entry in read_keys(tx, group, since, limit, skip)? {
+        for entry in read_keys(tx, group, &bounds, limit)? {
             match merged.get_mut(&entry.seq) {
                 Some(seen) => seen.removal &= entry.removal,
                 None => {
@@ -95,14 +98,23 @@ const KEYS_PER_QUERY: usize = 200;
 
 /// [`read`] for at most [`KEYS_PER_QUERY`] keys, in one query: up to
 /// `limit + 1` entries (one past the page tells that more follow).
-fn read_keys(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32, skip: &[SkipSpan]) -> Result<Vec<Entry>> {
-    // The skipped spans' bounds follow the keys among the parameters.
-    let skipped: String = (0..skip.len()).map(|j| format!(" AND NOT (seq > ${} AND seq <= ${})", keys.len() + 3 + 2 * j, keys.len() + 4 + 2 * j)).collect();
+/// Which part of the log a read covers: after `since`, up to `until`,
+/// leaving out the `skip` spans.
+struct Bounds<'a> {
+    since: i64,
+    until: i64,
+    skip: &'a [SkipSpan],
+}
+
+fn read_keys(tx: &mut dyn Tx, keys: &[String], bounds: &Bounds, limit: u32) -> Result<Vec<Entry>> {
+    // Parameters: $1 since, $2 the limit, $3 until, then the keys, then
+    // the skipped spans' bounds.
+    let skipped: String = (0..bounds.skip.len()).map(|j| format!(" AND NOT (seq > ${} AND seq <= ${})", keys.len() + 4 + 2 * j, keys.len() + 5 + 2 * j)).collect();
     let per_key: Vec<String> = (0..keys.len())
         .map(|i| {
             format!(
-                "SELECT * FROM (SELECT seq, removal FROM change_audience WHERE audience = ${} AND seq > $1{skipped} ORDER BY seq LIMIT $2) AS k{i}",
-                i + 3
+                "SELECT * FROM (SELECT seq, removal FROM change_audience WHERE audience = ${} AND seq > $1 AND seq <= $3{skipped} ORDER BY seq LIMIT $2) AS k{i}",
+                i + 4
             )
         })
         .collect();
@@ -113,9 +125,9 @@ fn read_keys(tx: &mut dyn Tx, keys: &[String], since: i64, limit: u32, skip: &[S
          ORDER BY c.seq",
         per_key.join(" UNION ALL ")
     );
-    let mut args: Vec<Value> = vec![since.into(), (limit as i64 + 1).into()];
+    let mut args: Vec<Value> = vec![bounds.since.into(), (limit as i64 + 1).into(), bounds.until.into()];
     args.extend(keys.iter().map(Value::from));
-    for span in skip {
+    for span in bounds.skip {
         args.push(span.after.into());
         args.push(span.until.into());
     }

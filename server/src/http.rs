@@ -377,6 +377,8 @@ async fn blob_status(State(app): State<App>, headers: HeaderMap, Segment(sha256)
 #[derive(Deserialize)]
 struct ChunkParams {
     offset: u64,
+    /// Announces the blob with its first chunk (see `BlobStore::append_announcing`).
+    size: Option<u64>,
 }
 
 pub const CHUNK_SHA256_HEADER: &str = "x-gridwork-chunk-sha256";
@@ -388,7 +390,7 @@ async fn append_chunk(
     query: std::result::Result<Query<ChunkParams>, axum::extract::rejection::QueryRejection>,
     body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<BlobStatus>> {
-    let Query(params) = query.map_err(|_| ServerError::bad_request("invalid_query", "offset must be a non-negative integer"))?;
+    let Query(params) = query.map_err(|_| ServerError::bad_request("invalid_query", "offset (and size, if given) must be non-negative integers"))?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type != "application/octet-stream" {
         return Err(ServerError::new(415, "unsupported_media_type", "send chunks as application/octet-stream"));
@@ -405,7 +407,9 @@ async fn append_chunk(
             ServerError::bad_request("invalid_request", "the chunk body could not be read")
         }
     })?;
-    as_caller(&app, &headers, move |app, caller| app.blobs.append(&app.db, &caller, &sha256, params.offset, &body, &chunk_sha, now_ms())).await.map(Json)
+    as_caller(&app, &headers, move |app, caller| app.blobs.append_announcing(&app.db, &caller, &sha256, params.size, params.offset, &body, &chunk_sha, now_ms()))
+        .await
+        .map(Json)
 }
 
 #[derive(Deserialize)]

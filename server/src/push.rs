@@ -3,7 +3,7 @@
 //! first outcome and never applies twice (exactly-once effect over
 //! at-least-once delivery).
 
-use gridwork_protocol::api::{Echo, MAX_PULL_LIMIT, OperationOutcome, OperationResult, PushResponse, SkipSpan};
+use gridwork_protocol::api::{OperationOutcome, OperationResult, PushResponse};
 use gridwork_protocol::{Named, OperationEnvelope, OperationKind, SubmitIncident, TransitionIncident};
 use serde_json::Value as Json;
 use uuid::Uuid;
@@ -32,7 +32,11 @@ pub fn push(db: &Database, caller: &Caller, operations: &[Json], now_ms: i64) ->
     // operation. Every operation is validated before it writes, so a
     // rejection leaves no partial effect; a storage error rolls back the
     // whole batch and the device sends it again (nothing was acknowledged).
-    let (results, echo) = db.write(|tx| {
+    let (results, (before, until)) = db.write(|tx| {
+        // The change log is taken first (on SQLite the write transaction
+        // alone does it; on PostgreSQL an advisory lock held to commit), so
+        // every change in (before, until] is this push's own.
+        tx.lock_change_log()?;
         let before = changes::newest(tx)?;
         let results = op_ids
             .iter()
@@ -40,24 +44,12 @@ pub fn push(db: &Database, caller: &Caller, operations: &[Json], now_ms: i64) ->
             .map(|(op_id, raw)| Ok(OperationResult { op_id: *op_id, outcome: apply_once(tx, caller, *op_id, raw, now_ms)? }))
             .collect::<Result<Vec<_>>>()?;
         let applied = results.iter().any(|r| matches!(r.outcome, OperationOutcome::Applied { .. }));
-        Ok((results, if applied { echo(tx, caller, before, now_ms)? } else { None }))
+        Ok((results, (before, if applied { changes::newest(tx)? } else { before })))
     })?;
+    // The echo is read after the commit, outside the change log's lock:
+    // assembling views must not hold up other devices' pushes.
+    let echo = if until > before { db.read(|tx| pull::echo(tx, caller, before, until, now_ms))? } else { None };
     Ok(PushResponse { results, server_time_ms: now_ms, echo })
-}
-
-/// What pull would bring after `before`, read in the push's transaction:
-/// the push's own changes, and any committed after `before` was read and
-/// before the push took the change log. The span ends at the page's last
-/// change, which is committed or this push's own: either way it was
-/// appended under the change log's lock (SQLite: one writer; PostgreSQL:
-/// an advisory lock held to commit), so every sequence number below it is
-/// settled and none can appear there later.
-/// A page that does not hold them all ends the span early; None when the
-/// push recorded nothing the caller sees.
-fn echo(tx: &mut dyn Tx, caller: &Caller, before: i64, now_ms: i64) -> Result<Option<Echo>> {
-    let page = pull::pull(tx, caller, before, MAX_PULL_LIMIT, &[], now_ms)?;
-    let recorded = page.next_cursor > before;
-    Ok(recorded.then_some(Echo { span: SkipSpan { after: before, until: page.next_cursor }, changes: page.changes }))
 }
 
 fn apply_once(tx: &mut dyn Tx, caller: &Caller, op_id: Uuid, raw: &Json, now_ms: i64) -> Result<OperationOutcome> {

@@ -445,3 +445,62 @@ fn a_photo_hash_learned_elsewhere_grants_nothing() {
         assert_eq!(incident(&owner, again)["photos"][0]["arrived"], true, "{name}");
     }
 }
+
+/// A chunk PUT with `size` announces the blob in the same request: a photo
+/// travels in one request on a good link. The announcement is checked as
+/// `POST /v1/blobs` checks it; a blob the server holds already is not
+/// appended to, the reply says where to go on from.
+fn put_announcing(device: &Device, sha: &str, size: u64, offset: u64, chunk: &[u8]) -> Response {
+    device
+        .client
+        .put(format!("{}/v1/blobs/{sha}/chunks?offset={offset}&size={size}", device.base))
+        .header(api::DEVICE_ID_HEADER, &device.id)
+        .header("x-gridwork-chunk-sha256", sha256_hex(chunk))
+        .header("content-type", "application/octet-stream")
+        .bearer_auth(device.token())
+        .body(chunk.to_vec())
+        .send()
+        .unwrap()
+}
+
+#[test]
+fn the_first_chunk_may_carry_the_announcement() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let phone = server.device("worker1");
+        let (whole, split) = (photo_bytes(21, 30_000), photo_bytes(22, 30_000));
+        let (id, op) = report("0101", Some("G-001"), &[&whole, &split]);
+        phone.push_ok(&[op]);
+
+        // In one request, announced and complete.
+        let done = put_announcing(&phone, &sha256_hex(&whole), 30_000, 0, &whole);
+        assert_eq!(done.status(), 200, "{name}");
+        let done: Value = done.json().unwrap();
+        assert_eq!((done["offset"].as_u64(), done["complete"].as_bool()), (Some(30_000), Some(true)), "{name}: {done}");
+        assert_eq!(phone.get(&format!("/v1/blobs/{}", sha256_hex(&whole))).bytes().unwrap().to_vec(), whole, "{name}");
+        // Sent again (a reply lost): nothing appended, the blob is complete.
+        let again: Value = put_announcing(&phone, &sha256_hex(&whole), 30_000, 0, &whole).json().unwrap();
+        assert_eq!(again["complete"], true, "{name}");
+
+        // A first part announced, the rest as plain chunks.
+        let sha = sha256_hex(&split);
+        let first: Value = put_announcing(&phone, &sha, 30_000, 0, &split[..10_000]).json().unwrap();
+        assert_eq!((first["offset"].as_u64(), first["complete"].as_bool()), (Some(10_000), Some(false)), "{name}");
+        // An announcing chunk for a blob that already holds bytes is not appended.
+        let held: Value = put_announcing(&phone, &sha, 30_000, 0, &split[..5_000]).json().unwrap();
+        assert_eq!(held["offset"], 10_000, "{name}: where to go on from");
+        assert_eq!(phone.put_chunk(&sha, 10_000, &split[10_000..]).status(), 200, "{name}");
+        assert_eq!(blob_status(&phone, &sha)["complete"], true, "{name}");
+        assert_eq!(incident(&phone, id)["missing_evidence"], false, "{name}");
+
+        // Checked as an announcement: not announced by a case, another size, not at 0.
+        let orphan = photo_bytes(23, 1_000);
+        assert_eq!(status_and_code(put_announcing(&phone, &sha256_hex(&orphan), 1_000, 0, &orphan)), (409, "blob_not_announced".into()), "{name}");
+        let (_, op) = report("0101", Some("G-001"), &[&orphan]);
+        phone.push_ok(&[op]);
+        assert_eq!(status_and_code(put_announcing(&phone, &sha256_hex(&orphan), 999, 0, &orphan)), (400, "blob_size_mismatch".into()), "{name}");
+        assert_eq!(status_and_code(put_announcing(&phone, &sha256_hex(&orphan), 1_000, 10, &orphan[10..])), (400, "invalid_query".into()), "{name}");
+        assert_eq!(status_and_code(put_announcing(&server.device("worker2"), &sha256_hex(&orphan), 1_000, 0, &orphan)), (409, "blob_not_announced".into()), "{name}");
+    }
+}

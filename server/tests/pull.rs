@@ -534,6 +534,11 @@ fn a_push_echoes_its_changes_and_pull_skips_them() {
         let ahead: Value = worker.get(&format!("/v1/pull?since={end}&skip={end}-{}", end + 1000)).json().unwrap();
         assert_eq!(ahead["next_cursor"], json!(end), "{name}: {ahead}");
 
+        // A hostile span (the whole range of cursors) is clamped: the reply
+        // is an ordinary one and the cursor stops at the log's end.
+        let everything: Value = worker.get(&format!("/v1/pull?since={end}&skip=0-{}", i64::MAX)).json().unwrap();
+        assert_eq!((everything["changes"].clone(), everything["next_cursor"].clone()), (json!([]), json!(end)), "{name}: {everything}");
+
         // Only duplicates: nothing applied, nothing echoed.
         let again: Value = worker.push(&ops).json().unwrap();
         assert!(again.get("echo").is_none(), "{name}: {again}");
@@ -543,5 +548,31 @@ fn a_push_echoes_its_changes_and_pull_skips_them() {
             assert_eq!(response.status(), 400, "{name}: skip={bad}");
             assert_eq!(response.json::<Value>().unwrap()["code"], "invalid_query", "{name}");
         }
+    }
+}
+
+/// Devices pushing at once: each echo holds only its own push's changes
+/// (the push takes the change log before it reads where the log ends, so
+/// another device's commit cannot fall inside its span).
+#[test]
+fn concurrent_pushes_each_echo_only_their_own_changes() {
+    for backend in backends() {
+        let name = backend.name();
+        let server = TestServer::with_cast(&backend);
+        let devices: Vec<Device> = ["worker1", "supervisor1", "dispatcher", "worker1"].iter().map(|user| server.device(user)).collect();
+        std::thread::scope(|scope| {
+            for device in &devices {
+                scope.spawn(move || {
+                    for _ in 0..8 {
+                        let (ids, ops): (Vec<Uuid>, Vec<_>) = (0..3).map(|_| report("0602", Some("G-001"), &[])).unzip();
+                        let reply: Value = device.push(&ops).json().unwrap();
+                        let echoed: Vec<Uuid> = reply["echo"]["changes"].as_array().unwrap().iter().map(id_of).collect();
+                        assert_eq!(echoed, ids, "{name}: an echo holds its push's reports and nothing else");
+                        let span = &reply["echo"]["span"];
+                        assert_eq!(span["until"].as_i64().unwrap() - span["after"].as_i64().unwrap(), 3, "{name}: {span}");
+                    }
+                });
+            }
+        });
     }
 }

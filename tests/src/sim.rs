@@ -610,7 +610,7 @@ impl Transport for SimTransport {
         )
     }
 
-    fn blob_chunk(&self, access_token: &str, sha256: &str, offset: u64, chunk: &[u8]) -> Result<BlobStatus, TransportError> {
+    fn blob_chunk(&self, access_token: &str, sha256: &str, offset: u64, chunk: &[u8], announce_size: Option<u64>) -> Result<BlobStatus, TransportError> {
         self.exchange(
             &format!("blob_chunk {} @{offset}+{}", &sha256[..sha256.len().min(8)], chunk.len()),
             |server, now, damaged| {
@@ -625,7 +625,7 @@ impl Transport for SimTransport {
                     let middle = body.len() / 2;
                     body[middle] ^= 0x5a;
                 }
-                Ok(json(&server.blobs.append(&server.db, &caller, sha256, offset, &body, &chunk_sha, now)?))
+                Ok(json(&server.blobs.append_announcing(&server.db, &caller, sha256, announce_size, offset, &body, &chunk_sha, now)?))
             },
             |b| serde_json::from_slice(b).ok(),
         )

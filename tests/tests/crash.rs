@@ -2,7 +2,7 @@
 //! reports each acknowledged id; we SIGKILL it at random moments, many
 //! times. Every acknowledged incident and its photo must survive intact,
 //! the database must pass `PRAGMA integrity_check`, and no orphan file may
-//! remain after the sweeper.
+//! remain after the sweep.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -85,7 +85,9 @@ fn sigkill_during_capture_loses_nothing_acknowledged() {
     let submits: Vec<_> = items.iter().filter(|o| o.kind_name == "submit_incident").map(|o| o.entity_id).collect();
     assert_eq!(submits.len(), submits.iter().collect::<HashSet<_>>().len());
     assert!(acknowledged.keys().all(|id| submits.contains(id)));
-    // No orphans: every file left is referenced by a row.
+    // No orphans after the sweep (the session's first sync runs it):
+    // every file left is referenced by a row.
+    gw.sweep_orphan_files().unwrap();
     let referenced: HashSet<String> = gw
         .with_connection(|c| {
             let mut stmt = c.prepare("SELECT DISTINCT sha256 FROM photos")?;
@@ -107,7 +109,7 @@ fn sigkill_during_capture_loses_nothing_acknowledged() {
 /// One open store per account: a second open, in another process or in this
 /// one, is refused with `store_in_use` (naming the holder's pid) before it
 /// touches anything, because opening recovers interrupted operations and
-/// sweeps unreferenced files, which would take the holder's work in
+/// removes leftover temp files, which would take the holder's work in
 /// progress. A killed holder leaves no lock behind.
 #[test]
 fn a_store_open_elsewhere_is_refused_until_its_holder_dies() {

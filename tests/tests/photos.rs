@@ -190,11 +190,57 @@ fn sweeper_removes_only_unreferenced_files() {
     let stray = photos_dir.join("originals").join(format!("{}.jpg", "ab".repeat(32)));
     std::fs::write(&stray, b"left by a killed process").unwrap();
     std::fs::write(photos_dir.join("tmp").join("x.part"), b"half written").unwrap();
+    // A durable write's temp file left by a killed process, and one that
+    // looks like a write under way (newer than the open): only the first goes.
+    let left_temp = photos_dir.join("thumbs").join(format!(".{}.jpg.tmp-000000", "cd".repeat(32)));
+    std::fs::write(&left_temp, b"half").unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&left_temp).unwrap().set_modified(an_hour_ago).unwrap();
     drop(gw);
     let gw = open(dir.path(), "w");
-    assert_eq!(gw.open_report().orphan_files_removed, 2);
-    assert!(!stray.exists());
+    assert_eq!(gw.open_report().orphan_files_removed, 1, "opening removes the ingest temp file only");
+    assert!(stray.exists(), "opening lists no photo folder");
+    let writing = photos_dir.join("originals").join(format!(".{}.jpg.tmp-111111", "ef".repeat(32)));
+    std::fs::write(&writing, b"being written").unwrap();
+    assert_eq!(gw.sweep_orphan_files().unwrap(), 2, "the stray original and the old temp file");
+    assert!(!stray.exists() && !left_temp.exists());
+    assert!(writing.exists(), "a temp file newer than the open may be a write under way");
     assert!(kept.original_path.exists() && kept.thumbnail_path.exists());
+}
+
+/// The sweep runs beside captures: the listing takes no lock, so a photo
+/// attached while it runs must never be taken for an orphan.
+#[test]
+fn sweeping_while_capturing_loses_no_photo() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let gw = std::sync::Arc::new(open(dir.path(), "w"));
+    let sources: Vec<_> = (0..12).map(|i| write_file(files.path(), &format!("{i}.jpg"), &jpeg_bytes(&scene(320, 240, 300 + i), 80, None))).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sweeper = {
+        let (gw, stop) = (gw.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut sweeps = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                gw.sweep_orphan_files().unwrap();
+                sweeps += 1;
+            }
+            sweeps
+        })
+    };
+    let mut attached = Vec::new();
+    for source in &sources {
+        let id = draft(&gw);
+        attached.push(gw.attach_photo(id, source).unwrap());
+        gw.submit(id).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(sweeper.join().unwrap() > 0);
+    gw.sweep_orphan_files().unwrap();
+    for photo in &attached {
+        assert!(photo.original_path.exists() && photo.thumbnail_path.exists(), "a photo attached during a sweep was removed");
+        assert_eq!(sha256_hex(&std::fs::read(&photo.original_path).unwrap()), photo.sha256);
+    }
 }
 
 /// Writes the fuzz seed corpus of the photo pipeline (fuzz/corpus/photo):

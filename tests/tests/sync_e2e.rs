@@ -137,6 +137,32 @@ fn pushed_reports_take_the_server_view_from_the_reply_not_from_a_pull() {
     assert_eq!(fresh.list_incidents(IncidentFilter::default()).unwrap().len(), 12);
 }
 
+/// Opening lists no photo folder (it would grow slower with every photo
+/// kept); the session's first sync sweeps what no row references.
+#[test]
+fn the_first_sync_of_a_session_sweeps_unreferenced_photo_files() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(server_dir.path(), "127.0.0.1:0", default_policy());
+    server.seed();
+    let device_dir = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    let gw = open(device_dir.path(), "worker1");
+    let kept = capture(&gw, photos.path(), 7, 1);
+    let original = gw.get_incident(kept).unwrap().photos[0].original_path.clone();
+    let stray = original.parent().unwrap().join(format!("{}.jpg", "ab".repeat(32)));
+    std::fs::write(&stray, b"a discarded photo").unwrap();
+    drop(gw);
+    let gw = open(device_dir.path(), "worker1");
+    assert!(stray.exists(), "not at open");
+    gw.login(&server.url(), "worker1", PASSWORD, false).unwrap();
+    assert!(gw.sync_now(Trigger::ManualRetry, Duration::from_secs(30)).unwrap().completed);
+    assert!(!stray.exists(), "swept by the first sync");
+    assert!(original.exists());
+    std::fs::write(&stray, b"another").unwrap();
+    gw.sync_now(Trigger::ManualRetry, Duration::from_secs(30)).unwrap();
+    assert!(stray.exists(), "once a session");
+}
+
 #[test]
 fn a_rejected_operation_parks_only_its_entity() {
     let server_dir = tempfile::tempdir().unwrap();

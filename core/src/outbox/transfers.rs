@@ -44,6 +44,11 @@ pub fn record_upload_progress(conn: &Connection, sha256: &str, size: u64, offset
     Ok(())
 }
 
+/// Whether bytes of this blob were sent before (progress was recorded).
+pub fn upload_started(conn: &Connection, sha256: &str) -> Result<bool> {
+    Ok(conn.query_row("SELECT 1 FROM sync_uploads WHERE sha256 = ?1", [sha256], |_| Ok(())).optional()?.is_some())
+}
+
 /// The upload is done; its progress is no longer needed.
 pub fn forget_upload(conn: &Connection, sha256: &str) -> Result<()> {
     conn.execute("DELETE FROM sync_uploads WHERE sha256 = ?1", [sha256])?;

@@ -91,6 +91,9 @@ pub struct IngestedPhoto {
 #[derive(Clone, Debug)]
 pub struct PhotoStore {
     root: PathBuf,
+    /// When this store was opened: a durable write's temp file older than
+    /// this is a leftover of an earlier process, never a write under way.
+    opened_at: std::time::SystemTime,
     /// Hashes being ingested or rendered, with how many operations hold
     /// each (the same bytes may be attached twice at once).
     in_progress: InProgress,
@@ -126,7 +129,7 @@ impl PhotoStore {
         for dir in ["originals", "thumbs", "renditions", "fetched", "tmp"] {
             fs::create_dir_all(root.join(dir))?;
         }
-        Ok(PhotoStore { root: root.to_owned(), in_progress: Arc::default() })
+        Ok(PhotoStore { root: root.to_owned(), opened_at: std::time::SystemTime::now(), in_progress: Arc::default() })
     }
 
     pub fn original_path(&self, sha256: &str, format: PhotoFormat) -> PathBuf {
@@ -383,38 +386,86 @@ impl PhotoStore {
         Ok(guard)
     }
 
-    /// Remove every file whose hash no row references, and any temp file
-    /// when `include_temp` (only safe when no ingest runs: at open).
-    /// Returns how many files were removed.
-    pub fn sweep(&self, referenced: &HashSet<String>, include_temp: bool) -> Result<u64> {
+    /// Remove the temp files of ingests a killed process left in `tmp`; at
+    /// open only, before any ingest can run. Returns how many went.
+    pub fn remove_leftover_temp_files(&self) -> Result<u64> {
         let mut removed = 0;
+        for entry in fs::read_dir(self.root.join("tmp"))? {
+            fs::remove_file(entry?.path())?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Every file of the photo folders a sweep may remove. Listing
+    /// thousands of files is the slow part of a sweep, so it needs no lock:
+    /// [`PhotoStore::remove_orphans`] decides, file by file.
+    pub fn sweep_candidates(&self) -> Result<Vec<SweepCandidate>> {
+        let mut candidates = Vec::new();
         for dir in ["originals", "thumbs", "renditions", "fetched"] {
             for entry in fs::read_dir(self.root.join(dir))? {
                 let entry = entry?;
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                let sha = name.get(..64).unwrap_or("");
-                // Checked live, file by file: an ingest or a fetched thumbnail
-                // guards its hash before writing, so a file written after the
-                // walk began is never taken for an orphan.
-                if referenced.contains(sha) || lock(&self.in_progress).contains_key(sha) {
-                    continue;
-                }
-                if name.starts_with('.') && !include_temp {
-                    continue; // a durable write in progress
-                }
-                fs::remove_file(entry.path())?;
-                removed += 1;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // A durable write's temp file is ".<final name>.tmp-…".
+                let temp = name.starts_with('.');
+                let sha256 = name.trim_start_matches('.').get(..64).unwrap_or("").to_owned();
+                candidates.push(SweepCandidate { path: entry.path(), sha256, temp });
             }
         }
-        if include_temp {
-            for entry in fs::read_dir(self.root.join("tmp"))? {
-                fs::remove_file(entry?.path())?;
-                removed += 1;
+        Ok(candidates)
+    }
+
+    /// Remove the candidates whose hash no row references. The caller
+    /// holds the store's connection, so no row is committed meanwhile and
+    /// `referenced` stays true; an ingest or a fetch under way guards its
+    /// hash before writing and is checked live; a file written after the
+    /// listing is not a candidate. A temp file goes only when it is older
+    /// than this store's open (a leftover of a killed process). Returns how
+    /// many files went.
+    pub fn remove_orphans(&self, candidates: Vec<SweepCandidate>, referenced: &HashSet<String>) -> Result<u64> {
+        let mut removed = 0;
+        for candidate in candidates {
+            if referenced.contains(&candidate.sha256) || lock(&self.in_progress).contains_key(&candidate.sha256) {
+                continue;
+            }
+            if candidate.temp {
+                // File times come from a coarse clock (a few ms behind), so
+                // only a file clearly older than the open is a leftover.
+                let modified = fs::metadata(&candidate.path).and_then(|m| m.modified());
+                if !modified.is_ok_and(|at| at + TEMP_FILE_MARGIN < self.opened_at) {
+                    continue;
+                }
+            }
+            match fs::remove_file(&candidate.path) {
+                Ok(()) => removed += 1,
+                // Gone meanwhile (an abandoned ingest cleaned up after itself).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(removed)
     }
+
+    /// [`PhotoStore::sweep_candidates`] then [`PhotoStore::remove_orphans`],
+    /// for a caller that holds the connection throughout.
+    pub fn sweep(&self, referenced: &HashSet<String>) -> Result<u64> {
+        let candidates = self.sweep_candidates()?;
+        self.remove_orphans(candidates, referenced)
+    }
+}
+
+/// How much older than the store's open a durable write's temp file must
+/// be for the sweep to take it for a leftover.
+const TEMP_FILE_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A file a sweep may remove (see [`PhotoStore::sweep_candidates`]).
+#[derive(Debug)]
+pub struct SweepCandidate {
+    path: PathBuf,
+    /// The hash its name starts with.
+    sha256: String,
+    /// A durable write's temp file.
+    temp: bool,
 }
 
 /// Whether bytes from a server are a thumbnail a phone can keep and show: a

@@ -86,7 +86,9 @@ pub struct OpenReport {
     pub corrupt_database_moved_to: Option<PathBuf>,
     /// Operations found in flight (the process died mid-sync), now pending.
     pub in_flight_recovered: u64,
-    /// Photo files no row referenced, removed by the sweeper.
+    /// Temp files of photo writes a killed process left, removed at open.
+    /// Photo files no row references are swept later, off the open path:
+    /// by the session's first sync, or [`crate::Gridwork::sweep_orphan_files`].
     pub orphan_files_removed: u64,
     pub open_duration: Duration,
 }
@@ -241,7 +243,7 @@ impl OpenReport {
     /// path (it names the account) and no content.
     pub fn log(&self) {
         log::info!(
-            "store: opened schema v{} (found v{}{}{}), {} in-flight operations recovered, {} orphan photo files removed, {} ms",
+            "store: opened schema v{} (found v{}{}{}), {} in-flight operations recovered, {} leftover temp files removed, {} ms",
             self.schema_version,
             self.schema_version_found,
             if self.created { ", created" } else { "" },

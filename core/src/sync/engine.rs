@@ -29,7 +29,7 @@
 //! before the next poll; a [`Action::Record`] needs no answer; the run ends
 //! at [`Action::Finish`], and [`SyncEngine::finish_run`] gives its report.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
 use gridwork_protocol::api::{self, BlobStatus, OperationOutcome, PullResponse, PushResponse, SkipSpan};
@@ -165,6 +165,9 @@ pub struct BlobJob {
     pub path: PathBuf,
     /// Set when this blob is a preview.
     pub preview: Option<PreviewOf>,
+    /// This device recorded sending some of it before (an earlier run was
+    /// cut off): ask the server where it stands instead of starting at 0.
+    pub sent_before: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -232,7 +235,9 @@ pub enum Action {
     BlobStatus { sha256: String },
     /// Send `len` bytes of the file from `offset`; answer [`Event::BlobReply`],
     /// or [`Event::UploadFileUnreadable`] when the file cannot be read.
-    SendChunk { sha256: String, path: PathBuf, offset: u64, len: usize },
+    /// With `announce_size`, the chunk also announces the blob (the first
+    /// chunk of a fresh original: one request instead of two).
+    SendChunk { sha256: String, path: PathBuf, offset: u64, len: usize, announce_size: Option<u64> },
     /// Pull one page of changes, leaving out the spans this run's push
     /// replies already echoed; answer [`Event::Pulled`].
     Pull { cursor: i64, limit: u32, skip: Vec<SkipSpan> },
@@ -352,6 +357,8 @@ struct Upload {
     damaged: u32,
     /// When the chunk awaited was asked for, to measure the link.
     chunk_asked_ms: Option<i64>,
+    /// The next chunk announces the blob too (see [`Action::SendChunk`]).
+    announce: bool,
 }
 
 /// State of one run (one `sync_now`).
@@ -373,6 +380,10 @@ struct Run {
     /// (a record not written) forgets them, and pull brings those changes
     /// again, which only costs bytes.
     echoed: Vec<SkipSpan>,
+    /// The cursor of each entity's echoed change: a pulled change of that
+    /// entity from before it is stale (a removal the push has since
+    /// outdated, say) and is dropped.
+    echoed_at: HashMap<(String, String), i64>,
     finished: bool,
 }
 
@@ -593,13 +604,18 @@ impl SyncEngine {
                     self.record(Record::UploadStarted { op_id: job.op_id });
                 }
                 let chunk_bytes = self.chunk_for_link().unwrap_or(FIRST_CHUNK_BYTES.min(self.chunk_ceiling));
+                // A fresh original goes with its announcement in its first
+                // chunk. A preview is announced apart (it names its
+                // original), and a blob sent before asks where it stands.
+                let announce = job.preview.is_none() && !job.sent_before;
                 self.run().upload = Some(Upload {
                     job,
-                    awaiting: Awaiting::Announce,
+                    awaiting: if announce { Awaiting::Chunk { offset: 0 } } else { Awaiting::Announce },
                     chunk_bytes,
                     restarted: false,
                     damaged: 0,
                     chunk_asked_ms: None,
+                    announce,
                 });
             }
             Event::UploadUnreadable { op_id } => {
@@ -712,8 +728,12 @@ impl SyncEngine {
                 // After the verdicts: the echoed cases' operations are
                 // acknowledged by then, so their views apply at once.
                 if let Some(echo) = response.echo {
+                    let run = self.run();
+                    for change in &echo.changes {
+                        run.echoed_at.insert((change.entity_kind.clone(), change.entity_id.clone()), change.cursor);
+                    }
+                    run.echoed(echo.span);
                     self.record(Record::ApplyEcho(echo.changes));
-                    self.run().echoed(echo.span);
                 }
                 self.record(Record::ServerTime(response.server_time_ms));
                 let report = &mut self.run().report;
@@ -757,7 +777,12 @@ impl SyncEngine {
 
     fn blob_reply(&mut self, result: Result<BlobStatus, TransportError>, now_ms: i64) {
         let Some(mut upload) = self.run().upload.take() else { return };
+        let announced = std::mem::take(&mut upload.announce);
         let status = match (upload.awaiting, result) {
+            // An announcing chunk the server did not take: it held this blob
+            // already (whole, or part of it from an attempt this device did
+            // not record). Nothing of ours arrived; go on from its offset.
+            (Awaiting::Chunk { offset }, Ok(status)) if announced && status.offset != offset + (upload.job.size - offset).min(upload.chunk_bytes as u64) => status,
             (Awaiting::Chunk { offset }, Ok(status)) => {
                 let sent = status.offset.saturating_sub(offset);
                 self.measure_link(sent, upload.chunk_asked_ms.map(|at| now_ms - at));
@@ -769,9 +794,14 @@ impl SyncEngine {
             (_, Ok(status)) => status,
             (Awaiting::Chunk { .. }, Err(error)) => match chunk_refused(&mut upload, &mut self.chunk_ceiling, error) {
                 None => {
+                    // Sent again as it was: still announcing if it was.
+                    upload.announce = announced && matches!(upload.awaiting, Awaiting::Chunk { .. });
                     self.run().upload = Some(upload);
                     return;
                 }
+                // The announcement was refused (the case is not pushed yet,
+                // say): a verdict on the blob, not a chunk lost on the way.
+                Some(error @ TransportError::Http { .. }) if announced => return self.upload_failed(upload.job, error, now_ms),
                 Some(error) => {
                     // A chunk lost on the way: the link is not what was
                     // measured (a weak uplink now, say), and a chunk sized
@@ -890,8 +920,12 @@ impl SyncEngine {
             return; // stale: the cursor did not move, the page comes again
         }
         match result {
-            Ok(page) => {
+            Ok(mut page) => {
                 let run = self.run();
+                if !run.echoed_at.is_empty() {
+                    let echoed_at = &run.echoed_at;
+                    page.changes.retain(|c| echoed_at.get(&(c.entity_kind.clone(), c.entity_id.clone())).is_none_or(|at| c.cursor > *at));
+                }
                 run.report.pulled += page.changes.len() as u32;
                 run.cursor = page.next_cursor;
                 let cursor = run.cursor;
@@ -998,6 +1032,7 @@ impl SyncEngine {
                 path: job.path.clone(),
                 offset,
                 len: (job.size - offset).min(upload.chunk_bytes as u64) as usize,
+                announce_size: upload.announce.then_some(job.size),
             },
         }
     }

@@ -187,9 +187,10 @@ impl Transport for HttpTransport {
         send(self.request(reqwest::Method::GET, &format!("/v1/blobs/{sha256}/status")).bearer_auth(token))
     }
 
-    fn blob_chunk(&self, token: &str, sha256: &str, offset: u64, chunk: &[u8]) -> Result<BlobStatus, TransportError> {
+    fn blob_chunk(&self, token: &str, sha256: &str, offset: u64, chunk: &[u8], announce_size: Option<u64>) -> Result<BlobStatus, TransportError> {
+        let announce = announce_size.map(|size| format!("&size={size}")).unwrap_or_default();
         send(
-            self.request(reqwest::Method::PUT, &format!("/v1/blobs/{sha256}/chunks?offset={offset}"))
+            self.request(reqwest::Method::PUT, &format!("/v1/blobs/{sha256}/chunks?offset={offset}{announce}"))
                 .bearer_auth(token)
                 .header("content-type", "application/octet-stream")
                 .header("x-gridwork-chunk-sha256", hex::encode(Sha256::digest(chunk)))

@@ -175,8 +175,8 @@ fn perform(ctx: &SyncContext, transport: &dyn Transport, engine: &mut SyncEngine
         Action::NextPreview { long_edge } => next_preview(ctx, long_edge)?,
         Action::AnnounceBlob { sha256, size, preview_of } => Event::BlobReply(transport.blob_create(&token, &sha256, size, preview_of.as_deref())),
         Action::BlobStatus { sha256 } => Event::BlobReply(transport.blob_status(&token, &sha256)),
-        Action::SendChunk { sha256, path, offset, len } => match read_chunk(&path, offset, len) {
-            Ok(bytes) => Event::BlobReply(transport.blob_chunk(&token, &sha256, offset, &bytes)),
+        Action::SendChunk { sha256, path, offset, len, announce_size } => match read_chunk(&path, offset, len) {
+            Ok(bytes) => Event::BlobReply(transport.blob_chunk(&token, &sha256, offset, &bytes, announce_size)),
             Err(error) => {
                 warn!("sync: a photo file cannot be read ({})", error.code());
                 Event::UploadFileUnreadable { code: error.code().to_owned() }
@@ -325,12 +325,14 @@ fn next_upload(ctx: &SyncContext) -> Result<Event> {
         .ok()
         .and_then(|photo| PhotoFormat::from_mime_type(&photo.mime_type))
         .unwrap_or(PhotoFormat::Jpeg);
+    let sent_before = ctx.with(|c| transfers::upload_started(c, &upload.sha256))?;
     Ok(Event::UploadSelected(BlobJob {
         op_id: op.op_id,
         path: ctx.photos.original_path(&upload.sha256, format),
         sha256: upload.sha256,
         size: upload.byte_size,
         preview: None,
+        sent_before,
     }))
 }
 
@@ -354,6 +356,7 @@ fn next_preview(ctx: &SyncContext, long_edge: u32) -> Result<Event> {
             size: bytes.len() as u64,
             path,
             preview: Some(PreviewOf { original_sha256: upload.sha256, long_edge }),
+            sent_before: false,
         }));
     }
     Ok(Event::NothingReady)

@@ -27,7 +27,9 @@ pub trait Transport: Send + Sync {
     /// smaller preview sent ahead on a metered link.
     fn blob_create(&self, access_token: &str, sha256: &str, size: u64, preview_of: Option<&str>) -> Result<BlobStatus, TransportError>;
     fn blob_status(&self, access_token: &str, sha256: &str) -> Result<BlobStatus, TransportError>;
-    fn blob_chunk(&self, access_token: &str, sha256: &str, offset: u64, chunk: &[u8]) -> Result<BlobStatus, TransportError>;
+    /// Append a chunk at `offset`; with `announce_size`, announce the blob
+    /// in the same request (the first chunk of a fresh upload).
+    fn blob_chunk(&self, access_token: &str, sha256: &str, offset: u64, chunk: &[u8], announce_size: Option<u64>) -> Result<BlobStatus, TransportError>;
     /// A case's photo (another device's) as the server serves it: the
     /// thumbnail sync keeps for the case screens offline, or what a person
     /// asks to see.

@@ -307,6 +307,8 @@ fn a_preview_announces_its_original_and_records_what_went_ahead() {
     assert_eq!((report.previews_uploaded, report.parked, report.errors.rejected), (1, 0, 1));
 }
 
+/// A blob this device sent some of before: its upload starts by asking the
+/// server (announce), as the chunking tests need. See `fresh_job`.
 fn job(sha256: &str, size: u64, preview: Option<(&str, u32)>) -> BlobJob {
     // One stable op id per hash, so tests can name the operation.
     let op_id = Uuid::from_u128(sha256.bytes().fold(7u128, |h, b| h.wrapping_mul(31).wrapping_add(b as u128)));
@@ -316,7 +318,13 @@ fn job(sha256: &str, size: u64, preview: Option<(&str, u32)>) -> BlobJob {
         size,
         path: PathBuf::from(format!("/photos/{sha256}")),
         preview: preview.map(|(original, long_edge)| PreviewOf { original_sha256: original.into(), long_edge }),
+        sent_before: true,
     }
+}
+
+/// An original never sent before: its first chunk carries the announcement.
+fn fresh_job(sha256: &str, size: u64) -> BlobJob {
+    BlobJob { sent_before: false, ..job(sha256, size, None) }
 }
 
 /// Start an upload of `size` bytes and return the first chunk request.
@@ -734,4 +742,79 @@ fn finish_round_pull(e: &mut SyncEngine) -> Action {
             other => return other,
         }
     }
+}
+
+/// A pulled change of an entity from before its echoed change is stale
+/// (a removal the push has since outdated): dropped, never applied over
+/// the newer echoed view. A later one is applied.
+#[test]
+fn a_pulled_change_older_than_the_echoed_one_is_dropped() {
+    let mut e = SyncEngine::new(7);
+    e.start_run(40);
+    e.handle(Event::Wake(Trigger::OperationQueued), 0);
+    let (stale, fresh, other) = (Uuid::now_v7().to_string(), Uuid::now_v7().to_string(), Uuid::now_v7().to_string());
+    let change = |cursor: i64, id: &str| api::Change { cursor, entity_kind: "incident".into(), entity_id: id.into(), body: api::ChangeBody::Remove };
+    assert!(matches!(request(&mut e, 0), Action::Push { .. }));
+    let ops = ids(2);
+    let mut response = applied(&ops);
+    response.echo = Some(api::Echo { span: SkipSpan { after: 100, until: 102 }, changes: vec![change(101, &stale), change(102, &fresh)] });
+    e.handle(Event::Pushed { ops, result: Ok(response) }, 0);
+    assert_eq!(finish_round_pull(&mut e), Action::Pull { cursor: 40, limit: PULL_PAGE, skip: vec![SkipSpan { after: 100, until: 102 }] });
+    let pulled = PullResponse { changes: vec![change(50, &stale), change(103, &fresh), change(60, &other)], next_cursor: 103, has_more: false, server_time_ms: 0 };
+    e.handle(Event::Pulled(Ok(pulled)), 0);
+    let (records, _) = next(&mut e, 0);
+    let Record::ApplyPage(page) = &records[0] else { panic!("{records:?}") };
+    assert_eq!(page.changes, vec![change(103, &fresh), change(60, &other)]);
+    assert_eq!(page.next_cursor, 103, "the cursor moves all the same");
+}
+
+#[test]
+fn a_fresh_original_is_announced_with_its_first_chunk() {
+    // A good link measured by the first photo: the next goes in one request.
+    let size = 3 << 20;
+    let mut e = started(11, Trigger::ManualRetry);
+    e.handle(Event::NothingReady, 0);
+    e.handle(Event::UploadSelected(fresh_job("f1", size)), 0);
+    let Action::SendChunk { offset: 0, len, announce_size: Some(announced), .. } = request(&mut e, 100) else { panic!("an announcing chunk") };
+    assert_eq!((len, announced), (FIRST_CHUNK_BYTES, size), "nothing measured yet: a small first chunk");
+    e.handle(Event::BlobReply(Ok(blob("f1", size, len as u64, false))), 110);
+    let Action::SendChunk { announce_size: None, len, .. } = request(&mut e, 200) else { panic!("a plain chunk") };
+    assert_eq!(len, size as usize - FIRST_CHUNK_BYTES);
+    e.handle(Event::BlobReply(Ok(blob("f1", size, size, true))), 260);
+    assert_eq!(request(&mut e, 300), Action::NextUpload);
+    let second = fresh_job("f2", size);
+    e.handle(Event::UploadSelected(second.clone()), 300);
+    assert_eq!(
+        request(&mut e, 300),
+        Action::SendChunk { sha256: "f2".into(), path: second.path.clone(), offset: 0, len: size as usize, announce_size: Some(size) },
+        "the whole photo and its announcement in one request"
+    );
+    e.handle(Event::BlobReply(Ok(blob("f2", size, size, true))), 360);
+    let (records, _) = next(&mut e, 400);
+    assert!(records.contains(&Record::UploadDone { op_id: second.op_id, sha256: "f2".into() }), "{records:?}");
+
+    // The server held part of it already (an attempt not recorded here):
+    // nothing of ours counted, go on from its offset without announcing.
+    e.handle(Event::UploadSelected(fresh_job("f3", size)), 400);
+    assert!(matches!(request(&mut e, 400), Action::SendChunk { announce_size: Some(_), .. }));
+    e.handle(Event::BlobReply(Ok(blob("f3", size, 5_000, false))), 410);
+    let (_, action) = next(&mut e, 410);
+    let Action::SendChunk { offset: 5_000, announce_size: None, .. } = action else { panic!("on from the server's offset: {action:?}") };
+    let report = e.finish_run();
+    assert_eq!(report.uploaded_bytes, 2 * size, "the bytes the server already held are not counted as sent");
+
+    // A refused announcement fails the upload like a refused announce,
+    // and leaves the measured link alone.
+    let mut e = started(12, Trigger::ManualRetry);
+    e.handle(Event::NothingReady, 0);
+    e.handle(Event::UploadSelected(fresh_job("f4", 1000)), 0);
+    assert!(matches!(request(&mut e, 0), Action::SendChunk { announce_size: Some(1000), .. }));
+    e.handle(Event::BlobReply(Err(http(400, "blob_size_mismatch"))), 0);
+    let (records, _) = next(&mut e, 0);
+    assert!(matches!(&records[0], Record::Verdicts(v) if matches!(v[0].1, Verdict::Park(_))), "{records:?}");
+    // A preview is still announced apart (it names its original).
+    let mut e = started(13, Trigger::ManualRetry);
+    e.handle(Event::NothingReady, 0);
+    e.handle(Event::UploadSelected(BlobJob { sent_before: false, ..job("pv", 100, Some(("orig", 320))) }), 0);
+    assert!(matches!(request(&mut e, 0), Action::AnnounceBlob { preview_of: Some(_), .. }));
 }
