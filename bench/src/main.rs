@@ -108,7 +108,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         };
         let value = args.next().ok_or_else(|| format!("{flag} needs a number"))?;
         *target = value.parse().map_err(|_| format!("{flag}: not a number: {value}"))?;
-        if *target == 0 {
+        if *target == 0 && flag != "--sync-photos" {
             return Err(format!("{flag} must be at least 1"));
         }
     }

@@ -66,6 +66,9 @@ pub fn run(options: &PushOptions) -> BenchResult<()> {
         println!("  {:<44} {:>9.1} ms", "push latency p50 (one request)", ours.p50_ms);
         println!("  {:<44} {:>9.1} ms", "push latency p99 (one request)", ours.p99_ms);
         println!("  requests {}, failed {}", ours.requests, ours.errors);
+        if ours.errors > 0 {
+            return Err(format!("{backend}: {} of {} pushes failed; the figures would mean nothing", ours.errors, ours.requests + ours.errors).into());
+        }
         if backend == "sqlite" {
             sqlite_rate = Some(ours.ops_per_sec);
             report::record(&format!("server push, {devices} devices, SQLite: throughput"), "op/s", ours.ops_per_sec, Some(peer), Target::None);
@@ -113,7 +116,10 @@ fn operation(category: &str) -> OperationEnvelope {
 
 fn run_server(db: &Database, blobs: gridwork_server::blobs::BlobStore, options: &PushOptions) -> BenchResult<Figures> {
     let app = gridwork_server::app_state(db.clone(), blobs, auth::TokenPolicy::default());
-    let mut server = gridwork_server::BackgroundServer::start(app, "127.0.0.1:0")?;
+    // In the field each phone has its own address; here all share
+    // loopback, so the per-address connection cap must admit them all.
+    let limits = gridwork_server::ConnectionLimits { max_connections_per_client: 2 * options.devices + 16, ..Default::default() };
+    let mut server = gridwork_server::BackgroundServer::start_with(app, "127.0.0.1:0", limits)?;
     let base = server.url();
     // Twenty workers of one grid, each with several phones.
     let hash = auth::hash_password("benchmark-password")?;
@@ -123,24 +129,32 @@ fn run_server(db: &Database, blobs: gridwork_server::blobs::BlobStore, options: 
     }
     let batches: Vec<Vec<Vec<OperationEnvelope>>> =
         (0..options.devices).map(|_| (0..options.batches).map(|_| (0..options.batch_ops).map(|_| operation("0602")).collect()).collect()).collect();
+    // Every phone signs in first, one after another: at once, two hundred
+    // sign-ins from one address are what the login throttle is for.
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    let mut tokens = Vec::new();
+    for d in 0..options.devices {
+        let login: api::TokenResponse = client
+            .post(format!("{base}/v1/auth/login"))
+            .header(api::DEVICE_ID_HEADER, format!("bench-device-{d}"))
+            .json(&json!({"username": format!("worker{}", d % users), "password": "benchmark-password"}))
+            .send()?
+            .error_for_status()?
+            .json()?;
+        tokens.push(login.access_token);
+    }
     let start = Arc::new(Barrier::new(options.devices + 1));
     let threads: Vec<_> = batches
         .into_iter()
+        .zip(tokens)
         .enumerate()
-        .map(|(d, device_batches)| {
+        .map(|(d, (device_batches, token))| {
             let base = base.clone();
             let start = start.clone();
             std::thread::spawn(move || -> (Vec<Duration>, usize) {
                 let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().expect("client");
                 let device = format!("bench-device-{d}");
-                let login = client
-                    .post(format!("{base}/v1/auth/login"))
-                    .header(api::DEVICE_ID_HEADER, &device)
-                    .json(&json!({"username": format!("worker{}", d % 20), "password": "benchmark-password"}))
-                    .send()
-                    .and_then(|r| r.json::<api::TokenResponse>());
                 start.wait();
-                let Ok(tokens) = login else { return (Vec::new(), device_batches.len()) };
                 let mut latencies = Vec::new();
                 let mut errors = 0;
                 for batch in device_batches {
@@ -148,11 +162,15 @@ fn run_server(db: &Database, blobs: gridwork_server::blobs::BlobStore, options: 
                     let ok = client
                         .post(format!("{base}/v1/push"))
                         .header(api::DEVICE_ID_HEADER, &device)
-                        .bearer_auth(&tokens.access_token)
+                        .bearer_auth(&token)
                         .json(&json!({"operations": batch}))
                         .send()
-                        .map(|r| r.status().is_success())
-                        .unwrap_or(false);
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| if r.status().is_success() { Ok(()) } else { Err(format!("{} {}", r.status(), r.text().unwrap_or_default())) });
+                    if let Err(error) = &ok {
+                        eprintln!("  device {d}: push failed: {error}");
+                    }
+                    let ok = ok.is_ok();
                     latencies.push(sent.elapsed());
                     if !ok {
                         errors += 1;

@@ -208,13 +208,19 @@ pub struct BackgroundServer {
 impl BackgroundServer {
     /// Serve `app` on `addr` ("127.0.0.1:0" for any free port).
     pub fn start(app: http::App, addr: &str) -> std::io::Result<BackgroundServer> {
+        Self::start_with(app, addr, ConnectionLimits::default())
+    }
+
+    /// [`BackgroundServer::start`] with explicit connection limits (a
+    /// benchmark's hundreds of phones all come from loopback).
+    pub fn start_with(app: http::App, addr: &str, limits: ConnectionLimits) -> std::io::Result<BackgroundServer> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             runtime.block_on(async move {
-                let _ = serve(listener, app, async {
+                let _ = serve_with(listener, app, limits, async {
                     let _ = stopped.await;
                 })
                 .await;

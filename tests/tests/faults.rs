@@ -406,13 +406,16 @@ fn replies_lost_after_the_server_acted_cause_no_second_effect_and_no_second_uplo
     assert_eq!(gw.outbox_summary().unwrap().pending, 2, "the device does not know: report and photo wait");
 
     // 2. Sent again: the server answers with the first outcome, nothing
-    //    twice. Then announcing the photo meets a 429 with Retry-After: 7.
-    proxy.inject("POST", "/v1/blobs", Fault::Reply(429));
+    //    twice. Then the photo's first chunk, which announces it, meets a
+    //    429 with Retry-After: 7.
+    proxy.inject("PUT", "/chunks", Fault::Reply(429));
     let before = gw.now().device_ms;
     let r = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(20)).unwrap();
     assert_eq!((r.pushed, r.errors.transient, r.photos_uploaded), (1, 1, 0), "{r:?}");
     assert_eq!((incidents(), applied()), (1, 1), "a replay is not applied twice");
     let wake = r.next_wake_ms.expect("a backoff is scheduled");
+    let refused = proxy.chunk_log();
+    assert_eq!((refused.len(), refused[0].offset, refused[0].forwarded), (1, 0, 0), "{refused:?}");
     assert!(wake >= before + 7_000 - 100, "Retry-After honoured: wake {} ms after", wake - before);
 
     // 3. A queued-operation trigger does not cut the server's Retry-After short.
@@ -426,10 +429,11 @@ fn replies_lost_after_the_server_acted_cause_no_second_effect_and_no_second_uplo
     proxy.inject_nth("PUT", "/chunks", 1, Fault::DropResponse { fraction: 0.2 });
     let r = gw.sync_now(Trigger::ManualRetry, Duration::from_secs(20)).unwrap();
     assert_eq!((r.errors.network, r.photos_uploaded), (1, 0), "{r:?}");
+    // (after the refused one of step 2; this attempt asked the server first)
     let log = proxy.chunk_log();
-    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log.len(), 3, "{log:?}");
     let stored = blob_received(&server, &sha);
-    assert_eq!(stored as u64, r.uploaded_bytes + log[1].body_len, "the server kept the chunk whose reply was lost");
+    assert_eq!(stored as u64, r.uploaded_bytes + log[2].body_len, "the server kept the chunk whose reply was lost");
     assert!((stored as u64) < size);
 
     // 5. The next chunk is cut halfway: the server keeps none of it.
@@ -437,7 +441,7 @@ fn replies_lost_after_the_server_acted_cause_no_second_effect_and_no_second_uplo
     let r = gw.sync_now(Trigger::TimerFired, Duration::from_secs(20)).unwrap();
     assert_eq!((r.errors.network, r.uploaded_bytes), (1, 0), "{r:?}");
     assert_eq!(blob_received(&server, &sha), stored);
-    let cut = proxy.chunk_log()[2].clone();
+    let cut = proxy.chunk_log()[3].clone();
     assert_eq!(cut.offset, stored as u64, "resumed at the server's offset, not from the start");
     assert_eq!(cut.forwarded, cut.body_len / 2);
 

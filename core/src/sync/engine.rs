@@ -608,6 +608,12 @@ impl SyncEngine {
                 // chunk. A preview is announced apart (it names its
                 // original), and a blob sent before asks where it stands.
                 let announce = job.preview.is_none() && !job.sent_before;
+                if announce {
+                    // Recorded before the first byte goes: if its reply is
+                    // lost, the next attempt asks the server where it stands
+                    // instead of sending a chunk it may already hold.
+                    self.record(Record::UploadProgress { sha256: job.sha256.clone(), size: job.size, offset: 0 });
+                }
                 self.run().upload = Some(Upload {
                     job,
                     awaiting: if announce { Awaiting::Chunk { offset: 0 } } else { Awaiting::Announce },
