@@ -128,11 +128,13 @@ pub enum Target {
 
 impl Target {
     fn describe(self) -> String {
+        // A target taken from another figure (our SQLite rate) reads as one.
+        let value = |v: f64| if v >= 100.0 { format!("{v:.0}") } else { format!("{v}") };
         match self {
-            Target::RatioAtMost(v) => format!("ours/peer <= {v}"),
-            Target::RatioAtLeast(v) => format!("ours/peer >= {v}"),
-            Target::AtMost(v) => format!("ours <= {v}"),
-            Target::AtLeast(v) => format!("ours >= {v}"),
+            Target::RatioAtMost(v) => format!("ours/peer <= {}", value(v)),
+            Target::RatioAtLeast(v) => format!("ours/peer >= {}", value(v)),
+            Target::AtMost(v) => format!("ours <= {}", value(v)),
+            Target::AtLeast(v) => format!("ours >= {}", value(v)),
             Target::None => String::new(),
         }
     }
