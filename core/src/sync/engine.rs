@@ -606,8 +606,10 @@ impl SyncEngine {
                 let chunk_bytes = self.chunk_for_link().unwrap_or(FIRST_CHUNK_BYTES.min(self.chunk_ceiling));
                 // A fresh original goes with its announcement in its first
                 // chunk. A preview is announced apart (it names its
-                // original), and a blob sent before asks where it stands.
-                let announce = job.preview.is_none() && !job.sent_before;
+                // original), a blob sent before asks where it stands, and
+                // an empty one (no photo is; the server refuses it) has no
+                // first chunk to carry anything.
+                let announce = job.preview.is_none() && !job.sent_before && job.size > 0;
                 if announce {
                     // Recorded before the first byte goes: if its reply is
                     // lost, the next attempt asks the server where it stands

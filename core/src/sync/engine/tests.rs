@@ -818,3 +818,13 @@ fn a_fresh_original_is_announced_with_its_first_chunk() {
     e.handle(Event::UploadSelected(BlobJob { sent_before: false, ..job("pv", 100, Some(("orig", 320))) }), 0);
     assert!(matches!(request(&mut e, 0), Action::AnnounceBlob { preview_of: Some(_), .. }));
 }
+
+/// Found by fuzzing: an empty original (no photo is one) never became an
+/// empty announcing chunk; it is announced, and the server's word decides.
+#[test]
+fn an_empty_fresh_original_is_announced_not_sent_as_an_empty_chunk() {
+    let mut e = started(14, Trigger::ManualRetry);
+    e.handle(Event::NothingReady, 0);
+    e.handle(Event::UploadSelected(fresh_job("e0", 0)), 0);
+    assert_eq!(request(&mut e, 0), Action::AnnounceBlob { sha256: "e0".into(), size: 0, preview_of: None });
+}
