@@ -131,8 +131,7 @@ pub fn insert(conn: &Connection, incident: &Incident, server: Option<ServerCopy>
 /// the task list reads from columns. The grid the server knows wins; without
 /// one the device's own pick stays.
 pub fn record_server_state(conn: &Connection, id: Uuid, view: &IncidentView, server: ServerCopy) -> Result<()> {
-    // A task runs from its last dispatch or rework: the deadline light measures from there.
-    let task_since_ms = view.timeline.iter().rev().find(|e| matches!(e.action.as_str(), "dispatch" | "reopen")).map(|e| e.at_ms);
+    let task_since_ms = task_since_ms(view);
     conn.prepare_cached(
         "UPDATE incidents SET status = ?2, server_version = ?3, server_view = ?4, grid_code = coalesce(?5, grid_code),
              assignee = ?6, department = ?7, deadline_ms = ?8, task_since_ms = ?9, rating = ?10
@@ -148,6 +147,49 @@ pub fn record_server_state(conn: &Connection, id: Uuid, view: &IncidentView, ser
         view.department,
         view.deadline_ms,
         task_since_ms,
+        view.rating,
+    ])?;
+    Ok(())
+}
+
+/// A task runs from its last dispatch or rework: the deadline light
+/// measures from there.
+fn task_since_ms(view: &IncidentView) -> Option<i64> {
+    view.timeline.iter().rev().find(|e| matches!(e.action.as_str(), "dispatch" | "reopen")).map(|e| e.at_ms)
+}
+
+/// A case this device first hears of from the server: its row and the
+/// server's state in one statement ([`insert`] then
+/// [`record_server_state`] would write the row twice; an initial pull
+/// does this for every case).
+pub fn insert_from_server(conn: &Connection, incident: &Incident, view: &IncidentView, server: ServerCopy) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO incidents (id, status, category_code, description, address, lat, lon, accuracy_m, grid_code, reporter,
+             created_device_ms, created_corrected_ms, updated_device_ms, updated_corrected_ms,
+             server_version, server_view, assignee, department, deadline_ms, task_since_ms, rating)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+    )?
+    .execute(params![
+        incident.id.to_string(),
+        incident.status.as_str(),
+        incident.category_code,
+        incident.description,
+        incident.address,
+        incident.location.map(|l| l.lat),
+        incident.location.map(|l| l.lon),
+        incident.location.and_then(|l| l.accuracy_m),
+        incident.grid_code,
+        incident.reporter,
+        incident.created_at.device_ms,
+        incident.created_at.corrected_ms,
+        incident.updated_at.device_ms,
+        incident.updated_at.corrected_ms,
+        server.version,
+        server.view_json,
+        view.assignee,
+        view.department,
+        view.deadline_ms,
+        task_since_ms(view),
         view.rating,
     ])?;
     Ok(())

@@ -150,16 +150,19 @@ fn apply_incident(conn: &Connection, id: &str, body: &ChangeBody) -> Result<()> 
         ChangeBody::Upsert { data } => data,
     };
     // A state a newer server added shows as reported instead of hiding the case.
-    let mut readable = data.clone();
-    if readable.get("state").and_then(Value::as_str).is_some_and(|state| CaseState::parse(state).is_none()) {
+    let view = if data.get("state").and_then(Value::as_str).is_some_and(|state| CaseState::parse(state).is_none()) {
+        let mut readable = data.clone();
         readable["state"] = CaseState::Reported.as_str().into();
-    }
-    let Ok(view) = serde_json::from_value::<IncidentView>(readable) else {
+        IncidentView::deserialize(readable)
+    } else {
+        IncidentView::deserialize(data)
+    };
+    let Ok(view) = view else {
         return Ok(()); // a shape this build cannot read; the next version of it may be
     };
     let Ok(id) = Uuid::parse_str(id) else { return Ok(()) };
     let known: Option<Option<i64>> =
-        conn.query_row("SELECT server_version FROM incidents WHERE id = ?1", [id.to_string()], |r| r.get(0)).optional()?;
+        conn.prepare_cached("SELECT server_version FROM incidents WHERE id = ?1")?.query_row([id.to_string()], |r| r.get(0)).optional()?;
     let view_json = data.to_string();
     let server = ServerCopy { version: view.version, view_json: &view_json };
     match known {
@@ -168,7 +171,7 @@ fn apply_incident(conn: &Connection, id: &str, body: &ChangeBody) -> Result<()> 
         None => {
             // A category this device's table does not have is left out.
             let category: Option<String> =
-                conn.query_row("SELECT code FROM categories WHERE code = ?1", [&view.category_code], |r| r.get(0)).optional()?;
+                conn.prepare_cached("SELECT code FROM categories WHERE code = ?1")?.query_row([&view.category_code], |r| r.get(0)).optional()?;
             let pulled = Incident {
                 id,
                 status: IncidentStatus::Case(view.state),
@@ -183,8 +186,7 @@ fn apply_incident(conn: &Connection, id: &str, body: &ChangeBody) -> Result<()> 
                 submitted_at: None,
                 photo_count: 0,
             };
-            incident::insert(conn, &pulled, Some(server))?;
-            incident::record_server_state(conn, id, &view, server)?;
+            incident::insert_from_server(conn, &pulled, &view, server)?;
         }
     }
     Ok(())
