@@ -334,7 +334,12 @@ pub fn run(options: &SyncOptions) -> BenchResult<()> {
         child["open_kib"].as_f64().unwrap_or(0.0) / 1024.0
     );
     let storage_mb = child["storage_bytes"].as_f64().unwrap_or(0.0) / 1e6;
-    println!("  {:<34} {:>11.1} MB", "device storage after the pull", storage_mb);
+    println!(
+        "  {:<34} {:>11.1} MB  (of which the cases' server views as JSON {:.1} MB)",
+        "device storage after the pull",
+        storage_mb,
+        child["view_bytes"].as_f64().unwrap_or(0.0) / 1e6
+    );
     let ours = PulledOurs { seconds: pull_wall.as_secs_f64(), requests: pull_requests, down, peak_mib: child["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0, storage_mb };
     peer_pull(temp.path(), total_changes as usize, &ours);
     Ok(())
@@ -494,8 +499,13 @@ pub fn pull_child(dir: &Path, url: &str) -> BenchResult<()> {
     let seconds = began.elapsed().as_secs_f64();
     let incidents = gw.list_incidents(Default::default())?.len();
     let peak_kib = gridwork_tests::peak_rss_kib().unwrap_or(0);
+    // What the storage holds: the server views kept as JSON, beside the rest.
+    let view_bytes: i64 = gw.with_connection(|c| Ok(c.query_row("SELECT COALESCE(SUM(length(server_view)), 0) FROM incidents", [], |r| r.get(0))?))?;
     drop(gw);
     let storage_bytes = dir_size(dir);
-    println!("{}", serde_json::json!({"incidents": incidents, "sync_seconds": seconds, "peak_kib": peak_kib, "open_kib": open_kib, "storage_bytes": storage_bytes}));
+    println!(
+        "{}",
+        serde_json::json!({"incidents": incidents, "sync_seconds": seconds, "peak_kib": peak_kib, "open_kib": open_kib, "storage_bytes": storage_bytes, "view_bytes": view_bytes})
+    );
     Ok(())
 }
