@@ -930,7 +930,7 @@ impl Gridwork {
             // files of discarded photos and of crashes go here.
             match self.sweep_orphan_files() {
                 Ok(removed) => log::info!("store: {removed} unreferenced photo files removed"),
-                Err(error) => log::warn!("store: the photo sweep failed ({}); the next session tries again", error.code()),
+                Err(error) => log::warn!("store: the photo sweep failed ({}); the next sync tries again", error.code()),
             }
         }
         Ok(report)

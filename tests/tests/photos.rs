@@ -264,3 +264,29 @@ fn write_photo_fuzz_seeds() {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
 }
+
+/// Found in review: a photo attached again while a sweep runs, whose
+/// original was left over (unreferenced) from an earlier attach, must
+/// keep its file: the sweep decides and removes under the same lock the
+/// ingest takes, so the ingest sees the file gone and writes it again.
+#[test]
+fn re_attaching_a_left_over_photo_while_sweeping_keeps_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let gw = std::sync::Arc::new(open(dir.path(), "w"));
+    for round in 0..30 {
+        let source = write_file(files.path(), &format!("r{round}.jpg"), &jpeg_bytes(&scene(200, 150, 500 + round), 80, None));
+        // Attached and removed: its files stay behind, unreferenced.
+        let first = draft(&gw);
+        let photo = gw.attach_photo(first, &source).unwrap();
+        gw.remove_photo(first, photo.id).unwrap();
+        let sweeper = {
+            let gw = gw.clone();
+            std::thread::spawn(move || gw.sweep_orphan_files().unwrap())
+        };
+        let again = gw.attach_photo(draft(&gw), &source).unwrap();
+        sweeper.join().unwrap();
+        assert!(again.original_path.exists() && again.thumbnail_path.exists(), "round {round}: the re-attached photo lost its file");
+        assert_eq!(sha256_hex(&std::fs::read(&again.original_path).unwrap()), again.sha256);
+    }
+}

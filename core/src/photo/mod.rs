@@ -419,22 +419,27 @@ impl PhotoStore {
     /// holds the store's connection, so no row is committed meanwhile and
     /// `referenced` stays true; an ingest or a fetch under way guards its
     /// hash before writing and is checked live; a file written after the
-    /// listing is not a candidate. A temp file goes only when it is older
-    /// than this store's open (a leftover of a killed process). Returns how
-    /// many files went.
+    /// listing is not a candidate. A temp file goes when it is older than
+    /// this store's open (a leftover of a killed process), and only then.
+    /// Returns how many files went.
     pub fn remove_orphans(&self, candidates: Vec<SweepCandidate>, referenced: &HashSet<String>) -> Result<u64> {
         let mut removed = 0;
         for candidate in candidates {
-            if referenced.contains(&candidate.sha256) || lock(&self.in_progress).contains_key(&candidate.sha256) {
-                continue;
-            }
+            // Held until the file is gone: an ingest of the same bytes takes
+            // its guard through this lock and then looks whether the file
+            // exists, so it either keeps the sweep away or sees the file
+            // removed and writes it again.
+            let in_progress = lock(&self.in_progress);
             if candidate.temp {
-                // File times come from a coarse clock (a few ms behind), so
-                // only a file clearly older than the open is a leftover.
+                // A durable write's temp file older than the open is a
+                // leftover whatever it names. File times come from a coarse
+                // clock (a few ms behind), so only a clearly older one.
                 let modified = fs::metadata(&candidate.path).and_then(|m| m.modified());
                 if !modified.is_ok_and(|at| at + TEMP_FILE_MARGIN < self.opened_at) {
                     continue;
                 }
+            } else if referenced.contains(&candidate.sha256) || in_progress.contains_key(&candidate.sha256) {
+                continue;
             }
             match fs::remove_file(&candidate.path) {
                 Ok(()) => removed += 1,

@@ -807,6 +807,13 @@ impl SyncEngine {
                     self.run().upload = Some(upload);
                     return;
                 }
+                // A server from before announcing chunks took the chunk for
+                // one of a blob it never heard of: announce apart.
+                Some(TransportError::Http { status: 404, .. }) if announced => {
+                    upload.awaiting = Awaiting::Announce;
+                    self.run().upload = Some(upload);
+                    return;
+                }
                 // The announcement was refused (the case is not pushed yet,
                 // say): a verdict on the blob, not a chunk lost on the way.
                 Some(error @ TransportError::Http { .. }) if announced => return self.upload_failed(upload.job, error, now_ms),

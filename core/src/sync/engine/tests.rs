@@ -812,6 +812,14 @@ fn a_fresh_original_is_announced_with_its_first_chunk() {
     e.handle(Event::BlobReply(Err(http(400, "blob_size_mismatch"))), 0);
     let (records, _) = next(&mut e, 0);
     assert!(matches!(&records[0], Record::Verdicts(v) if matches!(v[0].1, Verdict::Park(_))), "{records:?}");
+    // A server from before announcing chunks answers 404 (no such blob):
+    // the upload announces apart instead of parking the evidence.
+    let mut e = started(15, Trigger::ManualRetry);
+    e.handle(Event::NothingReady, 0);
+    e.handle(Event::UploadSelected(fresh_job("f5", 1000)), 0);
+    assert!(matches!(request(&mut e, 0), Action::SendChunk { announce_size: Some(1000), .. }));
+    e.handle(Event::BlobReply(Err(http(404, "not_found"))), 0);
+    assert_eq!(request(&mut e, 0), Action::AnnounceBlob { sha256: "f5".into(), size: 1000, preview_of: None });
     // A preview is still announced apart (it names its original).
     let mut e = started(13, Trigger::ManualRetry);
     e.handle(Event::NothingReady, 0);
