@@ -95,14 +95,18 @@ pub struct ServerCopy<'a> {
     pub view_json: &'a str,
 }
 
-/// The one insert of an incident row: a draft made on this device, or a
-/// case first pulled from the server (with its `server` copy).
-pub fn insert(conn: &Connection, incident: &Incident, server: Option<ServerCopy>) -> Result<()> {
+/// Insert an incident row: a draft made here (`server` None), or a case
+/// this device first hears of from the server, with its server state and
+/// task facts in the same statement (an initial pull does this for every
+/// case, so the row is written once).
+pub fn insert(conn: &Connection, incident: &Incident, server: Option<(&IncidentView, ServerCopy)>) -> Result<()> {
+    let view = server.map(|(view, _)| view);
     conn.prepare_cached(
         "INSERT INTO incidents (id, status, category_code, description, address, lat, lon, accuracy_m, grid_code, reporter,
              created_device_ms, created_corrected_ms, updated_device_ms, updated_corrected_ms,
-             submitted_device_ms, submitted_corrected_ms, server_version, server_view)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+             submitted_device_ms, submitted_corrected_ms, server_version, server_view,
+             assignee, department, deadline_ms, task_since_ms, rating)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
     )?
     .execute(params![
         incident.id.to_string(),
@@ -121,8 +125,13 @@ pub fn insert(conn: &Connection, incident: &Incident, server: Option<ServerCopy>
         incident.updated_at.corrected_ms,
         incident.submitted_at.map(|t| t.device_ms),
         incident.submitted_at.map(|t| t.corrected_ms),
-        server.map(|s| s.version),
-        server.map(|s| s.view_json),
+        server.map(|(_, s)| s.version),
+        server.map(|(_, s)| s.view_json),
+        view.and_then(|v| v.assignee.as_deref()),
+        view.and_then(|v| v.department.as_deref()),
+        view.and_then(|v| v.deadline_ms),
+        view.and_then(task_since_ms),
+        view.and_then(|v| v.rating),
     ])?;
     Ok(())
 }
@@ -156,43 +165,6 @@ pub fn record_server_state(conn: &Connection, id: Uuid, view: &IncidentView, ser
 /// measures from there.
 fn task_since_ms(view: &IncidentView) -> Option<i64> {
     view.timeline.iter().rev().find(|e| matches!(e.action.as_str(), "dispatch" | "reopen")).map(|e| e.at_ms)
-}
-
-/// A case this device first hears of from the server: its row and the
-/// server's state in one statement ([`insert`] then
-/// [`record_server_state`] would write the row twice; an initial pull
-/// does this for every case).
-pub fn insert_from_server(conn: &Connection, incident: &Incident, view: &IncidentView, server: ServerCopy) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO incidents (id, status, category_code, description, address, lat, lon, accuracy_m, grid_code, reporter,
-             created_device_ms, created_corrected_ms, updated_device_ms, updated_corrected_ms,
-             server_version, server_view, assignee, department, deadline_ms, task_since_ms, rating)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
-    )?
-    .execute(params![
-        incident.id.to_string(),
-        incident.status.as_str(),
-        incident.category_code,
-        incident.description,
-        incident.address,
-        incident.location.map(|l| l.lat),
-        incident.location.map(|l| l.lon),
-        incident.location.and_then(|l| l.accuracy_m),
-        incident.grid_code,
-        incident.reporter,
-        incident.created_at.device_ms,
-        incident.created_at.corrected_ms,
-        incident.updated_at.device_ms,
-        incident.updated_at.corrected_ms,
-        server.version,
-        server.view_json,
-        view.assignee,
-        view.department,
-        view.deadline_ms,
-        task_since_ms(view),
-        view.rating,
-    ])?;
-    Ok(())
 }
 
 /// Photo evidence metadata, as stored in columns.

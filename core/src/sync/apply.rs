@@ -186,7 +186,7 @@ fn apply_incident(conn: &Connection, id: &str, body: &ChangeBody) -> Result<()> 
                 submitted_at: None,
                 photo_count: 0,
             };
-            incident::insert_from_server(conn, &pulled, &view, server)?;
+            incident::insert(conn, &pulled, Some((&view, server)))?;
         }
     }
     Ok(())
